@@ -1,0 +1,379 @@
+"""Command line: picks a front end (dashboard, headless commands, serve); imports the UI lazily."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from synapse_tui import __version__
+from synapse_tui.config import Settings, load_settings, redact
+from synapse_tui.engine.errors import ConfigError, FatalError
+from synapse_tui.units import format_rate, format_size, parse_rate, parse_size
+
+COMMANDS = ("upload", "resume", "scan", "status", "check", "serve")
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # usage errors: one line, exit 2
+        self.print_usage(sys.stderr)
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _rate(text: str) -> float | None:
+    try:
+        return parse_rate(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("backend")
+    g.add_argument("--host", help="API root URL (env SYNAPSE_HOST)")
+    g.add_argument("--token", dest="access_token", help="access token (env SYNAPSE_ACCESS_TOKEN)")
+    g.add_argument("--user-token", help="user token (env SYNAPSE_PLUGIN_RUN_USER_TOKEN)")
+    g.add_argument("--tenant", help="tenant (env SYNAPSE_PLUGIN_RUN_TENANT)")
+    g.add_argument("--state-dir", help="journal folder (env SYNAPSE_TUI_STATE_DIR)")
+    g.add_argument("--insecure", action="store_true", default=None, help="skip TLS verification")
+    g.add_argument("--ca-bundle", help="CA bundle file for TLS verification")
+    p.add_argument("-v", "--verbose", action="store_true", help="also show informational lines")
+
+
+def _transfer(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--concurrency", "-j", type=int, help="files uploaded at once (default 4)")
+    p.add_argument("--chunk-size", type=_size, help="chunk size, e.g. 50M (default 50M)")
+    p.add_argument("--bwlimit", type=_rate, help="bandwidth limit per second, e.g. 20M")
+    p.add_argument("--retries", type=int, help="attempts per file without progress (default 12)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line on stdout")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="synapse-tui",
+        description="Fast, resumable uploads to a Synapse backend. "
+        "Without a command, opens the dashboard in DIR.",
+    )
+    parser.add_argument("--version", action="version", version=f"synapse-tui {__version__}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+
+    up = sub.add_parser("upload", help="upload files and folders")
+    up.add_argument("paths", nargs="+", metavar="PATH")
+    up.add_argument("--force", action="store_true", help="upload even what was uploaded before")
+    up.add_argument("--priority", type=int, default=0, help="higher runs first")
+    _transfer(up)
+    _common(up)
+
+    res = sub.add_parser("resume", help="finish the unfinished uploads in the journal")
+    _transfer(res)
+    _common(res)
+
+    sc = sub.add_parser("scan", help="pre-scan: sizes, duplicates, already uploaded")
+    sc.add_argument("paths", nargs="+", metavar="PATH")
+    sc.add_argument("--json", action="store_true")
+    _common(sc)
+
+    st = sub.add_parser("status", help="show the journal")
+    st.add_argument("--json", action="store_true")
+    st.add_argument("--all", action="store_true", help="include finished jobs")
+    _common(st)
+
+    ck = sub.add_parser("check", help="pre-flight: auth, limits, disk, hash and upload rates")
+    ck.add_argument("path", nargs="?", help="estimate the upload time of this path")
+    ck.add_argument("--json", action="store_true")
+    _common(ck)
+
+    sv = sub.add_parser("serve", help="run the embedded Synapse-compatible backend")
+    try:
+        from synapse_tui.server.cli import add_arguments
+    except ImportError:  # pragma: no cover - the server package is being built
+        pass
+    else:
+        add_arguments(sv)
+    return parser
+
+
+def build_dashboard_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="synapse-tui", description="Open the dashboard in DIR.")
+    p.add_argument("directory", nargs="?", default=".", metavar="DIR")
+    p.add_argument("--version", action="version", version=f"synapse-tui {__version__}")
+    _transfer(p)
+    _common(p)
+    return p
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    keys = (
+        "host",
+        "access_token",
+        "user_token",
+        "tenant",
+        "state_dir",
+        "insecure",
+        "ca_bundle",
+        "chunk_size",
+        "concurrency",
+        "bwlimit",
+        "retries",
+    )
+    return load_settings({k: getattr(args, k, None) for k in keys})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    first = next((a for a in argv if not a.startswith("-")), None)
+    if first in COMMANDS or any(a in ("-h", "--help") for a in argv[:1]):
+        args = build_parser().parse_args(argv)
+    else:
+        args = build_dashboard_parser().parse_args(argv)
+        args.command = None
+    try:
+        if args.command == "serve":
+            from synapse_tui.server.cli import run
+
+            return run(args)
+        settings = settings_from(args)
+        if args.command is None:
+            from synapse_tui.ui.app import run_dashboard
+
+            return run_dashboard(settings, args.directory)
+        if args.command == "status":
+            return cmd_status(settings, args)
+        if args.command == "scan":
+            return asyncio.run(cmd_scan(settings, args))
+        if args.command == "check":
+            from synapse_tui.check import run_check
+
+            return asyncio.run(run_check(settings, args))
+        return run_transfer(settings, args)
+    except (ConfigError, FatalError) as exc:
+        sys.stderr.write(f"synapse-tui: error: {exc}\n")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        sys.stderr.write("synapse-tui: interrupted\n")
+        return EXIT_INTERRUPTED
+
+
+# -- upload / resume ---------------------------------------------------------------------------
+
+
+def make_manager(settings: Settings, listeners: list[Any]) -> Any:
+    """Build an UploadManager for the configured backend (raises ConfigError when unset)."""
+    from synapse_tui.engine.journal import Journal
+    from synapse_tui.engine.protocol import ProtocolClient
+    from synapse_tui.engine.scheduler import EngineOptions, UploadManager
+
+    if not settings.host:
+        raise ConfigError(
+            "no backend configured: give --host and --token, set SYNAPSE_HOST and "
+            "SYNAPSE_ACCESS_TOKEN, or run `synapse-tui serve` for a local one"
+        )
+    if not settings.credentials.present:
+        raise ConfigError("no credentials: give --token (or --user-token with --tenant)")
+    client = ProtocolClient(
+        settings.host, settings.credentials, verify=settings.verify, max_connections=64
+    )
+    options = EngineOptions(
+        host=settings.host,
+        chunk_size=settings.chunk_size,
+        concurrency=settings.concurrency,
+        bwlimit=settings.bwlimit,
+        retries=settings.retries,
+    )
+    return UploadManager(client, Journal(settings.state_dir), options, listeners)
+
+
+def run_transfer(settings: Settings, args: argparse.Namespace) -> int:
+    from synapse_tui.headless import make_reporter
+
+    reporter = make_reporter(args.json, settings.credentials.secrets(), args.verbose)
+    manager = make_manager(settings, [reporter])
+    interrupted = asyncio.Event()
+    presses = 0
+
+    async def transfer() -> int:
+        loop = asyncio.get_running_loop()
+
+        def on_sigint() -> None:
+            nonlocal presses
+            presses += 1
+            if presses > 1:
+                os._exit(EXIT_INTERRUPTED)  # second Ctrl-C forces
+            interrupted.set()
+
+        loop.add_signal_handler(signal.SIGINT, on_sigint)
+        loop.add_signal_handler(signal.SIGTERM, on_sigint)
+        manager.start()
+        try:
+            if args.command == "upload":
+                work = asyncio.ensure_future(
+                    _upload_all(manager, args.paths, args.force, args.priority)
+                )
+            else:
+                count = manager.resume_unfinished()
+                if count == 0 and not args.json:
+                    sys.stdout.write("nothing to resume\n")
+                work = asyncio.ensure_future(manager.wait_idle())
+            stop = asyncio.ensure_future(interrupted.wait())
+            await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if interrupted.is_set():
+                work.cancel()
+                await manager.close("interrupted")
+                left = len(manager.journal.unfinished(settings.host))
+                sys.stderr.write(
+                    f"\ninterrupted: {left} unfinished file(s) saved; "
+                    "run `synapse-tui resume` to finish them\n"
+                )
+                return EXIT_INTERRUPTED
+            stop.cancel()
+            await work
+        finally:
+            await manager.close()
+            manager.journal.close()
+        reporter.finish()
+        return reporter.summary.exit_code
+
+    try:
+        return asyncio.run(transfer())
+    except Exception as exc:  # last resort: one line, never the token
+        sys.stderr.write(
+            "synapse-tui: error: "
+            + redact(f"{type(exc).__name__}: {exc}", settings.credentials.secrets())
+            + "\n"
+        )
+        return EXIT_FAILED
+
+
+async def _upload_all(manager: Any, paths: list[str], force: bool, priority: int) -> None:
+    await manager.add_paths([os.fsencode(p) for p in paths], force=force, priority=priority)
+    await manager.wait_idle()
+
+
+# -- scan / status -----------------------------------------------------------------------------
+
+
+async def cmd_scan(settings: Settings, args: argparse.Namespace) -> int:
+    from synapse_tui.engine.journal import Journal
+    from synapse_tui.engine.scan import FoundFile, scan
+
+    journal = Journal(settings.state_dir) if settings.host else None
+    files = nbytes = 0
+    seen: dict[tuple[int, str], str] = {}
+    duplicates: list[dict[str, str]] = []
+    uploaded: list[dict[str, str]] = []
+    refused: list[dict[str, str]] = []
+    errors = 0
+    started = time.monotonic()
+    async for batch in scan([os.fsencode(p) for p in args.paths]):
+        for item in batch:
+            if not isinstance(item, FoundFile):
+                refused.append({"path": item.display, "reason": item.reason})
+                errors += int(item.error)
+                continue
+            files += 1
+            nbytes += item.identity.size
+            key = (item.identity.size, item.fingerprint)
+            if key in seen:
+                duplicates.append({"path": item.display, "duplicate_of": seen[key]})
+            else:
+                seen[key] = item.display
+            if journal and settings.host:
+                entry = journal.uploaded(settings.host, item.fingerprint, item.identity.size)
+                if entry:
+                    uploaded.append({"path": item.display, "upload_id": entry.upload_id})
+    seconds = time.monotonic() - started
+    result = {
+        "event": "scan",
+        "files": files,
+        "bytes": nbytes,
+        "duplicates": duplicates,
+        "already_uploaded": uploaded,
+        "skipped": refused,
+        "seconds": round(seconds, 3),
+        "hash_rate": round(nbytes / seconds, 1) if seconds > 0 else None,
+    }
+    if args.json:
+        sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
+    else:
+        for d in duplicates:
+            sys.stdout.write(f"duplicate  {d['path']} = {d['duplicate_of']}\n")
+        for u in uploaded:
+            sys.stdout.write(f"uploaded   {u['path']} (upload {u['upload_id']})\n")
+        for r in refused:
+            sys.stderr.write(f"skipped    {r['path']}: {r['reason']}\n")
+        rate = nbytes / seconds if seconds > 0 else 0.0
+        sys.stdout.write(
+            f"{files} files, {format_size(nbytes)}; {len(duplicates)} duplicates, "
+            f"{len(uploaded)} already uploaded, {len(refused)} skipped; "
+            f"hashed at {format_rate(rate)} in {seconds:.2f}s\n"
+        )
+    if journal:
+        journal.close()
+    return EXIT_FAILED if errors else EXIT_OK
+
+
+def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    from synapse_tui.engine.events import JobState
+    from synapse_tui.engine.journal import UNFINISHED, Journal
+    from synapse_tui.engine.names import display_path
+
+    journal = Journal(settings.state_dir)
+    try:
+        jobs = journal.jobs() if args.all else journal.jobs(UNFINISHED + (JobState.FAILED,))
+        rows = []
+        for job in jobs:
+            state = job.state.value
+            if job.state.active and journal.try_lock(job.id):
+                state = "interrupted"  # nobody drives it: a crashed or killed run
+                journal.unlock(job.id)
+            rows.append(
+                {
+                    "id": job.id,
+                    "state": state,
+                    "path": display_path(job.path),
+                    "size": job.size,
+                    "offset": job.offset,
+                    "host": job.host,
+                    "upload_id": job.upload_id,
+                    "md5": job.md5,
+                    "attempts": job.attempts,
+                    "last_error": job.last_error,
+                }
+            )
+        if args.json:
+            for row in rows:
+                sys.stdout.write(json.dumps({"event": "job", **row}, ensure_ascii=False) + "\n")
+        elif not rows:
+            sys.stdout.write(
+                "no unfinished jobs" + ("" if args.all else " (--all shows every job)") + "\n"
+            )
+        else:
+            sys.stdout.write(f"{'ID':>5}  {'STATE':<11} {'PROGRESS':>17}  PATH\n")
+            for r in rows:
+                pct = 100.0 * r["offset"] / r["size"] if r["size"] else 100.0
+                progress = f"{format_size(r['offset'])} {pct:3.0f}%"
+                line = f"{r['id']:>5}  {r['state']:<11} {progress:>17}  {r['path']}"
+                if r["last_error"] and r["state"] not in ("done",):
+                    line += f"\n{'':>7}{r['last_error']}"
+                sys.stdout.write(line + "\n")
+    finally:
+        journal.close()
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,145 @@
+"""Settings: command line > environment > ~/.synapse/config.json > synapse-tui's own file."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from synapse_tui import paths
+from synapse_tui.engine.errors import ConfigError
+from synapse_tui.engine.protocol import Credentials
+from synapse_tui.units import parse_rate, parse_size
+
+DEFAULT_CHUNK = 50 * 1024 * 1024
+DEFAULT_CONCURRENCY = 4
+CONFIG_FILENAME = "config.json"
+
+ENV = {
+    "host": "SYNAPSE_HOST",
+    "access_token": "SYNAPSE_ACCESS_TOKEN",
+    "user_token": "SYNAPSE_PLUGIN_RUN_USER_TOKEN",
+    "tenant": "SYNAPSE_PLUGIN_RUN_TENANT",
+}
+SECRET_KEYS = ("access_token", "user_token", "tenant")
+
+
+@dataclass
+class Settings:
+    """Everything the engine and the front ends need, resolved once."""
+
+    host: str | None = None
+    credentials: Credentials = field(default_factory=Credentials)
+    state_dir: Path = field(default_factory=paths.state_dir)
+    chunk_size: int = DEFAULT_CHUNK
+    concurrency: int = DEFAULT_CONCURRENCY
+    bwlimit: float | None = None
+    insecure: bool = False
+    ca_bundle: str | None = None
+    retries: int = 12
+    theme: str | None = None
+    sources: dict[str, str] = field(default_factory=dict)  # key -> where it came from
+
+    @property
+    def verify(self) -> bool | str:
+        if self.insecure:
+            return False
+        return self.ca_bundle or True
+
+    def __repr__(self) -> str:  # credentials have their own redacting repr
+        return f"Settings(host={self.host!r}, credentials={self.credentials!r}, ...)"
+
+
+def own_config_file() -> Path:
+    return paths.config_dir() / CONFIG_FILENAME
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a JSON object")
+    return data
+
+
+def load_settings(
+    cli: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Resolve settings. `cli` holds values given on the command line (None = not given)."""
+    cli = {k: v for k, v in (cli or {}).items() if v is not None}
+    env = os.environ if env is None else env
+    sdk = _read_json(paths.sdk_config_file())
+    own = _read_json(own_config_file())
+    layers: list[tuple[str, Mapping[str, Any]]] = [
+        ("command line", cli),
+        ("environment", {k: env[v] for k, v in ENV.items() if env.get(v)}),
+        (str(paths.sdk_config_file()), {k: sdk[k] for k in ENV if sdk.get(k)}),
+        (str(own_config_file()), own),
+    ]
+    settings = Settings()
+
+    def pick(key: str) -> Any:
+        for name, layer in layers:
+            if layer.get(key) not in (None, ""):
+                settings.sources[key] = name
+                return layer[key]
+        return None
+
+    host = pick("host")
+    if host is not None:
+        host = str(host).strip()
+        if not host.startswith(("http://", "https://")):
+            raise ConfigError(f"host must start with http:// or https://: {host}")
+        settings.host = host.rstrip("/")
+    settings.credentials = Credentials(
+        access_token=pick("access_token"), user_token=pick("user_token"), tenant=pick("tenant")
+    )
+    settings.state_dir = paths.state_dir(cli.get("state_dir"))
+    try:
+        if (chunk := pick("chunk_size")) is not None:
+            settings.chunk_size = parse_size(str(chunk))
+        if (conc := pick("concurrency")) is not None:
+            settings.concurrency = int(conc)
+        if (bw := pick("bwlimit")) is not None:
+            settings.bwlimit = parse_rate(str(bw))
+        if (retries := pick("retries")) is not None:
+            settings.retries = int(retries)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if settings.chunk_size < 1:
+        raise ConfigError("chunk size must be at least 1 byte")
+    if not 1 <= settings.concurrency <= 64:
+        raise ConfigError("concurrency must be between 1 and 64")
+    settings.insecure = bool(pick("insecure"))
+    settings.ca_bundle = pick("ca_bundle")
+    settings.theme = pick("theme")
+    return settings
+
+
+def save_own_config(values: Mapping[str, Any]) -> Path:
+    """Merge `values` into synapse-tui's own config file (0600, written atomically)."""
+    path = own_config_file()
+    current = _read_json(path)
+    for key, value in values.items():
+        if value in (None, ""):
+            current.pop(key, None)
+        else:
+            current[key] = value
+    paths.write_private(path, (json.dumps(current, indent=2) + "\n").encode())
+    return path
+
+
+def redact(text: str, secrets: list[str]) -> str:
+    """Replace every secret in `text` with a fixed marker."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "<redacted>")
+    return text

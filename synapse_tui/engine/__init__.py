@@ -1,0 +1,1 @@
+"""The upload engine: stdlib, httpx and xxhash only; never Textual."""

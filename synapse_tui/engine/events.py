@@ -1,0 +1,139 @@
+"""Plain dataclasses the engine emits; front ends (headless, dashboard) subscribe to them."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+class JobState(enum.StrEnum):
+    """Where a job stands; the journal stores these values."""
+
+    QUEUED = "queued"
+    HASHING = "hashing"  # re-hashing the sent prefix before resuming
+    UPLOADING = "uploading"
+    FINALIZING = "finalizing"
+    REGISTERING = "registering"  # data file / data unit steps (collections)
+    PAUSED = "paused"
+    DONE = "done"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobState.DONE, JobState.SKIPPED, JobState.FAILED, JobState.CANCELLED)
+
+    @property
+    def active(self) -> bool:
+        return self in (
+            JobState.HASHING,
+            JobState.UPLOADING,
+            JobState.FINALIZING,
+            JobState.REGISTERING,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Base class of every engine event."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScanProgress(Event):
+    """The pre-scan's running totals (emitted a few times per second while it runs)."""
+
+    files: int
+    bytes: int
+    duplicates: int
+    already_uploaded: int
+    skipped: int
+    done: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class JobQueued(Event):
+    job_id: int
+    path: str  # display form (escaped)
+    size: int
+    resumed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class JobStateChanged(Event):
+    """Any state change; `message` explains pauses, retries and failures."""
+
+    job_id: int
+    state: JobState
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class JobProgress(Event):
+    """Throttled to a few per second per job."""
+
+    job_id: int
+    sent: int  # bytes acknowledged or in flight
+    size: int
+    rate: float  # bytes/second, smoothed
+    eta: float | None  # seconds
+
+
+@dataclass(frozen=True, slots=True)
+class JobDone(Event):
+    job_id: int
+    path: str
+    size: int
+    md5: str
+    upload_id: str
+    resumed_from: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobSkipped(Event):
+    job_id: int | None
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class JobFailed(Event):
+    job_id: int | None
+    path: str
+    error: str
+    resumable: bool = False  # True: left paused, `resume` continues it
+
+
+@dataclass(frozen=True, slots=True)
+class LogMessage(Event):
+    """A line for the event log: resumes, retries, warnings."""
+
+    level: str  # "info" | "warning" | "error"
+    message: str
+    job_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TotalProgress(Event):
+    """Batch totals, throttled like JobProgress."""
+
+    bytes_done: int
+    bytes_total: int
+    files_done: int
+    files_total: int
+    rate: float
+    eta: float | None
+    eta_low: float | None
+    eta_high: float | None
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class FatalStop(Event):
+    """Everything stopped (authentication error, origin refused...)."""
+
+    error: str
+
+
+Listener = Callable[[Event], None]

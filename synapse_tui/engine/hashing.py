@@ -1,0 +1,212 @@
+"""MD5 and xxh3_128 over files and file ranges: run in threads, one read pass, cancellable."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import xxhash
+
+from synapse_tui.engine.errors import FileChangedError, LocalFileError
+
+PIECE = 1024 * 1024  # bytes read per call while streaming a chunk
+SCAN_PIECE = 4 * 1024 * 1024  # bytes read per call while hashing whole files
+# Kernel filesystems whose files lie about their size or block forever.
+SPECIAL_ROOTS = ("/proc/", "/sys/", "/dev/")
+
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def io_executor() -> ThreadPoolExecutor:
+    """The shared pool for file reads and hashing (hashlib/xxhash release the GIL)."""
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            workers = max(4, (os.cpu_count() or 2) * 2)
+            _executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="synapse-io")
+        return _executor
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """What must not change while a file is uploaded: size, mtime, inode, device."""
+
+    size: int
+    mtime_ns: int
+    inode: int
+    device: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> Identity:
+        return cls(st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
+
+    def describe_change(self, other: Identity) -> str | None:
+        if (self.inode, self.device) != (other.inode, other.device):
+            return "file was replaced"
+        if other.size < self.size:
+            return f"file shrank from {self.size} to {other.size} bytes"
+        if other.size > self.size:
+            return f"file grew from {self.size} to {other.size} bytes"
+        if other.mtime_ns != self.mtime_ns:
+            return "file was modified"
+        return None
+
+
+def check_regular(path: bytes) -> os.stat_result:
+    """stat `path` and refuse anything but a readable regular file, without opening it."""
+    real = os.path.realpath(path)
+    if any(real.startswith(root.encode()) for root in SPECIAL_ROOTS):
+        raise LocalFileError("refusing a file of a kernel filesystem (/proc, /sys, /dev)")
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise LocalFileError("dangling symbolic link") from None
+        raise LocalFileError("no such file") from None
+    except OSError as exc:
+        raise LocalFileError(exc.strerror or str(exc)) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise LocalFileError(f"not a regular file ({file_kind(st.st_mode)})")
+    return st
+
+
+def file_kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISDIR, "directory"),
+        (stat.S_ISFIFO, "FIFO"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+        (stat.S_ISLNK, "symbolic link"),
+    ):
+        if test(mode):
+            return name
+    return "special file"
+
+
+def open_regular(path: bytes, expected: Identity | None = None) -> tuple[int, Identity]:
+    """Open a regular file for reading (never blocks on a FIFO) and check its identity."""
+    check_regular(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise LocalFileError(exc.strerror or str(exc)) from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise LocalFileError(f"not a regular file ({file_kind(st.st_mode)})")
+        ident = Identity.of(st)
+        if expected is not None:
+            change = expected.describe_change(ident)
+            if change:
+                raise FileChangedError(f"changed since it was queued: {change}")
+        return fd, ident
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+class HashPair:
+    """MD5 (what the server checks) and xxh3_128 (our fingerprint) of a file prefix."""
+
+    __slots__ = ("md5", "position", "xxh")
+
+    def __init__(self, md5: Any = None, xxh: Any = None, position: int = 0) -> None:
+        self.md5 = md5 if md5 is not None else hashlib.md5()
+        self.xxh = xxh if xxh is not None else xxhash.xxh3_128()
+        self.position = position
+
+    def copy(self) -> HashPair:
+        return HashPair(self.md5.copy(), self.xxh.copy(), self.position)
+
+    def update(self, data: bytes) -> None:
+        self.md5.update(data)
+        self.xxh.update(data)
+        self.position += len(data)
+
+
+def read_piece(fd: int, offset: int, length: int, hashes: HashPair | None) -> bytes:
+    """Read exactly `length` bytes at `offset` (in a worker thread) and hash them if asked."""
+    try:
+        data = os.pread(fd, length, offset)
+    except OSError as exc:
+        raise LocalFileError(f"read error at byte {offset}: {exc.strerror or exc}") from None
+    if len(data) != length:
+        raise FileChangedError(
+            f"changed during upload: expected {length} bytes at {offset}, read {len(data)}"
+        )
+    if hashes is not None:
+        if hashes.position != offset:
+            raise RuntimeError(f"hash state at {hashes.position}, piece at {offset}")
+        hashes.update(data)
+    return data
+
+
+def hash_prefix(
+    fd: int,
+    length: int,
+    cancel: threading.Event | None = None,
+    on_progress: Any = None,
+) -> HashPair:
+    """MD5 + xxh3 of the first `length` bytes (resume: re-hash what the server holds)."""
+    hashes = HashPair()
+    buf = bytearray(SCAN_PIECE)
+    view = memoryview(buf)
+    pos = 0
+    while pos < length:
+        if cancel is not None and cancel.is_set():
+            raise InterruptedError("hashing cancelled")
+        want = min(SCAN_PIECE, length - pos)
+        try:
+            got = os.preadv(fd, [view[:want]], pos)
+        except OSError as exc:
+            raise LocalFileError(f"read error at byte {pos}: {exc.strerror or exc}") from None
+        if got != want:
+            raise FileChangedError(f"file shrank while re-hashing (at byte {pos + got})")
+        hashes.update(view[:want])  # type: ignore[arg-type]
+        pos += want
+        if on_progress is not None:
+            on_progress(pos)
+    return hashes
+
+
+def xxh3_file(path: bytes, cancel: threading.Event | None = None) -> tuple[str, int]:
+    """xxh3_128 of a whole file; returns (hex digest, bytes read). Refuses special files."""
+    fd, ident = open_regular(path)
+    try:
+        h = xxhash.xxh3_128()
+        buf = bytearray(SCAN_PIECE)
+        view = memoryview(buf)
+        total = 0
+        while True:
+            if cancel is not None and cancel.is_set():
+                raise InterruptedError("scan cancelled")
+            try:
+                got = os.readv(fd, [buf])
+            except OSError as exc:
+                raise LocalFileError(f"read error: {exc.strerror or exc}") from None
+            if not got:
+                break
+            h.update(view[:got])
+            total += got
+            if total > ident.size:
+                break
+        if total != ident.size:
+            raise FileChangedError(f"size changed while hashing ({ident.size} -> {total} bytes)")
+        return h.hexdigest(), total
+    finally:
+        os.close(fd)
+
+
+def md5_file(path: bytes) -> str:
+    fd, ident = open_regular(path)
+    try:
+        return hash_prefix(fd, ident.size).md5.hexdigest()
+    finally:
+        os.close(fd)

@@ -1,0 +1,392 @@
+"""SQLite journal: jobs, offsets, fingerprints, errors and the ledger of completed uploads.
+
+Survives `kill -9` at any point: WAL mode, one transaction per change, and the server's
+offset is always re-read before resuming, so a stale journal offset costs at most a chunk.
+Never stores credentials. Files are 0600 in a 0700 folder.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from synapse_tui.engine.events import JobState
+from synapse_tui.engine.hashing import Identity
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY,
+    path BLOB NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    inode INTEGER NOT NULL,
+    device INTEGER NOT NULL,
+    fingerprint TEXT NOT NULL,
+    host TEXT NOT NULL,
+    chunk_size INTEGER NOT NULL,
+    priority INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL,
+    upload_id TEXT,
+    upload_url TEXT,
+    creating_since REAL,
+    offset INTEGER NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    md5 TEXT,
+    resumed_from INTEGER,
+    result TEXT,
+    extra TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
+CREATE TABLE IF NOT EXISTS job_errors (
+    job_id INTEGER NOT NULL,
+    at REAL NOT NULL,
+    message TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS job_errors_job ON job_errors(job_id);
+CREATE TABLE IF NOT EXISTS ledger (
+    host TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    md5 TEXT NOT NULL,
+    upload_id TEXT NOT NULL,
+    path BLOB NOT NULL,
+    completed_at REAL NOT NULL,
+    PRIMARY KEY (host, fingerprint, size)
+);
+"""
+
+UNFINISHED = (
+    JobState.QUEUED,
+    JobState.HASHING,
+    JobState.UPLOADING,
+    JobState.FINALIZING,
+    JobState.REGISTERING,
+    JobState.PAUSED,
+)
+
+
+@dataclass
+class JobRecord:
+    """One row of `jobs`."""
+
+    id: int
+    path: bytes
+    size: int
+    identity: Identity
+    fingerprint: str
+    host: str
+    chunk_size: int
+    priority: int
+    state: JobState
+    upload_id: str | None
+    upload_url: str | None
+    creating_since: float | None
+    offset: int
+    attempts: int
+    last_error: str | None
+    md5: str | None
+    resumed_from: int | None
+    created_at: float
+    updated_at: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> JobRecord:
+        return cls(
+            id=row["id"],
+            path=bytes(row["path"]),
+            size=row["size"],
+            identity=Identity(row["size"], row["mtime_ns"], row["inode"], row["device"]),
+            fingerprint=row["fingerprint"],
+            host=row["host"],
+            chunk_size=row["chunk_size"],
+            priority=row["priority"],
+            state=JobState(row["state"]),
+            upload_id=row["upload_id"],
+            upload_url=row["upload_url"],
+            creating_since=row["creating_since"],
+            offset=row["offset"],
+            attempts=row["attempts"],
+            last_error=row["last_error"],
+            md5=row["md5"],
+            resumed_from=row["resumed_from"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            extra=json.loads(row["extra"]) if row["extra"] else {},
+        )
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    host: str
+    fingerprint: str
+    size: int
+    md5: str
+    upload_id: str
+    path: bytes
+    completed_at: float
+
+
+class JobLocked(Exception):
+    """Another process drives this job."""
+
+
+class Journal:
+    """The state database. Calls are short and synchronous; one instance per process."""
+
+    FILENAME = "journal.sqlite3"
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        os.chmod(directory, 0o700)
+        self.path = directory / self.FILENAME
+        self._locks_dir = directory / "locks"
+        self._locks_dir.mkdir(exist_ok=True)
+        os.chmod(self._locks_dir, 0o700)
+        if not self.path.exists():
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+        os.chmod(self.path, 0o600)
+        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode survives any process crash; only an OS crash may lose the last
+        # commits, and the server's offset is re-read on resume anyway.
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=30000")
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                self._db.execute(statement)
+        for suffix in ("-wal", "-shm"):
+            extra = Path(str(self.path) + suffix)
+            if extra.exists():
+                os.chmod(extra, 0o600)
+        self._held: dict[int, int] = {}
+
+    def close(self) -> None:
+        for job_id in list(self._held):
+            self.unlock(job_id)
+        self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # -- jobs -------------------------------------------------------------------------------
+
+    def add_job(
+        self,
+        path: bytes,
+        identity: Identity,
+        fingerprint: str,
+        host: str,
+        chunk_size: int,
+        priority: int = 0,
+        extra: dict[str, Any] | None = None,
+    ) -> JobRecord:
+        now = time.time()
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT INTO jobs (path, size, mtime_ns, inode, device, fingerprint, host,"
+                " chunk_size, priority, state, extra, created_at, updated_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    path,
+                    identity.size,
+                    identity.mtime_ns,
+                    identity.inode,
+                    identity.device,
+                    fingerprint,
+                    host,
+                    chunk_size,
+                    priority,
+                    JobState.QUEUED.value,
+                    json.dumps(extra) if extra else None,
+                    now,
+                    now,
+                ),
+            )
+            job_id = cur.lastrowid
+        assert job_id is not None
+        return self.get(job_id)
+
+    def get(self, job_id: int) -> JobRecord:
+        row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise KeyError(job_id)
+        return JobRecord.from_row(row)
+
+    def jobs(self, states: tuple[JobState, ...] | None = None) -> list[JobRecord]:
+        if states:
+            marks = ",".join("?" * len(states))
+            rows = self._db.execute(
+                f"SELECT * FROM jobs WHERE state IN ({marks}) ORDER BY priority DESC, id",
+                [s.value for s in states],
+            )
+        else:
+            rows = self._db.execute("SELECT * FROM jobs ORDER BY id")
+        return [JobRecord.from_row(r) for r in rows]
+
+    def unfinished(self, host: str | None = None) -> list[JobRecord]:
+        jobs = self.jobs(UNFINISHED)
+        return [j for j in jobs if host is None or j.host == host]
+
+    def find_unfinished(self, path: bytes, fingerprint: str, host: str) -> JobRecord | None:
+        row = self._db.execute(
+            "SELECT * FROM jobs WHERE path = ? AND fingerprint = ? AND host = ? AND state IN"
+            f" ({','.join('?' * len(UNFINISHED))}) ORDER BY id DESC LIMIT 1",
+            (path, fingerprint, host, *[s.value for s in UNFINISHED]),
+        ).fetchone()
+        return JobRecord.from_row(row) if row else None
+
+    _UPDATABLE = frozenset(
+        {
+            "state",
+            "upload_id",
+            "upload_url",
+            "creating_since",
+            "offset",
+            "attempts",
+            "last_error",
+            "md5",
+            "resumed_from",
+            "result",
+            "priority",
+            "extra",
+        }
+    )
+
+    def update(self, job_id: int, **values: Any) -> None:
+        """Set columns of one job in one transaction."""
+        unknown = set(values) - self._UPDATABLE
+        if unknown:
+            raise ValueError(f"not updatable: {sorted(unknown)}")
+        if "state" in values and isinstance(values["state"], JobState):
+            values["state"] = values["state"].value
+        if "extra" in values and not isinstance(values["extra"], str | None):
+            values["extra"] = json.dumps(values["extra"])
+        values["updated_at"] = time.time()
+        cols = ", ".join(f"{k} = ?" for k in values)
+        with self._tx() as db:
+            db.execute(f"UPDATE jobs SET {cols} WHERE id = ?", (*values.values(), job_id))
+
+    def add_error(self, job_id: int, message: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO job_errors (job_id, at, message) VALUES (?,?,?)",
+                (job_id, time.time(), message),
+            )
+            db.execute(
+                "UPDATE jobs SET last_error = ?, updated_at = ? WHERE id = ?",
+                (message, time.time(), job_id),
+            )
+
+    def errors(self, job_id: int) -> list[tuple[float, str]]:
+        rows = self._db.execute(
+            "SELECT at, message FROM job_errors WHERE job_id = ? ORDER BY at", (job_id,)
+        )
+        return [(r["at"], r["message"]) for r in rows]
+
+    def complete(
+        self, job: JobRecord, md5: str, upload_id: str, resumed_from: int, result: Any
+    ) -> None:
+        """Mark a job done and add it to the ledger, in one transaction."""
+        now = time.time()
+        with self._tx() as db:
+            db.execute(
+                "UPDATE jobs SET state = ?, md5 = ?, upload_id = ?, offset = size,"
+                " resumed_from = ?, result = ?, updated_at = ? WHERE id = ?",
+                (
+                    JobState.DONE.value,
+                    md5,
+                    upload_id,
+                    resumed_from,
+                    json.dumps(result),
+                    now,
+                    job.id,
+                ),
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO ledger VALUES (?,?,?,?,?,?,?)",
+                (job.host, job.fingerprint, job.size, md5, upload_id, job.path, now),
+            )
+
+    def prune(self, states: tuple[JobState, ...]) -> int:
+        marks = ",".join("?" * len(states))
+        with self._tx() as db:
+            cur = db.execute(
+                f"DELETE FROM jobs WHERE state IN ({marks})", [s.value for s in states]
+            )
+            db.execute("DELETE FROM job_errors WHERE job_id NOT IN (SELECT id FROM jobs)")
+        return cur.rowcount
+
+    # -- ledger -----------------------------------------------------------------------------
+
+    def uploaded(self, host: str, fingerprint: str, size: int) -> LedgerEntry | None:
+        row = self._db.execute(
+            "SELECT * FROM ledger WHERE host = ? AND fingerprint = ? AND size = ?",
+            (host, fingerprint, size),
+        ).fetchone()
+        if row is None:
+            return None
+        return LedgerEntry(
+            row["host"],
+            row["fingerprint"],
+            row["size"],
+            row["md5"],
+            row["upload_id"],
+            bytes(row["path"]),
+            row["completed_at"],
+        )
+
+    def uploaded_paths(self, host: str) -> dict[bytes, LedgerEntry]:
+        rows = self._db.execute("SELECT * FROM ledger WHERE host = ?", (host,))
+        return {
+            bytes(r["path"]): LedgerEntry(
+                r["host"],
+                r["fingerprint"],
+                r["size"],
+                r["md5"],
+                r["upload_id"],
+                bytes(r["path"]),
+                r["completed_at"],
+            )
+            for r in rows
+        }
+
+    # -- locks ------------------------------------------------------------------------------
+
+    def try_lock(self, job_id: int) -> bool:
+        """Take this process's lock on a job; False if another process holds it."""
+        if job_id in self._held:
+            return True
+        fd = os.open(self._locks_dir / f"{job_id}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._held[job_id] = fd
+        return True
+
+    def unlock(self, job_id: int) -> None:
+        fd = self._held.pop(job_id, None)
+        if fd is not None:
+            os.close(fd)

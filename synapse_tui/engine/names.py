@@ -1,0 +1,47 @@
+"""Safe display of file names: bytes that are not UTF-8 and control characters are escaped."""
+
+from __future__ import annotations
+
+import os
+
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\x1b": "\\e", "\\": "\\\\"}
+
+
+def escape_text(text: str) -> str:
+    """Escape control characters (C0, DEL, C1), lone surrogates and backslashes."""
+    out: list[str] = []
+    for ch in text:
+        code = ord(ch)
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape)
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif code < 0x20 or code == 0x7F or 0x80 <= code < 0xA0 or 0xD800 <= code <= 0xDFFF:
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def display_path(path: bytes | str) -> str:
+    """A path as a single printable line, safe to show in a terminal or a log."""
+    text = os.fsdecode(path) if isinstance(path, bytes) else path
+    return escape_text(text)
+
+
+def display_name(path: bytes | str) -> str:
+    """The last component of a path, escaped: what is sent as the upload's filename."""
+    raw = os.fsencode(path)
+    base = os.path.basename(raw.rstrip(b"/")) or raw
+    return display_path(base)
+
+
+def upload_filename(path: bytes | str, limit: int = 255) -> str:
+    """The filename sent to the server: escaped, and shortened to `limit` characters."""
+    name = display_name(path)
+    if len(name) <= limit:
+        return name
+    stem, dot, ext = name.rpartition(".")
+    if dot and 0 < len(ext) <= 16:
+        return stem[: limit - len(ext) - 2] + "~." + ext
+    return name[: limit - 1] + "~"

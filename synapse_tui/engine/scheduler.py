@@ -1,0 +1,556 @@
+"""The upload manager: a queue of jobs, bounded concurrency, pause/drain/cancel, limits.
+
+Front ends (headless CLI, dashboard) drive only this class and listen to its events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from synapse_tui.engine.errors import FatalError, FileError, SynapseError
+from synapse_tui.engine.events import (
+    Event,
+    FatalStop,
+    JobDone,
+    JobFailed,
+    JobProgress,
+    JobQueued,
+    JobSkipped,
+    JobState,
+    JobStateChanged,
+    Listener,
+    LogMessage,
+    ScanProgress,
+    TotalProgress,
+)
+from synapse_tui.engine.journal import JobRecord, Journal
+from synapse_tui.engine.limits import Backoff, Bandwidth, Gate
+from synapse_tui.engine.meter import Meter
+from synapse_tui.engine.names import display_path
+from synapse_tui.engine.protocol import ProtocolClient, UploadInfo
+from synapse_tui.engine.scan import FoundFile, Refused, scan
+from synapse_tui.engine.uploader import FileUpload, Job, Paused, RetriesExhausted
+
+log = logging.getLogger("synapse_tui.engine")
+
+
+@dataclass
+class EngineOptions:
+    """How the engine behaves; the CLI and the dashboard fill it from Settings."""
+
+    host: str
+    chunk_size: int = 50 * 1024 * 1024
+    concurrency: int = 4
+    bwlimit: float | None = None
+    retries: int = 12
+    backoff_base: float = 1.0
+    backoff_cap: float = 60.0
+    stall_timeout: float = 120.0  # no body progress for this long: the request is abandoned
+    response_timeout: float = 300.0  # body sent, no complete answer within this long
+    settle_delay: float = 1.0  # after an unknown outcome, wait before re-reading the offset
+    tick: float = 0.5  # progress events per job at most every `tick` seconds
+    expiry: float | None = 86400.0  # server-side expiry, to warn when an ETA passes it
+
+
+@dataclass
+class ScanTotals:
+    files: int = 0
+    bytes: int = 0
+    duplicates: int = 0
+    already_uploaded: int = 0
+    skipped: int = 0
+    failed: int = 0
+    hashed_bytes: int = 0
+    seconds: float = 0.0
+
+
+class UploadManager:
+    """Owns the jobs of one backend. Use as `async with UploadManager(...) as m:`."""
+
+    def __init__(
+        self,
+        client: ProtocolClient,
+        journal: Journal,
+        options: EngineOptions,
+        listeners: Iterable[Listener] = (),
+    ) -> None:
+        self.client = client
+        self.journal = journal
+        self.options = options
+        self.listeners: list[Listener] = list(listeners)
+        self.jobs: dict[int, Job] = {}
+        self.bandwidth = Bandwidth(options.bwlimit)
+        self.gate = Gate(options.concurrency)
+        self.backoff = Backoff(options.backoff_base, options.backoff_cap)
+        self.meter = Meter()
+        self.draining = False
+        self.stopped: str | None = None  # the fatal error that stopped everything
+        self.scan_totals = ScanTotals()
+        self._scans = 0
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._ticker: asyncio.Task[None] | None = None
+        self._dirty: set[int] = set()
+        self._locked_elsewhere: set[int] = set()
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def __aenter__(self) -> UploadManager:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def start(self) -> None:
+        if self._dispatcher is None:
+            self._dispatcher = asyncio.create_task(self._dispatch_loop(), name="dispatcher")
+            self._ticker = asyncio.create_task(self._tick_loop(), name="ticker")
+
+    async def close(self, message: str = "interrupted") -> None:
+        """Stop everything now; jobs in flight stay resumable (journal: paused)."""
+        for task in (self._dispatcher, self._ticker):
+            if task is not None:
+                task.cancel()
+        running = [j for j in self.jobs.values() if j.task is not None and not j.task.done()]
+        for job in running:
+            assert job.task is not None
+            job.task.cancel()
+        for job in running:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await job.task  # type: ignore[misc]
+        for job in self.jobs.values():
+            if not job.state.terminal and job.state != JobState.PAUSED and job.state.active:
+                self.set_state(job, JobState.PAUSED, message)
+        self._emit_totals()
+        with contextlib.suppress(Exception):
+            await self.client.aclose()
+
+    # -- events -----------------------------------------------------------------------------
+
+    def subscribe(self, listener: Listener) -> None:
+        self.listeners.append(listener)
+
+    def emit(self, event: Event) -> None:
+        for listener in self.listeners:
+            try:
+                listener(event)
+            except Exception:  # a broken listener must not break the engine
+                log.exception("event listener failed")
+
+    def log(self, level: str, message: str, job_id: int | None = None) -> None:
+        self.emit(LogMessage(level, message, job_id))
+
+    def set_state(self, job: Job, state: JobState, message: str = "") -> None:
+        job.state = state
+        values: dict[str, object] = {"state": state}
+        if message and state in (JobState.FAILED, JobState.PAUSED):
+            job.last_error = message
+            values["last_error"] = message
+        self.journal.update(job.id, **values)
+        self.emit(JobStateChanged(job.id, state, message))
+
+    def count_bytes(self, job: Job, n: int) -> None:
+        job.meter.add(n)
+        self.meter.add(n)
+        self._dirty.add(job.id)
+
+    def finish(self, job: Job, md5: str, info: UploadInfo) -> None:
+        record = self.journal.get(job.id)
+        job.md5 = md5
+        job.upload_id = info.id
+        job.offset = job.sent = job.size
+        self.journal.complete(record, md5, info.id, job.resumed_from, info.raw)
+        job.state = JobState.DONE
+        self.emit(JobStateChanged(job.id, JobState.DONE))
+        self.emit(JobDone(job.id, job.display, job.size, md5, info.id, job.resumed_from))
+
+    # -- adding work ------------------------------------------------------------------------
+
+    def _job_from_record(self, rec: JobRecord) -> Job:
+        return Job(
+            id=rec.id,
+            path=rec.path,
+            size=rec.size,
+            identity=rec.identity,
+            fingerprint=rec.fingerprint,
+            chunk_size=rec.chunk_size,
+            priority=rec.priority,
+            state=rec.state,
+            upload_id=rec.upload_id,
+            upload_url=rec.upload_url,
+            offset=rec.offset,
+            sent=rec.offset,
+            attempts=rec.attempts,
+            last_error=rec.last_error,
+            md5=rec.md5,
+            resumed_from=rec.resumed_from or 0,
+            creating_since=rec.creating_since,
+            extra=rec.extra,
+        )
+
+    def _enqueue(self, job: Job, resumed: bool) -> None:
+        self.jobs[job.id] = job
+        if job.state != JobState.QUEUED:
+            self.set_state(job, JobState.QUEUED)
+        self.emit(JobQueued(job.id, job.display, job.size, resumed))
+        self._kick()
+
+    def resume_unfinished(self) -> int:
+        """Queue every unfinished job of this host from the journal (paused ones too)."""
+        count = 0
+        for rec in self.journal.unfinished(self.options.host):
+            if rec.id in self.jobs:
+                continue
+            self._enqueue(self._job_from_record(rec), resumed=True)
+            count += 1
+        return count
+
+    async def add_paths(
+        self,
+        paths: Sequence[str | bytes],
+        *,
+        force: bool = False,
+        priority: int = 0,
+    ) -> ScanTotals:
+        """Scan `paths` and queue every file as soon as its batch is hashed."""
+        totals = ScanTotals()
+        self._scans += 1
+        self._idle.clear()
+        seen: dict[tuple[int, str], str] = {}
+        started = time.monotonic()
+        last_emit = 0.0
+        try:
+            async for batch in scan([os.fsencode(p) for p in paths]):
+                for item in batch:
+                    if isinstance(item, Refused):
+                        self._refused(item, totals)
+                        continue
+                    totals.files += 1
+                    totals.bytes += item.identity.size
+                    totals.hashed_bytes += item.identity.size
+                    self._accept(item, totals, seen, force, priority)
+                now = time.monotonic()
+                if now - last_emit >= self.options.tick:
+                    last_emit = now
+                    self._emit_scan(totals)
+        finally:
+            totals.seconds = time.monotonic() - started
+            self._scans -= 1
+            self._merge_scan(totals)
+            self._emit_scan(totals, done=True)
+            self._kick()
+        return totals
+
+    def _refused(self, item: Refused, totals: ScanTotals) -> None:
+        if item.error:
+            totals.failed += 1
+            self.emit(JobFailed(None, item.display, item.reason))
+        else:
+            totals.skipped += 1
+            self.emit(JobSkipped(None, item.display, item.reason))
+
+    def _accept(
+        self,
+        item: FoundFile,
+        totals: ScanTotals,
+        seen: dict[tuple[int, str], str],
+        force: bool,
+        priority: int,
+    ) -> None:
+        key = (item.identity.size, item.fingerprint)
+        host = self.options.host
+        if not force:
+            if key in seen:
+                totals.duplicates += 1
+                self.emit(JobSkipped(None, item.display, f"duplicate of {seen[key]}"))
+                return
+            seen[key] = item.display
+            entry = self.journal.uploaded(host, item.fingerprint, item.identity.size)
+            if entry is not None:
+                totals.already_uploaded += 1
+                self.emit(
+                    JobSkipped(None, item.display, f"already uploaded (upload {entry.upload_id})")
+                )
+                return
+        existing = self.journal.find_unfinished(item.path, item.fingerprint, host)
+        if existing is not None:
+            if existing.id not in self.jobs:
+                self._enqueue(self._job_from_record(existing), resumed=True)
+            return
+        rec = self.journal.add_job(
+            item.path, item.identity, item.fingerprint, host, self.options.chunk_size, priority
+        )
+        self._enqueue(self._job_from_record(rec), resumed=False)
+
+    def _merge_scan(self, totals: ScanTotals) -> None:
+        t = self.scan_totals
+        for name in ScanTotals.__dataclass_fields__:
+            setattr(t, name, getattr(t, name) + getattr(totals, name))
+
+    def _emit_scan(self, totals: ScanTotals, done: bool = False) -> None:
+        self.emit(
+            ScanProgress(
+                totals.files,
+                totals.bytes,
+                totals.duplicates,
+                totals.already_uploaded,
+                totals.skipped + totals.failed,
+                done=done and self._scans == 0,
+            )
+        )
+
+    # -- control ----------------------------------------------------------------------------
+
+    def _kick(self) -> None:
+        self._wake.set()
+        self._update_idle()
+
+    def pause(self, job_id: int) -> None:
+        job = self.jobs.get(job_id)
+        if job is None or job.state.terminal or job.state == JobState.PAUSED:
+            return
+        job.pause_requested = True
+        job.wake.set()
+        if job.task is None or job.task.done():
+            self.set_state(job, JobState.PAUSED, "paused")
+        self._kick()
+
+    def resume(self, job_id: int) -> None:
+        job = self.jobs.get(job_id)
+        if job is None:
+            return
+        job.pause_requested = False
+        if job.state == JobState.PAUSED and (job.task is None or job.task.done()):
+            job.attempts = 0
+            self.set_state(job, JobState.QUEUED)
+        self._kick()
+
+    def pause_all(self) -> None:
+        for job_id in list(self.jobs):
+            self.pause(job_id)
+
+    def resume_all(self) -> None:
+        self.draining = False
+        for job_id in list(self.jobs):
+            self.resume(job_id)
+
+    def cancel(self, job_id: int) -> None:
+        job = self.jobs.get(job_id)
+        if job is None or job.state.terminal:
+            return
+        job.cancel_requested = True
+        if job.task is not None and not job.task.done():
+            job.task.cancel()
+        else:
+            self.set_state(job, JobState.CANCELLED, "cancelled")
+        self._kick()
+
+    def retry_failed(self) -> int:
+        count = 0
+        for job in self.jobs.values():
+            if job.state == JobState.FAILED:
+                job.attempts = 0
+                job.restarts = 0
+                job.cancel_requested = job.pause_requested = False
+                self.set_state(job, JobState.QUEUED)
+                count += 1
+        self._kick()
+        return count
+
+    def drain(self) -> None:
+        """Finish what is in flight, start nothing new."""
+        self.draining = True
+        self._kick()
+
+    def undrain(self) -> None:
+        self.draining = False
+        self._kick()
+
+    async def set_concurrency(self, n: int) -> None:
+        await self.gate.set_capacity(max(1, min(64, n)))
+        self.options.concurrency = self.gate.capacity
+        self._kick()
+
+    def set_bwlimit(self, rate: float | None) -> None:
+        self.bandwidth.set_rate(rate)
+        self.options.bwlimit = self.bandwidth.rate
+
+    def set_priority(self, job_id: int, priority: int) -> None:
+        job = self.jobs.get(job_id)
+        if job is not None:
+            job.priority = priority
+            self.journal.update(job_id, priority=priority)
+            self._kick()
+
+    # -- dispatch ---------------------------------------------------------------------------
+
+    def _runnable(self) -> list[Job]:
+        jobs = [
+            j
+            for j in self.jobs.values()
+            if j.state == JobState.QUEUED
+            and (j.task is None or j.task.done())
+            and j.id not in self._locked_elsewhere
+        ]
+        jobs.sort(key=lambda j: (-j.priority, j.id))
+        return jobs
+
+    async def _dispatch_loop(self) -> None:
+        while True:
+            self._wake.clear()
+            if not self.draining and self.stopped is None:
+                for job in self._runnable():
+                    if not self.gate.free():
+                        break
+                    if not self.journal.try_lock(job.id):
+                        self._locked_elsewhere.add(job.id)
+                        self.log("warning", f"{job.display}: another synapse-tui drives it", job.id)
+                        continue
+                    self.gate.take()
+                    job.task = asyncio.create_task(self._run(job), name=f"job-{job.id}")
+            self._update_idle()
+            await self._wake.wait()
+
+    async def _run(self, job: Job) -> None:
+        job.pause_requested = job.cancel_requested = False
+        job.meter = Meter()
+        try:
+            await FileUpload(self, job).run()
+        except Paused:
+            self.set_state(job, JobState.PAUSED, "paused")
+        except RetriesExhausted as exc:
+            self.set_state(job, JobState.PAUSED, f"{exc} (resumable)")
+            self.emit(JobFailed(job.id, job.display, str(exc), resumable=True))
+        except asyncio.CancelledError:
+            if job.cancel_requested:
+                self.set_state(job, JobState.CANCELLED, "cancelled")
+            else:
+                raise
+        except FatalError as exc:
+            self.set_state(job, JobState.PAUSED, f"stopped: {exc}")
+            self._fatal(exc)
+        except FileError as exc:
+            self._fail(job, str(exc))
+        except SynapseError as exc:
+            self._fail(job, str(exc))
+        except Exception as exc:
+            log.exception("internal error on job %s", job.id)
+            self._fail(job, f"internal error: {type(exc).__name__}: {exc}")
+        finally:
+            job.sent = job.offset if job.state != JobState.DONE else job.size
+            self.journal.unlock(job.id)
+            await self.gate.release()
+            self._dirty.add(job.id)
+            self._kick()
+
+    def _fail(self, job: Job, message: str) -> None:
+        self.journal.add_error(job.id, message)
+        self.set_state(job, JobState.FAILED, message)
+        self.emit(JobFailed(job.id, job.display, message))
+
+    def _fatal(self, exc: FatalError) -> None:
+        if self.stopped is not None:
+            return
+        self.stopped = str(exc)
+        for other in self.jobs.values():
+            if other.task is not None and not other.task.done():
+                other.pause_requested = True
+                other.task.cancel()
+            elif other.state == JobState.QUEUED:
+                self.set_state(other, JobState.PAUSED, f"stopped: {exc}")
+        self.emit(FatalStop(str(exc)))
+        self._kick()
+
+    # -- idle and progress ------------------------------------------------------------------
+
+    def active(self) -> list[Job]:
+        return [j for j in self.jobs.values() if j.task is not None and not j.task.done()]
+
+    def _update_idle(self) -> None:
+        busy = self._scans > 0 or bool(self.active())
+        if not busy and not self.draining and self.stopped is None:
+            busy = any(
+                j.state == JobState.QUEUED and j.id not in self._locked_elsewhere
+                for j in self.jobs.values()
+            )
+        if busy:
+            self._idle.clear()
+        else:
+            self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Until nothing runs and nothing will start (queue empty, drained or stopped)."""
+        while True:
+            self._update_idle()
+            await self._idle.wait()
+            await asyncio.sleep(0)  # let cancelled tasks settle
+            self._update_idle()
+            if self._idle.is_set():
+                return
+
+    def counts(self) -> dict[str, int]:
+        out = {s.value: 0 for s in JobState}
+        for job in self.jobs.values():
+            out[job.state.value] += 1
+        return out
+
+    def _emit_totals(self) -> None:
+        jobs = list(self.jobs.values())
+        total = sum(j.size for j in jobs if j.state not in (JobState.CANCELLED,))
+        done = sum(
+            j.size if j.state == JobState.DONE else j.sent
+            for j in jobs
+            if j.state != JobState.CANCELLED
+        )
+        rate = self.meter.sample()
+        remaining = max(0, total - done)
+        low, high = self.meter.eta_range(remaining)
+        self.emit(
+            TotalProgress(
+                bytes_done=done,
+                bytes_total=total,
+                files_done=sum(1 for j in jobs if j.state == JobState.DONE),
+                files_total=len(jobs),
+                rate=rate,
+                eta=self.meter.eta(remaining),
+                eta_low=low,
+                eta_high=high,
+                counts=self.counts(),
+            )
+        )
+
+    async def _tick_loop(self) -> None:
+        warned_expiry: set[int] = set()
+        while True:
+            await asyncio.sleep(self.options.tick)
+            dirty, self._dirty = self._dirty, set()
+            for job_id in dirty:
+                job = self.jobs.get(job_id)
+                if job is None:
+                    continue
+                rate = job.meter.rate()
+                eta = job.meter.eta(job.size - job.sent) if job.state.active else None
+                self.emit(JobProgress(job.id, job.sent, job.size, rate, eta))
+                expiry = self.options.expiry
+                if eta and expiry and eta > expiry and job.id not in warned_expiry:
+                    warned_expiry.add(job.id)
+                    self.log(
+                        "warning",
+                        f"{job.display}: at this rate the upload outlives the server's "
+                        f"{expiry / 3600:.0f}h expiry",
+                        job.id,
+                    )
+            if dirty or self.active():
+                self._emit_totals()
+
+
+def describe(path: bytes) -> str:
+    return display_path(path)

@@ -1,0 +1,522 @@
+"""One file's upload: the protocol state machine with its retries and recoveries.
+
+The server's offset is the truth. After any request whose outcome is unknown, the state is
+read back before anything is sent again; the local MD5/xxh3 state is kept at the server's
+offset, re-hashing the prefix from disk only when the two disagree (resume, realignment).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypeVar
+
+from synapse_tui.engine.errors import (
+    AlreadyComplete,
+    ChecksumMismatch,
+    FileChangedError,
+    OffsetMismatch,
+    OutcomeUnknown,
+    ProtocolError,
+    TransientError,
+    UploadGone,
+)
+from synapse_tui.engine.events import JobState
+from synapse_tui.engine.hashing import (
+    PIECE,
+    HashPair,
+    Identity,
+    hash_prefix,
+    io_executor,
+    read_piece,
+)
+from synapse_tui.engine.meter import Meter
+from synapse_tui.engine.names import display_path, upload_filename
+from synapse_tui.engine.protocol import UploadInfo
+
+if TYPE_CHECKING:
+    from synapse_tui.engine.scheduler import UploadManager
+
+T = TypeVar("T")
+
+
+class Paused(Exception):
+    """The job stopped at a chunk boundary because a pause was asked for."""
+
+
+class RetriesExhausted(Exception):
+    """The retry budget ran out; the job is left paused and resumable."""
+
+
+class Restart(Exception):
+    """The upload on the server is unusable: start a new one."""
+
+
+@dataclass(eq=False)
+class Job:
+    """A job as the engine drives it (the journal row plus what lives only in memory)."""
+
+    id: int
+    path: bytes
+    size: int
+    identity: Identity
+    fingerprint: str
+    chunk_size: int
+    priority: int = 0
+    state: JobState = JobState.QUEUED
+    upload_id: str | None = None
+    upload_url: str | None = None
+    offset: int = 0  # acknowledged by the server
+    sent: int = 0  # acknowledged + in flight
+    attempts: int = 0
+    last_error: str | None = None
+    md5: str | None = None
+    resumed_from: int = 0
+    creating_since: float | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+    # in memory only
+    hashes: HashPair | None = None  # at `offset`
+    chunk_hashes: HashPair | None = None  # at the end of the chunk being sent, once read whole
+    meter: Meter = field(default_factory=Meter)
+    pause_requested: bool = False
+    cancel_requested: bool = False
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    restarts: int = 0
+    task: asyncio.Task[None] | None = None
+
+    @property
+    def display(self) -> str:
+        return display_path(self.path)
+
+    @property
+    def name(self) -> str:
+        return upload_filename(self.path)
+
+
+class FileUpload:
+    """Drives one job to DONE, or raises: FileError (fails), Paused, RetriesExhausted, fatal."""
+
+    def __init__(self, manager: UploadManager, job: Job) -> None:
+        self.m = manager
+        self.job = job
+        self.client = manager.client
+        self.journal = manager.journal
+        self.options = manager.options
+        self.loop = asyncio.get_running_loop()
+        self.fd = -1
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _state(self, state: JobState, message: str = "") -> None:
+        self.m.set_state(self.job, state, message)
+
+    def _warn(self, message: str) -> None:
+        self.m.log("warning", message, self.job.id)
+
+    def _check_identity(self) -> None:
+        st = os.fstat(self.fd)
+        now = Identity.of(st)
+        change = self.job.identity.describe_change(now)
+        if change is None:
+            try:
+                path_now = Identity.of(os.stat(self.job.path))
+            except OSError:
+                change = "file was removed"
+            else:
+                change = self.job.identity.describe_change(path_now)
+        if change:
+            raise FileChangedError(f"changed during upload: {change}")
+
+    async def _retry_pause(self, exc: TransientError) -> None:
+        """Count a failed attempt and sleep its backoff; raise when the budget is spent."""
+        job = self.job
+        job.attempts += 1
+        message = str(exc)
+        self.journal.add_error(job.id, message)
+        self.journal.update(job.id, attempts=job.attempts)
+        job.last_error = message
+        if job.attempts > self.options.retries:
+            raise RetriesExhausted(f"gave up after {job.attempts} attempts: {message}")
+        delay = self.m.backoff.delay(job.attempts, exc.retry_after)
+        delay = max(delay, self.m.backoff.shared_wait())
+        self.m.log(
+            "warning",
+            f"{job.display}: {message}; "
+            f"retry {job.attempts}/{self.options.retries} in {delay:.1f}s",
+            job.id,
+        )
+        await self._sleep(delay)
+
+    async def _sleep(self, delay: float) -> None:
+        """Sleep, waking early for a pause or cancel (checked by the caller after)."""
+        job = self.job
+        job.wake.clear()
+        if delay > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(job.wake.wait(), timeout=delay)
+        if job.pause_requested:
+            raise Paused()
+
+    async def _with_retries(self, op: Callable[[], Awaitable[T]]) -> T:
+        """Run an idempotent request (GET), retrying transient failures within the budget."""
+        while True:
+            await self._shared_wait()
+            try:
+                return await op()
+            except TransientError as exc:
+                await self._retry_pause(exc)
+
+    async def _shared_wait(self) -> None:
+        wait = self.m.backoff.shared_wait()
+        if wait > 0:
+            await self._sleep(wait)
+
+    def _progress_made(self) -> None:
+        self.job.attempts = 0  # the retry budget resets whenever the offset advances
+
+    # -- body -------------------------------------------------------------------------------
+
+    def _body(
+        self, start: int, length: int, hashes: HashPair | None, watchdog: asyncio.Timeout
+    ) -> Callable[[], AsyncIterator[bytes]]:
+        job = self.job
+        options = self.options
+
+        async def gen() -> AsyncIterator[bytes]:
+            pos = start
+            end = start + length
+            while pos < end:
+                n = min(PIECE, end - pos)
+                rate = self.m.bandwidth.rate
+                expected = n / rate if rate else 0.0
+                watchdog.reschedule(self.loop.time() + options.stall_timeout + expected)
+                await self.m.bandwidth.acquire(n)
+                data = await self.loop.run_in_executor(
+                    io_executor(), read_piece, self.fd, pos, n, hashes
+                )
+                yield data
+                pos += n
+                job.sent = pos
+                self.m.count_bytes(job, n)
+            watchdog.reschedule(self.loop.time() + options.response_timeout)
+
+        return gen
+
+    # -- the procedure ----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        from synapse_tui.engine.hashing import open_regular
+
+        job = self.job
+        self.fd, _ = open_regular(job.path, job.identity)
+        try:
+            while True:
+                try:
+                    if job.size == 0:
+                        await self._upload_empty()
+                        return
+                    await self._prepare()
+                    while job.offset < job.size:
+                        self._checkpoint()
+                        self._check_identity()
+                        await self._send_chunk()
+                    await self._finalize()
+                    return
+                except Restart as exc:
+                    job.restarts += 1
+                    if job.restarts > 3:
+                        raise ProtocolError(f"gave up after 3 new uploads: {exc}") from None
+                    self._warn(f"{job.display}: {exc}; starting a new upload")
+                    self._reset_upload()
+        finally:
+            os.close(self.fd)
+
+    def _checkpoint(self) -> None:
+        if self.job.pause_requested:
+            raise Paused()
+
+    def _reset_upload(self) -> None:
+        job = self.job
+        job.upload_id = job.upload_url = None
+        job.offset = job.sent = 0
+        job.hashes = HashPair()
+        job.chunk_hashes = None
+        job.creating_since = None
+        self.journal.update(job.id, upload_id=None, upload_url=None, offset=0, creating_since=None)
+
+    async def _rehash(self, offset: int) -> HashPair:
+        """MD5 + xxh3 of the first `offset` bytes, in a thread (resume / realignment)."""
+        job = self.job
+        if offset == 0:
+            return HashPair()
+        if job.hashes is not None and job.hashes.position == offset:
+            return job.hashes
+        if job.chunk_hashes is not None and job.chunk_hashes.position == offset:
+            return job.chunk_hashes
+        previous = job.state
+        self._state(JobState.HASHING, f"re-hashing the {offset} bytes already on the server")
+        started = time.monotonic()
+        hashes = await self.loop.run_in_executor(io_executor(), hash_prefix, self.fd, offset)
+        elapsed = time.monotonic() - started
+        self.m.log(
+            "info",
+            f"{job.display}: re-hashed {offset} bytes in {elapsed:.2f}s",
+            job.id,
+        )
+        self._state(previous if previous != JobState.HASHING else JobState.UPLOADING)
+        return hashes
+
+    async def _align_to(self, offset: int) -> None:
+        """Adopt the server's offset: hash state and journal follow it."""
+        job = self.job
+        job.hashes = await self._rehash(offset)
+        job.chunk_hashes = None
+        job.offset = job.sent = offset
+        self.journal.update(job.id, offset=offset)
+
+    async def _prepare(self) -> None:
+        """Establish the server's offset before sending: resume, adopt or start fresh."""
+        job = self.job
+        self._state(JobState.UPLOADING)
+        if job.upload_url is None and job.creating_since is not None:
+            await self._adopt_orphan()
+        if job.upload_url is None:
+            job.offset = job.sent = 0
+            job.hashes = HashPair()
+            return
+        try:
+            info = await self._with_retries(lambda: self.client.state(job.upload_url or ""))
+        except UploadGone as exc:
+            raise Restart(f"the upload to resume is gone ({exc})") from None
+        if info.complete:
+            # The finalize answer was lost, or a previous run finished without noting it.
+            await self._complete_from_server(info)
+            return
+        if info.offset > job.size:
+            raise Restart(f"server holds {info.offset} bytes, more than the file's {job.size}")
+        if info.offset != job.offset or job.hashes is None:
+            if info.offset:
+                self.m.log("info", f"{job.display}: resuming at byte {info.offset}", job.id)
+            job.resumed_from = info.offset
+            self.journal.update(job.id, resumed_from=info.offset)
+        await self._align_to(info.offset)
+
+    async def _adopt_orphan(self) -> None:
+        """A crash between creating the upload and noting its id: find it by name and size."""
+        job = self.job
+        first = min(job.chunk_size, job.size)
+        try:
+            uploads = await self._with_retries(self.client.list_uploads)
+        except (UploadGone, ProtocolError):
+            return
+        known = {j.upload_id for j in self.journal.jobs() if j.upload_id}
+        candidates = [
+            u
+            for u in uploads
+            if u.filename == job.name and not u.complete and u.offset == first and u.id not in known
+        ]
+        if len(candidates) == 1:
+            found = candidates[0]
+            self.client.check_origin(found.url)
+            job.upload_id, job.upload_url = found.id, found.url
+            self.journal.update(
+                job.id, upload_id=found.id, upload_url=found.url, creating_since=None
+            )
+            self.m.log("info", f"{job.display}: found its upload {found.id} on the server", job.id)
+        else:
+            job.creating_since = None
+            self.journal.update(job.id, creating_since=None)
+
+    async def _send_chunk(self) -> None:
+        job = self.job
+        assert job.hashes is not None
+        start = job.offset
+        length = min(job.chunk_size, job.size - start)
+        end = start + length
+        while True:
+            await self._shared_wait()
+            self._checkpoint()
+            reuse = job.chunk_hashes is not None and job.chunk_hashes.position == end
+            working = None if reuse else job.hashes.copy()
+            creating = job.upload_url is None
+            if creating:
+                job.creating_since = time.time()
+                self.journal.update(job.id, creating_since=job.creating_since)
+            try:
+                async with asyncio.timeout(None) as watchdog:
+                    info = await self.client.put_chunk(
+                        job.upload_url,
+                        job.name,
+                        self._body(start, length, working, watchdog),
+                        start,
+                        length,
+                        job.size,
+                    )
+            except TimeoutError:
+                self._keep_read(working, end)
+                await self._unknown_outcome(
+                    OutcomeUnknown("no progress within the per-chunk deadline"), start, end
+                )
+                return
+            except OffsetMismatch as exc:
+                self._keep_read(working, end)
+                await self._realign(exc.expected, start, end)
+                return
+            except OutcomeUnknown as exc:
+                self._keep_read(working, end)
+                await self._unknown_outcome(exc, start, end)
+                return
+            except TransientError as exc:
+                self._keep_read(working, end)
+                job.sent = job.offset
+                await self._retry_pause(exc)
+                continue
+            except UploadGone as exc:
+                job.sent = job.offset
+                if creating:
+                    raise ProtocolError(f"cannot create an upload: {exc}") from None
+                raise Restart(f"upload gone mid-way ({exc})") from None
+            if creating:
+                job.upload_id, job.upload_url = info.id, info.url
+                job.creating_since = None
+                self.journal.update(
+                    job.id, upload_id=info.id, upload_url=info.url, creating_since=None
+                )
+            if info.offset != end:
+                self._keep_read(working, end)
+                await self._realign(info.offset, start, end)
+                return
+            job.hashes = working if working is not None else job.chunk_hashes
+            job.chunk_hashes = None
+            job.offset = job.sent = end
+            self.journal.update(job.id, offset=end)
+            self._progress_made()
+            return
+
+    def _keep_read(self, working: HashPair | None, end: int) -> None:
+        """A chunk read whole keeps its hash state, so a resend does not hash it again."""
+        if working is not None and working.position == end:
+            self.job.chunk_hashes = working
+        self.job.sent = self.job.offset
+
+    async def _realign(self, server_offset: int, start: int, end: int) -> None:
+        job = self.job
+        if server_offset == end:
+            self.m.log("info", f"{job.display}: a lost acknowledgement; chunk had landed", job.id)
+            await self._align_to(end)
+            self._progress_made()
+        elif server_offset == start:
+            return
+        elif server_offset < start:
+            self._warn(f"{job.display}: server holds {server_offset} bytes; resending from there")
+            await self._align_to(server_offset)
+        else:
+            raise Restart(f"server offset {server_offset} does not fit the chunk {start}-{end}")
+
+    async def _unknown_outcome(self, exc: TransientError, start: int, end: int) -> None:
+        """The request may have been applied: back off, then read the server's offset.
+
+        The offset must read the same twice in a row before a chunk is resent, so a server
+        still writing the first copy never meets a second, concurrent PUT.
+        """
+        job = self.job
+        await self._retry_pause(exc)
+        if job.upload_url is None:
+            job.creating_since = job.creating_since or time.time()
+            await self._adopt_orphan()
+            if job.upload_url is None:
+                return
+            info = await self._with_retries(lambda: self.client.state(job.upload_url or ""))
+            await self._realign(info.offset, start, end)
+            return
+        previous: int | None = None
+        while True:
+            try:
+                info = await self._with_retries(lambda: self.client.state(job.upload_url or ""))
+            except UploadGone as gone:
+                raise Restart(f"upload gone mid-way ({gone})") from None
+            if info.complete:
+                raise ProtocolError("server marked the upload complete before it was finalized")
+            if info.offset != start or info.offset == previous:
+                break
+            previous = info.offset
+            await self._sleep(self.m.backoff.delay(1) + self.options.settle_delay)
+        await self._realign(info.offset, start, end)
+
+    async def _finalize(self) -> None:
+        job = self.job
+        assert job.hashes is not None and job.upload_url is not None
+        self._check_identity()
+        if job.hashes.xxh.hexdigest() != job.fingerprint:
+            raise FileChangedError("changed during upload: content differs from the pre-scan")
+        md5 = job.hashes.md5.hexdigest()
+        job.md5 = md5
+        self._state(JobState.FINALIZING)
+        self.journal.update(job.id, md5=md5)
+        while True:
+            await self._shared_wait()
+            try:
+                info = await self.client.finalize(job.upload_url, md5, job.size)
+                break
+            except (OutcomeUnknown, AlreadyComplete) as exc:
+                if isinstance(exc, OutcomeUnknown):
+                    await self._retry_pause(exc)
+                info = await self._with_retries(lambda: self.client.state(job.upload_url or ""))
+                if info.complete:
+                    break
+            except ChecksumMismatch:
+                local = await self._rehash_whole()
+                if local != md5:
+                    raise FileChangedError(
+                        "changed during upload: MD5 differs on re-read"
+                    ) from None
+                if job.restarts >= 1:
+                    raise
+                raise Restart("server checksum does not match the file's") from None
+            except TransientError as exc:
+                await self._retry_pause(exc)
+            except UploadGone as exc:
+                raise Restart(f"upload gone before finalize ({exc})") from None
+        await self._complete_from_server(info, md5)
+
+    async def _rehash_whole(self) -> str:
+        hashes = await self.loop.run_in_executor(io_executor(), hash_prefix, self.fd, self.job.size)
+        return str(hashes.md5.hexdigest())
+
+    async def _complete_from_server(self, info: UploadInfo, md5: str | None = None) -> None:
+        job = self.job
+        if md5 is None:
+            self._check_identity()
+            hashes = await self.loop.run_in_executor(io_executor(), hash_prefix, self.fd, job.size)
+            if hashes.xxh.hexdigest() != job.fingerprint:
+                raise FileChangedError("changed since the upload: content differs from the scan")
+            md5 = str(hashes.md5.hexdigest())
+        if info.offset != job.size:
+            raise ProtocolError(f"server completed {info.offset} bytes of {job.size}")
+        if info.checksum and info.checksum.lower() != md5:
+            raise ChecksumMismatch(f"server checksum {info.checksum} differs from {md5}")
+        self.m.finish(job, md5, info)
+
+    async def _upload_empty(self) -> None:
+        import hashlib
+
+        job = self.job
+        self._state(JobState.UPLOADING)
+        md5 = hashlib.md5(b"").hexdigest()
+
+        async def nothing() -> AsyncIterator[bytes]:
+            return
+            yield b""  # pragma: no cover
+
+        while True:
+            try:
+                info = await self.client.upload_whole(job.name, nothing, 0, md5)
+                break
+            except TransientError as exc:
+                await self._retry_pause(exc)
+        job.upload_id, job.upload_url = info.id, info.url
+        await self._complete_from_server(info, md5)

@@ -1,0 +1,258 @@
+"""Headless progress: a live line on a terminal, plain periodic lines in logs, or NDJSON."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from synapse_tui.config import redact
+from synapse_tui.engine.events import (
+    Event,
+    FatalStop,
+    JobDone,
+    JobFailed,
+    JobQueued,
+    JobSkipped,
+    LogMessage,
+    ScanProgress,
+    TotalProgress,
+)
+from synapse_tui.units import format_duration, format_rate, format_size
+
+
+@dataclass
+class Summary:
+    """What happened to a batch; the exit code follows from it."""
+
+    uploaded: int = 0
+    uploaded_bytes: int = 0
+    skipped: int = 0
+    failed: int = 0
+    resumable: int = 0
+    started: float = field(default_factory=time.monotonic)
+    fatal: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        elapsed = time.monotonic() - self.started
+        return {
+            "event": "summary",
+            "uploaded": self.uploaded,
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "resumable": self.resumable,
+            "bytes": self.uploaded_bytes,
+            "seconds": round(elapsed, 3),
+            "rate": round(self.uploaded_bytes / elapsed, 1) if elapsed > 0 else 0.0,
+            "error": self.fatal,
+        }
+
+    @property
+    def exit_code(self) -> int:
+        if self.fatal:
+            return 2
+        return 1 if (self.failed or self.resumable) else 0
+
+
+class Reporter:
+    """Turns engine events into output. Subclasses choose the form."""
+
+    def __init__(self, out: TextIO, err: TextIO, secrets: list[str], verbose: bool = False):
+        self.out = out
+        self.err = err
+        self.secrets = secrets
+        self.verbose = verbose
+        self.summary = Summary()
+
+    def clean(self, text: str) -> str:
+        return redact(text, self.secrets)
+
+    def __call__(self, event: Event) -> None:
+        s = self.summary
+        if isinstance(event, JobDone):
+            s.uploaded += 1
+            s.uploaded_bytes += event.size
+        elif isinstance(event, JobSkipped):
+            s.skipped += 1
+        elif isinstance(event, JobFailed):
+            if event.resumable:
+                s.resumable += 1
+            else:
+                s.failed += 1
+        elif isinstance(event, FatalStop):
+            s.fatal = self.clean(event.error)
+        self.show(event)
+
+    def show(self, event: Event) -> None:
+        raise NotImplementedError
+
+    def error_line(self, text: str) -> None:
+        self.err.write(self.clean(text) + "\n")
+        self.err.flush()
+
+    def finish(self) -> None:
+        pass
+
+
+class JsonReporter(Reporter):
+    """One JSON object per line on stdout; errors also as one line on stderr."""
+
+    def emit(self, obj: dict[str, Any]) -> None:
+        self.out.write(self.clean(json.dumps(obj, ensure_ascii=False)) + "\n")
+        self.out.flush()
+
+    def show(self, event: Event) -> None:
+        if isinstance(event, JobDone):
+            self.emit(
+                {
+                    "event": "file_done",
+                    "path": event.path,
+                    "size": event.size,
+                    "md5": event.md5,
+                    "upload_id": event.upload_id,
+                    "resumed_from": event.resumed_from,
+                }
+            )
+        elif isinstance(event, JobFailed):
+            self.emit(
+                {
+                    "event": "file_failed",
+                    "path": event.path,
+                    "error": event.error,
+                    "resumable": event.resumable,
+                }
+            )
+            self.error_line(f"error: {event.path}: {event.error}")
+        elif isinstance(event, JobSkipped):
+            self.emit({"event": "file_skipped", "path": event.path, "reason": event.reason})
+        elif isinstance(event, JobQueued):
+            self.emit(
+                {
+                    "event": "file_queued",
+                    "path": event.path,
+                    "size": event.size,
+                    "resumed": event.resumed,
+                }
+            )
+        elif isinstance(event, TotalProgress):
+            now = time.monotonic()
+            if now - getattr(self, "_last", 0.0) >= 1.0:
+                self._last = now
+                self.emit(
+                    {
+                        "event": "progress",
+                        "bytes_done": event.bytes_done,
+                        "bytes_total": event.bytes_total,
+                        "files_done": event.files_done,
+                        "files_total": event.files_total,
+                        "rate": round(event.rate, 1),
+                        "eta": None if event.eta is None else round(event.eta, 1),
+                    }
+                )
+        elif isinstance(event, ScanProgress) and event.done:
+            self.emit(
+                {
+                    "event": "scan",
+                    "files": event.files,
+                    "bytes": event.bytes,
+                    "duplicates": event.duplicates,
+                    "already_uploaded": event.already_uploaded,
+                    "skipped": event.skipped,
+                }
+            )
+        elif isinstance(event, LogMessage) and (event.level != "info" or self.verbose):
+            self.emit({"event": "log", "level": event.level, "message": event.message})
+        elif isinstance(event, FatalStop):
+            self.error_line(f"error: {event.error}")
+
+    def finish(self) -> None:
+        self.emit(self.summary.as_dict())
+
+
+class TextReporter(Reporter):
+    """Lines for people. On a terminal a live status line; elsewhere periodic plain lines."""
+
+    def __init__(self, *args: Any, live: bool, interval: float = 5.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.live = live
+        self.interval = interval
+        self._last_line = 0.0
+        self._status = ""
+
+    def _print(self, stream: TextIO, text: str) -> None:
+        if self.live and self._status:
+            stream.write("\r\x1b[2K")
+        stream.write(self.clean(text) + "\n")
+        if self.live and self._status:
+            self.out.write(self._status)
+        stream.flush()
+        self.out.flush()
+
+    def show(self, event: Event) -> None:
+        if isinstance(event, JobDone):
+            resumed = (
+                f", resumed at {format_size(event.resumed_from)}" if event.resumed_from else ""
+            )
+            self._print(
+                self.out,
+                f"done     {event.path} ({format_size(event.size)}, md5 {event.md5}{resumed})",
+            )
+        elif isinstance(event, JobFailed):
+            tag = "paused " if event.resumable else "FAILED "
+            self._print(self.err, f"{tag}  {event.path}: {event.error}")
+        elif isinstance(event, JobSkipped):
+            self._print(self.out, f"skipped  {event.path}: {event.reason}")
+        elif isinstance(event, LogMessage):
+            if event.level != "info" or self.verbose:
+                self._print(self.err, f"{event.level}: {event.message}")
+        elif isinstance(event, FatalStop):
+            self._print(self.err, f"error: {event.error}")
+        elif isinstance(event, ScanProgress) and event.done:
+            self._print(
+                self.out,
+                f"scanned  {event.files} files, {format_size(event.bytes)}"
+                f" ({event.duplicates} duplicates, {event.already_uploaded} already uploaded,"
+                f" {event.skipped} skipped)",
+            )
+        elif isinstance(event, TotalProgress):
+            self._progress(event)
+
+    def _progress(self, p: TotalProgress) -> None:
+        pct = 100.0 * p.bytes_done / p.bytes_total if p.bytes_total else 100.0
+        line = (
+            f"{p.files_done}/{p.files_total} files  {format_size(p.bytes_done)}/"
+            f"{format_size(p.bytes_total)} ({pct:.0f}%)  {format_rate(p.rate)}"
+            f"  ETA {format_duration(p.eta)}"
+        )
+        if self.live:
+            self._status = line
+            self.out.write("\r\x1b[2K" + line)
+            self.out.flush()
+            return
+        now = time.monotonic()
+        if now - self._last_line >= self.interval:
+            self._last_line = now
+            self.out.write(time.strftime("%H:%M:%S ") + line + "\n")
+            self.out.flush()
+
+    def finish(self) -> None:
+        if self.live and self._status:
+            self.out.write("\r\x1b[2K")
+            self._status = ""
+        d = self.summary.as_dict()
+        self.out.write(
+            f"{d['uploaded']} uploaded ({format_size(d['bytes'])} in {d['seconds']:.1f}s,"
+            f" {format_rate(d['rate'])}), {d['skipped']} skipped, {d['failed']} failed"
+            + (f", {d['resumable']} left resumable" if d["resumable"] else "")
+            + "\n"
+        )
+        self.out.flush()
+
+
+def make_reporter(json_mode: bool, secrets: list[str], verbose: bool = False) -> Reporter:
+    if json_mode:
+        return JsonReporter(sys.stdout, sys.stderr, secrets, verbose)
+    live = sys.stdout.isatty()
+    return TextReporter(sys.stdout, sys.stderr, secrets, verbose, live=live)
