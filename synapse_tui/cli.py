@@ -333,8 +333,8 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 
     journal = Journal(settings.state_dir)
     try:
-        jobs = journal.jobs() if args.all else journal.jobs(UNFINISHED + (JobState.FAILED,))
-        rows = []
+        jobs = journal.jobs() if args.all else journal.jobs((*UNFINISHED, JobState.FAILED))
+        rows: list[dict[str, Any]] = []
         for job in jobs:
             state = job.state.value
             if job.state.active and journal.try_lock(job.id):
