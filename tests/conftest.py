@@ -1,0 +1,34 @@
+"""Shared fixtures: every test gets its own config, state and data folders (never the real home)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = [
+    m for m in ("tests.harness.drf", "tests.harness.embedded") if importlib.util.find_spec(m)
+]
+
+
+@pytest.fixture(autouse=True)
+def isolated_dirs(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    base = tmp_path_factory.mktemp("home")
+    for name in ("config", "state", "data"):
+        (base / name).mkdir()
+    monkeypatch.setenv("HOME", str(base))
+    monkeypatch.setenv("SYNAPSE_TUI_CONFIG_DIR", str(base / "config"))
+    monkeypatch.setenv("SYNAPSE_TUI_STATE_DIR", str(base / "state"))
+    monkeypatch.setenv("SYNAPSE_TUI_DATA_DIR", str(base / "data"))
+    for var in (
+        "SYNAPSE_HOST",
+        "SYNAPSE_ACCESS_TOKEN",
+        "SYNAPSE_PLUGIN_RUN_USER_TOKEN",
+        "SYNAPSE_PLUGIN_RUN_TENANT",
+        "NO_COLOR",
+    ):
+        monkeypatch.delenv(var, raising=False)
+    return base

@@ -1,0 +1,328 @@
+"""The upload state machine against an in-memory server: recoveries, retries and stops."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import httpx
+import pytest
+
+from synapse_tui.engine.events import (
+    Event,
+    FatalStop,
+    JobDone,
+    JobFailed,
+    JobSkipped,
+    JobState,
+    LogMessage,
+)
+from synapse_tui.engine.journal import Journal
+from synapse_tui.engine.protocol import Credentials, ProtocolClient
+from synapse_tui.engine.scheduler import EngineOptions, UploadManager
+from tests.engine.fakeserver import ROOT, FakeServer, lose_answer
+
+CHUNK = 64 * 1024
+
+
+def make_file(tmp_path: Path, name: str, size: int) -> Path:
+    path = tmp_path / name
+    path.write_bytes(os.urandom(size))
+    return path
+
+
+def manager(
+    server: FakeServer, state: Path, events: list[Event], **options: object
+) -> UploadManager:
+    client = ProtocolClient(ROOT, Credentials(access_token="t0ken"), transport=server.transport())
+    opts = EngineOptions(
+        host=ROOT,
+        chunk_size=CHUNK,
+        concurrency=2,
+        backoff_base=0.001,
+        backoff_cap=0.002,
+        settle_delay=0.0,
+        tick=0.05,
+    )
+    for key, value in options.items():
+        setattr(opts, key, value)
+    return UploadManager(client, Journal(state), opts, [events.append])
+
+
+async def upload(
+    server: FakeServer, state: Path, paths: list[Path], **options: object
+) -> list[Event]:
+    events: list[Event] = []
+    async with manager(server, state, events, **options) as m:
+        await m.add_paths([str(p) for p in paths])
+        await m.wait_idle()
+    return events
+
+
+def done(events: list[Event]) -> list[JobDone]:
+    return [e for e in events if isinstance(e, JobDone)]
+
+
+def stored(server: FakeServer, event: JobDone) -> bytes:
+    return bytes(server.uploads[event.upload_id].data)
+
+
+async def test_multi_chunk_upload_lands_intact(tmp_path: Path) -> None:
+    server = FakeServer()
+    src = make_file(tmp_path, "a.bin", 3 * CHUNK + 17)
+    events = await upload(server, tmp_path / "state", [src])
+    [ev] = done(events)
+    assert stored(server, ev) == src.read_bytes()
+    assert ev.md5 == hashlib.md5(src.read_bytes()).hexdigest()
+    assert [c[2] for c in server.calls if c[0] == "PUT"] == [
+        f"bytes 0-{CHUNK - 1}/{3 * CHUNK + 17}",
+        f"bytes {CHUNK}-{2 * CHUNK - 1}/{3 * CHUNK + 17}",
+        f"bytes {2 * CHUNK}-{3 * CHUNK - 1}/{3 * CHUNK + 17}",
+        f"bytes {3 * CHUNK}-{3 * CHUNK + 16}/{3 * CHUNK + 17}",
+    ]
+
+
+@pytest.mark.parametrize("size", [CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK, 1])
+async def test_sizes_around_chunk_multiples(tmp_path: Path, size: int) -> None:
+    server = FakeServer()
+    src = make_file(tmp_path, "a.bin", size)
+    [ev] = done(await upload(server, tmp_path / "state", [src]))
+    assert stored(server, ev) == src.read_bytes()
+    assert server.counts["PUT"] == -(-size // CHUNK)
+
+
+async def test_lost_acknowledgement_counts_as_progress(tmp_path: Path) -> None:
+    server = FakeServer()
+    server.after[("PUT", 2)] = lose_answer  # chunk 2 lands, its answer is lost
+    src = make_file(tmp_path, "a.bin", 4 * CHUNK)
+    events = await upload(server, tmp_path / "state", [src])
+    [ev] = done(events)
+    assert stored(server, ev) == src.read_bytes()
+    assert server.put_bytes == src.stat().st_size  # nothing sent twice
+    assert any("lost acknowledgement" in e.message for e in events if isinstance(e, LogMessage))
+
+
+async def test_server_offset_lower_than_ours_resends_from_there(tmp_path: Path) -> None:
+    server = FakeServer()
+    src = make_file(tmp_path, "a.bin", 4 * CHUNK)
+
+    def rewind(request: httpx.Request, response: httpx.Response) -> None:
+        upload = next(iter(server.uploads.values()))
+        del upload.data[CHUNK:]  # the server lost chunks 2 and 3 (restored from a backup)
+
+    server.after[("PUT", 3)] = rewind
+    [ev] = done(await upload(server, tmp_path / "state", [src]))
+    assert stored(server, ev) == src.read_bytes()
+
+
+async def test_offset_beyond_the_chunk_starts_a_new_upload(tmp_path: Path) -> None:
+    server = FakeServer()
+    src = make_file(tmp_path, "a.bin", 3 * CHUNK)
+
+    def garble(request: httpx.Request, response: httpx.Response) -> None:
+        upload = next(iter(server.uploads.values()))
+        upload.data += b"x" * (CHUNK // 2)  # someone else wrote half a chunk
+
+    server.after[("PUT", 2)] = garble
+    server.after[("PUT", 3)] = lose_answer
+    events = await upload(server, tmp_path / "state", [src])
+    [ev] = done(events)
+    assert stored(server, ev) == src.read_bytes()
+    assert len(server.uploads) == 2
+    assert any("new upload" in e.message for e in events if isinstance(e, LogMessage))
+
+
+async def test_transient_errors_retry_and_the_budget_resets_on_progress(tmp_path: Path) -> None:
+    server = FakeServer()
+    busy = httpx.Response(503, json={"detail": "busy"})
+    for nth in (1, 2, 4, 5, 7, 8):  # two failures before each of three chunks
+        server.before[("PUT", nth)] = lambda r, busy=busy: busy
+    src = make_file(tmp_path, "a.bin", 3 * CHUNK)
+    [ev] = done(await upload(server, tmp_path / "state", [src], retries=2))
+    assert stored(server, ev) == src.read_bytes()
+
+
+async def test_budget_spent_leaves_the_file_paused_and_resumable(tmp_path: Path) -> None:
+    server = FakeServer()
+    for nth in range(2, 20):
+        server.before[("PUT", nth)] = lambda r: httpx.Response(502, json={"detail": "bad gw"})
+    src = make_file(tmp_path, "a.bin", 3 * CHUNK)
+    events = await upload(server, tmp_path / "state", [src], retries=3)
+    [failed] = [e for e in events if isinstance(e, JobFailed)]
+    assert failed.resumable and "gave up after 4 attempts" in failed.error
+    journal = Journal(tmp_path / "state")
+    [job] = journal.jobs()
+    assert job.state == JobState.PAUSED and job.offset == CHUNK and job.upload_url
+    # The server recovers: `resume` finishes it from the server's offset.
+    server.before.clear()
+    events = []
+    async with manager(server, tmp_path / "state", events) as m:
+        assert m.resume_unfinished() == 1
+        await m.wait_idle()
+    [ev] = done(events)
+    assert ev.resumed_from == CHUNK
+    assert stored(server, ev) == src.read_bytes()
+
+
+async def test_lost_finalize_answer_is_confirmed_with_a_get(tmp_path: Path) -> None:
+    server = FakeServer()
+    server.after[("POST", 1)] = lose_answer
+    src = make_file(tmp_path, "a.bin", 2 * CHUNK)
+    [ev] = done(await upload(server, tmp_path / "state", [src]))
+    assert stored(server, ev) == src.read_bytes()
+    assert server.counts["POST"] == 1 and len(server.uploads) == 1
+
+
+async def test_checksum_mismatch_restarts_once_when_the_file_is_unchanged(tmp_path: Path) -> None:
+    server = FakeServer()
+
+    def corrupt(request: httpx.Request, response: httpx.Response) -> None:
+        next(iter(server.uploads.values())).data[5] ^= 0xFF  # the server stored a bad byte
+
+    server.after[("PUT", 1)] = corrupt
+    src = make_file(tmp_path, "a.bin", 2 * CHUNK)
+    events = await upload(server, tmp_path / "state", [src])
+    [ev] = done(events)
+    assert stored(server, ev) == src.read_bytes()
+    assert len(server.uploads) == 2
+
+
+async def test_upload_gone_on_resume_starts_a_new_one(tmp_path: Path) -> None:
+    server = FakeServer()
+    for nth in range(2, 10):
+        server.before[("PUT", nth)] = lambda r: httpx.Response(500, json={})
+    src = make_file(tmp_path, "a.bin", 3 * CHUNK)
+    await upload(server, tmp_path / "state", [src], retries=0)
+    server.before.clear()
+    server.uploads.clear()  # expired and cleaned up on the server
+    events: list[Event] = []
+    async with manager(server, tmp_path / "state", events) as m:
+        m.resume_unfinished()
+        await m.wait_idle()
+    [ev] = done(events)
+    assert ev.resumed_from == 0 and stored(server, ev) == src.read_bytes()
+
+
+async def test_auth_error_stops_everything_without_failing_files(tmp_path: Path) -> None:
+    server = FakeServer()
+    server.before[("PUT", 3)] = lambda r: httpx.Response(401, json={"detail": "Invalid token."})
+    files = [make_file(tmp_path, f"f{i}.bin", 2 * CHUNK) for i in range(4)]
+    events = await upload(server, tmp_path / "state", files, concurrency=2)
+    assert any(isinstance(e, FatalStop) for e in events)
+    assert not [e for e in events if isinstance(e, JobFailed)]
+    states = {j.state for j in Journal(tmp_path / "state").jobs()}
+    assert JobState.FAILED not in states and JobState.PAUSED in states
+
+
+async def test_server_refusal_fails_one_file_and_the_batch_goes_on(tmp_path: Path) -> None:
+    server = FakeServer()
+    server.before[("PUT", 1)] = lambda r: httpx.Response(413, json={"detail": "too big"})
+    files = [make_file(tmp_path, f"f{i}.bin", CHUNK) for i in range(3)]
+    events = await upload(server, tmp_path / "state", files, concurrency=1)
+    failed = [e for e in events if isinstance(e, JobFailed)]
+    assert len(failed) == 1 and "too big" in failed[0].error and not failed[0].resumable
+    assert len(done(events)) == 2
+
+
+async def test_malformed_answer_fails_the_file_and_keeps_the_journal_clean(tmp_path: Path) -> None:
+    server = FakeServer()
+    server.before[("PUT", 2)] = lambda r: httpx.Response(200, content=b"<html>oops")
+    src = make_file(tmp_path, "a.bin", 3 * CHUNK)
+    events = await upload(server, tmp_path / "state", [src])
+    [failed] = [e for e in events if isinstance(e, JobFailed)]
+    assert "not JSON" in failed.error
+    [job] = Journal(tmp_path / "state").jobs()
+    assert job.offset == CHUNK and job.upload_url and job.upload_url.startswith(ROOT)
+
+
+@pytest.mark.parametrize(
+    ("offset", "keep_mtime"),
+    [
+        (0, False),  # an ordinary in-place edit: caught by size/mtime/inode before a chunk
+        (3 * CHUNK - 8, True),  # unsent bytes edited, mtime forged back: caught by xxh3
+    ],
+)
+async def test_file_changed_during_upload_is_never_finalized(
+    tmp_path: Path, offset: int, keep_mtime: bool
+) -> None:
+    server = FakeServer()
+    src = make_file(tmp_path, "a.bin", 3 * CHUNK)
+    before = src.stat()
+
+    def modify(request: httpx.Request, response: httpx.Response) -> None:
+        with open(src, "r+b") as f:  # same size, new content
+            f.seek(offset)
+            f.write(b"changed!")
+        if keep_mtime:
+            os.utime(src, ns=(before.st_atime_ns, before.st_mtime_ns))
+        else:
+            os.utime(src, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000))
+
+    server.after[("PUT", 2)] = modify
+    events = await upload(server, tmp_path / "state", [src])
+    [failed] = [e for e in events if isinstance(e, JobFailed)]
+    assert "changed during upload" in failed.error
+    assert server.counts.get("POST", 0) == 0
+
+
+async def test_duplicates_and_already_uploaded_are_skipped(tmp_path: Path) -> None:
+    server = FakeServer()
+    a = make_file(tmp_path, "a.bin", 1000)
+    (tmp_path / "copy.bin").write_bytes(a.read_bytes())
+    events = await upload(server, tmp_path / "state", [a, tmp_path / "copy.bin"])
+    skipped = [e for e in events if isinstance(e, JobSkipped)]
+    assert len(done(events)) == 1 and "duplicate of" in skipped[0].reason
+    again = await upload(server, tmp_path / "state", [a])
+    assert "already uploaded" in next(e for e in again if isinstance(e, JobSkipped)).reason
+    forced: list[Event] = []
+    async with manager(server, tmp_path / "state", forced) as m:
+        await m.add_paths([str(a)], force=True)
+        await m.wait_idle()
+    assert len(done(forced)) == 1
+
+
+async def test_pause_at_a_chunk_boundary_and_resume(tmp_path: Path) -> None:
+    server = FakeServer()
+    src = make_file(tmp_path, "a.bin", 4 * CHUNK)
+    events: list[Event] = []
+    async with manager(server, tmp_path / "state", events) as m:
+
+        def pause_after_first(request: httpx.Request, response: httpx.Response) -> None:
+            m.pause_all()
+
+        server.after[("PUT", 1)] = pause_after_first
+        await m.add_paths([str(src)])
+        await m.wait_idle()
+        [job] = m.jobs.values()
+        assert job.state == JobState.PAUSED and job.offset == CHUNK
+        m.resume_all()
+        await m.wait_idle()
+    [ev] = done(events)
+    assert stored(server, ev) == src.read_bytes() and server.put_bytes == 4 * CHUNK
+
+
+async def test_drain_finishes_in_flight_and_starts_nothing_new(tmp_path: Path) -> None:
+    server = FakeServer()
+    files = [make_file(tmp_path, f"f{i}.bin", 2 * CHUNK) for i in range(4)]
+    events: list[Event] = []
+    async with manager(server, tmp_path / "state", events, concurrency=1) as m:
+        server.after[("PUT", 1)] = lambda req, resp: m.drain()
+        await m.add_paths([str(f) for f in files])
+        await m.wait_idle()
+        assert len(done(events)) == 1
+        assert sorted(j.state for j in m.jobs.values()).count(JobState.QUEUED) == 3
+
+
+async def test_cancel_stops_a_job(tmp_path: Path) -> None:
+    server = FakeServer()
+    src = make_file(tmp_path, "a.bin", 4 * CHUNK)
+    events: list[Event] = []
+    async with manager(server, tmp_path / "state", events) as m:
+        server.after[("PUT", 2)] = lambda req, resp: m.cancel(next(iter(m.jobs)))
+        await m.add_paths([str(src)])
+        await m.wait_idle()
+        [job] = m.jobs.values()
+        assert job.state == JobState.CANCELLED
+    assert not done(events)
+    assert Journal(tmp_path / "state").jobs()[0].state == JobState.CANCELLED
