@@ -1,0 +1,284 @@
+"""End to end: the CLI against real servers on loopback (drf-chunked-upload 0.6.0, embedded).
+
+Every test runs against both backends. The CLI runs in a subprocess, as a user runs it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from synapse_tui.engine.errors import OffsetMismatch
+from synapse_tui.engine.protocol import Credentials, ProtocolClient
+from tests.harness.proxy import ThreadedFaultProxy
+
+KIB = 1024
+MIB = 1024 * KIB
+
+
+@dataclass
+class Backend:
+    name: str
+    url: str
+    token: str
+    stored: Callable[[str], bytes]
+
+
+def _embedded_stored(url: str, token: str) -> Callable[[str], bytes]:
+    def stored(upload_id: str) -> bytes:
+        headers = {"Synapse-Access-Token": f"Token {token}"}
+        info = httpx.get(f"{url}/chunked_upload/{upload_id}/", headers=headers).json()
+        return httpx.get(info["file"], headers=headers).content
+
+    return stored
+
+
+@pytest.fixture(params=["drf", "embedded"])
+def backend(request: pytest.FixtureRequest) -> Backend:
+    if request.param == "drf":
+        srv = request.getfixturevalue("drf_server")
+        return Backend("drf", srv.url, srv.token, srv.stored_bytes)
+    try:
+        srv = request.getfixturevalue("embedded_server")
+    except pytest.FixtureLookupError:
+        pytest.skip("embedded backend fixture not available")
+    return Backend("embedded", srv.url, srv.token, _embedded_stored(srv.url, srv.token))
+
+
+def cli(
+    args: list[str], host: str, token: str, state: Path, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, SYNAPSE_HOST=host, SYNAPSE_ACCESS_TOKEN=token)
+    env["SYNAPSE_TUI_STATE_DIR"] = str(state)
+    return subprocess.run(
+        [sys.executable, "-m", "synapse_tui.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def start_cli(args: list[str], host: str, token: str, state: Path) -> subprocess.Popen[str]:
+    env = dict(os.environ, SYNAPSE_HOST=host, SYNAPSE_ACCESS_TOKEN=token)
+    env["SYNAPSE_TUI_STATE_DIR"] = str(state)
+    return subprocess.Popen(
+        [sys.executable, "-m", "synapse_tui.cli", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def events(stdout: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+def of(kind: str, evs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for e in evs if e["event"] == kind]
+
+
+def write(path: Path, size: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(os.urandom(size))
+    return path
+
+
+def test_folder_upload_multi_chunk_verified_by_the_server(backend: Backend, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    files = [write(data / "a.bin", 3 * MIB + 5), write(data / "sub" / "b.bin", 700 * KIB)]
+    write(data / "sub" / "c.bin", 1)
+    run = cli(
+        ["upload", str(data), "--chunk-size", "1M", "--json"],
+        backend.url,
+        backend.token,
+        tmp_path / "st",
+    )
+    assert run.returncode == 0, run.stderr
+    evs = events(run.stdout)
+    done = {e["path"]: e for e in of("file_done", evs)}
+    assert len(done) == 3
+    for f in files:
+        ev = done[str(f)]
+        assert ev["md5"] == hashlib.md5(f.read_bytes()).hexdigest()  # the server checked it
+        assert backend.stored(ev["upload_id"]) == f.read_bytes()
+    [summary] = of("summary", evs)
+    assert summary["uploaded"] == 3 and summary["failed"] == 0
+    # Uploading again skips everything: the ledger knows it.
+    again = cli(["upload", str(data), "--json"], backend.url, backend.token, tmp_path / "st")
+    assert again.returncode == 0
+    assert len(of("file_skipped", events(again.stdout))) == 3
+
+
+def journal_offset(state: Path) -> int:
+    if not (state / "journal.sqlite3").exists():
+        return 0
+    db = sqlite3.connect(f"file:{state / 'journal.sqlite3'}?mode=ro", uri=True, timeout=5)
+    try:
+        row = db.execute("SELECT max(offset) FROM jobs").fetchone()
+        return int(row[0] or 0)
+    except sqlite3.OperationalError:
+        return 0
+    finally:
+        db.close()
+
+
+def test_resume_after_sigkill_resends_at_most_one_chunk(backend: Backend, tmp_path: Path) -> None:
+    size, chunk = 8 * MIB, 512 * KIB
+    src = write(tmp_path / "big.bin", size)
+    state = tmp_path / "st"
+    host = httpx.URL(backend.url)
+    with ThreadedFaultProxy(host.host, host.port or 80) as proxy:
+        url = proxy.url + host.path.rstrip("/")
+        proc = start_cli(
+            ["upload", str(src), "--chunk-size", "512K", "--bwlimit", "2M", "--json"],
+            url,
+            backend.token,
+            state,
+        )
+        deadline = time.monotonic() + 60
+        while journal_offset(state) < 2 * MIB:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "upload made no progress"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        killed_at = journal_offset(state)
+
+        run = cli(["resume", "--json"], url, backend.token, state)
+        assert run.returncode == 0, run.stderr
+        [done] = of("file_done", events(run.stdout))
+        assert done["resumed_from"] >= killed_at
+        assert backend.stored(done["upload_id"]) == src.read_bytes()
+        puts = [r for r in proxy.requests if r.method == "PUT"]
+        overhead = 1024  # multipart head and tail per request
+        sent = sum(r.body_length for r in puts)
+        assert sent <= size + chunk + overhead * len(puts)
+
+    status = cli(["status", "--all", "--json"], url, backend.token, state)
+    [job] = events(status.stdout)
+    assert job["state"] == "done" and job["offset"] == size
+
+
+def test_journal_behind_the_server_resumes_from_the_server_offset(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """A crash after a chunk landed but before the journal noted it."""
+    src = write(tmp_path / "f.bin", 3 * MIB)
+    state = tmp_path / "st"
+    slow = cli(
+        ["upload", str(src), "--chunk-size", "1M", "--retries", "0", "--json"],
+        backend.url + "/nonexistent-prefix",
+        backend.token,
+        state,
+    )
+    assert slow.returncode != 0  # nothing uploaded; the journal has the job
+    db = sqlite3.connect(state / "journal.sqlite3")
+    # Send the first chunk by hand, as the killed process did, and leave the journal at 0.
+    first = src.read_bytes()[: 1 * MIB]
+    answer = httpx.put(
+        backend.url + "/chunked_upload/",
+        headers={
+            "Synapse-Access-Token": f"Token {backend.token}",
+            "Content-Range": f"bytes 0-{MIB - 1}/{3 * MIB}",
+        },
+        data={"filename": "f.bin"},
+        files={"file": ("f.bin", first)},
+    ).json()
+    db.execute(
+        "UPDATE jobs SET host = ?, state = 'uploading', upload_id = ?, upload_url = ?, offset = 0",
+        (backend.url, answer["id"], answer["url"]),
+    )
+    db.commit()
+    db.close()
+    run = cli(["resume", "--json"], backend.url, backend.token, state)
+    assert run.returncode == 0, run.stderr
+    [done] = of("file_done", events(run.stdout))
+    assert done["resumed_from"] == MIB and done["upload_id"] == answer["id"]
+    assert backend.stored(answer["id"]) == src.read_bytes()
+
+
+async def test_real_offset_mismatch_answer_is_understood(backend: Backend) -> None:
+    client = ProtocolClient(backend.url, Credentials(access_token=backend.token))
+
+    def body(data: bytes) -> Callable[[], Any]:
+        async def gen() -> Any:
+            yield data
+
+        return gen
+
+    info = await client.put_chunk(None, "m.bin", body(b"abcd"), 0, 4, 12)
+    with pytest.raises(OffsetMismatch) as mismatch:
+        await client.put_chunk(info.url, "m.bin", body(b"efgh"), 8, 4, 12)
+    assert mismatch.value.expected == 4
+    await client.aclose()
+
+
+def test_empty_file(backend: Backend, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    run = cli(["upload", str(empty), "--json"], backend.url, backend.token, tmp_path / "st")
+    evs = events(run.stdout)
+    if backend.name == "drf":  # drf-chunked-upload refuses empty files: a clear error
+        [failed] = of("file_failed", evs)
+        assert "empty" in failed["error"] and run.returncode == 1
+        assert "Traceback" not in run.stderr
+    else:  # the embedded backend stores them
+        [done] = of("file_done", evs)
+        assert done["md5"] == hashlib.md5(b"").hexdigest() and run.returncode == 0
+
+
+def test_expired_upload_is_restarted_then_reported(tmp_path: Path) -> None:
+    """drf with a zero expiry: every upload expires right after its first chunk (410)."""
+    from tests.harness.drf import run_drf_server
+
+    src = write(tmp_path / "f.bin", 2 * MIB)
+    with run_drf_server(tmp_path, expire_seconds=0) as srv:
+        run = cli(
+            ["upload", str(src), "--chunk-size", "1M", "--json"],
+            srv.url,
+            srv.token,
+            tmp_path / "st",
+        )
+    evs = events(run.stdout)
+    [failed] = of("file_failed", evs)
+    assert "expired" in failed["error"] and run.returncode == 1
+    assert "Traceback" not in run.stderr
+    warnings = [e["message"] for e in of("log", evs)]
+    assert any("starting a new upload" in w for w in warnings)
+
+
+def test_missing_and_special_paths_get_one_line_each_and_the_rest_goes_on(
+    backend: Backend, tmp_path: Path
+) -> None:
+    good = write(tmp_path / "good.bin", 10 * KIB)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    run = cli(
+        ["upload", str(tmp_path / "missing"), str(fifo), str(good), "--json"],
+        backend.url,
+        backend.token,
+        tmp_path / "st",
+        timeout=60,
+    )
+    evs = events(run.stdout)
+    assert [e["path"] for e in of("file_done", evs)] == [str(good)]
+    failed = {e["path"]: e["error"] for e in of("file_failed", evs)}
+    assert "no such file" in failed[str(tmp_path / "missing")]
+    assert "FIFO" in failed[str(fifo)]
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 2
