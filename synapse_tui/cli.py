@@ -14,7 +14,7 @@ from typing import Any
 
 from synapse_tui import __version__
 from synapse_tui.config import Settings, load_settings, redact
-from synapse_tui.engine.errors import ConfigError, FatalError
+from synapse_tui.engine.errors import ConfigError, FatalError, SynapseError
 from synapse_tui.units import format_rate, format_size, parse_rate, parse_size
 
 COMMANDS = ("upload", "resume", "scan", "status", "check", "serve")
@@ -75,6 +75,16 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("paths", nargs="+", metavar="PATH")
     up.add_argument("--force", action="store_true", help="upload even what was uploaded before")
     up.add_argument("--priority", type=int, default=0, help="higher runs first")
+    col = up.add_argument_group("data collection")
+    col.add_argument("--collection", type=int, help="register each upload in this collection")
+    col.add_argument("--spec", help="the file specification the files fill")
+    col.add_argument(
+        "--group-by-stem", action="store_true", help="files sharing a stem make one data unit"
+    )
+    col.add_argument("--spec-map", default="", help="EXT=NAME,... spec by file extension")
+    col.add_argument(
+        "--meta", action="append", default=[], metavar="KEY=VALUE", help="meta of every unit"
+    )
     _transfer(up)
     _common(up)
 
@@ -171,11 +181,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 # -- upload / resume ---------------------------------------------------------------------------
 
 
-def make_manager(settings: Settings, listeners: list[Any]) -> Any:
-    """Build an UploadManager for the configured backend (raises ConfigError when unset)."""
-    from synapse_tui.engine.journal import Journal
+def make_client(settings: Settings) -> Any:
+    """A ProtocolClient for the configured backend (raises ConfigError when unset)."""
     from synapse_tui.engine.protocol import ProtocolClient
-    from synapse_tui.engine.scheduler import EngineOptions, UploadManager
 
     if not settings.host:
         raise ConfigError(
@@ -184,11 +192,19 @@ def make_manager(settings: Settings, listeners: list[Any]) -> Any:
         )
     if not settings.credentials.present:
         raise ConfigError("no credentials: give --token (or --user-token with --tenant)")
-    client = ProtocolClient(
+    return ProtocolClient(
         settings.host, settings.credentials, verify=settings.verify, max_connections=64
     )
+
+
+def make_manager(settings: Settings, listeners: list[Any], client: Any = None) -> Any:
+    """Build an UploadManager for the configured backend (raises ConfigError when unset)."""
+    from synapse_tui.engine.journal import Journal
+    from synapse_tui.engine.scheduler import EngineOptions, UploadManager
+
+    client = client or make_client(settings)
     options = EngineOptions(
-        host=settings.host,
+        host=settings.host or "",
         chunk_size=settings.chunk_size,
         concurrency=settings.concurrency,
         bwlimit=settings.bwlimit,
@@ -201,12 +217,20 @@ def run_transfer(settings: Settings, args: argparse.Namespace) -> int:
     from synapse_tui.headless import make_reporter
 
     reporter = make_reporter(args.json, settings.credentials.secrets(), args.verbose)
-    manager = make_manager(settings, [reporter])
+    manager: Any = None
     interrupted = asyncio.Event()
     presses = 0
 
     async def transfer() -> int:
+        nonlocal manager
         loop = asyncio.get_running_loop()
+        client = make_client(settings)
+        try:
+            await _reach(client)  # before the journal is opened: a dead backend touches nothing
+        except BaseException:
+            await client.aclose()
+            raise
+        manager = make_manager(settings, [reporter], client)
 
         def on_sigint() -> None:
             nonlocal presses
@@ -220,8 +244,9 @@ def run_transfer(settings: Settings, args: argparse.Namespace) -> int:
         manager.start()
         try:
             if args.command == "upload":
+                plan = await _collection_plan(manager, args)
                 work = asyncio.ensure_future(
-                    _upload_all(manager, args.paths, args.force, args.priority)
+                    _upload_all(manager, args.paths, args.force, args.priority, plan)
                 )
             else:
                 count = manager.resume_unfinished()
@@ -249,6 +274,13 @@ def run_transfer(settings: Settings, args: argparse.Namespace) -> int:
 
     try:
         return asyncio.run(transfer())
+    except (ConfigError, FatalError):
+        raise
+    except SynapseError as exc:
+        sys.stderr.write(
+            "synapse-tui: error: " + redact(str(exc), settings.credentials.secrets()) + "\n"
+        )
+        return EXIT_USAGE
     except Exception as exc:  # last resort: one line, never the token
         sys.stderr.write(
             "synapse-tui: error: "
@@ -258,9 +290,55 @@ def run_transfer(settings: Settings, args: argparse.Namespace) -> int:
         return EXIT_FAILED
 
 
-async def _upload_all(manager: Any, paths: list[str], force: bool, priority: int) -> None:
-    await manager.add_paths([os.fsencode(p) for p in paths], force=force, priority=priority)
+async def _reach(client: Any) -> None:
+    """Before the journal is touched: the backend answers and takes the credentials."""
+    from synapse_tui.engine.errors import TransientError
+
+    for attempt in range(3):
+        try:
+            await client.ping()
+            return
+        except TransientError as exc:
+            if attempt == 2:
+                raise ConfigError(f"backend unreachable: {exc}") from None
+            await asyncio.sleep(0.5 * (attempt + 1))
+
+
+async def _upload_all(
+    manager: Any, paths: list[str], force: bool, priority: int, plan: Any
+) -> None:
+    await manager.add_paths(
+        [os.fsencode(p) for p in paths], force=force, priority=priority, plan=plan
+    )
     await manager.wait_idle()
+
+
+async def _collection_plan(manager: Any, args: argparse.Namespace) -> Any:
+    """Fetch the target collection and check the spec options before anything uploads."""
+    if args.collection is None:
+        if args.spec or args.spec_map or args.group_by_stem or args.meta:
+            raise ConfigError("--spec, --spec-map, --group-by-stem and --meta need --collection")
+        return None
+    from synapse_tui.engine.collections import (
+        CollectionPlan,
+        fetch_collection,
+        parse_meta,
+        parse_spec_map,
+    )
+    from synapse_tui.engine.errors import UploadGone
+
+    try:
+        spec_map = parse_spec_map(args.spec_map)
+        meta = parse_meta(args.meta)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    try:
+        collection = await fetch_collection(manager.client, args.collection)
+    except UploadGone:
+        raise ConfigError(f"no data collection {args.collection} on the backend") from None
+    plan = CollectionPlan(collection, args.spec, args.group_by_stem, spec_map, meta)
+    plan.validate()
+    return plan
 
 
 # -- scan / status -----------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from synapse_tui.engine.events import (
     LogMessage,
     ScanProgress,
     TotalProgress,
+    UnitRegistered,
 )
 from synapse_tui.units import format_duration, format_rate, format_size
 
@@ -28,6 +29,7 @@ class Summary:
     """What happened to a batch; the exit code follows from it."""
 
     uploaded: int = 0
+    units: int = 0
     uploaded_bytes: int = 0
     skipped: int = 0
     failed: int = 0
@@ -43,6 +45,7 @@ class Summary:
             "skipped": self.skipped,
             "failed": self.failed,
             "resumable": self.resumable,
+            "units": self.units,
             "bytes": self.uploaded_bytes,
             "seconds": round(elapsed, 3),
             "rate": round(self.uploaded_bytes / elapsed, 1) if elapsed > 0 else 0.0,
@@ -83,6 +86,8 @@ class Reporter:
                 s.failed += 1
         elif isinstance(event, FatalStop):
             s.fatal = self.clean(event.error)
+        elif isinstance(event, UnitRegistered):
+            s.units += 1
         self.show(event)
 
     def show(self, event: Event) -> None:
@@ -127,6 +132,15 @@ class JsonReporter(Reporter):
             self.error_line(f"error: {event.path}: {event.error}")
         elif isinstance(event, JobSkipped):
             self.emit({"event": "file_skipped", "path": event.path, "reason": event.reason})
+        elif isinstance(event, UnitRegistered):
+            self.emit(
+                {
+                    "event": "unit_created",
+                    "unit_id": event.unit_id,
+                    "collection": event.collection,
+                    "paths": event.paths,
+                }
+            )
         elif isinstance(event, JobQueued):
             self.emit(
                 {
@@ -204,6 +218,11 @@ class TextReporter(Reporter):
             self._print(self.err, f"{tag}  {event.path}: {event.error}")
         elif isinstance(event, JobSkipped):
             self._print(self.out, f"skipped  {event.path}: {event.reason}")
+        elif isinstance(event, UnitRegistered):
+            names = ", ".join(event.paths)
+            self._print(
+                self.out, f"unit     {event.unit_id} in collection {event.collection}: {names}"
+            )
         elif isinstance(event, LogMessage):
             if event.level != "info" or self.verbose:
                 self._print(self.err, f"{event.level}: {event.message}")
@@ -220,6 +239,8 @@ class TextReporter(Reporter):
             self._progress(event)
 
     def _progress(self, p: TotalProgress) -> None:
+        if not p.files_total:
+            return
         pct = 100.0 * p.bytes_done / p.bytes_total if p.bytes_total else 100.0
         line = (
             f"{p.files_done}/{p.files_total} files  {format_size(p.bytes_done)}/"

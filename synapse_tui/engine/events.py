@@ -137,3 +137,12 @@ class FatalStop(Event):
 
 
 Listener = Callable[[Event], None]
+
+
+@dataclass(frozen=True, slots=True)
+class UnitRegistered(Event):
+    """A data unit was created (or found) in a data collection for these files."""
+
+    unit_id: object
+    collection: int
+    paths: list[str]

@@ -305,20 +305,28 @@ class Journal:
         return [(r["at"], r["message"]) for r in rows]
 
     def complete(
-        self, job: JobRecord, md5: str, upload_id: str, resumed_from: int, result: Any
+        self,
+        job: JobRecord,
+        md5: str,
+        upload_id: str,
+        resumed_from: int,
+        result: Any,
+        state: JobState = JobState.DONE,
+        extra: dict[str, Any] | None = None,
     ) -> None:
-        """Mark a job done and add it to the ledger, in one transaction."""
+        """Mark a job uploaded and add it to the ledger, in one transaction."""
         now = time.time()
         with self._tx() as db:
             db.execute(
                 "UPDATE jobs SET state = ?, md5 = ?, upload_id = ?, offset = size,"
-                " resumed_from = ?, result = ?, updated_at = ? WHERE id = ?",
+                " resumed_from = ?, result = ?, extra = ?, updated_at = ? WHERE id = ?",
                 (
-                    JobState.DONE.value,
+                    state.value,
                     md5,
                     upload_id,
                     resumed_from,
                     json.dumps(result),
+                    json.dumps(extra) if extra else None,
                     now,
                     job.id,
                 ),
@@ -336,6 +344,19 @@ class Journal:
             )
             db.execute("DELETE FROM job_errors WHERE job_id NOT IN (SELECT id FROM jobs)")
         return cur.rowcount
+
+    def registered(self, host: str, fingerprint: str, collection: Any) -> Any | None:
+        """The data unit id of this content in this collection, if a job registered it."""
+        rows = self._db.execute(
+            "SELECT extra FROM jobs WHERE host = ? AND fingerprint = ? AND state = ?"
+            " AND extra IS NOT NULL",
+            (host, fingerprint, JobState.DONE.value),
+        )
+        for row in rows:
+            extra = json.loads(row["extra"])
+            if extra.get("collection") == collection and extra.get("unit_id") is not None:
+                return extra["unit_id"]
+        return None
 
     # -- ledger -----------------------------------------------------------------------------
 

@@ -364,6 +364,18 @@ class ProtocolClient:
         response = await self._send("GET", url, idempotent=True)
         return self._upload_info(response)
 
+    async def ping(self) -> None:
+        """Reach the backend and check the credentials, cheaply: a GET of an upload id that
+        cannot exist answers 404 when all is well, 401/403 when the token is refused."""
+        try:
+            await self._send(
+                "GET",
+                self.url("chunked_upload/00000000-0000-0000-0000-000000000000/"),
+                idempotent=True,
+            )
+        except UploadGone:
+            return
+
     async def list_uploads(self) -> list[UploadInfo]:
         response = await self._send("GET", self.url("chunked_upload/"), idempotent=True)
         data = self._json(response)

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from synapse_tui.engine.collections import CollectionPlan, Registrar
 from synapse_tui.engine.errors import FatalError, FileError, SynapseError
 from synapse_tui.engine.events import (
     Event,
@@ -99,6 +100,8 @@ class UploadManager:
         self._ticker: asyncio.Task[None] | None = None
         self._dirty: set[int] = set()
         self._locked_elsewhere: set[int] = set()
+        self.registrar = Registrar(self)
+        self._units_task: asyncio.Task[None] | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -167,9 +170,13 @@ class UploadManager:
         job.md5 = md5
         job.upload_id = info.id
         job.offset = job.sent = job.size
-        self.journal.complete(record, md5, info.id, job.resumed_from, info.raw)
-        job.state = JobState.DONE
-        self.emit(JobStateChanged(job.id, JobState.DONE))
+        # With a collection, the job goes on to register the upload (data file, data unit).
+        state = JobState.REGISTERING if job.extra.get("collection") is not None else JobState.DONE
+        if state == JobState.REGISTERING:
+            job.extra["uploaded"] = True
+        self.journal.complete(record, md5, info.id, job.resumed_from, info.raw, state, job.extra)
+        job.state = state
+        self.emit(JobStateChanged(job.id, state))
         self.emit(JobDone(job.id, job.display, job.size, md5, info.id, job.resumed_from))
 
     # -- adding work ------------------------------------------------------------------------
@@ -219,6 +226,7 @@ class UploadManager:
         *,
         force: bool = False,
         priority: int = 0,
+        plan: CollectionPlan | None = None,
     ) -> ScanTotals:
         """Scan `paths` and queue every file as soon as its batch is hashed."""
         totals = ScanTotals()
@@ -236,7 +244,7 @@ class UploadManager:
                     totals.files += 1
                     totals.bytes += item.identity.size
                     totals.hashed_bytes += item.identity.size
-                    self._accept(item, totals, seen, force, priority)
+                    self._accept(item, totals, seen, force, priority, plan)
                 now = time.monotonic()
                 if now - last_emit >= self.options.tick:
                     last_emit = now
@@ -264,9 +272,18 @@ class UploadManager:
         seen: dict[tuple[int, str], str],
         force: bool,
         priority: int,
+        plan: CollectionPlan | None = None,
     ) -> None:
         key = (item.identity.size, item.fingerprint)
         host = self.options.host
+        extra: dict[str, object] | None = None
+        if plan is not None:
+            try:
+                extra = plan.job_extra(item.path)
+            except FileError as exc:  # fails before anything is uploaded
+                totals.failed += 1
+                self.emit(JobFailed(None, item.display, str(exc)))
+                return
         if not force:
             if key in seen:
                 totals.duplicates += 1
@@ -274,6 +291,27 @@ class UploadManager:
                 return
             seen[key] = item.display
             entry = self.journal.uploaded(host, item.fingerprint, item.identity.size)
+            if entry is not None and extra is not None:
+                unit = self.journal.registered(host, item.fingerprint, extra["collection"])
+                if unit is None:  # uploaded before, not yet in this collection: register it
+                    extra.update(uploaded=True)
+                    rec = self.journal.add_job(
+                        item.path,
+                        item.identity,
+                        item.fingerprint,
+                        host,
+                        self.options.chunk_size,
+                        priority,
+                        extra,
+                    )
+                    self.journal.update(rec.id, upload_id=entry.upload_id, md5=entry.md5)
+                    self._enqueue(self._job_from_record(self.journal.get(rec.id)), resumed=False)
+                    return
+                totals.already_uploaded += 1
+                self.emit(
+                    JobSkipped(None, item.display, f"already in collection (data unit {unit})")
+                )
+                return
             if entry is not None:
                 totals.already_uploaded += 1
                 self.emit(
@@ -286,7 +324,13 @@ class UploadManager:
                 self._enqueue(self._job_from_record(existing), resumed=True)
             return
         rec = self.journal.add_job(
-            item.path, item.identity, item.fingerprint, host, self.options.chunk_size, priority
+            item.path,
+            item.identity,
+            item.fingerprint,
+            host,
+            self.options.chunk_size,
+            priority,
+            extra,
         )
         self._enqueue(self._job_from_record(rec), resumed=False)
 
@@ -416,6 +460,7 @@ class UploadManager:
                         continue
                     self.gate.take()
                     job.task = asyncio.create_task(self._run(job), name=f"job-{job.id}")
+            self._maybe_register_units()
             self._update_idle()
             await self._wake.wait()
 
@@ -423,7 +468,13 @@ class UploadManager:
         job.pause_requested = job.cancel_requested = False
         job.meter = Meter()
         try:
-            await FileUpload(self, job).run()
+            if not job.extra.get("uploaded"):
+                await FileUpload(self, job).run()
+            if job.extra.get("uploaded") and not job.extra.get("data_file_id"):
+                self.set_state(job, JobState.REGISTERING, "registering the data file")
+                await self.registrar.data_file(job)
+            if job.extra.get("uploaded") and job.state != JobState.REGISTERING:
+                self.set_state(job, JobState.REGISTERING)
         except Paused:
             self.set_state(job, JobState.PAUSED, "paused")
         except RetriesExhausted as exc:
@@ -451,6 +502,9 @@ class UploadManager:
             self._dirty.add(job.id)
             self._kick()
 
+    def fail(self, job: Job, message: str) -> None:
+        self._fail(job, message)
+
     def _fail(self, job: Job, message: str) -> None:
         self.journal.add_error(job.id, message)
         self.set_state(job, JobState.FAILED, message)
@@ -474,13 +528,38 @@ class UploadManager:
     def active(self) -> list[Job]:
         return [j for j in self.jobs.values() if j.task is not None and not j.task.done()]
 
+    def _maybe_register_units(self) -> None:
+        """Once nothing uploads or scans, create the data units of registered files."""
+        if self._units_task is not None and not self._units_task.done():
+            return
+        if self._scans or self.active() or self.stopped is not None:
+            return
+        if any(j.state == JobState.QUEUED for j in self.jobs.values()) and not self.draining:
+            return
+        if self.registrar.pending():
+            self._units_task = asyncio.create_task(self._register_units(), name="units")
+
+    async def _register_units(self) -> None:
+        try:
+            await self.registrar.units()
+        except FatalError as exc:
+            self._fatal(exc)
+        except SynapseError as exc:
+            for job in self.registrar.pending():
+                self._fail(job, f"data unit: {exc}")
+        finally:
+            self._kick()
+
     def _update_idle(self) -> None:
-        busy = self._scans > 0 or bool(self.active())
+        units = self._units_task is not None and not self._units_task.done()
+        busy = units or self._scans > 0 or bool(self.active())
         if not busy and not self.draining and self.stopped is None:
             busy = any(
                 j.state == JobState.QUEUED and j.id not in self._locked_elsewhere
                 for j in self.jobs.values()
             )
+        if not busy and self.registrar.pending() and self.stopped is None:
+            busy = True  # the units step is about to start
         if busy:
             self._idle.clear()
         else:

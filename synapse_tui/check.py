@@ -1,0 +1,128 @@
+"""`synapse-tui check`: a pre-flight that finds what will limit an upload, and how long it takes."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import xxhash
+
+from synapse_tui.config import Settings
+from synapse_tui.engine.errors import SynapseError
+from synapse_tui.engine.hashing import SCAN_PIECE, io_executor
+from synapse_tui.engine.protocol import ProtocolClient
+from synapse_tui.engine.scan import walk
+from synapse_tui.units import format_duration, format_rate, format_size
+
+HASH_BYTES = 256 * 1024 * 1024
+READ_LIMIT = 1024 * 1024 * 1024
+PROBE_BYTES = 16 * 1024 * 1024
+
+
+def hash_rate(factory: Any, total: int = HASH_BYTES) -> float:
+    """Bytes per second one core hashes with `factory` (hashlib.md5, xxhash.xxh3_128)."""
+    buf = os.urandom(SCAN_PIECE)
+    h = factory()
+    started = time.perf_counter()
+    for _ in range(total // len(buf)):
+        h.update(buf)
+    h.digest()
+    return total / (time.perf_counter() - started)
+
+
+def read_rate(path: str, limit: int = READ_LIMIT) -> tuple[float, int, int]:
+    """Read up to `limit` bytes of the files under `path`: (rate, bytes read, total bytes)."""
+    total = 0
+    files = []
+    for item in walk([os.fsencode(path)]):
+        if isinstance(item, tuple):
+            files.append(item[0])
+            total += item[1].st_size
+    buf = bytearray(SCAN_PIECE)
+    read = 0
+    started = time.perf_counter()
+    for name in files:
+        if read >= limit:
+            break
+        try:
+            with open(name, "rb", buffering=0) as f:
+                while read < limit and (n := f.readinto(buf)):
+                    read += n
+        except OSError:
+            continue
+    elapsed = time.perf_counter() - started
+    return (read / elapsed if elapsed > 0 and read else 0.0), read, total
+
+
+async def upload_probe(client: ProtocolClient) -> float:
+    """PUT one chunk of random bytes and time it. The upload is left to expire on the server."""
+    data = os.urandom(PROBE_BYTES)
+
+    async def body() -> AsyncIterator[bytes]:
+        for i in range(0, len(data), 1024 * 1024):
+            yield data[i : i + 1024 * 1024]
+
+    started = time.perf_counter()
+    await client.put_chunk(None, "synapse-tui-check-probe.bin", body, 0, len(data), len(data) * 2)
+    return len(data) / (time.perf_counter() - started)
+
+
+async def run_check(settings: Settings, args: argparse.Namespace) -> int:
+    out: dict[str, Any] = {"event": "check", "host": settings.host}
+    lines: list[str] = []
+    ok = True
+    loop = asyncio.get_running_loop()
+    md5 = await loop.run_in_executor(io_executor(), hash_rate, hashlib.md5)
+    xxh = await loop.run_in_executor(io_executor(), hash_rate, xxhash.xxh3_128)
+    out.update(md5_rate=round(md5), xxh3_rate=round(xxh))
+    lines.append(f"md5 (one core)     {format_rate(md5)}")
+    lines.append(f"xxh3 (one core)    {format_rate(xxh)}")
+    limits = {"md5": md5}
+    if args.path:
+        rate, read, total = await loop.run_in_executor(io_executor(), read_rate, args.path)
+        out.update(disk_rate=round(rate), path_bytes=total)
+        lines.append(f"disk read          {format_rate(rate)} ({format_size(read)} read)")
+        if rate:
+            limits["disk"] = rate
+    if not settings.host or not settings.credentials.present:
+        lines.append("backend            not configured (give --host and --token)")
+        out["auth"] = "not configured"
+        ok = False
+    else:
+        client = ProtocolClient(settings.host, settings.credentials, verify=settings.verify)
+        try:
+            await client.ping()
+            out["auth"] = "ok"
+            lines.append(f"backend            {settings.host}: authenticated")
+            upload = await upload_probe(client)
+            out["upload_rate"] = round(upload)
+            limits["upload"] = upload
+            lines.append(f"upload (1 stream)  {format_rate(upload)} (a 16 MiB probe)")
+        except SynapseError as exc:
+            ok = False
+            out["auth"] = str(exc)
+            lines.append(f"backend            {settings.host}: {exc}")
+        finally:
+            await client.aclose()
+    slowest = min(limits, key=lambda k: limits[k])
+    out["limited_by"] = slowest
+    lines.append(f"limited by         {slowest} ({format_rate(limits[slowest])})")
+    if args.path and "path_bytes" in out:
+        estimate = out["path_bytes"] / limits[slowest]
+        out["estimate_seconds"] = round(estimate, 1)
+        lines.append(
+            f"estimate           {format_size(out['path_bytes'])} in about "
+            f"{format_duration(estimate)}"
+        )
+    if args.json:
+        sys.stdout.write(json.dumps(out) + "\n")
+    else:
+        sys.stdout.write("\n".join(lines) + "\n")
+    return 0 if ok else 2

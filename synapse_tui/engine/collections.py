@@ -1,0 +1,297 @@
+"""Registering uploads in a data collection: data files, then data units, each step once.
+
+Every step is journaled before and after its request. A rerun after a crash between steps
+finishes only what is missing: a data unit whose creation was sent but not recorded is
+looked up on the server (by its files' checksums and stem) before it is ever sent again.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from synapse_tui.engine.errors import ConfigError, FileError, ProtocolError
+from synapse_tui.engine.names import display_name
+from synapse_tui.engine.protocol import ProtocolClient
+
+UNITS_PER_REQUEST = 100
+
+
+@dataclass(frozen=True)
+class Collection:
+    id: int
+    name: str
+    specs: tuple[str, ...]
+
+
+@dataclass
+class CollectionPlan:
+    """How files map to spec names and data units."""
+
+    collection: Collection
+    spec: str | None = None
+    group_by_stem: bool = False
+    spec_map: dict[str, str] = field(default_factory=dict)  # extension (no dot) -> spec
+    meta: dict[str, str] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        specs = set(self.collection.specs)
+        if self.spec is not None and self.spec not in specs:
+            raise ConfigError(
+                f"collection {self.collection.id} has no spec {self.spec!r} "
+                f"(it has: {', '.join(self.collection.specs)})"
+            )
+        unknown = sorted(set(self.spec_map.values()) - specs)
+        if unknown:
+            raise ConfigError(
+                f"collection {self.collection.id} has no spec {', '.join(unknown)} "
+                f"(it has: {', '.join(self.collection.specs)})"
+            )
+        if self.spec is None and not self.spec_map and len(specs) != 1:
+            raise ConfigError(
+                "give --spec NAME (or --group-by-stem --spec-map EXT=NAME,...): the "
+                f"collection has specs {', '.join(self.collection.specs)}"
+            )
+
+    def spec_for(self, path: bytes) -> str:
+        """The spec a file fills; FileError when its extension maps to none."""
+        ext = _extension(path)
+        if ext in self.spec_map:
+            return self.spec_map[ext]
+        if self.spec is not None:
+            return self.spec
+        if not self.spec_map and len(self.collection.specs) == 1:
+            return self.collection.specs[0]
+        raise FileError(f"no spec for extension {'.' + ext if ext else '(none)'} in --spec-map")
+
+    def unit_key(self, path: bytes) -> str:
+        """Files sharing a key become one data unit (folder + stem with --group-by-stem)."""
+        if not self.group_by_stem:
+            return os.fsdecode(path)
+        stem, _ = os.path.splitext(path)
+        return os.fsdecode(stem)
+
+    def job_extra(self, path: bytes) -> dict[str, Any]:
+        stem, ext = os.path.splitext(os.path.basename(path))
+        return {
+            "collection": self.collection.id,
+            "spec": self.spec_for(path),
+            "unit_key": self.unit_key(path),
+            "meta": {
+                "origin_file_stem": display_name(stem),
+                "origin_file_extension": display_name(ext.lstrip(b".")) if ext else "",
+                **self.meta,
+            },
+        }
+
+
+def _extension(path: bytes) -> str:
+    return os.fsdecode(os.path.splitext(path)[1].lstrip(b".")).lower()
+
+
+def parse_spec_map(text: str) -> dict[str, str]:
+    """'jpg=image,json=meta' -> {'jpg': 'image', 'json': 'meta'}."""
+    out: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        ext, sep, spec = part.partition("=")
+        if not sep or not ext.strip() or not spec.strip():
+            raise ValueError(f"--spec-map takes EXT=NAME pairs separated by commas, not {part!r}")
+        out[ext.strip().lstrip(".").lower()] = spec.strip()
+    return out
+
+
+def parse_meta(pairs: Sequence[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--meta takes KEY=VALUE, not {pair!r}")
+        out[key] = value
+    return out
+
+
+async def fetch_collection(client: ProtocolClient, collection_id: int) -> Collection:
+    data = await client.get_json(
+        f"data_collections/{collection_id}/", {"expand": "file_specifications"}
+    )
+    if not isinstance(data, dict):
+        raise ProtocolError("data collection answer is not an object")
+    specs = []
+    for spec in data.get("file_specifications") or []:
+        name = spec.get("name") if isinstance(spec, dict) else spec
+        if isinstance(name, str):
+            specs.append(name)
+    return Collection(int(data.get("id", collection_id)), str(data.get("name", "")), tuple(specs))
+
+
+async def list_collections(client: ProtocolClient) -> list[Collection]:
+    data = await client.get_json("data_collections/", {"expand": "file_specifications"})
+    items = data.get("results", []) if isinstance(data, dict) else data
+    out = []
+    for item in items if isinstance(items, list) else []:
+        if isinstance(item, dict) and "id" in item:
+            specs = tuple(
+                s.get("name", "") if isinstance(s, dict) else str(s)
+                for s in item.get("file_specifications") or []
+            )
+            out.append(Collection(int(item["id"]), str(item.get("name", "")), specs))
+    return out
+
+
+def unit_body(collection: int, members: list[dict[str, Any]]) -> dict[str, Any]:
+    """The data unit for a group of registered files (each: spec, checksum, path, meta)."""
+    files = {m["spec"]: {"checksum": m["checksum"], "path": m["path"]} for m in members}
+    meta: dict[str, Any] = {}
+    for m in members:
+        meta.update(m["meta"])
+    if len(members) > 1:
+        meta["origin_file_extension"] = ",".join(
+            sorted(m["meta"].get("origin_file_extension", "") for m in members)
+        )
+    return {"data_collection": collection, "files": files, "meta": meta}
+
+
+def same_unit(found: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    """Is `found` (from the server) the unit `wanted` describes? Files' checksums and stem."""
+    try:
+        found_files = {k: v["checksum"] for k, v in found["files"].items()}
+    except (KeyError, TypeError, AttributeError):
+        return False
+    wanted_files = {k: v["checksum"] for k, v in wanted["files"].items()}
+    stem = (found.get("meta") or {}).get("origin_file_stem")
+    return found_files == wanted_files and stem == wanted["meta"].get("origin_file_stem")
+
+
+class Registrar:
+    """Runs the data file and data unit steps for jobs whose upload is complete."""
+
+    def __init__(self, manager: Any) -> None:
+        self.m = manager
+
+    async def _retrying(self, job: Any, op: Any) -> Any:
+        from synapse_tui.engine.errors import TransientError
+
+        attempts = 0
+        while True:
+            try:
+                return await op()
+            except TransientError as exc:
+                attempts += 1
+                if attempts > self.m.options.retries:
+                    raise
+                delay = self.m.backoff.delay(attempts, exc.retry_after)
+                self.m.log("warning", f"registration: {exc}; retry in {delay:.1f}s", job.id)
+                import asyncio
+
+                await asyncio.sleep(delay)
+
+    async def data_file(self, job: Any) -> None:
+        """POST data_files/ once for this job's upload (the server answers the same record
+        for the same upload, so a resend after a crash does not make a second one)."""
+        if job.extra.get("data_file_id"):
+            return
+        job.extra["data_file_requested"] = True
+        self.m.journal.update(job.id, extra=job.extra)
+        data = await self._retrying(
+            job, lambda: self.m.client.post_json("data_files/", {"chunked_upload": job.upload_id})
+        )
+        if not isinstance(data, dict) or "id" not in data:
+            raise ProtocolError("data file answer lacks an id")
+        job.extra["data_file_id"] = data["id"]
+        job.extra["checksum"] = data.get("checksum") or job.md5
+        self.m.journal.update(job.id, extra=job.extra)
+        self.m.log("info", f"{job.display}: data file {data['id']}", job.id)
+
+    def pending(self) -> list[Any]:
+        from synapse_tui.engine.events import JobState
+
+        return [
+            j
+            for j in self.m.jobs.values()
+            if j.state == JobState.REGISTERING
+            and j.extra.get("data_file_id")
+            and not j.extra.get("unit_id")
+            and (j.task is None or j.task.done())
+        ]
+
+    async def units(self) -> None:
+        """Create the data units of every complete group, in batches; adopt lost ones."""
+        groups: dict[tuple[int, str], list[Any]] = {}
+        for job in self.pending():
+            groups.setdefault((job.extra["collection"], job.extra["unit_key"]), []).append(job)
+        by_collection: dict[int, list[tuple[list[Any], dict[str, Any]]]] = {}
+        for (collection, _), members in groups.items():
+            body = unit_body(
+                collection,
+                [
+                    {
+                        "spec": j.extra["spec"],
+                        "checksum": j.extra["checksum"],
+                        "path": display_name(j.path),
+                        "meta": j.extra["meta"],
+                    }
+                    for j in members
+                ],
+            )
+            by_collection.setdefault(collection, []).append((members, body))
+        for collection, items in by_collection.items():
+            await self._collection_units(collection, items)
+
+    async def _collection_units(
+        self, collection: int, items: list[tuple[list[Any], dict[str, Any]]]
+    ) -> None:
+        lost = [it for it in items if any(j.extra.get("unit_requested") for j in it[0])]
+        if lost:  # sent before a crash, maybe created: look before sending again
+            existing = await self.m.client.get_json(
+                "data_units/", {"data_collection": str(collection)}
+            )
+            existing = existing.get("results", []) if isinstance(existing, dict) else existing
+            for members, body in lost:
+                match = next((u for u in existing or [] if same_unit(u, body)), None)
+                if match is not None:
+                    self._record(members, match)
+                    items.remove((members, body))
+        for start in range(0, len(items), UNITS_PER_REQUEST):
+            batch = items[start : start + UNITS_PER_REQUEST]
+            for members, _ in batch:
+                for job in members:
+                    job.extra["unit_requested"] = True
+                    self.m.journal.update(job.id, extra=job.extra)
+            try:
+                created = await self._retrying(
+                    batch[0][0][0],
+                    lambda batch=batch: self.m.client.post_json(
+                        "data_units/", [body for _, body in batch]
+                    ),
+                )
+            except FileError as exc:
+                for members, _ in batch:
+                    for job in members:
+                        job.extra.pop("unit_requested", None)
+                        self.m.fail(job, f"data unit refused: {exc}")
+                continue
+            if isinstance(created, dict):
+                created = [created]
+            if not isinstance(created, list) or len(created) != len(batch):
+                raise ProtocolError("data unit answer does not match the request")
+            for (members, _), unit in zip(batch, created, strict=True):
+                self._record(members, unit)
+
+    def _record(self, members: list[Any], unit: dict[str, Any]) -> None:
+        from synapse_tui.engine.events import JobState, UnitRegistered
+
+        unit_id = unit.get("id")
+        for job in members:
+            job.extra["unit_id"] = unit_id
+            job.extra.pop("unit_requested", None)
+            self.m.journal.update(job.id, extra=job.extra)
+            self.m.set_state(job, JobState.DONE)
+        self.m.emit(
+            UnitRegistered(
+                unit_id=unit_id,
+                collection=int(unit.get("data_collection") or members[0].extra["collection"]),
+                paths=[j.display for j in members],
+            )
+        )
