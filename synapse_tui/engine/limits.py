@@ -20,7 +20,7 @@ class Bandwidth:
     ) -> None:
         self._rate = rate
         self._clock = clock
-        self._tokens = 0.0
+        self._tokens = self._burst()
         self._stamp = clock()
         self._changed = asyncio.Event()
 
@@ -30,10 +30,13 @@ class Bandwidth:
 
     def set_rate(self, rate: float | None) -> None:
         self._rate = rate if rate and rate > 0 else None
-        self._tokens = 0.0
+        self._tokens = self._burst()
         self._stamp = self._clock()
         self._changed.set()
         self._changed = asyncio.Event()
+
+    def _burst(self) -> float:
+        return self._rate / 4 if self._rate else 0.0  # at most a quarter second of credit
 
     def delay_for(self, n: int) -> float:
         """Take `n` bytes of budget; return how long to wait before sending them."""
@@ -41,8 +44,7 @@ class Bandwidth:
         if rate is None:
             return 0.0
         now = self._clock()
-        burst = rate / 4  # at most a quarter second of credit
-        self._tokens = min(burst, self._tokens + (now - self._stamp) * rate)
+        self._tokens = min(self._burst(), self._tokens + (now - self._stamp) * rate)
         self._stamp = now
         self._tokens -= n
         return 0.0 if self._tokens >= 0 else -self._tokens / rate

@@ -1,0 +1,176 @@
+"""The engine's small parts: units, names, meter, limits, journal files and locks, scan."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from synapse_tui.engine.hashing import Identity
+from synapse_tui.engine.journal import Journal
+from synapse_tui.engine.limits import Backoff, Bandwidth, Gate
+from synapse_tui.engine.meter import Meter
+from synapse_tui.engine.names import display_path, escape_text, upload_filename
+from synapse_tui.engine.scan import FoundFile, Refused, scan, walk
+from synapse_tui.units import format_duration, format_size, parse_duration, parse_rate, parse_size
+
+
+def test_sizes_rates_and_durations() -> None:
+    assert parse_size("50M") == 50 * 1024**2
+    assert parse_size("1.5G") == int(1.5 * 1024**3)
+    assert parse_size("512KiB") == 512 * 1024 and parse_size("7") == 7
+    assert parse_rate("20M") == 20 * 1024**2 and parse_rate("0") is None
+    assert parse_rate("off") is None
+    assert parse_duration("15m") == 900 and parse_duration("2h") == 7200
+    for bad in ("", "fast", "-1M", "3X"):
+        with pytest.raises(ValueError):
+            parse_size(bad)
+    assert format_size(1536) == "1.5 KiB" and format_size(10) == "10 B"
+    assert format_duration(3725) == "1h02m" and format_duration(None) == "--"
+
+
+def test_names_are_escaped_for_terminals() -> None:
+    raw = b"bad\xff\x1b[31mred\r\nname\x7f.bin"
+    shown = display_path(raw)
+    assert shown == "bad\\xff\\e[31mred\\r\\nname\\x7f.bin"
+    assert all(ch.isprintable() for ch in shown)
+    assert escape_text("tab\there\u0085") == "tab\\there\\x85"
+    long = b"x" * 300 + b".tar.gz"
+    name = upload_filename(long)
+    assert len(name) <= 255 and name.endswith(".gz")
+
+
+def test_meter_rate_is_the_slope_and_the_eta_does_not_jump() -> None:
+    now = [0.0]
+    meter = Meter(window=10, clock=lambda: now[0])
+    assert meter.rate() == 0.0 and meter.eta(100) is None
+    etas = []
+    for _ in range(20):  # 10 MB/s in bursts of 5 MB every half second
+        now[0] += 0.5
+        meter.add(5_000_000)
+        etas.append(meter.eta(100_000_000))
+    assert meter.rate() == pytest.approx(10_000_000, rel=0.1)
+    now[0] += 0.5
+    meter.add(30_000_000)  # one burst
+    spiked = meter.eta(100_000_000)
+    assert etas[-1] is not None and spiked is not None
+    assert abs(spiked - etas[-1]) < 0.2 * etas[-1]  # smoothed, no jump
+    assert meter.eta(0) == 0.0
+
+
+async def test_bandwidth_bucket_delays_by_the_deficit_and_changes_live() -> None:
+    now = [100.0]
+    bw = Bandwidth(1000.0, clock=lambda: now[0])
+    assert bw.delay_for(250) == 0.0  # the quarter-second burst allowance
+    assert bw.delay_for(1000) == pytest.approx(1.0)
+    bw.set_rate(None)
+    assert bw.delay_for(10**9) == 0.0
+    bw.set_rate(2000.0)
+    assert bw.rate == 2000.0 and bw.delay_for(4000) == pytest.approx(1.75)  # 500 B of burst
+    # A waiter wakes when the rate is raised instead of sleeping out its old delay.
+    slow = Bandwidth(1.0)
+    waiter = asyncio.ensure_future(slow.acquire(10_000))
+    await asyncio.sleep(0)
+    slow.set_rate(None)
+    await asyncio.wait_for(waiter, timeout=5)
+
+
+async def test_gate_capacity_changes_while_held() -> None:
+    gate = Gate(2)
+    assert gate.take() and gate.take() and not gate.take()
+    await gate.set_capacity(3)
+    assert gate.take() and gate.held == 3
+    await gate.set_capacity(1)
+    assert not gate.free()
+    for _ in range(3):
+        await gate.release()
+    assert gate.free() and gate.held == 0
+
+
+def test_backoff_full_jitter_cap_and_shared_wait() -> None:
+    now = [0.0]
+    picks: list[tuple[float, float]] = []
+
+    def rand(a: float, b: float) -> float:
+        picks.append((a, b))
+        return b
+
+    backoff = Backoff(base=1.0, cap=8.0, rand=rand, clock=lambda: now[0])
+    assert [backoff.delay(n) for n in (1, 2, 3, 4, 10)] == [1.0, 2.0, 4.0, 8.0, 8.0]
+    assert all(a == 0.0 for a, _ in picks)  # full jitter: from zero
+    assert backoff.delay(1, retry_after=30.0) == 30.0
+    assert backoff.shared_wait() == 30.0  # every worker now waits
+    now[0] = 25.0
+    assert backoff.shared_wait() == 5.0
+
+
+def test_journal_is_private_and_survives_reopen(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    journal = Journal(state)
+    job = journal.add_job(b"/x/\xff.bin", Identity(10, 1, 2, 3), "fp", "http://h", 5)
+    journal.update(job.id, offset=5, upload_url="http://h/u/1/")
+    journal.close()
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    for f in state.glob("journal.sqlite3*"):
+        assert stat.S_IMODE(f.stat().st_mode) == 0o600
+    again = Journal(state).get(job.id)
+    assert again.path == b"/x/\xff.bin" and again.offset == 5
+    with pytest.raises(ValueError):
+        Journal(state).update(job.id, path=b"/etc/passwd")
+
+
+def test_job_lock_is_held_against_another_process(tmp_path: Path) -> None:
+    journal = Journal(tmp_path)
+    assert journal.try_lock(7)
+    code = (
+        "import sys; from pathlib import Path; from synapse_tui.engine.journal import Journal\n"
+        f"j = Journal(Path({str(tmp_path)!r}))\n"
+        "print(j.try_lock(7), j.try_lock(8))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"]
+    journal.unlock(7)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split()[0] == "True"
+
+
+def test_walk_refuses_loops_links_and_special_files(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "sub").mkdir(parents=True)
+    (root / "sub" / "f.txt").write_text("x")
+    os.symlink(root, root / "sub" / "loop")
+    os.symlink(tmp_path / "nowhere", root / "dangling")
+    os.mkfifo(root / "fifo")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(root / "sock"))
+    try:
+        items = list(walk([bytes(root)]))
+    finally:
+        sock.close()
+    files = [p for p in items if isinstance(p, tuple)]
+    refused = {os.path.basename(r.path): r for r in items if isinstance(r, Refused)}
+    assert [os.path.basename(p) for p, _ in files] == [b"f.txt"]
+    assert "loop" in refused[b"loop"].reason and not refused[b"loop"].error
+    assert refused[b"dangling"].reason == "dangling symbolic link"
+    assert "FIFO" in refused[b"fifo"].reason and "socket" in refused[b"sock"].reason
+    # Named on the command line, the same entries are errors, not notices.
+    named = list(walk([bytes(root / "fifo"), b"/dev/zero", b"/proc/self/status"]))
+    assert all(isinstance(r, Refused) and r.error for r in named)
+
+
+async def test_scan_hashes_in_batches_in_walk_order(tmp_path: Path) -> None:
+    for i in range(30):
+        (tmp_path / f"f{i:02}").write_bytes(os.urandom(100 + i))
+    batches = [b async for b in scan([bytes(tmp_path)], batch_files=7)]
+    assert len(batches) == 5
+    found = [f for b in batches for f in b if isinstance(f, FoundFile)]
+    assert [os.path.basename(f.path) for f in found] == [f"f{i:02}".encode() for i in range(30)]
+    import xxhash
+
+    assert found[3].fingerprint == xxhash.xxh3_128((tmp_path / "f03").read_bytes()).hexdigest()
