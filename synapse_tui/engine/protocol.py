@@ -23,6 +23,7 @@ from synapse_tui.engine.errors import (
     OutcomeUnknown,
     ProtocolError,
     ServerRejected,
+    SynapseError,
     TransientError,
     UploadGone,
 )
@@ -304,8 +305,18 @@ class ProtocolClient:
         except httpx.TransportError as exc:
             kind = TransientError if idempotent else OutcomeUnknown
             raise kind(f"{method} interrupted: {_exc_text(exc)}") from None
-        raise_for_answer(response)
+        try:
+            raise_for_answer(response)
+        except SynapseError as exc:  # a server may echo the token back in its message
+            exc.args = tuple(self._redact(a) if isinstance(a, str) else a for a in exc.args)
+            raise
         return response
+
+    def _redact(self, text: str) -> str:
+        for secret in self.credentials.secrets():
+            if len(secret) >= 4:
+                text = text.replace(secret, "<redacted>")
+        return text
 
     @staticmethod
     def _json(response: httpx.Response) -> Any:

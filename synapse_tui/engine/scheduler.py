@@ -205,8 +205,15 @@ class UploadManager:
 
     def _enqueue(self, job: Job, resumed: bool) -> None:
         self.jobs[job.id] = job
-        if job.state != JobState.QUEUED:
-            self.set_state(job, JobState.QUEUED)
+        if not self.journal.try_lock(job.id):
+            # Another process drives it: its journal row (state, offset) is not ours to write.
+            job.state = JobState.QUEUED
+            self._locked_elsewhere.add(job.id)
+            self.log("warning", f"{job.display}: another synapse-tui drives it", job.id)
+        else:
+            self.journal.unlock(job.id)
+            if job.state != JobState.QUEUED:
+                self.set_state(job, JobState.QUEUED)
         self.emit(JobQueued(job.id, job.display, job.size, resumed))
         self._kick()
 

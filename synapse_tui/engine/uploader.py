@@ -108,6 +108,7 @@ class FileUpload:
         self.options = manager.options
         self.loop = asyncio.get_running_loop()
         self.fd = -1
+        self.completed = False
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -186,22 +187,34 @@ class FileUpload:
         job = self.job
         options = self.options
 
+        async def read_ahead(pos: int) -> bytes:
+            n = min(PIECE, start + length - pos)
+            rate = self.m.bandwidth.rate
+            expected = n / rate if rate else 0.0
+            watchdog.reschedule(self.loop.time() + options.stall_timeout + expected)
+            await self.m.bandwidth.acquire(n)
+            return await self.loop.run_in_executor(
+                io_executor(), read_piece, self.fd, pos, n, hashes
+            )
+
         async def gen() -> AsyncIterator[bytes]:
+            # The next piece is read and hashed in a thread while this one is being sent
+            # (one piece ahead: pieces still hash in order, memory stays at two pieces).
             pos = start
             end = start + length
-            while pos < end:
-                n = min(PIECE, end - pos)
-                rate = self.m.bandwidth.rate
-                expected = n / rate if rate else 0.0
-                watchdog.reschedule(self.loop.time() + options.stall_timeout + expected)
-                await self.m.bandwidth.acquire(n)
-                data = await self.loop.run_in_executor(
-                    io_executor(), read_piece, self.fd, pos, n, hashes
-                )
-                yield data
-                pos += n
-                job.sent = pos
-                self.m.count_bytes(job, n)
+            ahead: asyncio.Task[bytes] | None = asyncio.ensure_future(read_ahead(pos))
+            try:
+                while ahead is not None:
+                    data = await ahead
+                    n = len(data)
+                    ahead = asyncio.ensure_future(read_ahead(pos + n)) if pos + n < end else None
+                    yield data
+                    pos += n
+                    job.sent = pos
+                    self.m.count_bytes(job, n)
+            finally:
+                if ahead is not None:
+                    ahead.cancel()
             watchdog.reschedule(self.loop.time() + options.response_timeout)
 
         return gen
@@ -220,6 +233,8 @@ class FileUpload:
                         await self._upload_empty()
                         return
                     await self._prepare()
+                    if self.completed:
+                        return  # the server had completed it (a lost finalize answer)
                     while job.offset < job.size:
                         self._checkpoint()
                         self._check_identity()
@@ -499,6 +514,7 @@ class FileUpload:
             raise ProtocolError(f"server completed {info.offset} bytes of {job.size}")
         if info.checksum and info.checksum.lower() != md5:
             raise ChecksumMismatch(f"server checksum {info.checksum} differs from {md5}")
+        self.completed = True
         self.m.finish(job, md5, info)
 
     async def _upload_empty(self) -> None:
