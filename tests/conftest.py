@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
-pytest_plugins = [
-    m for m in ("tests.harness.drf", "tests.harness.embedded") if importlib.util.find_spec(m)
-]
+pytest_plugins = ["tests.harness.drf", "tests.harness.embedded"]
 
 
 @pytest.fixture(autouse=True)

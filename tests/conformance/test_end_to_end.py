@@ -51,10 +51,7 @@ def backend(request: pytest.FixtureRequest) -> Backend:
     if request.param == "drf":
         srv = request.getfixturevalue("drf_server")
         return Backend("drf", srv.url, srv.token, srv.stored_bytes)
-    try:
-        srv = request.getfixturevalue("embedded_server")
-    except pytest.FixtureLookupError:
-        pytest.skip("embedded backend fixture not available")
+    srv = request.getfixturevalue("embedded_server")
     return Backend("embedded", srv.url, srv.token, _embedded_stored(srv.url, srv.token))
 
 

@@ -1,0 +1,123 @@
+"""`create_app(config)`: the Starlette app of the embedded Synapse-compatible backend."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+
+from synapse_tui.server import chunked, collections
+from synapse_tui.server.backend import Backend
+from synapse_tui.server.config import ServerConfig
+from synapse_tui.server.errors import NOT_FOUND
+
+Handler = Callable[..., Awaitable[Response]]
+
+
+def sweep_interval(expire_after: float) -> float:
+    """How often expired uploads are cleaned: a quarter of the expiry, 1 s to 5 min."""
+    return min(max(expire_after / 4, 1.0), 300.0)
+
+
+def _endpoint(backend: Backend, handler: Handler, *params: str) -> Callable[[Request], Any]:
+    async def endpoint(request: Request) -> Response:
+        args = [request.path_params[p] for p in params]
+        return await chunked.guarded(handler(backend, request, *args))
+
+    return endpoint
+
+
+def _by_method(backend: Backend, has_id: bool) -> Callable[[Request], Any]:
+    handlers: dict[str, Handler] = {
+        "GET": chunked.get,
+        "PUT": chunked.put_chunk,
+        "POST": chunked.post,
+    }
+
+    async def endpoint(request: Request) -> Response:
+        upload_id = request.path_params["upload_id"] if has_id else None
+        handler = handlers[request.method]
+        return await chunked.guarded(handler(backend, request, upload_id))
+
+    return endpoint
+
+
+def _routes(backend: Backend) -> list[BaseRoute]:
+    methods = ["GET", "PUT", "POST"]
+    return [
+        Route("/chunked_upload/", _by_method(backend, False), methods=methods),
+        Route("/chunked_upload/{upload_id}/", _by_method(backend, True), methods=methods),
+        Route(
+            "/chunked_upload/{upload_id}/file/",
+            _endpoint(backend, chunked.download, "upload_id"),
+            methods=["GET"],
+        ),
+        Route(
+            "/data_collections/",
+            _endpoint(backend, collections.list_collections),
+            methods=["GET"],
+        ),
+        Route(
+            "/data_collections/{collection_id:int}/",
+            _endpoint(backend, collections.get_collection, "collection_id"),
+            methods=["GET"],
+        ),
+        Route("/data_files/", _endpoint(backend, collections.create_data_file), methods=["POST"]),
+        Route("/data_units/", _endpoint(backend, collections.list_data_units), methods=["GET"]),
+        Route("/data_units/", _endpoint(backend, collections.create_data_units), methods=["POST"]),
+    ]
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        detail: Any = NOT_FOUND
+    elif exc.status_code == 405:
+        detail = f'Method "{request.method}" not allowed.'
+    else:
+        detail = exc.detail
+    return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    """DRF-style JSON for the unexpected (uvicorn logs the traceback, never the headers)."""
+    return JSONResponse({"detail": "A server error occurred."}, status_code=500)
+
+
+def create_app(config: ServerConfig) -> Starlette:
+    """The ASGI app; opens (and recovers) the store at `config.root` right away.
+
+    The store is closed when the app's lifespan ends; the expiry sweep runs
+    while the lifespan is active. `app.state.backend` exposes the internals to tests.
+    """
+    backend = Backend(config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        await backend.sweep()
+        sweeper = asyncio.create_task(backend.sweep_forever(sweep_interval(config.expire_after)))
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+            backend.close()
+
+    routes = _routes(backend)
+    if config.prefix:
+        routes = [Mount(config.prefix, routes=routes)]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+    )
+    app.state.backend = backend
+    return app

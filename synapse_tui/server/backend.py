@@ -1,0 +1,180 @@
+"""The state one app serves from: config, store, writer locks, MD5 states, worker threads."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import errno
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from starlette.requests import Request
+
+from synapse_tui.server import files
+from synapse_tui.server.auth import Authenticator, owner_key
+from synapse_tui.server.config import ServerConfig
+from synapse_tui.server.errors import ApiError, not_found
+from synapse_tui.server.sessions import Sessions
+from synapse_tui.server.store import COMPLETE, Store, Upload, is_upload_id
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+EXPIRED = "Upload has expired"
+ALREADY_COMPLETE = 'Upload has already been marked as "complete"'
+BUSY = "Another request is writing to this upload"
+INSUFFICIENT_STORAGE = "Insufficient storage"
+
+
+class Backend:
+    """Shared by every request of one app; blocking work goes to `self.executor`."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.store = Store(config.root, config.clock)
+        try:
+            self.store.recover()
+            self.store.add_users([owner_key(t) for t in config.tokens])
+        except BaseException:
+            self.store.close()
+            raise
+        self.sessions = Sessions()
+        self.auth = Authenticator(config.tokens)
+        from synapse_tui.server.collections import Collections
+
+        self.collections = Collections(config.collections)
+        self.executor = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="synapse-io")
+        self._catch_ups: dict[str, asyncio.Task[None]] = {}
+        self._stopping = threading.Event()
+        self._closed = False
+
+    def close(self) -> None:
+        """Release threads, connections and the root; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stopping.set()
+        for task in list(self._catch_ups.values()):
+            with contextlib.suppress(RuntimeError):  # its loop may be gone already
+                task.cancel()
+        self.executor.shutdown(wait=True, cancel_futures=True)
+        self.store.close()
+
+    def now(self) -> float:
+        return self.config.clock()
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    async def owner(self, request: Request) -> int:
+        """The numeric user of the request's credentials, or a 401 ApiError."""
+        key = self.auth.owner_key(request.headers)
+        cached = self.store.cached_user(key)
+        return cached if cached is not None else await self.run(self.store.user_id, key)
+
+    def api_base(self, request: Request) -> str:
+        """Absolute API root as the client reached it, e.g. `http://127.0.0.1:8000/api`."""
+        return f"{request.url.scheme}://{request.url.netloc}{self.config.prefix}"
+
+    def find(self, owner: int, upload_id: str) -> Upload:
+        """The caller's upload; 404 for an unknown id and for anybody else's upload."""
+        upload = self.store.get(upload_id) if is_upload_id(upload_id) else None
+        if upload is None or upload.owner != owner:
+            raise not_found()
+        return upload
+
+    async def check_writable(self, upload: Upload) -> None:
+        """410 if expired (deleting its bytes on the way), 400 if already complete."""
+        if upload.is_expired(self.now(), self.config.expire_after):
+            if not upload.expired and not self.sessions.is_writing(upload.id):
+                self.sessions.forget(upload.id)
+                await self.run(self.store.expire, upload)
+            raise ApiError(410, EXPIRED)
+        if upload.status == COMPLETE:
+            raise ApiError(400, ALREADY_COMPLETE)
+
+    def check_space(self, needed: int) -> None:
+        from synapse_tui.server import store
+
+        if needed > 0 and store.disk_free(self.config.root) < needed:
+            raise ApiError(507, INSUFFICIENT_STORAGE)
+
+    def acquire(self, upload_id: str) -> None:
+        if not self.sessions.try_acquire(upload_id):
+            raise ApiError(409, BUSY, {"Retry-After": "1"})
+
+    # -- MD5 after a restart -------------------------------------------------
+
+    def ensure_catch_up(self, upload_id: str) -> None:
+        """Rebuild a lost MD5 state from disk in the background; writes go on meanwhile."""
+        running = self._catch_ups.get(upload_id)
+        if running is not None and not running.done():
+            return
+        task = asyncio.get_running_loop().create_task(self._catch_up(upload_id))
+        self._catch_ups[upload_id] = task
+
+        def forget(done: asyncio.Task[None]) -> None:
+            if self._catch_ups.get(upload_id) is done:
+                del self._catch_ups[upload_id]
+
+        task.add_done_callback(forget)
+
+    async def _catch_up(self, upload_id: str) -> None:
+        """Hash committed bytes (never rewritten) until the state reaches the offset."""
+        path = self.store.path_for(upload_id)
+        try:
+            while True:
+                upload = self.store.get(upload_id)
+                if upload is None or upload.status == COMPLETE or upload.expired:
+                    return
+                if self.sessions.hash_at(upload_id, upload.offset) is not None:
+                    return
+                hashed, md5 = self.sessions.latest(upload_id) or (0, None)
+                md5 = await self.run(
+                    files.hash_range, path, hashed, upload.offset, md5, self._stopping.is_set
+                )
+                self.sessions.remember(upload_id, upload.offset, md5)
+        except Exception:  # the upload vanished or its file is unreadable: finalize retries
+            log.debug("MD5 catch-up of %s stopped", upload_id, exc_info=True)
+
+    async def md5_for(self, upload: Upload) -> Any:
+        """A private MD5 state covering the upload's `offset` bytes (caller holds the lock)."""
+        md5: Any = self.sessions.hash_at(upload.id, upload.offset)
+        task = self._catch_ups.get(upload.id)
+        if md5 is None and task is not None:
+            await asyncio.shield(task)
+            md5 = self.sessions.hash_at(upload.id, upload.offset)
+        if md5 is None:
+            hashed, md5 = self.sessions.latest(upload.id) or (0, None)
+            path = self.store.path_for(upload.id)
+            md5 = await self.run(
+                files.hash_range, path, hashed, upload.offset, md5, self._stopping.is_set
+            )
+            self.sessions.remember(upload.id, upload.offset, md5.copy())
+        return md5
+
+    # -- expiry ----------------------------------------------------------------
+
+    async def sweep(self) -> None:
+        """Delete the bytes of expired uploads and forget long-expired rows."""
+        now = self.now()
+        for upload in self.store.stale_uploads(now, self.config.expire_after):
+            if not self.sessions.is_writing(upload.id):
+                self.sessions.forget(upload.id)
+                await self.run(self.store.expire, upload)
+        await self.run(self.store.purge_expired, now, self.config.expire_after)
+
+    async def sweep_forever(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.sweep()
+            except Exception:  # keep sweeping; a bad pass is logged, not fatal
+                log.exception("expiry sweep failed")
+
+
+def disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)

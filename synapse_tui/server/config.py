@@ -1,0 +1,55 @@
+"""Settings of the embedded backend (`ServerConfig`), validated once at construction."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_EXPIRE_AFTER = 86400.0
+
+
+@dataclass
+class ServerConfig:
+    """What `create_app` and `BackgroundServer` need to serve uploads.
+
+    `clock` returns the wall-clock time in seconds; tests inject a fake one to
+    drive expiry without sleeping.
+    """
+
+    root: Path
+    tokens: list[str]
+    max_bytes: int | None = None
+    expire_after: float = DEFAULT_EXPIRE_AFTER
+    prefix: str = ""
+    collections: list[tuple[str, list[str]]] = field(default_factory=list)
+    clock: Callable[[], float] = field(default=time.time, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root)
+        self.tokens = list(self.tokens)
+        if not self.tokens or not all(isinstance(t, str) and t for t in self.tokens):
+            raise ValueError("at least one non-empty token is required")
+        if self.max_bytes is not None and self.max_bytes < 0:
+            raise ValueError("max_bytes must not be negative")
+        if not self.expire_after > 0:
+            raise ValueError("expire_after must be positive")
+        self.prefix = normalize_prefix(self.prefix)
+        self.collections = [(name, list(specs)) for name, specs in self.collections]
+        names = [name for name, _ in self.collections]
+        if len(set(names)) != len(names):
+            raise ValueError("collection names must be unique")
+        for name, specs in self.collections:
+            if not name or not specs or not all(specs) or len(set(specs)) != len(specs):
+                raise ValueError(f"collection {name!r} needs a name and distinct spec names")
+
+
+def normalize_prefix(prefix: str) -> str:
+    """`api/`, `/api/` and `/api` all mean `/api`; `/` and `` mean no prefix."""
+    stripped = prefix.strip().strip("/")
+    if not stripped:
+        return ""
+    if any(c in stripped for c in "?#") or "//" in stripped:
+        raise ValueError(f"invalid prefix {prefix!r}")
+    return "/" + stripped

@@ -1,0 +1,161 @@
+"""Streaming multipart/form-data parsing on python-multipart's low-level parser.
+
+Text fields are collected (bounded); the bytes of the first `file` part go to a
+sink as zero-copy memoryviews of the received chunks, so a 50 MiB chunk is never
+held in memory or spooled to a temp file.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qsl
+
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+MAX_FIELD_BYTES = 64 * 1024
+
+
+class FormError(ValueError):
+    """The body is not a well-formed form (answered 400)."""
+
+
+def boundary_of(content_type: str | None) -> bytes | None:
+    """The boundary of a multipart/form-data Content-Type, else None."""
+    if not content_type:
+        return None
+    kind, params = parse_options_header(content_type)
+    if kind != b"multipart/form-data":
+        return None
+    boundary = params.get(b"boundary")
+    return boundary or None
+
+
+class StreamingForm:
+    """Feed it the body chunk by chunk; read `fields`, `file_seen`, `file_size` at the end."""
+
+    def __init__(
+        self,
+        boundary: bytes,
+        sink: Callable[[memoryview], None] | None,
+        file_field: str = "file",
+    ) -> None:
+        self.fields: dict[str, str] = {}
+        self.file_seen = False
+        self.file_size = 0
+        self.complete = False
+        self._file_field = file_field
+        self._sink = sink
+        self._header_field = bytearray()
+        self._header_value = bytearray()
+        self._headers: dict[bytes, bytes] = {}
+        self._kind = "skip"  # "file", "field" or "skip" for the current part
+        self._name = ""
+        self._value = bytearray()
+        self._chunk: bytes = b""
+        self._view = memoryview(b"")
+        self._parser = MultipartParser(
+            boundary,
+            {
+                "on_part_begin": self._part_begin,
+                "on_header_field": self._header_field_data,
+                "on_header_value": self._header_value_data,
+                "on_header_end": self._header_end,
+                "on_headers_finished": self._headers_finished,
+                "on_part_data": self._part_data,
+                "on_part_end": self._part_end,
+                "on_end": self._end,
+            },
+        )
+
+    def feed(self, data: bytes) -> None:
+        if not data:
+            return
+        self._chunk = data
+        self._view = memoryview(data)
+        try:
+            self._parser.write(data)
+        except FormError:
+            raise
+        except Exception as exc:  # python-multipart raises its own error types
+            raise FormError(f"Multipart form parse error - {exc}") from None
+
+    def close(self) -> None:
+        """Call once the body ended; raises FormError if it was cut short."""
+        if not self.complete:
+            raise FormError("Multipart form parse error - Invalid boundary in multipart: None")
+
+    # -- parser callbacks ----------------------------------------------------
+
+    def _part_begin(self) -> None:
+        self._headers = {}
+        self._header_field.clear()
+        self._header_value.clear()
+
+    def _header_field_data(self, data: bytes, start: int, end: int) -> None:
+        self._header_field += data[start:end]
+
+    def _header_value_data(self, data: bytes, start: int, end: int) -> None:
+        self._header_value += data[start:end]
+
+    def _header_end(self) -> None:
+        self._headers[bytes(self._header_field).lower()] = bytes(self._header_value)
+        self._header_field.clear()
+        self._header_value.clear()
+
+    def _headers_finished(self) -> None:
+        _, params = parse_options_header(self._headers.get(b"content-disposition", b""))
+        self._name = params.get(b"name", b"").decode("utf-8", "replace")
+        self._value = bytearray()
+        if self._name == self._file_field:
+            self._kind = "skip" if self.file_seen else "file"
+            self.file_seen = True
+        elif b"filename" in params:
+            self._kind = "skip"  # other uploaded files are not ours to store
+        else:
+            self._kind = "field"
+
+    def _part_data(self, data: bytes, start: int, end: int) -> None:
+        kind = self._kind
+        if kind == "file":
+            self.file_size += end - start
+            if self._sink is not None:
+                view = self._view if data is self._chunk else memoryview(data)
+                self._sink(view[start:end])
+        elif kind == "field":
+            if len(self._value) + end - start > MAX_FIELD_BYTES:
+                raise FormError(f"Form field {self._name!r} is too large")
+            self._value += data[start:end]
+
+    def _part_end(self) -> None:
+        if self._kind == "field":
+            self.fields.setdefault(self._name, self._value.decode("utf-8", "replace"))
+        self._kind = "skip"
+
+    def _end(self) -> None:
+        self.complete = True
+
+
+def parse_small_body(content_type: str | None, body: bytes) -> dict[str, Any]:
+    """The fields of a JSON, urlencoded or multipart body already read in full."""
+    boundary = boundary_of(content_type)
+    if boundary is not None:
+        form = StreamingForm(boundary, sink=None)
+        form.feed(body)
+        form.close()
+        return dict(form.fields)
+    kind = (content_type or "").split(";", 1)[0].strip().lower()
+    if kind == "application/x-www-form-urlencoded":
+        return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+    if kind == "application/json" or (not kind and body.strip()):
+        if not body.strip():
+            return {}
+        try:
+            parsed = json.loads(body)
+        except ValueError as exc:
+            raise FormError(f"JSON parse error - {exc}") from None
+        if not isinstance(parsed, dict):
+            return {}
+        return parsed
+    return {}

@@ -1,0 +1,244 @@
+"""Stream a multipart request body straight into an upload's file at its offset.
+
+The loop parses; two threads of the request's own write ~1 MiB batches with
+`pwritev` and feed the MD5, up to 8 MiB behind the network (back-pressure: the
+loop stops reading while they catch up). The file is cut back to the starting
+offset if anything goes wrong, so an interrupted body never leaves
+unacknowledged bytes behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from starlette.requests import Request
+
+from synapse_tui.server import files
+from synapse_tui.server.errors import ApiError
+from synapse_tui.server.multipart import FormError, StreamingForm, parse_small_body
+
+FLUSH_BYTES = 1 << 20
+MAX_IN_FLIGHT = 8 << 20
+WRITEBACK_BYTES = 8 << 20
+SMALL_BODY_LIMIT = 1 << 20
+
+
+@dataclass
+class Received:
+    """What a streamed form held: its text fields and the size of its `file` part."""
+
+    fields: dict[str, str]
+    file_seen: bool
+    size: int
+    md5: Any = field(repr=False)
+
+
+class _Batch:
+    """File bytes waiting to be written; stops accepting past `limit` (the rest is counted only)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.accepted = 0
+        self.pieces: list[memoryview] = []
+        self.pending = 0
+
+    def add(self, view: memoryview) -> None:
+        room = self.limit - self.accepted
+        if room <= 0:
+            return
+        if len(view) > room:
+            view = view[:room]
+        self.pieces.append(view)
+        self.pending += len(view)
+        self.accepted += len(view)
+
+    def take(self) -> tuple[list[memoryview], int]:
+        pieces, size = self.pieces, self.pending
+        self.pieces, self.pending = [], 0
+        return pieces, size
+
+
+class _Worker:
+    """One thread applying `step` to queued batches in order; reports progress to the loop."""
+
+    def __init__(self, name: str, step: Callable[[list[memoryview], int], None]) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._queue: queue.SimpleQueue[tuple[list[memoryview], int] | None] = queue.SimpleQueue()
+        self._step = step
+        self.pending = 0
+        self.cancelled = False
+        self.progress = asyncio.Event()
+        self.error: BaseException | None = None
+        self.done: concurrent.futures.Future[None] = concurrent.futures.Future()
+        threading.Thread(target=self._run, name=name, daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            while (item := self._queue.get()) is not None:
+                if self.error is None and not self.cancelled:
+                    try:
+                        self._step(*item)
+                    except BaseException as exc:  # reported to the loop, which aborts
+                        self.error = exc
+                with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
+                    self._loop.call_soon_threadsafe(self._processed, item[1])
+        finally:
+            self.done.set_result(None)
+
+    def _processed(self, size: int) -> None:
+        self.pending -= size
+        self.progress.set()
+
+    def put(self, item: tuple[list[memoryview], int] | None) -> None:
+        if item is not None:
+            self.pending += item[1]
+        self._queue.put(item)
+
+
+class _Writer:
+    """Writes batches in order at advancing positions while another thread hashes them.
+
+    Each has a thread of its own (not the shared pool, so a stalled client never
+    starves other requests). Up to `MAX_IN_FLIGHT` bytes may wait, so receiving
+    the next MiBs overlaps with writing and hashing the previous ones; the kernel
+    is asked to start writeback every `WRITEBACK_BYTES` so the final fsync is short.
+    """
+
+    def __init__(self, fd: int, position: int, md5: Any) -> None:
+        self._fd = fd
+        self._position = position
+        self._unflushed = 0
+        self._dropped = position
+        self._workers = [_Worker("synapse-writer", self._write)]
+        if md5 is not None:
+            self._workers.append(_Worker("synapse-hasher", lambda pieces, _n: _feed(md5, pieces)))
+
+    def _write(self, pieces: list[memoryview], size: int) -> None:
+        files.write_pieces(self._fd, self._position, pieces, None)
+        self._position += size
+        self._unflushed += size
+        if self._unflushed >= WRITEBACK_BYTES:
+            window = self._position - self._unflushed
+            files.start_writeback(self._fd, window, self._unflushed)
+            self._unflushed = 0
+            # Two windows back, writeback has most likely finished: recycle those pages.
+            if window - 2 * WRITEBACK_BYTES >= self._dropped:
+                files.drop_cache(self._fd, self._dropped, window - WRITEBACK_BYTES - self._dropped)
+                self._dropped = window - WRITEBACK_BYTES
+
+    def _raise(self) -> None:
+        for worker in self._workers:
+            if worker.error is not None:
+                raise worker.error
+
+    async def put(self, pieces: list[memoryview], size: int) -> None:
+        self._raise()
+        for worker in self._workers:
+            worker.put((pieces, size))
+        for worker in self._workers:
+            while worker.pending > MAX_IN_FLIGHT and worker.error is None:
+                worker.progress.clear()
+                await worker.progress.wait()
+
+    async def close(self) -> None:
+        """Wait until everything queued is written and hashed; raise a worker's error."""
+        for worker in self._workers:
+            worker.put(None)
+        for worker in self._workers:
+            await asyncio.wrap_future(worker.done)
+        self._raise()
+
+    def abort(self) -> None:
+        """Stop and wait for the threads (blocking, one batch at most) before a truncation."""
+        for worker in self._workers:
+            worker.cancelled = True
+            worker.put(None)
+        concurrent.futures.wait([w.done for w in self._workers])
+
+
+def _feed(md5: Any, pieces: list[memoryview]) -> None:
+    for piece in pieces:
+        md5.update(piece)
+
+
+async def receive_file(
+    executor: concurrent.futures.Executor,
+    request: Request,
+    boundary: bytes,
+    path: Path,
+    start: int,
+    limit: int,
+    md5: Any,
+    validate: Callable[[Received], None],
+) -> Received:
+    """Write the `file` part at `start` (at most `limit` bytes), validate, then fsync.
+
+    `validate` runs once the whole body is in and written but before fsync; an
+    ApiError from it (or any failure, a client disconnect included) truncates the
+    file back to `start` and propagates.
+    """
+    loop = asyncio.get_running_loop()
+    fd = await loop.run_in_executor(executor, files.open_at, path, start)
+    batch = _Batch(limit)
+    form = StreamingForm(boundary, batch.add)
+    writer: _Writer | None = None
+    try:
+        writer = _Writer(fd, start, md5)
+        try:
+            async for data in request.stream():
+                form.feed(data)
+                if batch.pending >= FLUSH_BYTES:
+                    await writer.put(*batch.take())
+            form.close()
+        except FormError as exc:
+            raise ApiError(400, str(exc)) from None
+        pieces, size = batch.take()
+        if pieces:
+            await writer.put(pieces, size)
+        await writer.close()
+        writer = None
+        received = Received(dict(form.fields), form.file_seen, form.file_size, md5)
+        validate(received)
+        await loop.run_in_executor(executor, files.finish, fd, start)
+        fd = -1
+        return received
+    except BaseException:
+        if writer is not None:
+            writer.abort()  # it must be done before the cut, or it could write past it
+        if fd >= 0:
+            files.abandon(fd, start)
+        raise
+
+
+async def read_small_body(request: Request) -> dict[str, Any]:
+    """The fields of a small JSON, urlencoded or multipart body (file parts are skipped)."""
+    content_type = request.headers.get("content-type")
+    chunks: list[bytes] = []
+    size = 0
+    from synapse_tui.server.multipart import boundary_of
+
+    boundary = boundary_of(content_type)
+    form = StreamingForm(boundary, sink=None) if boundary is not None else None
+    try:
+        async for data in request.stream():
+            if form is not None:
+                form.feed(data)
+                continue
+            size += len(data)
+            if size > SMALL_BODY_LIMIT:
+                raise ApiError(413, "Request body is too large")
+            chunks.append(data)
+        if form is not None:
+            form.close()
+            return dict(form.fields)
+        return parse_small_body(content_type, b"".join(chunks))
+    except FormError as exc:
+        raise ApiError(400, str(exc)) from None
