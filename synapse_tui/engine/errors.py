@@ -6,6 +6,7 @@ SynapseError
 ├── FatalError              stop every job, no retry loop
 │   ├── AuthError           401 / 403
 │   ├── OriginError         a server URL outside the configured origin (token withheld)
+│   ├── TLSError            the TLS handshake was refused (certificate, plain HTTP port)
 │   └── ConfigError         missing host, bad option
 └── FileError               this file fails, the batch goes on
     ├── ServerRejected      413, 507 and other 4xx, with the server's message
@@ -46,6 +47,10 @@ class AuthError(FatalError):
 
 class OriginError(FatalError):
     """A URL from the server points outside the configured origin."""
+
+
+class TLSError(FatalError):
+    """TLS refused: the certificate does not verify, or the port does not speak TLS."""
 
 
 class ConfigError(FatalError):

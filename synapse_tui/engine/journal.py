@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     updated_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
+CREATE INDEX IF NOT EXISTS jobs_fingerprint ON jobs(fingerprint);
 CREATE TABLE IF NOT EXISTS job_errors (
     job_id INTEGER NOT NULL,
     at REAL NOT NULL,

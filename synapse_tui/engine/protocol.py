@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import email.utils
+import importlib.util
 import json
 import secrets
+import ssl
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -24,9 +27,16 @@ from synapse_tui.engine.errors import (
     ProtocolError,
     ServerRejected,
     SynapseError,
+    TLSError,
     TransientError,
     UploadGone,
 )
+
+if importlib.util.find_spec("sniffio") is None:
+    # httpcore runs `import sniffio` on every request and lock; without the package each
+    # attempt walks sys.path (a tenth of the client's CPU with many small files). None in
+    # sys.modules makes the import fail at once, with the same outcome (asyncio).
+    sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
 
 # Retry-After values above this are capped: a server asking for an hour is not obeyed blindly.
 MAX_RETRY_AFTER = 300.0
@@ -301,6 +311,8 @@ class ProtocolClient:
         try:
             response = await self._client.request(method, url, **kwargs)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            if _tls_refusal(exc):  # never retried, never downgraded to plain HTTP
+                raise TLSError(f"TLS failure with {self.root}: {_exc_text(exc)}") from None
             raise TransientError(f"cannot connect to {self.root}: {_exc_text(exc)}") from None
         except httpx.TransportError as exc:
             kind = TransientError if idempotent else OutcomeUnknown
@@ -410,6 +422,20 @@ class ProtocolClient:
 
     async def post_json(self, path: str, body: Any) -> Any:
         return self._json(await self._send("POST", self.url(path), json_body=body))
+
+
+def _tls_refusal(exc: BaseException) -> bool:
+    """Whether a connect error comes from TLS refusing (a certificate that does not verify,
+    a peer that does not speak TLS), not from the network cutting the handshake (EOF)."""
+    transient = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
+    cause: BaseException | None = exc
+    for _ in range(8):
+        if cause is None:
+            return False
+        if isinstance(cause, ssl.SSLError):
+            return not isinstance(cause, transient)
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def _exc_text(exc: BaseException) -> str:

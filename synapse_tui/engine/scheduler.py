@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import heapq
+import itertools
 import logging
 import os
 import time
@@ -99,6 +102,11 @@ class UploadManager:
         self._dispatcher: asyncio.Task[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._dirty: set[int] = set()
+        self._running: set[Job] = set()  # jobs with a task; active() filters the done
+        # Jobs that became QUEUED, by (-priority, id); stale entries are dropped when popped,
+        # so dispatch never sorts every job (many small files: O(n) per file otherwise).
+        self._ready: list[tuple[int, int, int, Job]] = []
+        self._ready_seq = itertools.count()
         self._locked_elsewhere: set[int] = set()
         self.registrar = Registrar(self)
         self._units_task: asyncio.Task[None] | None = None
@@ -153,6 +161,8 @@ class UploadManager:
 
     def set_state(self, job: Job, state: JobState, message: str = "") -> None:
         job.state = state
+        if state == JobState.QUEUED:
+            self._push_ready(job)
         values: dict[str, object] = {"state": state}
         if message and state in (JobState.FAILED, JobState.PAUSED):
             job.last_error = message
@@ -205,6 +215,7 @@ class UploadManager:
 
     def _enqueue(self, job: Job, resumed: bool) -> None:
         self.jobs[job.id] = job
+        self._push_ready(job)
         if not self.journal.try_lock(job.id):
             # Another process drives it: its journal row (state, offset) is not ours to write.
             job.state = JobState.QUEUED
@@ -438,6 +449,7 @@ class UploadManager:
         job = self.jobs.get(job_id)
         if job is not None:
             job.priority = priority
+            self._push_ready(job)
             self.journal.update(job_id, priority=priority)
             self._kick()
 
@@ -454,19 +466,48 @@ class UploadManager:
         jobs.sort(key=lambda j: (-j.priority, j.id))
         return jobs
 
+    def _not_running(self, job: Job, _task: object) -> None:
+        self._running.discard(job)
+
+    def _push_ready(self, job: Job) -> None:
+        heapq.heappush(self._ready, (-job.priority, job.id, next(self._ready_seq), job))
+
+    def _pop_runnable(self) -> Job | None:
+        """The queued job to start next (what _runnable()[0] would be), or None."""
+        later: list[tuple[int, int, int, Job]] = []
+        found: Job | None = None
+        while self._ready:
+            entry = heapq.heappop(self._ready)
+            priority, job_id, _, job = entry
+            if (
+                job.state != JobState.QUEUED
+                or -priority != job.priority
+                or job_id in self._locked_elsewhere
+                or self.jobs.get(job_id) is not job
+            ):
+                continue  # stale: it started, changed state or priority since it was pushed
+            if job.task is not None and not job.task.done():
+                later.append(entry)  # still winding down: try again on the next wake
+                continue
+            found = job
+            break
+        for entry in later:
+            heapq.heappush(self._ready, entry)
+        return found
+
     async def _dispatch_loop(self) -> None:
         while True:
             self._wake.clear()
             if not self.draining and self.stopped is None:
-                for job in self._runnable():
-                    if not self.gate.free():
-                        break
+                while self.gate.free() and (job := self._pop_runnable()) is not None:
                     if not self.journal.try_lock(job.id):
                         self._locked_elsewhere.add(job.id)
                         self.log("warning", f"{job.display}: another synapse-tui drives it", job.id)
                         continue
                     self.gate.take()
                     job.task = asyncio.create_task(self._run(job), name=f"job-{job.id}")
+                    self._running.add(job)
+                    job.task.add_done_callback(functools.partial(self._not_running, job))
             self._maybe_register_units()
             self._update_idle()
             await self._wake.wait()
@@ -533,7 +574,9 @@ class UploadManager:
     # -- idle and progress ------------------------------------------------------------------
 
     def active(self) -> list[Job]:
-        return [j for j in self.jobs.values() if j.task is not None and not j.task.done()]
+        # Only jobs given a task can be active: no pass over every job (O(n) per event,
+        # O(n^2) over a batch of many small files).
+        return [j for j in self._running if j.task is not None and not j.task.done()]
 
     def _maybe_register_units(self) -> None:
         """Once nothing uploads or scans, create the data units of registered files."""
