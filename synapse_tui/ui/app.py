@@ -1,0 +1,273 @@
+"""The dashboard application and `run_dashboard`, the entry point the CLI calls."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, ClassVar
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.theme import Theme
+
+from synapse_tui.config import Settings, redact, save_own_config
+from synapse_tui.engine.errors import ConfigError
+from synapse_tui.engine.protocol import Credentials
+from synapse_tui.ui.bridge import EngineBridge, ManagerFactory, default_factory
+from synapse_tui.ui.messages import EngineError, EngineStarted, EngineUpdate
+from synapse_tui.ui.screens.dashboard import DashboardScreen
+from synapse_tui.ui.themes import DEFAULT_THEME, load_themes
+
+STYLES = Path(__file__).parent / "styles"
+
+# Every action, for the command palette: (title, help, action on the dashboard or app).
+COMMANDS: list[tuple[str, str, str]] = [
+    ("Upload marked", "Queue the marked entries (or the highlighted one)  u", "queue_marked"),
+    ("Pause / resume job", "Pause or resume the highlighted job  p", "pause_job"),
+    ("Pause / resume all", "Pause every job, or resume them all  P", "pause_all"),
+    ("Cancel job", "Cancel the highlighted job  x", "cancel_job"),
+    ("Retry failed", "Queue failed jobs again  r", "retry_failed"),
+    ("Drain", "Finish in-flight uploads, start nothing new (toggle)  d", "drain"),
+    ("More concurrency", "One more upload at once  +", "concurrency(1)"),
+    ("Less concurrency", "One upload fewer at once  -", "concurrency(-1)"),
+    ("Bandwidth limit", "Set the bandwidth limit  b", "bandwidth"),
+    ("Reload files", "Re-read the folders from disk  f5", "reload"),
+    ("Files pane", "Show the file browser  1", "show_pane('browser')"),
+    ("Queue pane", "Show the job queue  2", "show_pane('queue')"),
+    ("Progress pane", "Show live progress  3", "show_pane('progress')"),
+    ("Log pane", "Show the event log  4", "show_pane('log')"),
+]
+
+
+class SynapseApp(App[int]):
+    """The synapse-tui dashboard. Drives the engine only through `self.bridge`."""
+
+    TITLE = "synapse-tui"
+    CSS_PATH = [STYLES / "app.tcss", STYLES / "dialogs.tcss"]  # noqa: RUF012
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q", "quit_dashboard", "Quit", show=True),
+        Binding("question_mark", "help", "Keys", show=True),
+        Binding("t", "cycle_theme", "Theme", show=False),
+        Binding("ctrl+c", "quit_dashboard", "Quit", show=False, priority=True),
+    ]
+
+    def __init__(
+        self,
+        settings: Settings,
+        directory: str | bytes = ".",
+        *,
+        local: bool = False,
+        factory: ManagerFactory = default_factory,
+        frozen: bool = False,
+        progress_interval: float = 0.25,
+        start_engine: bool = True,
+    ) -> None:
+        super().__init__()
+        self.settings = settings
+        self.directory = os.path.abspath(os.fsencode(directory))
+        self.local = local
+        self.factory = factory
+        self.frozen = frozen
+        self.progress_interval = progress_interval
+        self.start_engine = start_engine
+        self.bridge: EngineBridge | None = None
+        self.theme_errors: list[str] = []
+        self.theme_names: list[str] = []
+        self.dashboard = DashboardScreen(self.directory, frozen=frozen)
+        self.exit_code = 0
+
+    # -- start ------------------------------------------------------------------------------
+
+    async def on_mount(self) -> None:
+        self._register_themes()
+        await self.push_screen(self.dashboard)
+        banner = self.dashboard.query_one("#banner")
+        host = self.settings.host or ""
+        if self.frozen:  # snapshots: the port changes from run to run
+            host = re.sub(r":\d+", ":PORT", host)
+        banner.host = host  # type: ignore[attr-defined]
+        banner.local = self.local  # type: ignore[attr-defined]
+        self.dashboard.concurrency = self.settings.concurrency
+        self.dashboard.bwlimit = self.settings.bwlimit
+        self.dashboard.counts.concurrency = self.settings.concurrency
+        self.dashboard.counts.bwlimit = self.settings.bwlimit
+        for error in self.theme_errors:
+            self.notify(error, title="Theme not loaded", severity="error", timeout=10)
+        if self.start_engine:
+            self._start_bridge()
+
+    def _register_themes(self) -> None:
+        themes, self.theme_errors = load_themes()
+        for theme in themes:
+            self.register_theme(theme)
+        self.theme_names = [t.name for t in themes]
+        wanted = self.settings.theme or DEFAULT_THEME
+        if wanted not in self.available_themes:
+            if self.settings.theme:
+                self.theme_errors.append(f"theme {wanted!r} not found; using {DEFAULT_THEME}")
+            wanted = DEFAULT_THEME if DEFAULT_THEME in self.available_themes else "textual-dark"
+        self.theme = wanted
+        self.settings.theme = wanted  # in memory: only a change by the user is saved
+        self.theme_changed_signal.subscribe(self, self._theme_changed)
+
+    def _theme_changed(self, theme: Theme) -> None:
+        if theme.name != self.settings.theme:
+            self.settings.theme = theme.name
+            self._save_theme(theme.name)
+
+    @work(thread=True, group="config", exit_on_error=False)
+    def _save_theme(self, name: str) -> None:
+        save_own_config({"theme": name})
+
+    def _start_bridge(self) -> None:
+        bridge = EngineBridge(
+            self, self.settings, factory=self.factory, progress_interval=self.progress_interval
+        )
+        try:
+            bridge.start()
+        except Exception as exc:
+            message = redact(str(exc), self.settings.credentials.secrets())
+            self.notify(message, title="Engine not started", severity="error", timeout=30)
+            self.dashboard.log_widget.add("error", f"engine not started: {message}")
+            return
+        self.bridge = bridge
+
+    # -- engine messages --------------------------------------------------------------------
+
+    def on_engine_update(self, message: EngineUpdate) -> None:
+        if self.dashboard.is_mounted:
+            self.dashboard.apply(message)
+
+    def on_engine_started(self, message: EngineStarted) -> None:
+        if message.resumed:
+            self.dashboard.log_widget.add(
+                "info", f"{message.resumed} unfinished job(s) from the journal resume"
+            )
+        self.dashboard.refresh_ledger()
+
+    def on_engine_error(self, message: EngineError) -> None:
+        error = redact(message.error, self.settings.credentials.secrets())
+        self.notify(error, severity="error")
+        self.dashboard.log_widget.add("error", error)
+
+    # -- actions ----------------------------------------------------------------------------
+
+    def action_help(self) -> None:
+        from synapse_tui.ui.screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def action_settings(self) -> None:
+        from synapse_tui.ui.screens.settings import SettingsScreen
+
+        self.push_screen(SettingsScreen(self.settings, local=self.local))
+
+    def action_cycle_theme(self) -> None:
+        names = self.theme_names or list(self.available_themes)
+        index = names.index(self.theme) + 1 if self.theme in names else 0
+        self.theme = names[index % len(names)]
+        self.notify(f"theme {self.theme}", timeout=2)
+
+    @work(group="details", exclusive=True, exit_on_error=False)
+    async def show_job(self, job_id: int) -> None:
+        from synapse_tui.ui.screens.job_details import JobDetailsScreen
+
+        if self.bridge is None:
+            return
+        details = await self.bridge.job_details(job_id)
+        if details is None:
+            self.notify(f"job {job_id} is gone", severity="warning")
+            return
+        await self.push_screen(JobDetailsScreen(details))
+
+    @work(group="quit", exclusive=True, exit_on_error=False)
+    async def action_quit_dashboard(self) -> None:
+        from synapse_tui.ui.screens.confirm import ConfirmScreen
+
+        bridge = self.bridge
+        if bridge is not None and bridge.running and await bridge.busy():
+            sure = await self.push_screen_wait(
+                ConfirmScreen(
+                    "Uploads are running. Quit?",
+                    "They are paused now and resume on the next launch.",
+                    yes="Quit",
+                    no="Stay",
+                )
+            )
+            if not sure:
+                return
+        await self.shutdown_engine()
+        self.exit(self.exit_code)
+
+    async def shutdown_engine(self) -> None:
+        bridge, self.bridge = self.bridge, None
+        if bridge is not None:
+            await asyncio.to_thread(bridge.stop)
+
+    async def on_unmount(self) -> None:
+        await self.shutdown_engine()
+
+    async def action_quit(self) -> None:
+        await self.shutdown_engine()
+        self.exit(self.exit_code)
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        if not isinstance(screen, DashboardScreen):
+            return
+        for title, help_text, action in COMMANDS:
+            yield SystemCommand(title, help_text, _runner(screen, action))
+        yield SystemCommand("Settings", "Backend host, token and tenant  s", self.action_settings)
+        yield SystemCommand("Next theme", "Cycle the synapse themes  t", self.action_cycle_theme)
+        yield SystemCommand("Keys", "Every key binding  ?", self.action_help)
+        yield SystemCommand(
+            "Quit dashboard",
+            "Quit; running uploads resume next launch  q",
+            self.action_quit_dashboard,
+        )
+
+
+def _runner(screen: Screen[Any], action: str) -> Any:
+    async def run() -> None:
+        await screen.run_action(action)
+
+    return run
+
+
+def local_settings(settings: Settings, url: str, token: str) -> Settings:
+    settings.host = url
+    settings.credentials = Credentials(access_token=token)
+    settings.sources["host"] = "local backend"
+    return settings
+
+
+def run_dashboard(settings: Settings, directory: str) -> int:
+    """Open the dashboard in `directory`; starts the local backend when no host is set."""
+    if not os.path.isdir(directory):
+        raise ConfigError(f"not a folder: {directory}")
+    server = None
+    local = False
+    if settings.host is None:
+        from synapse_tui.ui.local_backend import start_local_backend
+
+        try:
+            server, url, token = start_local_backend()
+        except Exception as exc:
+            raise ConfigError(f"cannot start the local backend: {exc}") from exc
+        local_settings(settings, url, token)
+        local = True
+    app = SynapseApp(settings, directory, local=local)
+    try:
+        result = app.run()
+    finally:
+        if app.bridge is not None:
+            app.bridge.stop()
+        if server is not None:
+            server.stop()
+    return result or 0

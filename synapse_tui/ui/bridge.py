@@ -1,0 +1,321 @@
+"""The one door between the dashboard and the engine.
+
+The engine (UploadManager) runs in its own thread with its own asyncio loop, so eight
+uploads pushing hundreds of MB/s never compete with key presses for the UI loop. Calls go
+in with `call_soon_threadsafe` / `run_coroutine_threadsafe`; events come out as Textual
+messages posted with `post_message` (thread-safe). Progress is coalesced here: only the
+latest JobProgress per job and the latest TotalProgress/ScanProgress survive, flushed at
+most `progress_interval` apart; everything else (state changes, done, failed, log lines)
+is flushed within `urgent_delay`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import threading
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, Protocol, TypeVar
+
+from synapse_tui.config import Settings
+from synapse_tui.engine.events import (
+    Event,
+    JobProgress,
+    JobQueued,
+    JobStateChanged,
+    ScanProgress,
+    TotalProgress,
+)
+from synapse_tui.ui.messages import EngineError, EngineStarted, EngineUpdate, JobDetails, JobView
+
+log = logging.getLogger("synapse_tui.ui")
+T = TypeVar("T")
+
+
+class Poster(Protocol):
+    def post_message(self, message: Any) -> bool: ...
+
+
+ManagerFactory = Callable[[Settings, list[Any]], Any]
+
+
+def default_factory(settings: Settings, listeners: list[Any]) -> Any:
+    from synapse_tui.cli import make_manager
+
+    return make_manager(settings, listeners)
+
+
+class EngineBridge:
+    """Runs an UploadManager in a daemon thread and relays its events to `target`."""
+
+    def __init__(
+        self,
+        target: Poster,
+        settings: Settings,
+        *,
+        factory: ManagerFactory = default_factory,
+        progress_interval: float = 0.25,
+        urgent_delay: float = 0.05,
+        resume: bool = True,
+    ) -> None:
+        self.target = target
+        self.settings = settings
+        self.factory = factory
+        self.progress_interval = progress_interval
+        self.urgent_delay = urgent_delay
+        self.resume_on_start = resume
+        self.manager: Any = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        # engine-thread only: the pending batch
+        self._batch: list[Event] = []
+        self._progress: dict[int, JobProgress] = {}
+        self._total: TotalProgress | None = None
+        self._scan: ScanProgress | None = None
+        self._touched: set[int] = set()
+        self._urgent: asyncio.TimerHandle | None = None
+        self._flusher: asyncio.Task[None] | None = None
+        self.posted = 0  # messages posted (tests check the coalescing)
+
+    # -- lifecycle (UI thread) -------------------------------------------------------------
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start the engine thread; raises what building the manager raised."""
+        self._thread = threading.Thread(target=self._run, name="synapse-engine", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise RuntimeError("the engine did not start")
+        if self._error is not None:
+            raise self._error
+
+    @property
+    def running(self) -> bool:
+        return self.loop is not None and self.loop.is_running()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Close the manager (in-flight jobs become paused, resumable) and join the thread."""
+        loop = self.loop
+        if loop is None or not loop.is_running():
+            return
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(timeout)
+        loop.call_soon_threadsafe(loop.stop)
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    # -- the engine thread -----------------------------------------------------------------
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            self.manager = self.factory(self.settings, [self._on_event])
+        except BaseException as exc:
+            self._error = exc
+            self._ready.set()
+            loop.close()
+            return
+        self.loop = loop
+        loop.call_soon(self._started)
+        try:
+            loop.run_forever()
+        finally:
+            with contextlib.suppress(Exception):
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    def _started(self) -> None:
+        self.manager.start()
+        resumed = self.manager.resume_unfinished() if self.resume_on_start else 0
+        self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
+        self._ready.set()
+        self._post(EngineStarted(resumed))
+
+    async def _shutdown(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await self.manager.close("paused: the dashboard closed")
+        if self._flusher is not None:
+            self._flusher.cancel()
+        self._flush()
+        with contextlib.suppress(Exception):
+            self.manager.journal.close()
+
+    def _post(self, message: Any) -> None:
+        self.posted += 1
+        try:
+            self.target.post_message(message)
+        except Exception:  # the app is gone
+            log.debug("post failed", exc_info=True)
+
+    def _on_event(self, event: Event) -> None:
+        """Engine listener: coalesce progress, hurry everything else."""
+        if isinstance(event, JobProgress):
+            self._progress[event.job_id] = event
+            return
+        if isinstance(event, TotalProgress):
+            self._total = event
+            return
+        if isinstance(event, ScanProgress) and not event.done:
+            self._scan = event
+            return
+        if isinstance(event, ScanProgress):
+            self._scan = None
+        job_id = getattr(event, "job_id", None)
+        if isinstance(event, JobQueued | JobStateChanged) and job_id is not None:
+            self._touched.add(job_id)
+        self._batch.append(event)
+        if self._urgent is None and self.loop is not None:
+            self._urgent = self.loop.call_later(self.urgent_delay, self._flush)
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.progress_interval)
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._urgent is not None:
+            self._urgent.cancel()
+            self._urgent = None
+        events: list[Event] = list(self._progress.values())
+        events.extend(self._batch)
+        if self._scan is not None:
+            events.append(self._scan)
+        if self._total is not None:
+            events.append(self._total)
+        if not events:
+            return
+        touched = self._touched | set(self._progress)
+        self._batch, self._progress, self._total, self._scan = [], {}, None, None
+        self._touched = set()
+        views: dict[int, JobView] = {}
+        jobs = self.manager.jobs
+        for job_id in touched:
+            job = jobs.get(job_id)
+            if job is not None:
+                views[job_id] = JobView(
+                    job_id, job.state.value, job.sent, job.size, job.attempts, job.last_error
+                )
+        self._post(EngineUpdate(events, views))
+
+    # -- calls into the engine (any thread) -----------------------------------------------
+
+    def _call(self, fn: Callable[..., Any], *args: Any) -> None:
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self._guarded, fn, *args)
+
+    def _guarded(self, fn: Callable[..., Any], *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception as exc:
+            log.exception("engine call failed")
+            self._post(EngineError(f"{type(exc).__name__}: {exc}"))
+
+    def _submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        assert self.loop is not None, "the engine is not running"
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    async def ask(self, fn: Callable[[], T]) -> T:
+        """Run `fn` in the engine thread and await its result from the UI loop."""
+
+        async def run() -> T:
+            return fn()
+
+        return await asyncio.wrap_future(self._submit(run()))
+
+    def queue_paths(self, paths: Sequence[bytes], force: bool = False) -> None:
+        """Scan and queue `paths` (a task in the engine loop; returns at once)."""
+
+        async def add() -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            self._tasks.add(task)
+            try:
+                await self.manager.add_paths(list(paths), force=force)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.exception("queueing failed")
+                self._post(EngineError(f"queueing failed: {exc}"))
+            finally:
+                self._tasks.discard(task)
+
+        if self.loop is not None:
+            self._submit(add())
+
+    def pause(self, job_id: int) -> None:
+        self._call(lambda: self.manager.pause(job_id))
+
+    def resume(self, job_id: int) -> None:
+        self._call(lambda: self.manager.resume(job_id))
+
+    def pause_all(self) -> None:
+        self._call(lambda: self.manager.pause_all())
+
+    def resume_all(self) -> None:
+        self._call(lambda: self.manager.resume_all())
+
+    def cancel(self, job_id: int) -> None:
+        self._call(lambda: self.manager.cancel(job_id))
+
+    def retry_failed(self) -> None:
+        self._call(lambda: self.manager.retry_failed())
+
+    def drain(self) -> None:
+        self._call(lambda: self.manager.drain())
+
+    def undrain(self) -> None:
+        self._call(lambda: self.manager.undrain())
+
+    def set_concurrency(self, n: int) -> None:
+        if self.loop is not None:
+            self._submit(self.manager.set_concurrency(n))
+
+    def set_bwlimit(self, rate: float | None) -> None:
+        self._call(lambda: self.manager.set_bwlimit(rate))
+
+    # -- queries (awaitable from the UI loop) ---------------------------------------------
+
+    async def job_details(self, job_id: int) -> JobDetails | None:
+        def gather() -> JobDetails | None:
+            job = self.manager.jobs.get(job_id)
+            if job is None:
+                return None
+            return JobDetails(
+                job_id=job.id,
+                path=job.display,
+                size=job.size,
+                state=job.state.value,
+                upload_id=job.upload_id,
+                upload_url=job.upload_url,
+                offset=job.offset,
+                sent=job.sent,
+                md5=job.md5,
+                attempts=job.attempts,
+                resumed_from=job.resumed_from,
+                last_error=job.last_error,
+                errors=self.manager.journal.errors(job_id),
+            )
+
+        return await self.ask(gather)
+
+    async def uploaded_paths(self) -> set[bytes]:
+        host = self.settings.host or ""
+        return await self.ask(lambda: set(self.manager.journal.uploaded_paths(host)))
+
+    async def busy(self) -> bool:
+        """True while a job runs or waits to run (quitting would interrupt it)."""
+
+        def check() -> bool:
+            m = self.manager
+            if m.active() or self._tasks:
+                return True
+            return not m.draining and any(j.state.value == "queued" for j in m.jobs.values())
+
+        return await self.ask(check)

@@ -1,0 +1,323 @@
+"""The main screen: file browser, job queue, live progress and event log, keyboard only."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, ClassVar, cast
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Container
+from textual.screen import Screen
+from textual.widget import Widget
+from textual.widgets import Footer
+
+from synapse_tui.engine.events import (
+    FatalStop,
+    JobDone,
+    JobFailed,
+    JobSkipped,
+    ScanProgress,
+    TotalProgress,
+)
+from synapse_tui.engine.names import display_path
+from synapse_tui.ui.messages import EngineUpdate
+from synapse_tui.ui.widgets.backend_banner import BackendBanner
+from synapse_tui.ui.widgets.event_log import EventLog
+from synapse_tui.ui.widgets.file_browser import FileBrowser
+from synapse_tui.ui.widgets.job_counts import JobCounts
+from synapse_tui.ui.widgets.job_queue import JobQueue
+from synapse_tui.ui.widgets.overall_progress import OverallProgress
+from synapse_tui.ui.widgets.pane_tabs import PANES, PaneTabs
+from synapse_tui.ui.widgets.progress_panel import ProgressPanel
+from synapse_tui.ui.widgets.scan_status import ScanStatus
+from synapse_tui.ui.widgets.throughput import Throughput
+from synapse_tui.units import format_rate, parse_rate
+
+if TYPE_CHECKING:
+    from synapse_tui.ui.app import SynapseApp
+
+PANE_IDS = [pane for pane, _ in PANES]
+
+
+class DashboardScreen(Screen[None]):
+    """Three panes and a log; below 110 columns one pane at a time behind a tab strip."""
+
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]  # noqa: RUF012
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("tab", "next_pane", "Next pane", show=False, priority=True),
+        Binding("shift+tab", "previous_pane", "Previous pane", show=False, priority=True),
+        Binding("1", "show_pane('browser')", "Files", show=False),
+        Binding("2", "show_pane('queue')", "Queue", show=False),
+        Binding("3", "show_pane('progress')", "Progress", show=False),
+        Binding("4", "show_pane('log')", "Log", show=False),
+        Binding("u", "queue_marked", "Upload", show=True),
+        Binding("p", "pause_job", "Pause", show=True),
+        Binding("P", "pause_all", "Pause all", show=False),
+        Binding("x", "cancel_job", "Cancel", show=True),
+        Binding("r", "retry_failed", "Retry", show=True),
+        Binding("d", "drain", "Drain", show=False),
+        Binding("plus", "concurrency(1)", "Conc +", show=False),
+        Binding("minus", "concurrency(-1)", "Conc -", show=False),
+        Binding("b", "bandwidth", "Bandwidth", show=False),
+        Binding("s", "app.settings", "Settings", show=False),
+        Binding("f5", "reload", "Reload files", show=False),
+    ]
+
+    def __init__(self, directory: bytes, *, frozen: bool = False) -> None:
+        super().__init__()
+        self.directory = os.path.abspath(directory)
+        self.frozen = frozen
+        self.current_pane = "browser"
+        self.concurrency = 4
+        self.bwlimit: float | None = None
+        self.draining = False
+        self.skipped_scan = 0
+        self.failed_scan = 0
+
+    @property
+    def synapse(self) -> SynapseApp:
+        return cast("SynapseApp", self.app)
+
+    def compose(self) -> ComposeResult:
+        yield BackendBanner(id="banner")
+        yield PaneTabs(id="tabs")
+        with Container(id="panes"):
+            browser = FileBrowser(self.directory, id="browser")
+            root_name = display_path(
+                os.path.basename(self.directory) if self.frozen else self.directory
+            )
+            browser.border_title = f"Files · {root_name}"
+            yield browser
+            queue = JobQueue(display_path(self.directory), id="queue")
+            queue.border_title = "Queue"
+            yield queue
+            progress = ProgressPanel(frozen=self.frozen, id="progress")
+            progress.border_title = "Progress"
+            yield progress
+            log = EventLog(display_path(self.directory), frozen=self.frozen, id="log")
+            log.border_title = "Events"
+            yield log
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.browser.focus()
+        self._show(self.current_pane)
+
+    # -- parts ------------------------------------------------------------------------------
+
+    @property
+    def browser(self) -> FileBrowser:
+        return self.query_one(FileBrowser)
+
+    @property
+    def queue(self) -> JobQueue:
+        return self.query_one(JobQueue)
+
+    @property
+    def log_widget(self) -> EventLog:
+        return self.query_one(EventLog)
+
+    @property
+    def counts(self) -> JobCounts:
+        return self.query_one(JobCounts)
+
+    # -- panes ------------------------------------------------------------------------------
+
+    def _show(self, pane: str) -> None:
+        self.current_pane = pane
+        for pane_id in PANE_IDS:
+            self.query_one(f"#{pane_id}").set_class(pane_id == pane, "-current")
+        self.query_one(PaneTabs).current = pane
+
+    def action_show_pane(self, pane: str) -> None:
+        self._show(pane)
+        self.query_one(f"#{pane}", Widget).focus()
+
+    def _step_pane(self, step: int) -> None:
+        focused = self.focused
+        current = self.current_pane
+        if focused is not None and focused.id in PANE_IDS:
+            current = focused.id
+        index = (PANE_IDS.index(current) + step) % len(PANE_IDS)
+        self.action_show_pane(PANE_IDS[index])
+
+    def action_next_pane(self) -> None:
+        self._step_pane(1)
+
+    def action_previous_pane(self) -> None:
+        self._step_pane(-1)
+
+    def on_descendant_focus(self) -> None:
+        focused = self.focused
+        if focused is not None and focused.id in PANE_IDS and focused.id != self.current_pane:
+            self._show(focused.id)
+
+    # -- engine updates ---------------------------------------------------------------------
+
+    def apply(self, update: EngineUpdate) -> None:
+        """Fold a batch of engine events into every pane."""
+        self.queue.apply(update.events, update.views)
+        log = self.log_widget
+        counts = self.counts
+        refresh_ledger = False
+        for event in update.events:
+            log.record(event)
+            if isinstance(event, TotalProgress):
+                self.query_one(OverallProgress).update_totals(
+                    event.bytes_done, event.bytes_total, event.files_done, event.files_total
+                )
+                self.query_one(Throughput).update_rate(event.rate)
+                if not self.frozen:
+                    counts.eta = (event.eta_low, event.eta_high)
+            elif isinstance(event, ScanProgress):
+                self.query_one(ScanStatus).show(event)
+            elif isinstance(event, JobSkipped) and event.job_id is None:
+                self.skipped_scan += 1
+            elif isinstance(event, JobFailed) and event.job_id is None:
+                self.failed_scan += 1
+            elif isinstance(event, JobDone):
+                refresh_ledger = True
+            elif isinstance(event, FatalStop):
+                self.notify(event.error, title="Uploads stopped", severity="error")
+                self.query_one(BackendBanner).status = "STOPPED"
+        counts.counts = self.queue.counts()
+        counts.skipped_scan = self.skipped_scan
+        counts.failed_scan = self.failed_scan
+        if refresh_ledger:
+            self.refresh_ledger()
+
+    @work(group="ledger", exclusive=True, exit_on_error=False)
+    async def refresh_ledger(self) -> None:
+        bridge = self.synapse.bridge
+        if bridge is None or not bridge.running:
+            return
+        uploaded = await bridge.uploaded_paths()
+        if uploaded != self.browser.uploaded:
+            self.browser.uploaded = uploaded
+            self.browser._marks_changed()
+
+    # -- actions ----------------------------------------------------------------------------
+
+    def action_queue_marked(self) -> None:
+        bridge = self.synapse.bridge
+        targets = self.browser.targets()
+        if bridge is None or not targets:
+            self.notify("nothing to queue", severity="warning")
+            return
+        bridge.queue_paths(targets)
+        n = len(targets)
+        what = display_path(os.path.basename(targets[0])) if n == 1 else f"{n} entries"
+        self.log_widget.add("info", f"queued {what}")
+        self.browser.clear_marks()
+
+    def _job(self) -> int | None:
+        row = self.queue.highlighted_job
+        if row is None:
+            self.notify("no job highlighted in the queue", severity="warning")
+            return None
+        return row.job_id
+
+    def action_pause_job(self) -> None:
+        row = self.queue.highlighted_job
+        bridge = self.synapse.bridge
+        if row is None or bridge is None:
+            self.notify("no job highlighted in the queue", severity="warning")
+            return
+        if row.state == "paused":
+            bridge.resume(row.job_id)
+        else:
+            bridge.pause(row.job_id)
+
+    def action_pause_all(self) -> None:
+        bridge = self.synapse.bridge
+        if bridge is None:
+            return
+        states = self.queue.counts()
+        runnable = sum(states.get(s, 0) for s in ("queued", "hashing", "uploading"))
+        if runnable:
+            bridge.pause_all()
+            self.log_widget.add("info", "pausing every job")
+        else:
+            bridge.resume_all()
+            self.draining = False
+            self.counts.draining = False
+            self.query_one(BackendBanner).status = ""
+            self.log_widget.add("info", "resuming every job")
+
+    def action_cancel_job(self) -> None:
+        job_id = self._job()
+        bridge = self.synapse.bridge
+        if job_id is not None and bridge is not None:
+            bridge.cancel(job_id)
+
+    def action_retry_failed(self) -> None:
+        bridge = self.synapse.bridge
+        if bridge is None:
+            return
+        failed = self.queue.counts().get("failed", 0)
+        bridge.retry_failed()
+        self.log_widget.add("info", f"retrying {failed} failed job(s)")
+
+    def action_drain(self) -> None:
+        bridge = self.synapse.bridge
+        if bridge is None:
+            return
+        self.draining = not self.draining
+        if self.draining:
+            bridge.drain()
+            self.log_widget.add("info", "draining: finishing what is in flight, starting nothing")
+        else:
+            bridge.undrain()
+            self.log_widget.add("info", "drain off: starting queued jobs again")
+        self.counts.draining = self.draining
+        self.query_one(BackendBanner).status = "draining" if self.draining else ""
+
+    def action_concurrency(self, step: int) -> None:
+        bridge = self.synapse.bridge
+        if bridge is None:
+            return
+        self.concurrency = max(1, min(64, self.concurrency + step))
+        bridge.set_concurrency(self.concurrency)
+        self.counts.concurrency = self.concurrency
+        self.notify(f"concurrency {self.concurrency}", timeout=2)
+
+    def action_bandwidth(self) -> None:
+        from synapse_tui.ui.screens.prompt import PromptScreen
+
+        def done(text: str | None) -> None:
+            if text is None:
+                return
+            try:
+                rate = parse_rate(text)
+            except ValueError as exc:
+                self.notify(str(exc), severity="error")
+                return
+            self.set_bandwidth(rate)
+
+        current = "" if self.bwlimit is None else format_rate(self.bwlimit).replace(" ", "")
+        self.app.push_screen(
+            PromptScreen(
+                "Bandwidth limit per second",
+                "e.g. 20M, 500K; 0 or empty: unlimited",
+                current.removesuffix("/s").replace("iB", ""),
+            ),
+            done,
+        )
+
+    def set_bandwidth(self, rate: float | None) -> None:
+        bridge = self.synapse.bridge
+        self.bwlimit = rate
+        if bridge is not None:
+            bridge.set_bwlimit(rate)
+        self.counts.bwlimit = rate
+        self.log_widget.add("info", f"bandwidth limit {format_rate(rate)}")
+
+    def action_reload(self) -> None:
+        self.browser.reload()
+
+    @on(JobQueue.OpenJob)
+    def open_job(self, event: JobQueue.OpenJob) -> None:
+        self.synapse.show_job(event.job_id)

@@ -1,0 +1,97 @@
+"""Every key of the dashboard, grouped by where it works."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.table import Table
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Label, Static
+
+KEYS: list[tuple[str, list[tuple[str, str]]]] = [
+    (
+        "Everywhere",
+        [
+            ("tab / shift+tab", "next / previous pane"),
+            ("1 2 3 4", "files, queue, progress, log pane"),
+            ("u", "queue the marked entries (or the highlighted one)"),
+            ("p", "pause / resume the highlighted job"),
+            ("P", "pause all jobs / resume all"),
+            ("x", "cancel the highlighted job"),
+            ("r", "retry failed jobs"),
+            ("d", "drain: finish in-flight uploads, start nothing new (again: undo)"),
+            ("+ / -", "more / fewer uploads at once (in the queue)"),
+            ("b", "set the bandwidth limit"),
+            ("s", "backend settings: host, token, tenant"),
+            ("t", "next theme"),
+            ("ctrl+p", "command palette: every action"),
+            ("?", "this help"),
+            ("q", "quit (asks while uploads run; they resume next launch)"),
+        ],
+    ),
+    (
+        "File browser",
+        [
+            ("↑ ↓ / j k", "move"),
+            ("enter", "open / close a folder"),
+            ("→ l / ← h", "expand / collapse (or go to parent)"),
+            ("space", "mark or unmark, then move down"),
+            ("+ / -", "mark / unmark by glob in this folder"),
+            ("*", "invert the marks in this folder"),
+            ("ctrl+a", "mark all in this folder (again: unmark)"),
+            ("v", "mark a range: v, move, v"),
+            ("/", "filter by name (part of a name or a glob)"),
+            (".", "show / hide hidden files"),
+            ("esc", "clear the filter, then the marks"),
+            ("f5", "re-read folders from disk"),
+        ],
+    ),
+    (
+        "Job queue",
+        [
+            ("↑ ↓ / j k", "move"),
+            ("enter", "job details: path, upload id, offset, md5, errors"),
+        ],
+    ),
+]
+
+
+def keys_table() -> Table:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold", no_wrap=True, min_width=16)
+    table.add_column()
+    for section, rows in KEYS:
+        table.add_row(f"[u]{section}[/u]", "")
+        for key, what in rows:
+            table.add_row(key, what)
+        table.add_row("", "")
+    return table
+
+
+class HelpScreen(ModalScreen[None]):
+    """`escape`, `q` or `?` closes it."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,q,question_mark", "close", "Close"),
+        Binding("j,down", "scroll('down')", "Down", show=False),
+        Binding("k,up", "scroll('up')", "Up", show=False),
+    ]
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="dialog", classes="dialog wide-dialog"):
+            yield Label("Keys", classes="dialog-title")
+            yield Static(keys_table(), id="keys")
+            yield Label("esc: close", classes="dialog-hint")
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+    def action_scroll(self, direction: str) -> None:
+        scroller = self.query_one(VerticalScroll)
+        if direction == "down":
+            scroller.scroll_down()
+        else:
+            scroller.scroll_up()

@@ -1,0 +1,69 @@
+"""The event log: resumes, retries, skips and failures, control characters escaped."""
+
+from __future__ import annotations
+
+import time
+
+from rich.text import Text
+from textual.widgets import RichLog
+
+from synapse_tui.engine.events import (
+    Event,
+    FatalStop,
+    JobDone,
+    JobFailed,
+    JobQueued,
+    JobSkipped,
+    LogMessage,
+)
+from synapse_tui.engine.names import escape_text
+from synapse_tui.units import format_size
+
+LEVEL_COLOURS = {"info": "foreground", "warning": "warning", "error": "error", "ok": "success"}
+
+
+class EventLog(RichLog):
+    """Appends one line per notable engine event; never interprets markup in names."""
+
+    def __init__(self, base: str = "", *, frozen: bool = False, id: str | None = None) -> None:
+        super().__init__(id=id, markup=False, highlight=False, wrap=True, max_lines=2000)
+        self.base = base.rstrip("/") + "/" if base else ""
+        self.frozen = frozen
+        self.lines_written: list[str] = []
+
+    def add(self, level: str, message: str) -> None:
+        stamp = "--:--:--" if self.frozen else time.strftime("%H:%M:%S")
+        text = Text(f"{stamp} ", style="dim")
+        body = Text(escape_text(message))
+        colour = self.app.theme_variables.get(LEVEL_COLOURS.get(level, "foreground"))
+        if colour and level != "info":
+            from synapse_tui.ui.colours import rich_style
+
+            body.stylize(rich_style(colour))
+        text.append_text(body)
+        self.lines_written.append(text.plain)
+        self.write(text)
+
+    def short(self, path: str) -> str:
+        """A path relative to the dashboard's folder when it lies inside it."""
+        if self.base and path.startswith(self.base):
+            return path[len(self.base) :]
+        return path
+
+    def record(self, event: Event) -> None:
+        """Write the line an event deserves (most progress events deserve none)."""
+        if isinstance(event, JobQueued) and event.resumed:
+            self.add("info", f"resumed {self.short(event.path)}")
+        elif isinstance(event, JobDone):
+            note = f" (resumed at {format_size(event.resumed_from)})" if event.resumed_from else ""
+            self.add("ok", f"done {self.short(event.path)} md5 {event.md5}{note}")
+        elif isinstance(event, JobSkipped):
+            self.add("info", f"skipped {self.short(event.path)}: {event.reason}")
+        elif isinstance(event, JobFailed):
+            what = "paused (resumable)" if event.resumable else "failed"
+            self.add("error", f"{what} {self.short(event.path)}: {event.error}")
+        elif isinstance(event, LogMessage):
+            message = event.message.replace(self.base, "") if self.base else event.message
+            self.add(event.level, message)
+        elif isinstance(event, FatalStop):
+            self.add("error", f"stopped: {event.error}")

@@ -1,0 +1,372 @@
+"""The file browser: a lazily loaded directory tree with sizes, marks and ledger flags."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from typing import ClassVar
+
+from rich.style import Style
+from rich.text import Text
+from textual import work
+from textual.binding import Binding, BindingType
+from textual.reactive import reactive
+from textual.widgets import Tree
+from textual.widgets.tree import TreeNode
+
+from synapse_tui.engine.names import display_name, display_path
+from synapse_tui.ui.listing import Entry, list_folder
+from synapse_tui.units import format_size
+
+
+class FileBrowser(Tree[Entry]):
+    """A directory tree rooted at the dashboard's folder; `space` marks, `u` queues."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("space", "toggle_mark", "Mark", show=True),
+        Binding("enter", "open", "Open", show=False),
+        Binding("j", "cursor_down", "Down", show=False),
+        Binding("k", "cursor_up", "Up", show=False),
+        Binding("l,right", "expand", "Expand", show=False),
+        Binding("h,left", "collapse", "Collapse", show=False),
+        Binding("plus", "glob('mark')", "Mark glob", show=False),
+        Binding("minus", "glob('unmark')", "Unmark glob", show=False),
+        Binding("asterisk", "invert_marks", "Invert marks", show=False),
+        Binding("ctrl+a", "mark_all", "Mark all", show=False),
+        Binding("v", "range_mark", "Mark range", show=False),
+        Binding("full_stop", "toggle_hidden", "Hidden", show=False),
+        Binding("slash", "filter", "Filter", show=True),
+        Binding("escape", "clear", "Clear filter/marks", show=False),
+    ]
+
+    show_hidden: reactive[bool] = reactive(False, init=False)
+    """Whether dot files are listed."""
+    name_filter: reactive[str] = reactive("", init=False)
+    """Only files whose name contains this (or matches it as a glob) are listed."""
+
+    def __init__(self, root: bytes, *, id: str | None = None) -> None:
+        self.root_path = os.path.abspath(root)
+        self.marked: set[bytes] = set()
+        """Absolute paths of marked entries; they persist while moving between folders."""
+        self.uploaded: set[bytes] = set()
+        """Paths the ledger says were uploaded to this backend (flagged with ✓)."""
+        self._listings: dict[bytes, list[Entry]] = {}
+        self._expanded: set[bytes] = {self.root_path}
+        self._loading: set[bytes] = set()
+        self._anchor: int | None = None  # `v`: the line where a range mark started
+        super().__init__(
+            display_path(self.root_path), data=Entry(self.root_path, True, None), id=id
+        )
+        self.show_root = False
+        self.guide_depth = 2
+        self.auto_expand = False
+
+    # -- loading ----------------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        self.root.expand()
+        self.load(self.root_path)
+
+    @work(thread=True, group="listing", exit_on_error=False)
+    def load(self, path: bytes) -> None:
+        """List `path` off the UI thread, then fill its node."""
+        self._loading.add(path)
+        entries = list_folder(path)
+        self.app.call_from_thread(self._loaded, path, entries)
+
+    def _loaded(self, path: bytes, entries: list[Entry]) -> None:
+        self._loading.discard(path)
+        self._listings[path] = entries
+        node = self.node_for(path)
+        if node is not None:
+            self._fill(node)
+            if node is self.root and self.cursor_line < 0:
+                self.cursor_line = 0
+
+    @property
+    def listing(self) -> bool:
+        """True while a folder is being read."""
+        return bool(self._loading)
+
+    def node_for(self, path: bytes) -> TreeNode[Entry] | None:
+        if path == self.root_path:
+            return self.root
+        parent = self.node_for(os.path.dirname(path))
+        if parent is None:
+            return None
+        for child in parent.children:
+            if child.data is not None and child.data.path == path:
+                return child
+        return None
+
+    def _visible(self, entry: Entry) -> bool:
+        if entry.hidden and not self.show_hidden:
+            return False
+        if self.name_filter and not entry.is_dir:
+            pattern = self.name_filter.lower()
+            name = display_name(entry.path).lower()
+            if any(c in pattern for c in "*?["):
+                return fnmatch.fnmatch(name, pattern)
+            return pattern in name
+        return True
+
+    def _fill(self, node: TreeNode[Entry]) -> None:
+        assert node.data is not None
+        node.remove_children()
+        for entry in self._listings.get(node.data.path, []):
+            if not self._visible(entry):
+                continue
+            child = node.add(display_name(entry.path), data=entry, allow_expand=entry.is_dir)
+            if entry.is_dir and entry.path in self._expanded:
+                if entry.path in self._listings:
+                    self._fill(child)
+                child.expand()
+
+    def refill(self) -> None:
+        """Rebuild the visible tree from the cached listings, keeping the cursor."""
+        current = self.highlighted
+        self._fill(self.root)
+        self.call_after_refresh(self._restore_cursor, current)
+
+    def _restore_cursor(self, entry: Entry | None) -> None:
+        path = entry.path if entry is not None else None
+        while path and path != self.root_path:
+            node = self.node_for(path)
+            if node is not None:
+                self.move_cursor(node)
+                return
+            path = os.path.dirname(path)
+        self.cursor_line = 0
+
+    def reload(self) -> None:
+        """Re-read every expanded folder from disk."""
+        for path in sorted(self._expanded):
+            if path == self.root_path or path in self._listings:
+                self.load(path)
+
+    def watch_show_hidden(self) -> None:
+        self.refill()
+
+    def watch_name_filter(self) -> None:
+        self.refill()
+        self.border_subtitle = self._subtitle()
+
+    # -- tree events ------------------------------------------------------------------------
+
+    def on_tree_node_expanded(self, event: Tree.NodeExpanded[Entry]) -> None:
+        event.stop()
+        entry = event.node.data
+        if entry is None:
+            return
+        self._expanded.add(entry.path)
+        if entry.path not in self._listings:
+            self.load(entry.path)
+
+    def on_tree_node_collapsed(self, event: Tree.NodeCollapsed[Entry]) -> None:
+        event.stop()
+        if event.node.data is not None:
+            self._expanded.discard(event.node.data.path)
+
+    # -- what is highlighted and marked ------------------------------------------------------
+
+    @property
+    def highlighted(self) -> Entry | None:
+        node = self.cursor_node
+        return node.data if node is not None else None
+
+    def folder_entries(self) -> list[Entry]:
+        """The visible entries of the folder holding the cursor."""
+        node = self.cursor_node
+        parent = node.parent if node is not None and node.parent is not None else self.root
+        return [c.data for c in parent.children if c.data is not None]
+
+    def targets(self) -> list[bytes]:
+        """What `u` queues: the marks, else the highlighted entry."""
+        if self.marked:
+            return sorted(self.marked)
+        entry = self.highlighted
+        return [entry.path] if entry is not None else []
+
+    def clear_marks(self) -> None:
+        self.marked.clear()
+        self._marks_changed()
+
+    def set_marks(self, paths: set[bytes], mark: bool = True) -> None:
+        if mark:
+            self.marked |= paths
+        else:
+            self.marked -= paths
+        self._marks_changed()
+
+    def mark_glob(self, pattern: str, mark: bool = True) -> int:
+        """Mark (or unmark) the entries of the current folder matching `pattern`."""
+        hits = {
+            e.path
+            for e in self.folder_entries()
+            if fnmatch.fnmatch(display_name(e.path).lower(), pattern.lower())
+        }
+        self.set_marks(hits, mark)
+        return len(hits)
+
+    def _marks_changed(self) -> None:
+        self._invalidate()
+        self.refresh()
+        self.border_subtitle = self._subtitle()
+
+    def _subtitle(self) -> str:
+        parts = []
+        if self.marked:
+            known = [self._size_of(p) for p in self.marked]
+            size = sum(s for s in known if s is not None)
+            parts.append(f"{len(self.marked)} marked, {format_size(size)}")
+        if self.name_filter:
+            parts.append(f"filter: {self.name_filter}")
+        if self.show_hidden:
+            parts.append("hidden shown")
+        return " · ".join(parts)
+
+    def _size_of(self, path: bytes) -> int | None:
+        for entry in self._listings.get(os.path.dirname(path), []):
+            if entry.path == path:
+                return entry.size
+        return None
+
+    # -- actions ----------------------------------------------------------------------------
+
+    def action_toggle_mark(self) -> None:
+        entry = self.highlighted
+        if entry is None:
+            return
+        if entry.path in self.marked:
+            self.marked.discard(entry.path)
+        else:
+            self.marked.add(entry.path)
+        self._marks_changed()
+        self.action_cursor_down()
+
+    def action_open(self) -> None:
+        node = self.cursor_node
+        if node is not None and node.allow_expand:
+            node.toggle()
+
+    def action_expand(self) -> None:
+        node = self.cursor_node
+        if node is None:
+            return
+        if node.allow_expand and not node.is_expanded:
+            node.expand()
+        elif node.allow_expand and node.children:
+            self.move_cursor(node.children[0])
+
+    def action_collapse(self) -> None:
+        node = self.cursor_node
+        if node is None:
+            return
+        if node.allow_expand and node.is_expanded:
+            node.collapse()
+        elif node.parent is not None and node.parent is not self.root:
+            self.move_cursor(node.parent)
+
+    def action_range_mark(self) -> None:
+        """First `v` drops an anchor; the second marks every line between it and the cursor."""
+        if self._anchor is None:
+            self._anchor = self.cursor_line
+            self.border_subtitle = "range: move, then v again"
+            return
+        low, high = sorted((self._anchor, self.cursor_line))
+        self._anchor = None
+        paths = set()
+        for line in range(low, high + 1):
+            node = self.get_node_at_line(line)
+            if node is not None and node.data is not None:
+                paths.add(node.data.path)
+        self.set_marks(paths)
+
+    def action_invert_marks(self) -> None:
+        paths = {e.path for e in self.folder_entries()}
+        self.marked ^= paths
+        self._marks_changed()
+
+    def action_mark_all(self) -> None:
+        paths = {e.path for e in self.folder_entries()}
+        self.set_marks(paths, not paths <= self.marked)
+
+    def action_toggle_hidden(self) -> None:
+        self.show_hidden = not self.show_hidden
+        self.border_subtitle = self._subtitle()
+
+    def action_glob(self, mode: str) -> None:
+        from synapse_tui.ui.screens.prompt import PromptScreen
+
+        def done(pattern: str | None) -> None:
+            if pattern:
+                n = self.mark_glob(pattern, mode == "mark")
+                self.notify(f"{mode}ed {n} entr{'y' if n == 1 else 'ies'} matching {pattern}")
+
+        title = "Mark by glob" if mode == "mark" else "Unmark by glob"
+        self.app.push_screen(PromptScreen(title, "e.g. *.tif", value="*"), done)
+
+    def action_filter(self) -> None:
+        from synapse_tui.ui.screens.prompt import PromptScreen
+
+        def done(text: str | None) -> None:
+            if text is not None:
+                self.name_filter = text
+
+        self.app.push_screen(
+            PromptScreen(
+                "Filter by name (empty clears)", "part of a name or a glob", self.name_filter
+            ),
+            done,
+        )
+
+    def action_clear(self) -> None:
+        if self.name_filter:
+            self.name_filter = ""
+        elif self.marked:
+            self.clear_marks()
+
+    # -- rendering --------------------------------------------------------------------------
+
+    def render_label(self, node: TreeNode[Entry], base_style: Style, style: Style) -> Text:
+        entry = node.data
+        if entry is None:
+            return Text(str(node.label))
+        marked = entry.path in self.marked
+        mark = Text("● " if marked else "  ", style="bold")
+        if marked and self.is_mounted:
+            mark.stylize(self.get_component_rich_style("file-browser--mark", partial=True))
+        if entry.is_dir:
+            icon = "▾ " if node.is_expanded else "▸ "
+            name = Text(icon + display_name(entry.path) + "/")
+        else:
+            name = Text("  " + display_name(entry.path))
+        if self.is_mounted:
+            part = "file-browser--folder" if entry.is_dir else "file-browser--file"
+            name.stylize_before(self.get_component_rich_style(part, partial=True))
+            if marked:
+                name.stylize(self.get_component_rich_style("file-browser--mark", partial=True))
+        flag = " ✓" if entry.path in self.uploaded else "  "
+        size = format_size(entry.size) if entry.size is not None else ""
+        right = Text(f"{size:>10}{flag}")
+        if self.is_mounted:
+            right.stylize(self.get_component_rich_style("file-browser--size", partial=True))
+        depth = 0
+        parent = node.parent
+        while parent is not None and parent is not self.root:
+            depth += 1
+            parent = parent.parent
+        width = self.scrollable_content_region.width - depth * self.guide_depth - 1
+        room = width - mark.cell_len - right.cell_len
+        if room > 4:
+            name.truncate(room, overflow="ellipsis", pad=True)
+        label = Text.assemble(mark, name, right)
+        label.stylize(style)
+        return label
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = Tree.COMPONENT_CLASSES | {
+        "file-browser--mark",
+        "file-browser--folder",
+        "file-browser--file",
+        "file-browser--size",
+    }
