@@ -11,7 +11,9 @@ from typing import Any
 
 from synapse_tui import paths
 from synapse_tui.engine.errors import ConfigError
-from synapse_tui.engine.protocol import Credentials
+from synapse_tui.engine.protocol import Credentials, redact
+
+__all__ = ["Settings", "load_settings", "redact", "save_own_config"]
 from synapse_tui.units import parse_rate, parse_size
 
 DEFAULT_CHUNK = 50 * 1024 * 1024
@@ -135,11 +137,3 @@ def save_own_config(values: Mapping[str, Any]) -> Path:
             current[key] = value
     paths.write_private(path, (json.dumps(current, indent=2) + "\n").encode())
     return path
-
-
-def redact(text: str, secrets: list[str]) -> str:
-    """Replace every secret in `text` with a fixed marker."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "<redacted>")
-    return text

@@ -139,6 +139,14 @@ class UploadInfo:
         )
 
 
+def redact(text: str, secrets: list[str]) -> str:
+    """Replace every secret in `text` with a fixed marker (for anything shown or logged)."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "<redacted>")
+    return text
+
+
 def join_url(root: str, path: str) -> str:
     """`root` with a path prefix + a relative API path, as PROTOCOL.md says."""
     return root.rstrip("/") + "/" + path.lstrip("/")
@@ -320,15 +328,10 @@ class ProtocolClient:
         try:
             raise_for_answer(response)
         except SynapseError as exc:  # a server may echo the token back in its message
-            exc.args = tuple(self._redact(a) if isinstance(a, str) else a for a in exc.args)
+            secrets = self.credentials.secrets()
+            exc.args = tuple(redact(a, secrets) if isinstance(a, str) else a for a in exc.args)
             raise
         return response
-
-    def _redact(self, text: str) -> str:
-        for secret in self.credentials.secrets():
-            if len(secret) >= 4:
-                text = text.replace(secret, "<redacted>")
-        return text
 
     @staticmethod
     def _json(response: httpx.Response) -> Any:

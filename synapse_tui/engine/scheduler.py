@@ -313,17 +313,7 @@ class UploadManager:
                 unit = self.journal.registered(host, item.fingerprint, extra["collection"])
                 if unit is None:  # uploaded before, not yet in this collection: register it
                     extra.update(uploaded=True)
-                    rec = self.journal.add_job(
-                        item.path,
-                        item.identity,
-                        item.fingerprint,
-                        host,
-                        self.options.chunk_size,
-                        priority,
-                        extra,
-                    )
-                    self.journal.update(rec.id, upload_id=entry.upload_id, md5=entry.md5)
-                    self._enqueue(self._job_from_record(self.journal.get(rec.id)), resumed=False)
+                    self._new_job(item, priority, extra, entry.upload_id, entry.md5)
                     return
                 totals.already_uploaded += 1
                 self.emit(
@@ -341,15 +331,28 @@ class UploadManager:
             if existing.id not in self.jobs:
                 self._enqueue(self._job_from_record(existing), resumed=True)
             return
+        self._new_job(item, priority, extra)
+
+    def _new_job(
+        self,
+        item: FoundFile,
+        priority: int,
+        extra: dict[str, object] | None,
+        upload_id: str | None = None,
+        md5: str | None = None,
+    ) -> None:
         rec = self.journal.add_job(
             item.path,
             item.identity,
             item.fingerprint,
-            host,
+            self.options.host,
             self.options.chunk_size,
             priority,
             extra,
         )
+        if upload_id is not None:
+            self.journal.update(rec.id, upload_id=upload_id, md5=md5)
+            rec = self.journal.get(rec.id)
         self._enqueue(self._job_from_record(rec), resumed=False)
 
     def _merge_scan(self, totals: ScanTotals) -> None:
