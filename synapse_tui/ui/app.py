@@ -36,6 +36,11 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("More concurrency", "One more upload at once  +", "concurrency(1)"),
     ("Less concurrency", "One upload fewer at once  -", "concurrency(-1)"),
     ("Bandwidth limit", "Set the bandwidth limit  b", "bandwidth"),
+    (
+        "Choose data collection",
+        "Register the next uploads in a data collection (spec, meta)  c",
+        "choose_collection",
+    ),
     ("Reload files", "Re-read the folders from disk  f5", "reload"),
     ("Files pane", "Show the file browser  1", "show_pane('browser')"),
     ("Queue pane", "Show the job queue  2", "show_pane('queue')"),

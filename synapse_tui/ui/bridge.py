@@ -20,6 +20,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Protocol, TypeVar
 
 from synapse_tui.config import Settings
+from synapse_tui.engine.collections import Collection, CollectionPlan, list_collections
 from synapse_tui.engine.events import (
     Event,
     JobProgress,
@@ -229,15 +230,18 @@ class EngineBridge:
 
         return await asyncio.wrap_future(self._submit(run()))
 
-    def queue_paths(self, paths: Sequence[bytes], force: bool = False) -> None:
-        """Scan and queue `paths` (a task in the engine loop; returns at once)."""
+    def queue_paths(
+        self, paths: Sequence[bytes], force: bool = False, plan: CollectionPlan | None = None
+    ) -> None:
+        """Scan and queue `paths` (a task in the engine loop; returns at once); with `plan`,
+        each upload is then registered in its data collection."""
 
         async def add() -> None:
             task = asyncio.current_task()
             assert task is not None
             self._tasks.add(task)
             try:
-                await self.manager.add_paths(list(paths), force=force)
+                await self.manager.add_paths(list(paths), force=force, plan=plan)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -301,9 +305,20 @@ class EngineBridge:
                 resumed_from=job.resumed_from,
                 last_error=job.last_error,
                 errors=self.manager.journal.errors(job_id),
+                collection=job.extra.get("collection"),
+                spec=job.extra.get("spec"),
+                data_file_id=job.extra.get("data_file_id"),
+                unit_id=job.extra.get("unit_id"),
             )
 
         return await self.ask(gather)
+
+    async def collections(self) -> list[Collection]:
+        """The backend's data collections, asked for in the engine thread.
+
+        Raises the engine's errors: UploadGone (status 404) when the backend has none.
+        """
+        return await asyncio.wrap_future(self._submit(list_collections(self.manager.client)))
 
     async def uploaded_paths(self) -> set[bytes]:
         host = self.settings.host or ""

@@ -38,6 +38,10 @@ class JobDetails:
     resumed_from: int
     last_error: str | None
     errors: list[tuple[float, str]] = field(default_factory=list)
+    collection: int | None = None
+    spec: str | None = None
+    data_file_id: object = None
+    unit_id: object = None
 
 
 class EngineUpdate(Message):

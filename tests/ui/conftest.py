@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +29,15 @@ class Backend:
     url: str = ""
     port: int = 0
     server: BackgroundServer | None = None
+    collections: list[tuple[str, list[str]]] = field(default_factory=list)
 
     def start(self, max_bytes: int | None = None) -> None:
-        config = ServerConfig(root=self.root, tokens=[self.token], max_bytes=max_bytes)
+        config = ServerConfig(
+            root=self.root,
+            tokens=[self.token],
+            max_bytes=max_bytes,
+            collections=self.collections,
+        )
         self.server = BackgroundServer(config, host="127.0.0.1", port=self.port)
         self.url = self.server.start().rstrip("/")
         self.port = int(self.url.rsplit(":", 1)[1].split("/")[0])

@@ -13,6 +13,8 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer
 
+from synapse_tui.engine.collections import CollectionPlan
+from synapse_tui.engine.errors import SynapseError, UploadGone
 from synapse_tui.engine.events import (
     FatalStop,
     JobDone,
@@ -22,8 +24,10 @@ from synapse_tui.engine.events import (
     TotalProgress,
 )
 from synapse_tui.engine.names import display_path
+from synapse_tui.ui.collection_choice import describe_plan
 from synapse_tui.ui.messages import EngineUpdate
 from synapse_tui.ui.widgets.backend_banner import BackendBanner
+from synapse_tui.ui.widgets.collection_target import CollectionTarget
 from synapse_tui.ui.widgets.event_log import EventLog
 from synapse_tui.ui.widgets.file_browser import FileBrowser
 from synapse_tui.ui.widgets.job_counts import JobCounts
@@ -62,6 +66,7 @@ class DashboardScreen(Screen[None]):
         Binding("plus", "concurrency(1)", "Conc +", show=False),
         Binding("minus", "concurrency(-1)", "Conc -", show=False),
         Binding("b", "bandwidth", "Bandwidth", show=False),
+        Binding("c", "choose_collection", "Collection", show=False),
         Binding("s", "app.settings", "Settings", show=False),
         Binding("f5", "reload", "Reload files", show=False),
     ]
@@ -76,6 +81,8 @@ class DashboardScreen(Screen[None]):
         self.draining = False
         self.skipped_scan = 0
         self.failed_scan = 0
+        self.plan: CollectionPlan | None = None
+        """The data collection the next `u` registers uploads in (None: plain uploads)."""
 
     @property
     def synapse(self) -> SynapseApp:
@@ -83,6 +90,7 @@ class DashboardScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield BackendBanner(id="banner")
+        yield CollectionTarget(id="collection-target")
         yield PaneTabs(id="tabs")
         with Container(id="panes"):
             browser = FileBrowser(self.directory, id="browser")
@@ -207,10 +215,11 @@ class DashboardScreen(Screen[None]):
         if bridge is None or not targets:
             self.notify("nothing to queue", severity="warning")
             return
-        bridge.queue_paths(targets)
+        bridge.queue_paths(targets, plan=self.plan)
         n = len(targets)
         what = display_path(os.path.basename(targets[0])) if n == 1 else f"{n} entries"
-        self.log_widget.add("info", f"queued {what}")
+        where = f" {describe_plan(self.plan)}" if self.plan is not None else ""
+        self.log_widget.add("info", f"queued {what}{where}")
         self.browser.clear_marks()
 
     def _job(self) -> int | None:
@@ -314,6 +323,47 @@ class DashboardScreen(Screen[None]):
             bridge.set_bwlimit(rate)
         self.counts.bwlimit = rate
         self.log_widget.add("info", f"bandwidth limit {format_rate(rate)}")
+
+    @work(group="collections", exclusive=True, exit_on_error=False)
+    async def action_choose_collection(self) -> None:
+        """List the backend's collections (in the engine thread), then ask which one."""
+        from synapse_tui.ui.screens.collection import CollectionScreen
+
+        bridge = self.synapse.bridge
+        if bridge is None or not bridge.running:
+            self.notify("the engine is not running", severity="warning")
+            return
+        try:
+            collections = await bridge.collections()
+        except UploadGone:
+            self.notify(
+                "This backend has no data collections (data_collections/ answered 404); "
+                "uploads stay plain.",
+                title="No data collections",
+                severity="warning",
+                timeout=8,
+            )
+            return
+        except SynapseError as exc:
+            self.notify(f"cannot list data collections: {exc}", severity="error")
+            return
+        if not collections:
+            self.notify(
+                "The backend lists no data collections; uploads stay plain.",
+                title="No data collections",
+                severity="warning",
+                timeout=8,
+            )
+            return
+        screen = CollectionScreen(collections, self.plan, self.browser.extensions())
+        choice = await self.app.push_screen_wait(screen)
+        if choice is not None:
+            self.set_plan(choice.plan)
+
+    def set_plan(self, plan: CollectionPlan | None) -> None:
+        self.plan = plan
+        self.query_one(CollectionTarget).plan = plan
+        self.log_widget.add("info", f"next uploads {describe_plan(plan)}")
 
     def action_reload(self) -> None:
         self.browser.reload()

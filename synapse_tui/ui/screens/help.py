@@ -25,6 +25,7 @@ KEYS: list[tuple[str, list[tuple[str, str]]]] = [
             ("d", "drain: finish in-flight uploads, start nothing new (again: undo)"),
             ("+ / -", "more / fewer uploads at once (in the queue)"),
             ("b", "set the bandwidth limit"),
+            ("c", "choose the data collection for the next queued files"),
             ("s", "backend settings: host, token, tenant"),
             ("t", "next theme"),
             ("ctrl+p", "command palette: every action"),

@@ -36,6 +36,13 @@ def details_table(d: JobDetails) -> Table:
         ("Resumed from", format_size(d.resumed_from) if d.resumed_from else "—"),
         ("Last error", escape_text(d.last_error) if d.last_error else "—"),
     ]
+    if d.collection is not None:
+        rows += [
+            ("Collection", str(d.collection)),
+            ("Spec", d.spec or "—"),
+            ("Data file id", "—" if d.data_file_id is None else str(d.data_file_id)),
+            ("Data unit id", "—" if d.unit_id is None else str(d.unit_id)),
+        ]
     for key, value in rows:
         table.add_row(key, Text(value))
     return table

@@ -15,6 +15,7 @@ from synapse_tui.engine.events import (
     JobQueued,
     JobSkipped,
     LogMessage,
+    UnitRegistered,
 )
 from synapse_tui.engine.names import escape_text
 from synapse_tui.units import format_size
@@ -65,5 +66,8 @@ class EventLog(RichLog):
         elif isinstance(event, LogMessage):
             message = event.message.replace(self.base, "") if self.base else event.message
             self.add(event.level, message)
+        elif isinstance(event, UnitRegistered):
+            files = ", ".join(self.short(p) for p in event.paths)
+            self.add("ok", f"data unit {event.unit_id} in collection {event.collection}: {files}")
         elif isinstance(event, FatalStop):
             self.add("error", f"stopped: {event.error}")

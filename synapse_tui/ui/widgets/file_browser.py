@@ -187,6 +187,15 @@ class FileBrowser(Tree[Entry]):
         entry = self.highlighted
         return [entry.path] if entry is not None else []
 
+    def extensions(self) -> set[str]:
+        """Lower-case extensions (no dot) of the marked and listed files: hints for a spec map."""
+        paths = set(self.marked)
+        for entries in self._listings.values():
+            paths.update(e.path for e in entries if not e.is_dir)
+        out = {os.fsdecode(os.path.splitext(p)[1][1:]).lower() for p in paths}
+        out.discard("")
+        return out
+
     def clear_marks(self) -> None:
         self.marked.clear()
         self._marks_changed()

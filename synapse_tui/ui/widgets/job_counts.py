@@ -62,6 +62,8 @@ class JobCounts(Static):
         else:
             eta = format_duration(low if low is not None else high)
         parts = [f"queued {c.get('queued', 0)}", f"active {active}"]
+        if c.get("registering"):
+            parts.append(f"registering {c['registering']}")
         if c.get("paused"):
             parts.append(f"paused {c['paused']}")
         failed = c.get("failed", 0) + self.failed_scan

@@ -31,7 +31,7 @@ STATE_LABELS = {
     "hashing": ("# hashing", "secondary"),
     "uploading": ("▲ upload", "primary"),
     "finalizing": ("◆ final", "primary"),
-    "registering": ("◆ regist", "primary"),
+    "registering": ("◇ regist", "accent"),
     "paused": ("‖ paused", "warning"),
     "done": ("✓ done", "success"),
     "skipped": ("- skip", "foreground"),
