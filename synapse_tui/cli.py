@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import signal
@@ -163,6 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_dashboard(settings, args.directory)
         if args.command == "status":
             return cmd_status(settings, args)
+        import asyncio  # here, not at the top: status and --help start faster without it
+
         if args.command == "scan":
             return asyncio.run(cmd_scan(settings, args))
         if args.command == "check":
@@ -214,6 +215,8 @@ def make_manager(settings: Settings, listeners: list[Any], client: Any = None) -
 
 
 def run_transfer(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncio
+
     from synapse_tui.headless import make_reporter
 
     reporter = make_reporter(args.json, settings.credentials.secrets(), args.verbose)
@@ -292,6 +295,8 @@ def run_transfer(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _reach(client: Any) -> None:
     """Before the journal is touched: the backend answers and takes the credentials."""
+    import asyncio
+
     from synapse_tui.engine.errors import TransientError
 
     for attempt in range(3):

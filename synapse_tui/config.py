@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from synapse_tui import paths
+from synapse_tui.engine.credentials import Credentials, redact
 from synapse_tui.engine.errors import ConfigError
-from synapse_tui.engine.protocol import Credentials, redact
 
 __all__ = ["Settings", "load_settings", "redact", "save_own_config"]
 from synapse_tui.units import parse_rate, parse_size

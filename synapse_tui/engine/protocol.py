@@ -1,5 +1,7 @@
 """The Synapse chunked-upload wire protocol on httpx: requests, answers and error mapping."""
 
+# Credentials and redact live in credentials.py (no httpx), re-exported here.
+
 from __future__ import annotations
 
 import email.utils
@@ -17,6 +19,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from synapse_tui import __version__
+from synapse_tui.engine.credentials import Credentials, redact
 from synapse_tui.engine.errors import (
     AlreadyComplete,
     AuthError,
@@ -41,39 +44,6 @@ if importlib.util.find_spec("sniffio") is None:
 # Retry-After values above this are capped: a server asking for an hour is not obeyed blindly.
 MAX_RETRY_AFTER = 300.0
 USER_AGENT = f"synapse-tui/{__version__}"
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """An access token, or a user token with a tenant. Never printed: see __repr__."""
-
-    access_token: str | None = None
-    user_token: str | None = None
-    tenant: str | None = None
-
-    def __repr__(self) -> str:
-        kinds = [k for k in ("access_token", "user_token", "tenant") if getattr(self, k)]
-        return f"Credentials({', '.join(kinds) or 'none'}: <hidden>)"
-
-    __str__ = __repr__
-
-    @property
-    def present(self) -> bool:
-        return bool(self.access_token or self.user_token)
-
-    def headers(self) -> dict[str, str]:
-        headers: dict[str, str] = {}
-        if self.access_token:
-            headers["Synapse-Access-Token"] = f"Token {self.access_token}"
-        if self.user_token:
-            headers["Authorization"] = f"Token {self.user_token}"
-        if self.tenant:
-            headers["Synapse-Tenant"] = f"Token {self.tenant}"
-        return headers
-
-    def secrets(self) -> list[str]:
-        """The secret strings, for redaction of anything shown to a person."""
-        return [s for s in (self.access_token, self.user_token, self.tenant) if s]
 
 
 @dataclass(frozen=True)
@@ -137,14 +107,6 @@ class UploadInfo:
             checksum=data.get("checksum") if isinstance(data.get("checksum"), str) else None,
             raw=data,
         )
-
-
-def redact(text: str, secrets: list[str]) -> str:
-    """Replace every secret in `text` with a fixed marker (for anything shown or logged)."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "<redacted>")
-    return text
 
 
 def join_url(root: str, path: str) -> str:
