@@ -81,6 +81,7 @@ class EngineBridge:
         self._touched: set[int] = set()
         self._urgent: asyncio.TimerHandle | None = None
         self._flusher: asyncio.Task[None] | None = None
+        self._preflight_task: asyncio.Task[None] | None = None
         self.posted = 0  # messages posted (tests check the coalescing)
 
     # -- lifecycle (UI thread) -------------------------------------------------------------
@@ -133,13 +134,27 @@ class EngineBridge:
     def _started(self) -> None:
         self.manager.start()
         resumed = self.manager.resume_unfinished() if self.resume_on_start else 0
-        self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
+        loop = asyncio.get_running_loop()
+        self._flusher = loop.create_task(self._flush_loop())
         self._ready.set()
         self._post(EngineStarted(resumed))
+        # Not in self._tasks: a check of the backend is no reason to ask before quitting.
+        self._preflight_task = loop.create_task(self._preflight())
+
+    async def _preflight(self) -> None:
+        """Say at once when the backend is unreachable or refuses the token, as the CLI does,
+        instead of letting the first queued file find out through its retries."""
+        from synapse_tui.engine.errors import SynapseError
+
+        try:
+            await self.manager.client.ping()
+        except SynapseError as exc:
+            self._post(EngineError(f"backend {self.settings.host}: {exc}"))
 
     async def _shutdown(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
+        for task in [*self._tasks, self._preflight_task]:
+            if task is not None:
+                task.cancel()
         with contextlib.suppress(Exception):
             await self.manager.close("paused: the dashboard closed")
         if self._flusher is not None:

@@ -144,3 +144,24 @@ def test_run_dashboard_refuses_a_missing_folder(tmp_path: Any) -> None:
 
     with pytest.raises(ConfigError, match="not a folder"):
         run_dashboard(Settings(host="http://x"), str(tmp_path / "missing"))
+
+
+async def test_an_unreachable_backend_is_reported_at_launch(
+    app_factory: Any, tmp_path: Any
+) -> None:
+    from synapse_tui.engine.credentials import Credentials
+    from tests.ui.conftest import wait_for
+
+    settings = Settings(
+        host="http://127.0.0.1:1",
+        credentials=Credentials(access_token="tok-never-shown-1234"),
+        state_dir=tmp_path / "state",
+    )
+    app = app_factory(settings=settings)
+    async with app.run_test(size=(120, 40)) as pilot:
+        log = app.dashboard.log_widget
+        await wait_for(pilot, lambda: any("cannot connect" in line for line in log.lines_written))
+        line = next(line for line in log.lines_written if "cannot connect" in line)
+        assert "http://127.0.0.1:1" in line
+        assert "tok-never-shown-1234" not in "".join(log.lines_written)
+        await app.shutdown_engine()
