@@ -8,8 +8,9 @@ from rich.table import Table
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
-from textual.screen import ModalScreen
 from textual.widgets import Label, Static
+
+from synapse_tui.ui.screens.reading import ReadingScreen
 
 KEYS: list[tuple[str, list[tuple[str, str]]]] = [
     (
@@ -72,13 +73,11 @@ def keys_table() -> Table:
     return table
 
 
-class HelpScreen(ModalScreen[None]):
+class HelpScreen(ReadingScreen):
     """`escape`, `q` or `?` closes it."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,q,question_mark", "close", "Close"),
-        Binding("j,down", "scroll('down')", "Down", show=False),
-        Binding("k,up", "scroll('up')", "Up", show=False),
     ]
 
     def compose(self) -> ComposeResult:
@@ -89,10 +88,3 @@ class HelpScreen(ModalScreen[None]):
 
     def action_close(self) -> None:
         self.dismiss(None)
-
-    def action_scroll(self, direction: str) -> None:
-        scroller = self.query_one(VerticalScroll)
-        if direction == "down":
-            scroller.scroll_down()
-        else:
-            scroller.scroll_up()

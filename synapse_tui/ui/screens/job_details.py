@@ -10,11 +10,11 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
-from textual.screen import ModalScreen
 from textual.widgets import Label, Static
 
 from synapse_tui.engine.names import escape_text
 from synapse_tui.ui.messages import JobDetails
+from synapse_tui.ui.screens.reading import ReadingScreen
 from synapse_tui.units import format_size
 
 
@@ -60,13 +60,11 @@ def errors_table(d: JobDetails) -> Table | Text:
     return table
 
 
-class JobDetailsScreen(ModalScreen[None]):
+class JobDetailsScreen(ReadingScreen):
     """Read-only; `escape`, `q` or `enter` closes it."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,q,enter", "dismiss_screen", "Close"),
-        Binding("j,down", "scroll('down')", "Down", show=False),
-        Binding("k,up", "scroll('up')", "Up", show=False),
     ]
 
     def __init__(self, details: JobDetails) -> None:
@@ -83,10 +81,3 @@ class JobDetailsScreen(ModalScreen[None]):
 
     def action_dismiss_screen(self) -> None:
         self.dismiss(None)
-
-    def action_scroll(self, direction: str) -> None:
-        scroller = self.query_one(VerticalScroll)
-        if direction == "down":
-            scroller.scroll_down()
-        else:
-            scroller.scroll_up()
