@@ -105,6 +105,16 @@ class Cli:
         )
         return Running(proc, time.monotonic())
 
+    def kill_when(self, predicate: Callable[[], object], what: str, *args: str | bytes) -> Result:
+        """Start the CLI with `args`, wait (30 s at most) until `predicate()` holds, then
+        SIGKILL it, whether or not the wait succeeded."""
+        run = self.start(*args)
+        try:
+            wait_for(predicate, 30, what)
+        finally:
+            killed = run.kill()
+        return killed
+
     def status(self) -> list[dict[str, Any]]:
         result = self.run("status", "--json", "--all")
         assert result.returncode == 0, result.stderr

@@ -114,11 +114,7 @@ def test_kill_mid_chunk_body(drf: DrfServer, tmp_path: Path) -> None:
         assert isinstance(proxy, TimedProxy)
         proxy.hold_put(3, release_on_get=False)  # never released: the body stays cut
         cli = Cli(tp.url + "/api", drf.token, tmp_path / "state")
-        run = cli.start("upload", str(f), *UPLOAD)
-        try:
-            wait_for(proxy.holding.is_set, 30, "PUT 3 to be held")
-        finally:
-            run.kill()
+        cli.kill_when(proxy.holding.is_set, "PUT 3 to be held", "upload", str(f), *UPLOAD)
         row = state_of(cli, f)
         assert (row["state"], row["offset"]) == ("interrupted", 2 * CHUNK)
         done = finish_with_resume(cli, tp, drf, f)
@@ -185,11 +181,9 @@ def test_kill_after_the_finalize_request(drf: DrfServer, tmp_path: Path) -> None
     with recording_proxy(drf.port) as tp:
         tp.add_rule(Rule(Fault("delay_response", seconds=60), method="POST", nth=1))
         cli = Cli(tp.url + "/api", drf.token, tmp_path / "state")
-        run = cli.start("upload", str(f), *UPLOAD)
-        try:
-            wait_for(lambda: answered(tp, "POST", 1), 30, "the server to finalize")
-        finally:
-            run.kill()
+        cli.kill_when(
+            lambda: answered(tp, "POST", 1), "the server to finalize", "upload", str(f), *UPLOAD
+        )
         assert state_of(cli, f)["state"] == "interrupted"
         before = len(puts(tp))
         finish_with_resume(cli, tp, drf, f)
@@ -208,11 +202,13 @@ def test_kill_between_creating_the_upload_and_recording_its_id(
     with recording_proxy(drf.port) as tp:
         tp.add_rule(Rule(Fault("delay_response", seconds=60), method="PUT", nth=1))
         cli = Cli(tp.url + "/api", drf.token, tmp_path / "state")
-        run = cli.start("upload", str(f), *UPLOAD)
-        try:
-            wait_for(lambda: answered(tp, "PUT", 1), 30, "the server to create the upload")
-        finally:
-            run.kill()
+        cli.kill_when(
+            lambda: answered(tp, "PUT", 1),
+            "the server to create the upload",
+            "upload",
+            str(f),
+            *UPLOAD,
+        )
         row = state_of(cli, f)
         assert (row["state"], row["upload_id"], row["offset"]) == ("interrupted", None, 0)
         done = finish_with_resume(cli, tp, drf, f)
