@@ -19,6 +19,7 @@ from synapse_tui.engine.errors import SynapseError
 from synapse_tui.engine.hashing import SCAN_PIECE, io_executor
 from synapse_tui.engine.protocol import ProtocolClient
 from synapse_tui.engine.scan import walk
+from synapse_tui.iobuf import aligned_buffer
 from synapse_tui.units import format_duration, format_rate, format_size
 
 HASH_BYTES = 256 * 1024 * 1024
@@ -45,7 +46,7 @@ def read_rate(path: str, limit: int = READ_LIMIT) -> tuple[float, int, int]:
         if isinstance(item, tuple):
             files.append(item[0])
             total += item[1].st_size
-    buf = bytearray(SCAN_PIECE)
+    buf = aligned_buffer(SCAN_PIECE)
     read = 0
     started = time.perf_counter()
     for name in files:

@@ -13,6 +13,7 @@ from typing import Any
 import xxhash
 
 from synapse_tui.engine.errors import FileChangedError, LocalFileError
+from synapse_tui.iobuf import aligned_buffer
 
 PIECE = 1024 * 1024  # bytes read per call while streaming a chunk
 SCAN_PIECE = 4 * 1024 * 1024  # bytes read per call while hashing whole files
@@ -156,8 +157,7 @@ def hash_prefix(
 ) -> HashPair:
     """MD5 + xxh3 of the first `length` bytes (resume: re-hash what the server holds)."""
     hashes = HashPair()
-    buf = bytearray(SCAN_PIECE)
-    view = memoryview(buf)
+    view = aligned_buffer(SCAN_PIECE)
     pos = 0
     while pos < length:
         if cancel is not None and cancel.is_set():
@@ -181,14 +181,13 @@ def xxh3_file(path: bytes, cancel: threading.Event | None = None) -> tuple[str, 
     fd, ident = open_regular(path)
     try:
         h = xxhash.xxh3_128()
-        buf = bytearray(SCAN_PIECE)
-        view = memoryview(buf)
+        view = aligned_buffer(SCAN_PIECE)
         total = 0
         while True:
             if cancel is not None and cancel.is_set():
                 raise InterruptedError("scan cancelled")
             try:
-                got = os.readv(fd, [buf])
+                got = os.readv(fd, [view])
             except OSError as exc:
                 raise LocalFileError(f"read error: {exc.strerror or exc}") from None
             if not got:
