@@ -6,44 +6,16 @@ Every function here may block on the disk; callers run them in a worker thread.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import hashlib
 import os
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
+
+from synapse_tui.iobuf import aligned_buffer
 
 READ_SIZE = 1 << 20
 _IOV_MAX = 512  # well under every platform's IOV_MAX
-_SYNC_FILE_RANGE_WRITE = 2
-
-
-def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
-    """Linux's sync_file_range(2) through ctypes (not in `os`), else None."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        fn = libc.sync_file_range
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-    fn.restype = ctypes.c_int
-    return cast("Callable[[int, int, int, int], int]", fn)
-
-
-_sync_file_range = _load_sync_file_range()
-
-
-def start_writeback(fd: int, position: int, size: int) -> None:
-    """Ask the kernel to start writing a range to disk now, without waiting.
-
-    The fsync that acknowledges a chunk then has little left to flush, so disk
-    time overlaps with receiving instead of adding to it. No-op off Linux.
-    """
-    if _sync_file_range is not None:
-        _sync_file_range(fd, position, size, _SYNC_FILE_RANGE_WRITE)
 
 
 def open_at(path: Path, start: int) -> int:
@@ -174,8 +146,7 @@ def hash_range(
     md5 = hashlib.md5() if md5 is None else md5
     if end <= start:
         return md5
-    buf = bytearray(READ_SIZE)
-    view = memoryview(buf)
+    view = aligned_buffer(READ_SIZE)
     left = end - start
     with open(path, "rb", buffering=0) as fh:
         fh.seek(start)

@@ -104,6 +104,17 @@ def upload(
     return body
 
 
+def upload_rest(
+    client: httpx.Client, srv: Any, url: str, data: bytes, start: int
+) -> dict[str, Any]:
+    """PUT `data[start:]` as one chunk, then finalize; returns the final JSON."""
+    r = put(client, url, data[start:], token=srv.token, start=start, total=len(data))
+    assert r.status_code == 200, r.text
+    r = client.post(url, data={"md5": md5(data)}, headers=auth(srv.token))
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
 def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
     """Poll a condition (not a fixed sleep): fail with `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout

@@ -9,7 +9,7 @@ import threading
 import httpx
 
 from tests.harness.embedded import EmbeddedServer
-from tests.server.helpers import auth, md5, put, raw_chunk, upload, wait_until
+from tests.server.helpers import auth, md5, put, raw_chunk, upload, upload_rest, wait_until
 
 MiB = 1 << 20
 
@@ -112,16 +112,6 @@ def test_second_writer_is_refused_while_the_first_streams(
     done = upload_rest(client, srv, url, data, 3 * MiB)
     assert (srv.root / "files" / upload_id).read_bytes() == data
     assert done["checksum"] == md5(data)
-
-
-def upload_rest(
-    client: httpx.Client, srv: EmbeddedServer, url: str, data: bytes, start: int
-) -> dict:
-    r = put(client, url, data[start:], token=srv.token, start=start, total=len(data))
-    assert r.status_code == 200, r.text
-    r = client.post(url, data={"md5": md5(data)}, headers=auth(srv.token))
-    assert r.status_code == 200, r.text
-    return r.json()
 
 
 def test_racing_puts_exactly_one_wins(embedded_server: EmbeddedServer) -> None:

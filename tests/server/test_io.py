@@ -1,0 +1,145 @@
+"""The backend's I/O path: socket options, uvicorn's buffering, flushing while a body streams."""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import hashlib
+import importlib
+import mmap
+import os
+import socket
+import threading
+from pathlib import Path
+
+import httpx
+import pytest
+
+from synapse_tui.iobuf import aligned_buffer
+from synapse_tui.server import receive, runner
+from synapse_tui.server.app import create_app
+from synapse_tui.server.config import ServerConfig
+from tests.harness.embedded import EmbeddedServer
+from tests.server.helpers import auth, md5, put, raw_chunk, upload_rest, wait_until
+
+MiB = 1 << 20
+
+
+async def _accepted_nodelay(sock: socket.socket) -> int:
+    seen: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    class Probe(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            conn = transport.get_extra_info("socket")
+            seen.set_result(conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            transport.close()
+
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(Probe, sock=sock)
+    host, port = sock.getsockname()[:2]
+    _reader, writer = await asyncio.open_connection(host, port)
+    try:
+        return await asyncio.wait_for(seen, 10)
+    finally:
+        writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+def test_accepted_connections_turn_nagle_off() -> None:
+    """A response's body must not wait for the client's delayed ACK of its headers."""
+    sock = runner.bind("127.0.0.1", 0)
+    assert asyncio.run(_accepted_nodelay(sock)) != 0
+
+
+def test_uvicorn_keeps_more_than_one_read_of_body_buffered(tmp_path: Path) -> None:
+    runner.uvicorn_config(create_app(ServerConfig(root=tmp_path, tokens=["t"])))
+    checked = 0
+    for name in ("h11_impl", "httptools_impl"):
+        try:
+            module = importlib.import_module(f"uvicorn.protocols.http.{name}")
+        except ImportError:
+            continue
+        assert module.HIGH_WATER_LIMIT >= runner.BODY_HIGH_WATER
+        checked += 1
+    assert checked >= 1
+
+
+def test_a_chunk_reaches_the_disk_while_it_streams(
+    embedded_server: EmbeddedServer, client: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The syncer flushes what is written before the body is complete, not all at the end."""
+    srv = embedded_server
+    flushed: list[int] = []
+    real = receive._fdatasync
+
+    def recording(fd: int) -> None:
+        real(fd)
+        flushed.append(os.fstat(fd).st_size)
+
+    monkeypatch.setattr(receive, "_fdatasync", recording)
+    data = os.urandom(MiB + 3 * receive.SYNC_BYTES)
+    first = put(client, srv.url + "/chunked_upload/", data[:MiB], token=srv.token, total=len(data))
+    url = first.json()["url"]
+    flushed.clear()
+    body_len = 3 * receive.SYNC_BYTES
+    req, head, tail = raw_chunk(url, srv.token, body_len, MiB, len(data))
+    try:
+        req.send(head + data[MiB : MiB + 2 * receive.SYNC_BYTES + 1000])
+        # The body is still open: only a flush behind the writer can have run.
+        wait_until(lambda: bool(flushed), "a flush while the body streams")
+        assert MiB + receive.SYNC_BYTES <= flushed[0] < MiB + body_len
+        req.send(data[MiB + 2 * receive.SYNC_BYTES + 1000 :] + tail)
+        status, answer = req.response()
+    finally:
+        req.close()
+    assert status == 200 and answer["offset"] == len(data)
+    r = client.post(url, data={"md5": md5(data)}, headers=auth(srv.token))
+    assert r.status_code == 200
+    assert (srv.root / "files" / answer["id"]).read_bytes() == data
+
+
+def test_a_failed_flush_fails_the_chunk_and_keeps_the_offset(
+    embedded_server: EmbeddedServer, client: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    srv = embedded_server
+    failed = threading.Event()
+
+    def broken(fd: int) -> None:
+        failed.set()
+        raise OSError(5, "Input/output error")
+
+    data = os.urandom(MiB + 3 * receive.SYNC_BYTES)
+    first = put(client, srv.url + "/chunked_upload/", data[:MiB], token=srv.token, total=len(data))
+    url, upload_id = first.json()["url"], first.json()["id"]
+    monkeypatch.setattr(receive, "_fdatasync", broken)
+    body_len = 3 * receive.SYNC_BYTES
+    req, head, tail = raw_chunk(url, srv.token, body_len, MiB, len(data))
+    try:
+        req.send(head + data[MiB : MiB + 2 * receive.SYNC_BYTES + 1000])
+        assert failed.wait(10), "the syncer never ran"
+        # The server answers 500 at its next batch and may close before the rest is sent.
+        try:
+            req.send(data[MiB + 2 * receive.SYNC_BYTES + 1000 :] + tail)
+            status: int | None = req.response()[0]
+        except ConnectionError:
+            status = None
+    finally:
+        req.close()
+    assert status in (500, None)
+    wait_until(lambda: not srv.backend.sessions.is_writing(upload_id), "the writer to give up")
+    path = srv.root / "files" / upload_id
+    assert client.get(url, headers=auth(srv.token)).json()["offset"] == MiB
+    assert path.stat().st_size == MiB
+    monkeypatch.undo()
+    done = upload_rest(client, srv, url, data, MiB)
+    assert done["checksum"] == md5(data) and path.read_bytes() == data
+
+
+def test_read_buffers_start_on_a_page_boundary() -> None:
+    for size in (1, 4096, 4 * MiB):
+        view = aligned_buffer(size)
+        assert len(view) == size and not view.readonly
+        assert ctypes.addressof(ctypes.c_char.from_buffer(view)) % mmap.PAGESIZE == 0
+        view[-1:] = b"x"
+        assert hashlib.md5(view).hexdigest() == hashlib.md5(bytes(size - 1) + b"x").hexdigest()
