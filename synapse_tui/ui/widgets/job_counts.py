@@ -5,6 +5,7 @@ from __future__ import annotations
 from textual.reactive import reactive
 from textual.widgets import Static
 
+from synapse_tui.ui.widgets.live_text import set_live_text
 from synapse_tui.units import format_duration, format_rate
 
 ACTIVE = ("hashing", "uploading", "finalizing", "registering")
@@ -41,9 +42,8 @@ class JobCounts(Static):
 
     def _paint(self) -> None:
         text = self.text()
-        if text != self._shown:  # skip repaints the eye would not see
+        if set_live_text(self, self._shown, text):  # skips repaints the eye would not see
             self._shown = text
-            self.update(text)
 
     watch_skipped_scan = watch_failed_scan = watch_concurrency = watch_bwlimit = watch_draining = (
         _watch_any

@@ -7,6 +7,7 @@ from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.widgets import Label, ProgressBar
 
+from synapse_tui.ui.widgets.live_text import set_live_text
 from synapse_tui.units import format_size
 
 
@@ -43,6 +44,5 @@ class OverallProgress(Horizontal):
             f"{format_size(self.bytes_done)} / {format_size(self.bytes_total)}"
             f" · {self.files_done}/{self.files_total} files"
         )
-        if text != self._shown:
+        if set_live_text(self.query_one("#overall-text", Label), self._shown, text):
             self._shown = text
-            self.query_one("#overall-text", Label).update(text)

@@ -9,6 +9,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Label, Sparkline
 
+from synapse_tui.ui.widgets.live_text import set_live_text
 from synapse_tui.units import format_rate
 
 HISTORY = 180  # one sample a second: the last three minutes
@@ -66,6 +67,5 @@ class Throughput(Vertical):
             f"now {format_rate(self.rate)} · avg {format_rate(self.average)}"
             f" · peak {format_rate(self.peak)}"
         )
-        if text != self._shown:
+        if set_live_text(self.query_one("#rate-text", Label), self._shown, text):
             self._shown = text
-            self.query_one("#rate-text", Label).update(text)
