@@ -195,6 +195,13 @@ def ours_upload(
     return m
 
 
+def summary_seconds(m: Measured) -> float:
+    """The CLI's own clock: from its batch's start (after interpreter start-up and imports)
+    to its summary; what the official client's driver times around its upload calls."""
+    summary = next(e for e in m.json_lines() if e.get("event") == "summary")
+    return float(summary["seconds"])  # type: ignore[arg-type]
+
+
 def _sdk_missing(ctx: Context, case: str, target: str) -> Row | None:
     if ctx.sdk is None:
         return Row(case, "-", "-", None, target, f"skipped: {ctx.sdk_why}")
@@ -305,7 +312,8 @@ def case_large(ctx: Context) -> list[Row]:
     s = ctx.sizes
     big = ctx.large_file(s.large)
     label = f"{fmt_size(s.large)}, {fmt_size(s.chunk)} chunks, cached"
-    ours: list[float] = []
+    ours: list[float] = []  # the CLI's summary clock, like the SDK side's in-process timing
+    ours_wall: list[float] = []  # the whole command, interpreter start-up included
     theirs: list[float] = []
     md5: list[float] = []
     rss: list[float] = []
@@ -314,7 +322,8 @@ def case_large(ctx: Context) -> list[Row]:
         with embedded_server(ctx.fresh("srv")) as b:
             m = ours_upload(ctx, b, [big], s.chunk, 1)
         shutil.rmtree(b.root, ignore_errors=True)
-        ours.append(s.large / m.seconds)
+        ours.append(s.large / summary_seconds(m))
+        ours_wall.append(s.large / m.seconds)
         rss.append(float(m.peak_rss or 0))
 
     def run_sdk() -> None:
@@ -329,7 +338,7 @@ def case_large(ctx: Context) -> list[Row]:
         md5.append(md5sum_rate(big))
 
     interleave(ctx.rounds, [run_ours, run_sdk, run_md5])
-    o, m5 = median(ours), median(md5)
+    o, wall, m5 = median(ours), median(ours_wall), median(md5)
     rows = []
     case_a = f"2a one file to embedded backend vs synapse-sdk ({label})"
     skip = _sdk_missing(ctx, case_a, ">= 1.5")
@@ -346,17 +355,17 @@ def case_large(ctx: Context) -> list[Row]:
                 o / t,
                 ">= 1.5",
                 verdict(o / t >= 1.5),
-                {"ours": ours, "sdk": theirs, "ours_peak_rss": rss},
+                {"ours": ours, "ours_wall": ours_wall, "sdk": theirs, "ours_peak_rss": rss},
             )
         )
     rows.append(
         Row(
-            f"2b same upload vs md5sum rate ({fmt_size(s.large)})",
-            fmt_rate(o),
+            f"2b same upload, whole command, vs md5sum rate ({fmt_size(s.large)})",
+            fmt_rate(wall),
             fmt_rate(m5),
-            o / m5,
+            wall / m5,
             ">= 0.40",
-            verdict(o / m5 >= 0.40),
+            verdict(wall / m5 >= 0.40),
             {"md5sum": md5},
         )
     )
@@ -659,16 +668,27 @@ def case_backend(ctx: Context) -> list[Row]:
     ):
         ours: list[float] = []
         theirs: list[float] = []
+        walls: dict[str, list[float]] = {"embedded": [], "drf": []}
 
         def side(
-            kind: str, into: list[float], paths=paths, count=count, nbytes=nbytes, conc=conc
+            kind: str,
+            into: list[float],
+            paths=paths,
+            count=count,
+            nbytes=nbytes,
+            conc=conc,
+            walls=walls,
         ) -> Callable[[], None]:
             def run() -> None:
                 server = embedded_server if kind == "embedded" else drf_server
                 with server(ctx.fresh(kind)) as b:
                     m = ours_upload(ctx, b, paths, s.chunk, count, conc)
                 shutil.rmtree(b.root, ignore_errors=True)
-                into.append((nbytes if count == 1 else count) / m.seconds)
+                amount = nbytes if count == 1 else count
+                # The same client on both sides: its own clock leaves out the start-up both
+                # pay alike, so the ratio is the backends'.
+                into.append(amount / summary_seconds(m))
+                walls[kind].append(amount / m.seconds)
 
             return run
 
@@ -683,7 +703,7 @@ def case_backend(ctx: Context) -> list[Row]:
                 o / t,
                 ">= 2",
                 verdict(o / t >= 2),
-                {"embedded": ours, "drf": theirs},
+                {"embedded": ours, "drf": theirs, "wall_clock": walls},
             )
         )
     return rows
@@ -745,8 +765,7 @@ def case_dashboard(ctx: Context) -> list[Row]:
         shutil.rmtree(b.root, ignore_errors=True)
         # The CLI's own clock (its summary: from the batch's start to the end, start-up of
         # the interpreter excluded), like the dashboard's window from `u` to all done.
-        summary = next(e for e in m.json_lines() if e.get("event") == "summary")
-        ours_cli.append(total / float(summary["seconds"]))
+        ours_cli.append(total / summary_seconds(m))
         cli_wall.append(total / m.seconds)
 
     interleave(ctx.rounds, [run_dash, run_cli])

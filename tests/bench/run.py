@@ -87,8 +87,11 @@ def run_suite(
         f"Rounds per case: {rounds} (sides interleaved, order flipped each round; medians); "
         "case 3 (peak RSS): one run per configuration, the worst value.",
         "All files cached (read once before timing; nothing dropped from the page cache).",
-        "ours = wall time of the whole `synapse-tui` command (interpreter start-up included); "
-        "synapse-sdk = the time of its upload calls in one process (import excluded).",
+        "ours = wall time of the whole `synapse-tui` command (interpreter start-up included), "
+        "except 2a and 7, which use the CLI's own summary clock (its batch, start-up and "
+        "imports excluded) like the other side: synapse-sdk = the time of its upload calls in "
+        "one process (import excluded); 7 = the same client against two backends. "
+        "Whole-command rates are kept in last.json.",
         "Each upload side gets a fresh server process, storage root and state dir.",
     ]
     if needs_sdk:
