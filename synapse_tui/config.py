@@ -18,6 +18,7 @@ from synapse_tui.units import parse_rate, parse_size
 
 DEFAULT_CHUNK = 50 * 1024 * 1024
 DEFAULT_CONCURRENCY = 4
+DEFAULT_UPLOAD_NICE = 10  # the dashboard's upload threads, below its UI thread
 CONFIG_FILENAME = "config.json"
 
 ENV = {
@@ -25,8 +26,10 @@ ENV = {
     "access_token": "SYNAPSE_ACCESS_TOKEN",
     "user_token": "SYNAPSE_PLUGIN_RUN_USER_TOKEN",
     "tenant": "SYNAPSE_PLUGIN_RUN_TENANT",
+    "upload_nice": "SYNAPSE_TUI_UPLOAD_NICE",
 }
 SECRET_KEYS = ("access_token", "user_token", "tenant")
+SDK_KEYS = ("host", *SECRET_KEYS)  # what the official SDK's config file may set for us
 
 
 @dataclass
@@ -43,6 +46,7 @@ class Settings:
     ca_bundle: str | None = None
     retries: int = 12
     theme: str | None = None
+    upload_nice: int = DEFAULT_UPLOAD_NICE
     sources: dict[str, str] = field(default_factory=dict)  # key -> where it came from
 
     @property
@@ -83,7 +87,7 @@ def load_settings(
     layers: list[tuple[str, Mapping[str, Any]]] = [
         ("command line", cli),
         ("environment", {k: env[v] for k, v in ENV.items() if env.get(v)}),
-        (str(paths.sdk_config_file()), {k: sdk[k] for k in ENV if sdk.get(k)}),
+        (str(paths.sdk_config_file()), {k: sdk[k] for k in SDK_KEYS if sdk.get(k)}),
         (str(own_config_file()), own),
     ]
     settings = Settings()
@@ -114,12 +118,16 @@ def load_settings(
             settings.bwlimit = parse_rate(str(bw))
         if (retries := pick("retries")) is not None:
             settings.retries = int(retries)
+        if (nice := pick("upload_nice")) is not None:
+            settings.upload_nice = int(nice)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     if settings.chunk_size < 1:
         raise ConfigError("chunk size must be at least 1 byte")
     if not 1 <= settings.concurrency <= 64:
         raise ConfigError("concurrency must be between 1 and 64")
+    if not 0 <= settings.upload_nice <= 19:
+        raise ConfigError("upload_nice must be between 0 and 19")
     settings.insecure = bool(pick("insecure"))
     settings.ca_bundle = pick("ca_bundle")
     settings.theme = pick("theme")

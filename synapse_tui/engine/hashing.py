@@ -22,6 +22,28 @@ SPECIAL_ROOTS = ("/proc/", "/sys/", "/dev/")
 
 _executor: ThreadPoolExecutor | None = None
 _executor_lock = threading.Lock()
+_worker_nice = 0
+
+
+def set_worker_nice(increment: int) -> None:
+    """Run the upload threads started from now on `increment` nice levels below the process.
+
+    The dashboard does this so that, when the CPU is saturated, a key press is not queued
+    behind hashing and sending; the CPU time left over still goes to the uploads.
+    """
+    global _worker_nice
+    _worker_nice = max(0, min(19, increment))
+
+
+def lower_this_thread() -> None:
+    """Apply `set_worker_nice` to the calling thread (Unix; best effort, never raises)."""
+    if _worker_nice <= 0 or not hasattr(os, "setpriority"):
+        return
+    try:  # relative to the main thread: new threads inherit their creator's level
+        base = os.getpriority(os.PRIO_PROCESS, os.getpid())
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), min(19, base + _worker_nice))
+    except OSError:
+        pass
 
 
 def io_executor() -> ThreadPoolExecutor:
@@ -30,7 +52,9 @@ def io_executor() -> ThreadPoolExecutor:
     with _executor_lock:
         if _executor is None:
             workers = max(4, (os.cpu_count() or 2) * 2)
-            _executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="synapse-io")
+            _executor = ThreadPoolExecutor(
+                max_workers=workers, thread_name_prefix="synapse-io", initializer=lower_this_thread
+            )
         return _executor
 
 

@@ -29,6 +29,7 @@ from synapse_tui.engine.events import (
     ScanProgress,
     TotalProgress,
 )
+from synapse_tui.engine.hashing import lower_this_thread, set_worker_nice
 from synapse_tui.ui.messages import EngineError, EngineStarted, EngineUpdate, JobDetails, JobView
 
 log = logging.getLogger("synapse_tui.ui")
@@ -88,6 +89,7 @@ class EngineBridge:
 
     def start(self, timeout: float = 30.0) -> None:
         """Start the engine thread; raises what building the manager raised."""
+        set_worker_nice(self.settings.upload_nice)
         self._thread = threading.Thread(target=self._run, name="synapse-engine", daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout):
@@ -113,6 +115,7 @@ class EngineBridge:
     # -- the engine thread -----------------------------------------------------------------
 
     def _run(self) -> None:
+        lower_this_thread()
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         try:

@@ -8,6 +8,8 @@ import threading
 import time
 from typing import Any
 
+import pytest
+
 from synapse_tui import paths
 from synapse_tui.config import Settings
 from synapse_tui.engine.events import JobProgress, JobState, JobStateChanged, LogMessage
@@ -165,3 +167,69 @@ async def test_an_unreachable_backend_is_reported_at_launch(
         assert "http://127.0.0.1:1" in line
         assert "tok-never-shown-1234" not in "".join(log.lines_written)
         await app.shutdown_engine()
+
+
+_PRIORITY_PROBE = """
+import json, os, threading
+from synapse_tui.config import Settings
+from synapse_tui.engine.hashing import io_executor
+from synapse_tui.ui.bridge import EngineBridge
+from tests.ui.test_bridge import FakeManager, Sink
+
+def level() -> int:
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+seen = {"main": level()}
+
+def factory(settings, listeners):
+    seen["engine"] = level()
+    seen["io"] = io_executor().submit(level).result()  # a pool thread started by the engine
+    return FakeManager(listeners)
+
+bridge = EngineBridge(Sink(), Settings(host="http://x", upload_nice=NICE), factory=factory)
+bridge.start()
+bridge.stop()
+seen["main_after"] = level()
+print(json.dumps(seen))
+"""
+
+
+def _priorities(nice: int) -> dict[str, int]:
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = _PRIORITY_PROBE.replace("NICE", str(nice))
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+@pytest.mark.skipif(not hasattr(os, "setpriority"), reason="no per-thread priorities here")
+def test_upload_threads_run_below_the_ui_thread() -> None:
+    """The engine thread and the read/hash pool yield the CPU to the UI when it is short."""
+    seen = _priorities(10)
+    base = seen["main"]
+    assert seen["main_after"] == base  # the UI thread keeps its level
+    assert seen["engine"] == seen["io"] == min(19, base + 10)
+    off = _priorities(0)
+    assert off["engine"] == off["io"] == off["main"]
+
+
+def test_upload_nice_setting() -> None:
+    from synapse_tui.config import load_settings
+    from synapse_tui.engine.errors import ConfigError
+
+    assert load_settings(env={}).upload_nice == 10
+    assert load_settings(env={"SYNAPSE_TUI_UPLOAD_NICE": "0"}).upload_nice == 0
+    with pytest.raises(ConfigError, match="upload_nice must be between 0 and 19"):
+        load_settings(env={"SYNAPSE_TUI_UPLOAD_NICE": "25"})
+    with pytest.raises(ConfigError):
+        load_settings(env={"SYNAPSE_TUI_UPLOAD_NICE": "high"})
