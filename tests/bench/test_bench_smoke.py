@@ -40,4 +40,4 @@ def test_scan_and_upload_rows_have_numbers(tmp_path: Path) -> None:
     # Without the SDK its row is marked skipped, with the reason, never silently dropped.
     assert by_case["2a"].status.startswith("skipped:")
     text = table(rows)
-    assert "| case" in text and "2b same upload vs md5sum rate" in text
+    assert "| case" in text and "2b same upload, whole command, vs md5sum rate" in text
