@@ -21,9 +21,13 @@ START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 
 
-def http_protocol() -> str:
-    """httptools when installed (faster), else h11."""
-    return "httptools" if importlib.util.find_spec("httptools") else "h11"
+def http_protocol() -> Any:
+    """httptools when installed (faster; our lean subclass of uvicorn's), else h11."""
+    if importlib.util.find_spec("httptools") is None:
+        return "h11"
+    from synapse_tui.server.http_protocol import LeanHttpToolsProtocol
+
+    return LeanHttpToolsProtocol
 
 
 def bind(host: str, port: int) -> socket.socket:

@@ -143,3 +143,66 @@ def test_read_buffers_start_on_a_page_boundary() -> None:
         assert ctypes.addressof(ctypes.c_char.from_buffer(view)) % mmap.PAGESIZE == 0
         view[-1:] = b"x"
         assert hashlib.md5(view).hexdigest() == hashlib.md5(bytes(size - 1) + b"x").hexdigest()
+
+
+# -- the lean httptools protocol ---------------------------------------------------------------
+
+
+def test_body_pieces_are_handed_over_as_they_came() -> None:
+    from synapse_tui.server.http_protocol import BodyPieces
+
+    one = b"a" * 1000
+    pieces = BodyPieces(bytearray(b"xy"))
+    assert len(pieces) == 2 and bytes(pieces) == b"xy"
+    single = BodyPieces()
+    single += one
+    assert bytes(single) is one  # no copy for a single piece
+    pieces += one
+    pieces += b"z"
+    assert len(pieces) == 1003 and bytes(pieces) == b"xy" + one + b"z"
+
+
+async def test_lean_protocol_reads_big_and_delivers_the_body_intact() -> None:
+    """On a real socket: the transport reads 1 MiB at a time and the app gets every byte."""
+    import uvicorn
+    from uvicorn.server import ServerState
+
+    from synapse_tui.server.http_protocol import READ_SIZE, LeanHttpToolsProtocol
+
+    payload = os.urandom(3 * MiB + 17)
+    got = bytearray()
+
+    async def app(scope: dict, receive: object, send: object) -> None:  # type: ignore[type-arg]
+        while True:
+            message = await receive()  # type: ignore[operator]
+            got.extend(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        await send({"type": "http.response.start", "status": 200, "headers": []})  # type: ignore[operator]
+        await send({"type": "http.response.body", "body": b"ok"})  # type: ignore[operator]
+
+    config = uvicorn.Config(app, lifespan="off", log_level="warning")
+    config.load()
+    loop = asyncio.get_running_loop()
+    protocol = LeanHttpToolsProtocol(config=config, server_state=ServerState(), app_state={})
+    ours, theirs = socket.socketpair()
+    transport, _ = await loop.connect_accepted_socket(lambda: protocol, sock=ours)
+    try:
+        assert transport.max_size >= READ_SIZE  # type: ignore[attr-defined]
+        reader, writer = await asyncio.open_connection(sock=theirs)
+        head = f"PUT /x HTTP/1.1\r\nHost: t\r\nContent-Length: {len(payload)}\r\n\r\n"
+        writer.write(head.encode() + payload)
+        await writer.drain()
+        status = await asyncio.wait_for(reader.readline(), 30)
+        assert status.startswith(b"HTTP/1.1 200")
+        writer.close()
+    finally:
+        transport.close()
+    assert hashlib.md5(got).hexdigest() == hashlib.md5(payload).hexdigest()
+
+
+def test_the_backend_runs_the_lean_protocol_when_httptools_is_there() -> None:
+    pytest.importorskip("httptools")
+    from synapse_tui.server.http_protocol import LeanHttpToolsProtocol
+
+    assert runner.http_protocol() is LeanHttpToolsProtocol

@@ -1,0 +1,64 @@
+"""uvicorn's httptools protocol, minus two copies of every request body byte.
+
+Stock uvicorn appends each parsed body piece to a `bytearray` (one copy) and hands
+the app `bytes(that)` (a second): for a 1 GiB upload that is 2 GiB of memcpy on the
+loop thread, which is the server's busiest. Here the pieces are kept as they come
+and handed over as they are (joined only when the app fell behind by several). The
+socket is also read 1 MiB at a time instead of asyncio's 256 KiB, so each MiB costs
+one pass through the parser, the app's receive() and the multipart parser, not four.
+
+Measured on a 1 GiB upload over loopback: see README "How it keeps up".
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from uvicorn.protocols.http import httptools_impl
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+READ_SIZE = 1 << 20
+
+
+class BodyPieces:
+    """Stands in for uvicorn's per-request `bytearray`: `+=` keeps a reference, `len()`
+    counts, `bytes()` joins (no copy for a single piece)."""
+
+    __slots__ = ("parts", "size")
+
+    def __init__(self, first: bytes | bytearray = b"") -> None:
+        self.parts: list[bytes] = [bytes(first)] if first else []
+        self.size = len(first)
+
+    def __iadd__(self, data: bytes) -> BodyPieces:
+        self.parts.append(data)
+        self.size += len(data)
+        return self
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __bytes__(self) -> bytes:
+        if len(self.parts) == 1:
+            return self.parts[0]
+        return b"".join(self.parts)
+
+
+class LeanHttpToolsProtocol(HttpToolsProtocol):
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if isinstance(getattr(transport, "max_size", None), int):
+            transport.max_size = max(transport.max_size, READ_SIZE)  # type: ignore[attr-defined]
+
+    def on_body(self, body: bytes) -> None:
+        cycle: Any = self.cycle
+        if (self.parser.should_upgrade() and self._should_upgrade()) or cycle.response_complete:
+            return
+        pieces = cycle.body
+        if not isinstance(pieces, BodyPieces):
+            pieces = cycle.body = BodyPieces(pieces)
+        pieces += body
+        if len(pieces) > httptools_impl.HIGH_WATER_LIMIT:
+            self.flow.pause_reading()
+        cycle.message_event.set()
