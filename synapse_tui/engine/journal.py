@@ -320,7 +320,8 @@ class Journal:
         with self._tx() as db:
             db.execute(
                 "UPDATE jobs SET state = ?, md5 = ?, upload_id = ?, offset = size,"
-                " resumed_from = ?, result = ?, extra = ?, updated_at = ? WHERE id = ?",
+                " resumed_from = ?, result = ?, extra = ?, creating_since = NULL, updated_at = ?"
+                " WHERE id = ?",
                 (
                     state.value,
                     md5,

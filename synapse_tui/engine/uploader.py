@@ -43,6 +43,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+# Files up to this size (and up to one chunk) go in one request, read whole into memory.
+WHOLE_FILE_LIMIT = 1 << 20
+
 
 class Paused(Exception):
     """The job stopped at a chunk boundary because a pause was asked for."""
@@ -231,6 +234,9 @@ class FileUpload:
                 try:
                     if job.size == 0:
                         await self._upload_empty()
+                        return
+                    if self._whole_file_fits():
+                        await self._upload_whole()
                         return
                     await self._prepare()
                     if self.completed:
@@ -516,6 +522,91 @@ class FileUpload:
             raise ChecksumMismatch(f"server checksum {info.checksum} differs from {md5}")
         self.completed = True
         self.m.finish(job, md5, info)
+
+    def _whole_file_fits(self) -> bool:
+        """A small file not yet begun goes in one request (POST with its MD5)."""
+        job = self.job
+        return job.size <= min(job.chunk_size, WHOLE_FILE_LIMIT) and job.upload_url is None
+
+    async def _upload_whole(self) -> None:
+        """Read, hash and send a small file in one request: one round trip instead of two.
+
+        The bytes sent are the bytes hashed, and their xxh3 must match the pre-scan's. After
+        a lost answer (or a crash mid-request) the server's list is searched first: a complete
+        upload of this name, size and MD5 that no job of ours claims holds exactly these
+        bytes, so it is adopted instead of sent again. A server that does not list checksums
+        (drf-chunked-upload) cannot be asked, and there a resend may leave an unused copy.
+        """
+        job = self.job
+        self._state(JobState.UPLOADING)
+        while True:
+            await self._shared_wait()
+            self._checkpoint()
+            self._check_identity()
+            hashes = HashPair()
+            data = await self.loop.run_in_executor(
+                io_executor(), read_piece, self.fd, 0, job.size, hashes
+            )
+            if hashes.xxh.hexdigest() != job.fingerprint:
+                raise FileChangedError("changed since the pre-scan: content differs")
+            md5 = job.md5 = str(hashes.md5.hexdigest())
+            if job.creating_since is not None:
+                found = await self._find_whole(md5)
+                if found is not None:
+                    info = found
+                    break
+            job.creating_since = time.time()
+            self.journal.update(job.id, creating_since=job.creating_since)
+            await self.m.bandwidth.acquire(job.size)
+
+            async def body(data: bytes = data) -> AsyncIterator[bytes]:
+                yield data
+
+            try:
+                info = await self.client.upload_whole(job.name, body, job.size, md5)
+                break
+            except ChecksumMismatch:
+                if job.restarts >= 1:
+                    raise
+                job.restarts += 1
+                self._warn(f"{job.display}: server checksum does not match; sending it again")
+            except OutcomeUnknown as exc:
+                await self._retry_pause(exc)  # creating_since stays: look before resending
+            except TransientError as exc:
+                job.creating_since = None  # answered with an error: nothing was stored
+                await self._retry_pause(exc)
+            except UploadGone as exc:
+                raise ProtocolError(f"cannot create an upload: {exc}") from None
+        job.upload_id, job.upload_url = info.id, info.url
+        job.creating_since = None  # the journal clears it as it notes the job complete
+        self.m.count_bytes(job, job.size)
+        await self._complete_from_server(info, md5)
+
+    async def _find_whole(self, md5: str) -> UploadInfo | None:
+        """The complete upload a lost whole-file POST may have left, proven by its MD5."""
+        job = self.job
+        try:
+            uploads = await self._with_retries(self.client.list_uploads)
+        except (UploadGone, ProtocolError):
+            return None
+        known = {j.upload_id for j in self.journal.jobs() if j.upload_id}
+        alike = [
+            u
+            for u in uploads
+            if u.complete and u.filename == job.name and u.offset == job.size and u.id not in known
+        ]
+        for u in alike:
+            if (u.checksum or "").lower() == md5:
+                self.client.check_origin(u.url)
+                self.m.log("info", f"{job.display}: found its upload {u.id} on the server", job.id)
+                return u
+        if any(not u.checksum for u in alike):
+            self._warn(
+                f"{job.display}: the server lists no checksums, so a lost upload cannot be "
+                "found again; sending it again (the server may keep an unused copy)"
+            )
+        job.creating_since = None
+        return None
 
     async def _upload_empty(self) -> None:
         import hashlib

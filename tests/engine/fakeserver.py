@@ -27,9 +27,12 @@ class Upload:
     total: int
     data: bytearray = field(default_factory=bytearray)
     status: int = 1
+    listed_checksum: bool = True  # drf-chunked-upload lists none
 
     def json(self) -> dict[str, Any]:
+        checksum = hashlib.md5(self.data).hexdigest() if self.status == 2 else None
         return {
+            **({"checksum": checksum} if self.listed_checksum else {}),
             "id": self.id,
             "url": f"{ROOT}/chunked_upload/{self.id}/",
             "offset": len(self.data),
@@ -52,6 +55,8 @@ class FakeServer:
         self.uploads: dict[str, Upload] = {}
         self.calls: list[tuple[str, str, str]] = []  # method, path, content-range
         self.put_bytes = 0
+        self.whole_bytes = 0  # file bytes received in whole-file POSTs
+        self.checksums = True  # whole-file uploads list their MD5 (the embedded backend does)
         self.before: dict[tuple[str, int], Fault] = {}
         self.after: dict[tuple[str, int], Callable[[httpx.Request, httpx.Response], None]] = {}
         self.counts: dict[str, int] = {}
@@ -93,7 +98,8 @@ class FakeServer:
             match = RANGE.match(request.headers.get("content-range", ""))
             assert match, "client sent no valid Content-Range"
             start, end, total = (int(g) for g in match.groups())
-            chunk, filename = _parse_multipart(request, body)
+            fields, chunk = _parse_multipart(request, body)
+            filename = fields.get("filename", "")
             assert len(chunk) == end - start + 1
             self.put_bytes += len(chunk)
             if upload is None:
@@ -114,7 +120,16 @@ class FakeServer:
                 )
             upload.data += chunk
             return httpx.Response(200, json=upload.json())
-        assert request.method == "POST" and upload is not None
+        assert request.method == "POST"
+        if upload is None:  # a whole file in one request
+            fields, data = _parse_multipart(request, body)
+            self.whole_bytes += len(data)
+            if hashlib.md5(data).hexdigest() != fields.get("md5"):
+                return httpx.Response(400, json={"detail": "checksum does not match"})
+            upload = Upload(str(uuid.uuid4()), fields.get("filename", ""), len(data), data, 2)
+            upload.listed_checksum = self.checksums
+            self.uploads[upload.id] = upload
+            return httpx.Response(200, json=upload.json())
         md5 = body.decode().split("md5=")[1]
         if upload.status == 2:
             return httpx.Response(
@@ -126,16 +141,20 @@ class FakeServer:
         return httpx.Response(200, json=upload.json())
 
 
-def _parse_multipart(request: httpx.Request, body: bytes) -> tuple[bytes, str]:
+def _parse_multipart(request: httpx.Request, body: bytes) -> tuple[dict[str, str], bytearray]:
+    """The text fields and the `file` part's bytes."""
     boundary = request.headers["content-type"].split("boundary=")[1].encode()
     parts = body.split(b"--" + boundary)
-    chunk = b""
-    filename = ""
+    fields: dict[str, str] = {}
+    chunk = bytearray()
     for part in parts[1:-1]:
         head, _, value = part[2:].partition(b"\r\n\r\n")
         value = value[:-2]
-        if b'name="filename"' in head:
-            filename = value.decode()
-        elif b'name="file"' in head:
-            chunk = value
-    return chunk, filename
+        name = re.search(rb'name="([^"]*)"', head)
+        if name is None:
+            continue
+        if name.group(1) == b"file":
+            chunk = bytearray(value)
+        else:
+            fields[name.group(1).decode()] = value.decode()
+    return fields, chunk

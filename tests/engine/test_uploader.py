@@ -60,6 +60,15 @@ async def upload(
     return events
 
 
+async def resume(server: FakeServer, state: Path, jobs: int = 1) -> list[Event]:
+    """`resume`: a new manager picks up the journal's unfinished jobs."""
+    events: list[Event] = []
+    async with manager(server, state, events) as m:
+        assert m.resume_unfinished() == jobs
+        await m.wait_idle()
+    return events
+
+
 def done(events: list[Event]) -> list[JobDone]:
     return [e for e in events if isinstance(e, JobDone)]
 
@@ -89,7 +98,10 @@ async def test_sizes_around_chunk_multiples(tmp_path: Path, size: int) -> None:
     src = make_file(tmp_path, "a.bin", size)
     [ev] = done(await upload(server, tmp_path / "state", [src]))
     assert stored(server, ev) == src.read_bytes()
-    assert server.counts["PUT"] == -(-size // CHUNK)
+    if size <= CHUNK:  # one chunk's worth goes whole, in a single POST
+        assert server.counts.get("PUT", 0) == 0 and server.counts["POST"] == 1
+    else:
+        assert server.counts["PUT"] == -(-size // CHUNK)
 
 
 async def test_lost_acknowledgement_counts_as_progress(tmp_path: Path) -> None:
@@ -156,11 +168,7 @@ async def test_budget_spent_leaves_the_file_paused_and_resumable(tmp_path: Path)
     assert job.state == JobState.PAUSED and job.offset == CHUNK and job.upload_url
     # The server recovers: `resume` finishes it from the server's offset.
     server.before.clear()
-    events = []
-    async with manager(server, tmp_path / "state", events) as m:
-        assert m.resume_unfinished() == 1
-        await m.wait_idle()
-    [ev] = done(events)
+    [ev] = done(await resume(server, tmp_path / "state"))
     assert ev.resumed_from == CHUNK
     assert stored(server, ev) == src.read_bytes()
 
@@ -215,10 +223,13 @@ async def test_auth_error_stops_everything_without_failing_files(tmp_path: Path)
     assert JobState.FAILED not in states and JobState.PAUSED in states
 
 
-async def test_server_refusal_fails_one_file_and_the_batch_goes_on(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("size", "first"), [(2 * CHUNK, "PUT"), (CHUNK, "POST")])
+async def test_server_refusal_fails_one_file_and_the_batch_goes_on(
+    tmp_path: Path, size: int, first: str
+) -> None:
     server = FakeServer()
-    server.before[("PUT", 1)] = lambda r: httpx.Response(413, json={"detail": "too big"})
-    files = [make_file(tmp_path, f"f{i}.bin", CHUNK) for i in range(3)]
+    server.before[(first, 1)] = lambda r: httpx.Response(413, json={"detail": "too big"})
+    files = [make_file(tmp_path, f"f{i}.bin", size) for i in range(3)]
     events = await upload(server, tmp_path / "state", files, concurrency=1)
     failed = [e for e in events if isinstance(e, JobFailed)]
     assert len(failed) == 1 and "too big" in failed[0].error and not failed[0].resumable
@@ -326,3 +337,106 @@ async def test_cancel_stops_a_job(tmp_path: Path) -> None:
         assert job.state == JobState.CANCELLED
     assert not done(events)
     assert Journal(tmp_path / "state").jobs()[0].state == JobState.CANCELLED
+
+
+# -- small files: one request each ----------------------------------------------------------
+
+
+async def test_a_small_file_goes_whole_in_one_request(tmp_path: Path) -> None:
+    server = FakeServer()
+    src = make_file(tmp_path, "a.bin", 1000)
+    [ev] = done(await upload(server, tmp_path / "state", [src]))
+    assert stored(server, ev) == src.read_bytes()
+    assert ev.md5 == hashlib.md5(src.read_bytes()).hexdigest()
+    sent = [(method, path) for method, path, _ in server.calls if method != "GET"]
+    assert sent == [("POST", "/api/chunked_upload/")]
+
+
+async def test_past_the_whole_file_limit_it_goes_in_chunks(tmp_path: Path) -> None:
+    from synapse_tui.engine.uploader import WHOLE_FILE_LIMIT
+
+    server = FakeServer()
+    src = make_file(tmp_path, "a.bin", WHOLE_FILE_LIMIT + 1)
+    [ev] = done(await upload(server, tmp_path / "state", [src], chunk_size=4 * WHOLE_FILE_LIMIT))
+    assert stored(server, ev) == src.read_bytes()
+    assert server.counts["PUT"] == 1 and server.counts["POST"] == 1 and not server.whole_bytes
+
+
+async def test_a_lost_answer_to_a_whole_file_finds_it_by_its_md5(tmp_path: Path) -> None:
+    server = FakeServer()
+    server.after[("POST", 1)] = lose_answer
+    src = make_file(tmp_path, "a.bin", 1000)
+    events = await upload(server, tmp_path / "state", [src])
+    [ev] = done(events)
+    assert stored(server, ev) == src.read_bytes()
+    assert len(server.uploads) == 1 and server.counts["POST"] == 1  # adopted, not sent again
+    assert any("found its upload" in e.message for e in events if isinstance(e, LogMessage))
+
+
+async def test_a_lost_answer_without_listed_checksums_is_sent_again(tmp_path: Path) -> None:
+    server = FakeServer()
+    server.checksums = False  # as drf-chunked-upload: no way to tell which copy is ours
+    server.after[("POST", 1)] = lose_answer
+    src = make_file(tmp_path, "a.bin", 1000)
+    events = await upload(server, tmp_path / "state", [src])
+    [ev] = done(events)
+    assert stored(server, ev) == src.read_bytes()
+    assert len(server.uploads) == 2 and ev.upload_id in server.uploads  # one unused copy
+    warnings = [e.message for e in events if isinstance(e, LogMessage) and e.level == "warning"]
+    assert any("lists no checksums" in m for m in warnings)
+
+
+async def test_resume_after_a_lost_whole_file_answer_adopts_it(tmp_path: Path) -> None:
+    """The process gives up (or dies) right after a whole-file POST landed: `resume` finds
+    that upload by name, size and MD5 instead of sending the file again."""
+    server = FakeServer()
+    server.after[("POST", 1)] = lose_answer
+    for nth in range(1, 20):  # the listing fails too: the budget runs out, the job pauses
+        server.before[("GET", nth)] = lambda r: httpx.Response(502, json={"detail": "bad gw"})
+    src = make_file(tmp_path, "a.bin", 1000)
+    events = await upload(server, tmp_path / "state", [src], retries=2)
+    [failed] = [e for e in events if isinstance(e, JobFailed)]
+    assert failed.resumable
+    [job] = Journal(tmp_path / "state").jobs()
+    assert job.creating_since is not None and job.upload_id is None
+    server.before.clear()
+    [ev] = done(await resume(server, tmp_path / "state"))
+    assert stored(server, ev) == src.read_bytes()
+    assert server.counts["POST"] == 1 and len(server.uploads) == 1
+
+
+async def test_an_upload_of_the_same_bytes_is_not_mistaken_unless_unclaimed(
+    tmp_path: Path,
+) -> None:
+    """Another job's upload with the same name, size and MD5 is never adopted as this one's."""
+    server = FakeServer()
+    src = make_file(tmp_path, "a.bin", 1000)
+    [first] = done(await upload(server, tmp_path / "state", [src]))
+    server.after[("POST", 2)] = lose_answer
+    forced: list[Event] = []
+    async with manager(server, tmp_path / "state", forced) as m:
+        await m.add_paths([str(src)], force=True)
+        await m.wait_idle()
+    [second] = done(forced)
+    assert second.upload_id != first.upload_id and second.upload_id in server.uploads
+    assert server.counts["POST"] == 2 and len(server.uploads) == 2
+
+
+async def test_a_small_file_changed_since_the_scan_is_never_sent(tmp_path: Path) -> None:
+    server = FakeServer()
+    first = make_file(tmp_path, "a.bin", 1000)
+    second = make_file(tmp_path, "b.bin", 1000)
+    before = second.stat()
+
+    def modify(request: httpx.Request, response: httpx.Response) -> None:
+        with open(second, "r+b") as f:  # same size, new content, mtime forged back
+            f.write(b"changed!")
+        os.utime(second, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+    server.after[("POST", 1)] = modify
+    events = await upload(server, tmp_path / "state", [first, second], concurrency=1)
+    [ok] = done(events)
+    [failed] = [e for e in events if isinstance(e, JobFailed)]
+    assert ok.path == str(first) and failed.path == str(second)
+    assert "changed since the pre-scan" in failed.error
+    assert server.counts["POST"] == 1

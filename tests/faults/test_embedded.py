@@ -210,3 +210,22 @@ async def test_embedded_empty_file(embedded: Embedded, eproxy: TimedProxy, tmp_p
     [upload] = uploads_named(embedded.url, embedded.token, f)
     assert (upload["status"], upload["offset"]) == (2, 0)
     assert eproxy.puts() == []
+
+
+@pytest.mark.parametrize("fault", ["drop_response", "cut_body"])
+async def test_embedded_small_file_lost_answer_is_found_by_its_md5(
+    embedded: Embedded, eproxy: TimedProxy, tmp_path: Path, fault: str
+) -> None:
+    """A small file goes whole in one POST. Its answer lost (or its body cut): the client
+    looks for a complete upload of its name, size and MD5 before sending again, so the
+    backend ends with exactly one complete copy either way."""
+    f = make_file(tmp_path / f"embedded-small-{fault}.bin", CHUNK // 2, seed=7)
+    eproxy.add_rule(Rule(Fault(fault, after_bytes=1000), method="POST", nth=1))
+    out = await run_engine(
+        via(eproxy), embedded.token, [f], tmp_path / "state", response_timeout=0.5
+    )
+    assert len(out.done) == 1, out.events
+    assert eproxy.puts() == []
+    posts = [r for r in eproxy.requests if r.method == "POST"]
+    assert len(posts) == (1 if fault == "drop_response" else 2)
+    assert_complete_once(embedded, f)

@@ -306,6 +306,23 @@ async def test_lost_finalize_answer(drf: DrfServer, proxy: TimedProxy, tmp_path:
     assert_stored_once(drf, f, upload_id=out.done[0].upload_id)
 
 
+async def test_small_file_lost_answer_on_drf(
+    drf: DrfServer, proxy: TimedProxy, tmp_path: Path
+) -> None:
+    """A small file goes whole in one POST; its answer is lost. drf-chunked-upload lists no
+    checksums, so the client cannot prove which complete upload is its own and sends it
+    again: done with the file's bytes, plus one unused complete copy (the documented cost;
+    the embedded backend finds it by MD5 instead, see test_embedded)."""
+    f = make_file(tmp_path / "small-lost.bin", CHUNK // 2, seed=5)
+    proxy.add_rule(Rule(Fault("drop_response"), method="POST", nth=1))
+    out = await run_engine(via(proxy), drf.token, [f], tmp_path / "state")
+    assert len(out.done) == 1, out.events
+    named = uploads_named(drf.url, drf.token, f)
+    assert [u["status"] for u in named] == [2, 2]
+    assert drf.stored_bytes(out.done[0].upload_id) == f.read_bytes()
+    assert any("lists no checksums" in str(e) for e in out.events)
+
+
 CHECKSUM_BODY = b'{"detail": "checksum does not match"}'
 
 

@@ -111,12 +111,16 @@ def test_tls_to_a_plain_http_server_fails_fast(drf: DrfServer, tmp_path: Path) -
     assert journal_rows(tmp_path / "state") == []
 
 
-def test_tls_self_signed_is_refused_unless_trusted(drf: DrfServer, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("size", "status"), [(2 * CHUNK, 1), (CHUNK, 2)])
+def test_tls_self_signed_is_refused_unless_trusted(
+    drf: DrfServer, tmp_path: Path, size: int, status: int
+) -> None:
     """A self-signed certificate: refused by default (fatal, fast). With --ca-bundle or
     --insecure the handshake passes -- and then the server's http:// upload URLs are
-    refused as a downgrade, so the token never travels in plain HTTP."""
+    refused as a downgrade, so the token never travels in plain HTTP. A file of two chunks
+    stops after its first (status 1); one sent whole was complete in that one request."""
     cert, key = self_signed(tmp_path)
-    f = make_file(tmp_path / "tls-self.bin", CHUNK)
+    f = make_file(tmp_path / f"tls-self-{size}.bin", size)
     with tls_relay(cert, key, drf.port) as port:
         cli = Cli(f"https://127.0.0.1:{port}/api", drf.token, tmp_path / "state")
         refused = cli.run("upload", str(f), "--json")
@@ -124,11 +128,11 @@ def test_tls_self_signed_is_refused_unless_trusted(drf: DrfServer, tmp_path: Pat
         assert "certificate" in refused.stderr.lower()
         assert refused.elapsed < 15
         for flag in (["--ca-bundle", str(cert)], ["--insecure"]):
-            trusted = cli.run("upload", str(f), "--json", *flag)
+            trusted = cli.run("upload", str(f), "--json", "--chunk-size", "64K", *flag)
             assert "certificate" not in trusted.stderr.lower(), trusted.stderr
             assert "outside the configured origin" in trusted.stderr, trusted.stderr
             assert trusted.returncode == 2
-    assert [u["status"] for u in uploads_named(drf.url, drf.token, f)] in ([1], [1, 1])
+    assert [u["status"] for u in uploads_named(drf.url, drf.token, f)] in ([status], [status] * 2)
 
 
 async def test_expired_upload_410_starts_a_new_one(
