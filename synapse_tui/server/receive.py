@@ -246,20 +246,24 @@ async def receive_file(
     form = StreamingForm(boundary, batch.add)
     writer: _Writer | None = None
     try:
-        writer = _Writer(fd, start, md5)
         try:
             async for data in request.stream():
                 form.feed(data)
                 if batch.pending >= FLUSH_BYTES:
+                    if writer is None:  # a big body: its own threads write, hash and flush
+                        writer = _Writer(fd, start, md5)
                     await writer.put(*batch.take())
             form.close()
         except FormError as exc:
             raise ApiError(400, str(exc)) from None
         pieces, size = batch.take()
-        if pieces:
-            await writer.put(pieces, size)
-        await writer.close()
-        writer = None
+        if writer is not None:
+            if pieces:
+                await writer.put(pieces, size)
+            await writer.close()
+            writer = None
+        elif pieces:  # a small body, all in memory: one pool task instead of three threads
+            await loop.run_in_executor(executor, _write_small, fd, start, pieces, md5)
         received = Received(dict(form.fields), form.file_seen, form.file_size, md5)
         validate(received)
         await loop.run_in_executor(executor, files.finish, fd, start)
@@ -271,6 +275,12 @@ async def receive_file(
         if fd >= 0:
             files.abandon(fd, start)
         raise
+
+
+def _write_small(fd: int, start: int, pieces: list[memoryview], md5: Any) -> None:
+    files.write_pieces(fd, start, pieces, None)
+    if md5 is not None:
+        _feed(md5, pieces)
 
 
 async def read_small_body(request: Request) -> dict[str, Any]:
