@@ -119,7 +119,7 @@ class Context:
     def large_file(self, size: int) -> Path:
         key = f"large-{size}"
         if key not in self._files:
-            say(f"making a {fmt_size(size)} random file")
+            say(f"data: a {fmt_size(size)} random file")
             self._files[key] = make_random_file(self.work / "data" / f"large-{size}.bin", size)
         warm([self._files[key]])
         return self._files[key]
@@ -128,7 +128,7 @@ class Context:
         s = self.sizes
         key = "small"
         if key not in self._files:
-            say(f"making {s.small_count} files of {fmt_size(s.small_size)}")
+            say(f"data: {s.small_count} files of {fmt_size(s.small_size)}")
             self._files[key] = make_small_files(
                 self.work / "data" / "small", s.small_count, s.small_size
             )
@@ -716,7 +716,7 @@ def dashboard_files(ctx: Context, count: int, size: int) -> Path:
     """`count` random files of `size` in a folder of their own (the browser lists only them)."""
     key = f"dash-{count}-{size}"
     if key not in ctx._files:
-        say(f"making {count} random files of {fmt_size(size)}")
+        say(f"data: {count} random files of {fmt_size(size)}")
         folder = ctx.work / "data" / key
         for i in range(count):
             make_random_file(folder / f"load{i}.bin", size)

@@ -176,8 +176,11 @@ def client_env(host: str, token: str, state_dir: Path) -> dict[str, str]:
 
 
 def make_random_file(path: Path, size: int, piece: int = 8 * MiB) -> Path:
-    """A file of random bytes (incompressible, no duplicate pieces)."""
+    """A file of random bytes (incompressible, no duplicate pieces); one left by an earlier
+    run in the same --workdir is reused when its size is right."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_file() and path.stat().st_size == size:
+        return path
     with path.open("wb") as f:
         left = size
         while left > 0:
@@ -196,9 +199,12 @@ def make_sparse_file(path: Path, size: int) -> Path:
 
 
 def make_small_files(folder: Path, count: int, size: int) -> Path:
+    """`count` random files of `size` (reused from an earlier run when their size is right)."""
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(count):
-        (folder / f"f{i:05d}.bin").write_bytes(os.urandom(size))
+        path = folder / f"f{i:05d}.bin"
+        if not (path.is_file() and path.stat().st_size == size):
+            path.write_bytes(os.urandom(size))
     return folder
 
 
