@@ -569,6 +569,7 @@ class FileUpload:
                 if job.restarts >= 1:
                     raise
                 job.restarts += 1
+                job.creating_since = None  # refused: nothing was stored
                 self._warn(f"{job.display}: server checksum does not match; sending it again")
             except OutcomeUnknown as exc:
                 await self._retry_pause(exc)  # creating_since stays: look before resending

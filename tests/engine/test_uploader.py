@@ -440,3 +440,26 @@ async def test_a_small_file_changed_since_the_scan_is_never_sent(tmp_path: Path)
     assert ok.path == str(first) and failed.path == str(second)
     assert "changed since the pre-scan" in failed.error
     assert server.counts["POST"] == 1
+
+
+@pytest.mark.parametrize("refusals", [1, 2])
+async def test_a_whole_file_refused_for_its_checksum_is_sent_once_more(
+    tmp_path: Path, refusals: int
+) -> None:
+    server = FakeServer()
+    for nth in range(1, refusals + 1):
+        server.before[("POST", nth)] = lambda r: httpx.Response(
+            400, json={"detail": "checksum does not match"}
+        )
+    src = make_file(tmp_path, "a.bin", 1000)
+    events = await upload(server, tmp_path / "state", [src])
+    assert server.counts["POST"] == 2  # never a third time
+    clean = FakeServer()
+    await upload(clean, tmp_path / "clean", [src])
+    assert server.counts.get("GET", 0) == clean.counts.get("GET", 0)  # a refusal needs no search
+    if refusals == 1:
+        [ev] = done(events)
+        assert stored(server, ev) == src.read_bytes() and len(server.uploads) == 1
+    else:
+        [failed] = [e for e in events if isinstance(e, JobFailed)]
+        assert "checksum" in failed.error and not server.uploads
