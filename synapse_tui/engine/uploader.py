@@ -232,10 +232,7 @@ class FileUpload:
         try:
             while True:
                 try:
-                    if job.size == 0:
-                        await self._upload_empty()
-                        return
-                    if self._whole_file_fits():
+                    if self._whole_file_fits():  # empty files included
                         await self._upload_whole()
                         return
                     await self._prepare()
@@ -608,23 +605,3 @@ class FileUpload:
             )
         job.creating_since = None
         return None
-
-    async def _upload_empty(self) -> None:
-        import hashlib
-
-        job = self.job
-        self._state(JobState.UPLOADING)
-        md5 = hashlib.md5(b"").hexdigest()
-
-        async def nothing() -> AsyncIterator[bytes]:
-            return
-            yield b""  # pragma: no cover
-
-        while True:
-            try:
-                info = await self.client.upload_whole(job.name, nothing, 0, md5)
-                break
-            except TransientError as exc:
-                await self._retry_pause(exc)
-        job.upload_id, job.upload_url = info.id, info.url
-        await self._complete_from_server(info, md5)
