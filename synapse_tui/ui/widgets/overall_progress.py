@@ -40,9 +40,13 @@ class OverallProgress(Horizontal):
     def _paint(self) -> None:
         bar = self.query_one(ProgressBar)
         bar.update(total=max(1, self.bytes_total), progress=self.bytes_done)
+        # Padded so the text keeps its width while the numbers grow: a label of a new width
+        # re-lays out the whole screen.
+        total = format_size(self.bytes_total)
+        files = str(self.files_total)
         text = (
-            f"{format_size(self.bytes_done)} / {format_size(self.bytes_total)}"
-            f" · {self.files_done}/{self.files_total} files"
+            f"{format_size(self.bytes_done):>{len(total)}} / {total}"
+            f" · {self.files_done:>{len(files)}}/{files} files"
         )
         if set_live_text(self.query_one("#overall-text", Label), self._shown, text):
             self._shown = text
