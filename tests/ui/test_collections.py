@@ -220,11 +220,11 @@ async def test_registering_state_is_distinct(backend: Backend, data_dir: Path) -
         queue = app.dashboard.queue
         app.dashboard.apply(EngineUpdate([JobQueued(7, "x.tif", 10)], {}))
         app.dashboard.apply(EngineUpdate([JobStateChanged(7, JobState.FINALIZING)], {}))
-        final = queue.get_cell("7", "state")
+        final = queue.cells(7)[0]
         assert isinstance(final, Text)
         app.dashboard.apply(EngineUpdate([JobStateChanged(7, JobState.REGISTERING)], {}))
         await pilot.pause()
-        registering = queue.get_cell("7", "state")
+        registering = queue.cells(7)[0]
         assert isinstance(registering, Text)
         assert registering.plain == "◇ regist" and registering.plain != final.plain
         assert registering.spans[0].style != final.spans[0].style  # its own colour

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
+from rich.cells import cell_len, set_cell_size
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.binding import Binding, BindingType
-from textual.coordinate import Coordinate
+from textual.geometry import Size
 from textual.message import Message
-from textual.widgets import DataTable
-from textual.widgets.data_table import ColumnKey
+from textual.reactive import reactive
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
 
 from synapse_tui.engine.events import (
     Event,
@@ -42,6 +46,8 @@ ACTIVE = ("hashing", "uploading", "finalizing", "registering")
 COLUMNS = ("State", "Name", "Size", "Progress", "Speed", "ETA", "Try")
 WIDTHS = (8, 0, 9, 10, 10, 6, 3)  # fixed widths so live values never get cropped
 FIXED = sum(WIDTHS) + 2 * len(COLUMNS) + 2  # every column but the name, with padding
+RIGHT = (False, False, True, False, True, True, True)  # right-justified columns
+NULL = Style()
 
 
 @dataclass
@@ -65,21 +71,72 @@ def progress_bar(done: int, total: int, width: int = 5) -> str:
     return "█" * filled + "░" * (width - filled) + f"{fraction * 100:4.0f}%"
 
 
+def fit(text: str, width: int, right: bool = False) -> str:
+    """`text` padded (or cropped) to exactly `width` cells."""
+    n = cell_len(text)
+    if n >= width:
+        return set_cell_size(text, width)
+    pad = " " * (width - n)
+    return pad + text if right else text + pad
+
+
 def short_rate(rate: float) -> str:
     """`12.3MiB/s`: a rate that fits the Speed column."""
     return format_rate(rate).replace(" ", "")
 
 
-class JobQueue(DataTable[Text | str]):
-    """Every job of this session; `enter` opens the highlighted job's details."""
+class JobQueue(ScrollView, can_focus=True):
+    """Every job of this session, one line each; `enter` opens the highlighted job's details.
+
+    A Line API widget rather than a DataTable: during uploads every row changes four times a
+    second, and a DataTable re-renders each of its cells through Rich on every change (about
+    25 ms of UI-thread CPU per frame with eight uploads, which key presses then wait for).
+    Here a changed row is one cached line of plain segments, and only that line is redrawn.
+    """
+
+    DEFAULT_CSS = """
+    JobQueue {
+        background: $surface;
+        color: $foreground;
+        overflow-x: hidden;
+        overflow-y: auto;
+        & > .job-queue--header {
+            text-style: bold;
+            background: $panel;
+            color: $foreground;
+        }
+        &:ansi > .job-queue--header {
+            background: ansi_bright_blue;
+            color: ansi_default;
+        }
+        & > .job-queue--cursor {
+            background: $block-cursor-blurred-background;
+            color: $block-cursor-blurred-foreground;
+            text-style: $block-cursor-blurred-text-style;
+        }
+        &:focus > .job-queue--cursor {
+            background: $block-cursor-background;
+            color: $block-cursor-foreground;
+            text-style: $block-cursor-text-style;
+        }
+    }
+    """
+    COMPONENT_CLASSES: ClassVar[set[str]] = {"job-queue--header", "job-queue--cursor"}
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "open_job", "Details", show=True),
-        Binding("j", "cursor_down", "Down", show=False),
-        Binding("k", "cursor_up", "Up", show=False),
+        Binding("j,down", "cursor_down", "Down", show=False),
+        Binding("k,up", "cursor_up", "Up", show=False),
+        Binding("pagedown", "page_down", "Page down", show=False),
+        Binding("pageup", "page_up", "Page up", show=False),
+        Binding("home,g", "first", "First", show=False),
+        Binding("end,G", "last", "Last", show=False),
         Binding("plus", "screen.concurrency(1)", "Conc +", show=False),
         Binding("minus", "screen.concurrency(-1)", "Conc -", show=False),
     ]
+
+    cursor_row: reactive[int] = reactive(0, init=False)
+    """Index of the highlighted job (in queue order)."""
 
     class OpenJob(Message):
         """The user asked for a job's details."""
@@ -89,51 +146,48 @@ class JobQueue(DataTable[Text | str]):
             self.job_id = job_id
 
     def __init__(self, base: str = "", *, id: str | None = None) -> None:
-        super().__init__(id=id, cursor_type="row", zebra_stripes=False)
+        super().__init__(id=id)
         self.base = base
         self.rows_by_id: dict[int, JobRow] = {}
-        self._shown: dict[tuple[int, int], str] = {}
-        self._name_width = 24
+        self._order: list[int] = []  # job ids in queue order
+        self._index: dict[int, int] = {}  # job id -> position in _order
+        self._shown: dict[int, tuple[str, ...]] = {}  # job id -> the cells on screen
+        self._lines: dict[int, Strip] = {}  # job id -> its rendered line (cursor off)
+        self._width = 0  # the width the cached lines were made for
 
     def on_mount(self) -> None:
-        for label, width in zip(COLUMNS, WIDTHS, strict=True):
-            self.add_column(label, key=label.lower(), width=width or self._name_width)
         self.border_subtitle = self._summary()
+        self._resize_virtual()
 
-    def on_resize(self, event: events.Resize) -> None:
-        width = max(10, event.size.width - FIXED)
-        if width != self._name_width:
-            self._name_width = width
-            column = self.columns.get(ColumnKey("name"))
-            if column is not None:
-                column.width = width
-                self._require_update_dimensions = True
-                self.refresh()
-            for row in self.rows_by_id.values():
-                self._set(row, 1, self._name_cell(row))
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._lines.clear()  # theme or focus changed: colours are baked into the lines
 
     # -- model ------------------------------------------------------------------------------
 
     @property
+    def row_count(self) -> int:
+        return len(self._order)
+
+    @property
     def highlighted_job(self) -> JobRow | None:
-        if not self.rows_by_id or self.cursor_row < 0:
-            return None
-        try:
-            key = self.coordinate_to_cell_key(Coordinate(self.cursor_row, 0)).row_key
-        except Exception:
-            return None
-        return self.rows_by_id.get(int(key.value or 0))
+        if 0 <= self.cursor_row < len(self._order):
+            return self.rows_by_id[self._order[self.cursor_row]]
+        return None
 
     def apply(self, events_: list[Event], views: dict[int, JobView]) -> None:
-        """Fold a batch of engine events into the table, repainting only changed cells."""
+        """Fold a batch of engine events into the queue, redrawing only the changed lines."""
         touched: set[int] = set()
+        added = False
         for event in events_:
             if isinstance(event, JobQueued):
                 row = self.rows_by_id.get(event.job_id)
                 if row is None:
                     row = JobRow(event.job_id, event.path, event.size)
                     self.rows_by_id[row.job_id] = row
-                    self.add_row(*self._cells(row), key=str(row.job_id))
+                    self._index[row.job_id] = len(self._order)
+                    self._order.append(row.job_id)
+                    added = True
                 row.state = "queued"
             elif isinstance(event, JobStateChanged) and event.job_id in self.rows_by_id:
                 row = self.rows_by_id[event.job_id]
@@ -155,26 +209,49 @@ class JobQueue(DataTable[Text | str]):
                 row.state, row.sent, row.attempts = view.state, view.sent, view.attempts
                 row.error = view.last_error
                 touched.add(job_id)
+        if added:
+            self._resize_virtual()
         for job_id in touched:
-            row = self.rows_by_id[job_id]
-            for column, cell in enumerate(self._cells(row)):
-                self._set(row, column, cell)
-        self.border_subtitle = self._summary()
+            cells = self._plain_cells(self.rows_by_id[job_id])
+            if self._shown.get(job_id) != cells:  # the eye would see it: redraw the line
+                self._shown[job_id] = cells
+                self._lines.pop(job_id, None)
+                self.refresh_line(self._index[job_id] + 1)
+        if added:
+            self.border_subtitle = self._summary()
+
+    def cells(self, job_id: int) -> tuple[Text, ...]:
+        """The job's cells as shown, styled (State, Name, Size, Progress, Speed, ETA, Try)."""
+        row = self.rows_by_id[job_id]
+        out = []
+        for cell, style in zip(self._plain_cells(row), self._cell_styles(row), strict=True):
+            text = Text(cell)
+            if style:
+                text.stylize(style)
+            out.append(text)
+        return tuple(out)
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for row in self.rows_by_id.values():
+            out[row.state] = out.get(row.state, 0) + 1
+        return out
 
     def _summary(self) -> str:
         n = len(self.rows_by_id)
         return f"{n} job{'s' if n != 1 else ''}" if n else "empty: mark files, press u"
 
-    def _set(self, row: JobRow, column: int, cell: Text | str) -> None:
-        plain = cell.plain if isinstance(cell, Text) else cell
-        key = (row.job_id, column)
-        if self._shown.get(key) == plain:
-            return  # the eye would not see it: skip the repaint
-        self._shown[key] = plain
-        with contextlib.suppress(Exception):  # a row removed meanwhile
-            self.update_cell(str(row.job_id), COLUMNS[column].lower(), cell)
+    def _resize_virtual(self) -> None:
+        size = Size(self.scrollable_content_region.width, len(self._order) + 1)
+        if size != self.virtual_size:  # a new virtual size lays out the whole screen
+            self.virtual_size = size
 
-    def _name_cell(self, row: JobRow) -> Text:
+    # -- cells ------------------------------------------------------------------------------
+
+    def _name_width(self) -> int:
+        return max(10, self.scrollable_content_region.width - FIXED + 2)
+
+    def _name_text(self, row: JobRow) -> str:
         name = row.path
         if self.base:
             try:
@@ -183,27 +260,111 @@ class JobQueue(DataTable[Text | str]):
                 rel = name
             if not rel.startswith(".."):
                 name = rel
-        text = Text(name, no_wrap=True)
-        if text.cell_len > self._name_width:
-            text = Text("…" + name[-(self._name_width - 1) :], no_wrap=True)
-        return text
+        width = self._name_width()
+        if cell_len(name) > width:
+            name = "…" + name[-(width - 1) :]
+        return name
 
-    def _cells(self, row: JobRow) -> tuple[Text | str, ...]:
-        label, colour = STATE_LABELS.get(row.state, (row.state, "foreground"))
-        state = Text(label)
-        if self.is_mounted:
-            state.stylize(rich_style(self.app.theme_variables.get(colour, "")))
+    def _plain_cells(self, row: JobRow) -> tuple[str, ...]:
+        label = STATE_LABELS.get(row.state, (row.state, "foreground"))[0]
         active = row.state in ACTIVE
         done = row.size if row.state == "done" else row.sent
         return (
-            state,
-            self._name_cell(row),
-            Text(format_size(row.size), justify="right"),
+            label,
+            self._name_text(row),
+            format_size(row.size),
             progress_bar(done, row.size),
-            Text(short_rate(row.rate) if active and row.rate > 0 else "", justify="right"),
-            Text(format_duration(row.eta) if active and row.eta else "", justify="right"),
-            Text(str(row.attempts) if row.attempts else "", justify="right"),
+            short_rate(row.rate) if active and row.rate > 0 else "",
+            format_duration(row.eta) if active and row.eta else "",
+            str(row.attempts) if row.attempts else "",
         )
+
+    def _cell_styles(self, row: JobRow) -> tuple[Style, ...]:
+        colour = STATE_LABELS.get(row.state, (row.state, "foreground"))[1]
+        state = rich_style(self.app.theme_variables.get(colour, "")) if self.is_mounted else NULL
+        return (state,) + (NULL,) * (len(COLUMNS) - 1)
+
+    # -- rendering --------------------------------------------------------------------------
+
+    def _strip(self, cells: Sequence[str], styles: Sequence[Style], base: Style) -> Strip:
+        widths = (WIDTHS[0], self._name_width(), *WIDTHS[2:])
+        segments = []
+        for cell, style, width, right in zip(cells, styles, widths, RIGHT, strict=True):
+            segments.append(Segment(" " + fit(cell, width, right) + " ", base + style))
+        strip = Strip(segments)
+        return strip.crop_extend(0, self.scrollable_content_region.width, base)
+
+    def render_line(self, y: int) -> Strip:
+        width = self.scrollable_content_region.width
+        if width != self._width:
+            self._width = width
+            self._lines.clear()
+            self._shown.clear()
+        if y == 0:
+            header = self.get_component_rich_style("job-queue--header")
+            return self._strip(COLUMNS, (NULL,) * len(COLUMNS), header)
+        index = round(self.scroll_y) + y - 1
+        if not 0 <= index < len(self._order):
+            return Strip.blank(width, self.rich_style)
+        job_id = self._order[index]
+        row = self.rows_by_id[job_id]
+        if index == self.cursor_row:
+            cursor = self.rich_style + self.get_component_rich_style("job-queue--cursor")
+            return self._strip(self._plain_cells(row), (NULL,) * len(COLUMNS), cursor)
+        line = self._lines.get(job_id)
+        if line is None:
+            cells = self._plain_cells(row)
+            self._shown[job_id] = cells
+            line = self._strip(cells, self._cell_styles(row), self.rich_style)
+            self._lines[job_id] = line
+        return line
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._resize_virtual()
+        self.refresh()
+
+    # -- cursor -----------------------------------------------------------------------------
+
+    def validate_cursor_row(self, value: int) -> int:
+        return max(0, min(value, len(self._order) - 1))
+
+    def watch_cursor_row(self, old: int, new: int) -> None:
+        self.refresh_line(old + 1)
+        self.refresh_line(new + 1)
+        visible = self.scrollable_content_region.height - 1  # rows under the header
+        top = round(self.scroll_y)
+        if new < top:
+            self.scroll_to(y=new, animate=False)
+        elif visible > 0 and new >= top + visible:
+            self.scroll_to(y=new - visible + 1, animate=False)
+
+    def action_cursor_down(self) -> None:
+        self.cursor_row += 1
+
+    def action_cursor_up(self) -> None:
+        self.cursor_row -= 1
+
+    def action_page_down(self) -> None:
+        self.cursor_row += max(1, self.scrollable_content_region.height - 2)
+
+    def action_page_up(self) -> None:
+        self.cursor_row -= max(1, self.scrollable_content_region.height - 2)
+
+    def action_first(self) -> None:
+        self.cursor_row = 0
+
+    def action_last(self) -> None:
+        self.cursor_row = len(self._order) - 1
+
+    def on_click(self, event: events.Click) -> None:
+        offset = event.get_content_offset(self)
+        if offset is None or offset.y < 1:
+            return
+        index = round(self.scroll_y) + offset.y - 1
+        if 0 <= index < len(self._order):
+            if index == self.cursor_row and event.chain >= 2:
+                self.action_open_job()
+            self.cursor_row = index
 
     # -- actions ----------------------------------------------------------------------------
 
@@ -211,9 +372,3 @@ class JobQueue(DataTable[Text | str]):
         row = self.highlighted_job
         if row is not None:
             self.post_message(self.OpenJob(row.job_id))
-
-    def counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for row in self.rows_by_id.values():
-            out[row.state] = out.get(row.state, 0) + 1
-        return out
