@@ -61,7 +61,9 @@ def _transfer(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per line on stdout")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The commands' parser; given the `command` being run, only that one's options are built
+    where that saves start-up (the server's options import the server's configuration)."""
     parser = _Parser(
         prog="synapse-tui",
         description="Fast, resumable uploads to a Synapse backend. "
@@ -107,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(ck)
 
     sv = sub.add_parser("serve", help="run the embedded Synapse-compatible backend")
+    if command not in (None, "serve"):
+        return parser
     try:
         from synapse_tui.server.cli import add_arguments
     except ImportError:  # pragma: no cover - the server package is being built
@@ -146,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     first = next((a for a in argv if not a.startswith("-")), None)
     if first in COMMANDS or any(a in ("-h", "--help") for a in argv[:1]):
-        args = build_parser().parse_args(argv)
+        args = build_parser(first or "--help").parse_args(argv)
     else:
         args = build_dashboard_parser().parse_args(argv)
         args.command = None
@@ -350,10 +354,13 @@ async def _collection_plan(manager: Any, args: argparse.Namespace) -> Any:
 
 
 async def cmd_scan(settings: Settings, args: argparse.Namespace) -> int:
-    from synapse_tui.engine.journal import Journal
     from synapse_tui.engine.scan import FoundFile, scan
 
-    journal = Journal(settings.state_dir) if settings.host else None
+    journal = None
+    if settings.host:  # the ledger says what was uploaded there; without a host, no import
+        from synapse_tui.engine.journal import Journal
+
+        journal = Journal(settings.state_dir)
     files = nbytes = 0
     seen: dict[tuple[int, str], str] = {}
     duplicates: list[dict[str, str]] = []

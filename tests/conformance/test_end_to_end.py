@@ -279,3 +279,39 @@ def test_missing_and_special_paths_get_one_line_each_and_the_rest_goes_on(
     assert "FIFO" in failed[str(fifo)]
     assert run.returncode == 1 and "Traceback" not in run.stderr
     assert len(run.stderr.strip().splitlines()) == 2
+
+
+def test_scan_reports_duplicates_and_what_this_backend_already_has(
+    backend: Backend, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    first = write(data / "a.bin", 300 * KIB)
+    (data / "copy_of_a.bin").write_bytes(first.read_bytes())
+    other = write(data / "b.bin", 5 * KIB)
+    state = tmp_path / "st"
+    upload = cli(["upload", str(other), "--json"], backend.url, backend.token, state)
+    assert upload.returncode == 0, upload.stderr
+    [done] = of("file_done", events(upload.stdout))
+    run = cli(["scan", str(data), "--json"], backend.url, backend.token, state)
+    assert run.returncode == 0, run.stderr
+    [result] = of("scan", events(run.stdout))
+    assert (result["files"], result["bytes"]) == (3, 605 * KIB)
+    assert result["duplicates"] == [
+        {"path": str(data / "copy_of_a.bin"), "duplicate_of": str(first)}
+    ]
+    assert result["already_uploaded"] == [{"path": str(other), "upload_id": done["upload_id"]}]
+    # Without a backend the scan still finds the duplicate, and knows of no uploads.
+    alone = subprocess.run(
+        [sys.executable, "-m", "synapse_tui.cli", "scan", str(data), "--json"],
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("SYNAPSE_")},
+            "HOME": str(tmp_path),  # no config file of the user's, nor of the official SDK
+            "SYNAPSE_TUI_CONFIG_DIR": str(tmp_path / "cfg"),
+            "SYNAPSE_TUI_STATE_DIR": str(state),
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    [result] = of("scan", events(alone.stdout))
+    assert len(result["duplicates"]) == 1 and result["already_uploaded"] == []
