@@ -140,6 +140,22 @@ def test_job_lock_is_held_against_another_process(tmp_path: Path) -> None:
     assert out.stdout.split()[0] == "True"
 
 
+def test_job_lock_conflicts_within_the_process_and_survives_other_opens(tmp_path: Path) -> None:
+    journal, other = Journal(tmp_path), Journal(tmp_path)
+    assert journal.try_lock(3) and journal.try_lock(3)  # re-entrant for its holder
+    assert not other.try_lock(3)  # another Journal, even in this process
+    assert other.try_lock(4) and not journal.try_lock(4)
+    for path in tmp_path.rglob("*.lock"):  # POSIX record locks would all go on this close
+        os.close(os.open(path, os.O_RDONLY))
+    assert not other.try_lock(3)
+    journal.unlock(3)
+    assert other.try_lock(3)
+    other.close()  # closing releases every lock it held
+    assert journal.try_lock(3) and journal.try_lock(4)
+    if sys.platform == "linux":  # one lock file, not one per job
+        assert [p.name for p in tmp_path.rglob("*.lock")] == ["jobs.lock"]
+
+
 def test_walk_refuses_loops_links_and_special_files(tmp_path: Path) -> None:
     root = tmp_path / "root"
     (root / "sub").mkdir(parents=True)
