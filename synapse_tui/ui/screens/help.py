@@ -55,7 +55,9 @@ KEYS: list[tuple[str, list[tuple[str, str]]]] = [
         "Job queue",
         [
             ("↑ ↓ / j k", "move"),
-            ("enter", "job details: path, upload id, offset, md5, errors"),
+            ("pgup pgdn", "a page up / down"),
+            ("home end / g G", "first / last job"),
+            ("enter", "job details: path, upload id, offset, md5, errors (or double click)"),
         ],
     ),
 ]
