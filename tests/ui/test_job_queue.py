@@ -99,3 +99,22 @@ async def test_progress_redraws_only_its_own_line(app: Any, data_dir: Path) -> N
         app.dashboard.apply(EngineUpdate([JobProgress(4, 5 * MiB - 1000, 10 * MiB, 1e6, 5.0)], {}))
         await pilot.pause()
         assert drawn == []
+
+
+async def test_a_new_theme_recolours_the_rows(app: Any, data_dir: Path) -> None:
+    async with app.run_test(size=(120, 40)) as pilot:
+        queue = queue_jobs(app, data_dir, 3)
+        app.dashboard.apply(EngineUpdate([JobStateChanged(1, JobState.UPLOADING)], {}))
+        await pilot.pause()
+
+        def colours() -> tuple[Any, Any]:
+            state = next(iter(queue.render_line(2)))  # job 1: the second row
+            return state.style.color, state.style.bgcolor
+
+        before = colours()
+        app.theme = "synapse-light"
+        await pilot.pause()
+        after = colours()
+        assert after != before
+        primary = app.theme_variables["primary"].lower()
+        assert after[0] is not None and after[0].triplet.hex == primary  # "▲ upload" in primary
