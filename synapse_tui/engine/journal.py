@@ -142,6 +142,7 @@ class LedgerEntry:
 
 
 _OFD_SETLK: int | None = getattr(fcntl, "F_OFD_SETLK", None)  # Linux 3.15+
+_UNSUPPORTED = (errno.EINVAL, errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP)
 _LOCK_FLAGS = os.O_CREAT | os.O_RDWR | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -183,6 +184,7 @@ class Journal:
                 os.chmod(extra, 0o600)
         self._held: dict[int, int] = {}  # job id -> its lock file's fd (-1: a byte of jobs.lock)
         self._lock_fd = -1
+        self._use_ofd = _OFD_SETLK is not None
 
     def close(self) -> None:
         for job_id in list(self._held):
@@ -420,7 +422,7 @@ class Journal:
         """
         if job_id in self._held:
             return True
-        if _OFD_SETLK is not None:
+        if self._use_ofd and _OFD_SETLK is not None:
             if self._lock_fd < 0:
                 self._lock_fd = os.open(self.directory / "jobs.lock", _LOCK_FLAGS, 0o600)
             try:
@@ -428,9 +430,12 @@ class Journal:
             except OSError as exc:
                 if exc.errno in (errno.EAGAIN, errno.EACCES):
                     return False
-                raise
-            self._held[job_id] = -1
-            return True
+                if exc.errno not in _UNSUPPORTED:
+                    raise
+                self._use_ofd = False  # an old kernel or a filesystem without them
+            else:
+                self._held[job_id] = -1
+                return True
         locks = self.directory / "locks"
         locks.mkdir(mode=0o700, exist_ok=True)
         fd = os.open(locks / f"{job_id}.lock", _LOCK_FLAGS, 0o600)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import socket
 import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -154,6 +156,28 @@ def test_job_lock_conflicts_within_the_process_and_survives_other_opens(tmp_path
     assert journal.try_lock(3) and journal.try_lock(4)
     if sys.platform == "linux":  # one lock file, not one per job
         assert [p.name for p in tmp_path.rglob("*.lock")] == ["jobs.lock"]
+
+
+def test_job_locks_fall_back_to_a_file_per_job_without_ofd_locks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fcntl
+
+    from synapse_tui.engine import journal as journal_module
+
+    real = fcntl.fcntl
+
+    def no_ofd(fd: int, cmd: int, arg: Any = 0) -> Any:
+        if cmd == getattr(fcntl, "F_OFD_SETLK", None):
+            raise OSError(errno.EINVAL, "Invalid argument")  # as an old kernel answers
+        return real(fd, cmd, arg)
+
+    monkeypatch.setattr(journal_module.fcntl, "fcntl", no_ofd)
+    journal, other = Journal(tmp_path), Journal(tmp_path)
+    assert journal.try_lock(5) and not other.try_lock(5)
+    journal.unlock(5)
+    assert other.try_lock(5)
+    assert (tmp_path / "locks" / "5.lock").exists()
 
 
 def test_walk_refuses_loops_links_and_special_files(tmp_path: Path) -> None:
