@@ -166,10 +166,6 @@ class JobQueue(ScrollView, can_focus=True):
     # -- model ------------------------------------------------------------------------------
 
     @property
-    def row_count(self) -> int:
-        return len(self._order)
-
-    @property
     def highlighted_job(self) -> JobRow | None:
         if 0 <= self.cursor_row < len(self._order):
             return self.rows_by_id[self._order[self.cursor_row]]
