@@ -80,6 +80,11 @@ def fit(text: str, width: int, right: bool = False) -> str:
     return pad + text if right else text + pad
 
 
+def _name_width(width: int) -> int:
+    """The Name column's width in a queue `width` cells wide (the rest are fixed)."""
+    return max(10, width - FIXED + 2)
+
+
 def short_rate(rate: float) -> str:
     """`12.3MiB/s`: a rate that fits the Speed column."""
     return format_rate(rate).replace(" ", "")
@@ -153,6 +158,7 @@ class JobQueue(ScrollView, can_focus=True):
         self._index: dict[int, int] = {}  # job id -> position in _order
         self._shown: dict[int, tuple[str, ...]] = {}  # job id -> the cells on screen
         self._lines: dict[int, Strip] = {}  # job id -> its rendered line (cursor off)
+        self._names: dict[int, str] = {}  # job id -> its path as shown (relative to base)
         self._width = 0  # the width the cached lines were made for
 
     def on_mount(self) -> None:
@@ -183,6 +189,7 @@ class JobQueue(ScrollView, can_focus=True):
                     self.rows_by_id[row.job_id] = row
                     self._index[row.job_id] = len(self._order)
                     self._order.append(row.job_id)
+                    self._names[row.job_id] = self._relative(row.path)
                     added = True
                 row.state = "queued"
             elif isinstance(event, JobStateChanged) and event.job_id in self.rows_by_id:
@@ -207,8 +214,9 @@ class JobQueue(ScrollView, can_focus=True):
                 touched.add(job_id)
         if added:
             self._resize_virtual()
+        width = self.scrollable_content_region.width
         for job_id in touched:
-            cells = self._plain_cells(self.rows_by_id[job_id])
+            cells = self._plain_cells(self.rows_by_id[job_id], width)
             if self._shown.get(job_id) != cells:  # the eye would see it: redraw the line
                 self._shown[job_id] = cells
                 self._lines.pop(job_id, None)
@@ -220,7 +228,8 @@ class JobQueue(ScrollView, can_focus=True):
         """The job's cells as shown, styled (State, Name, Size, Progress, Speed, ETA, Try)."""
         row = self.rows_by_id[job_id]
         out = []
-        for cell, style in zip(self._plain_cells(row), self._cell_styles(row), strict=True):
+        cells = self._plain_cells(row, self.scrollable_content_region.width)
+        for cell, style in zip(cells, self._cell_styles(row), strict=True):
             text = Text(cell)
             if style:
                 text.stylize(style)
@@ -244,30 +253,28 @@ class JobQueue(ScrollView, can_focus=True):
 
     # -- cells ------------------------------------------------------------------------------
 
-    def _name_width(self) -> int:
-        return max(10, self.scrollable_content_region.width - FIXED + 2)
-
-    def _name_text(self, row: JobRow) -> str:
-        name = row.path
+    def _relative(self, path: str) -> str:
         if self.base:
             try:
-                rel = os.path.relpath(name, self.base)
+                rel = os.path.relpath(path, self.base)
             except ValueError:
-                rel = name
+                return path
             if not rel.startswith(".."):
-                name = rel
-        width = self._name_width()
-        if cell_len(name) > width:
-            name = "…" + name[-(width - 1) :]
-        return name
+                return rel
+        return path
 
-    def _plain_cells(self, row: JobRow) -> tuple[str, ...]:
+    def _plain_cells(self, row: JobRow, width: int) -> tuple[str, ...]:
+        """The row's cells as text, for a queue `width` cells wide."""
+        name = self._names[row.job_id]
+        name_width = _name_width(width)
+        if cell_len(name) > name_width:
+            name = "…" + name[-(name_width - 1) :]
         label = STATE_LABELS.get(row.state, (row.state, "foreground"))[0]
         active = row.state in ACTIVE
         done = row.size if row.state == "done" else row.sent
         return (
             label,
-            self._name_text(row),
+            name,
             format_size(row.size),
             progress_bar(done, row.size),
             short_rate(row.rate) if active and row.rate > 0 else "",
@@ -282,13 +289,15 @@ class JobQueue(ScrollView, can_focus=True):
 
     # -- rendering --------------------------------------------------------------------------
 
-    def _strip(self, cells: Sequence[str], styles: Sequence[Style], base: Style) -> Strip:
-        widths = (WIDTHS[0], self._name_width(), *WIDTHS[2:])
+    def _strip(
+        self, cells: Sequence[str], styles: Sequence[Style], base: Style, width: int
+    ) -> Strip:
+        widths = (WIDTHS[0], _name_width(width), *WIDTHS[2:])
         segments = []
-        for cell, style, width, right in zip(cells, styles, widths, RIGHT, strict=True):
-            segments.append(Segment(" " + fit(cell, width, right) + " ", base + style))
+        for cell, style, cells_wide, right in zip(cells, styles, widths, RIGHT, strict=True):
+            segments.append(Segment(" " + fit(cell, cells_wide, right) + " ", base + style))
         strip = Strip(segments)
-        return strip.crop_extend(0, self.scrollable_content_region.width, base)
+        return strip.crop_extend(0, width, base)
 
     def render_line(self, y: int) -> Strip:
         width = self.scrollable_content_region.width
@@ -298,7 +307,7 @@ class JobQueue(ScrollView, can_focus=True):
             self._shown.clear()
         if y == 0:
             header = self.get_component_rich_style("job-queue--header")
-            return self._strip(COLUMNS, (NULL,) * len(COLUMNS), header)
+            return self._strip(COLUMNS, (NULL,) * len(COLUMNS), header, width)
         index = round(self.scroll_y) + y - 1
         if not 0 <= index < len(self._order):
             return Strip.blank(width, self.rich_style)
@@ -306,12 +315,12 @@ class JobQueue(ScrollView, can_focus=True):
         row = self.rows_by_id[job_id]
         if index == self.cursor_row:
             cursor = self.rich_style + self.get_component_rich_style("job-queue--cursor")
-            return self._strip(self._plain_cells(row), (NULL,) * len(COLUMNS), cursor)
+            return self._strip(self._plain_cells(row, width), (NULL,) * len(COLUMNS), cursor, width)
         line = self._lines.get(job_id)
         if line is None:
-            cells = self._plain_cells(row)
+            cells = self._plain_cells(row, width)
             self._shown[job_id] = cells
-            line = self._strip(cells, self._cell_styles(row), self.rich_style)
+            line = self._strip(cells, self._cell_styles(row), self.rich_style, width)
             self._lines[job_id] = line
         return line
 
