@@ -186,7 +186,7 @@ async def put_chunk(backend: Backend, request: Request, upload_id: str | None) -
 
 def _shielded(backend: Backend, fn: Any, upload_id: str, *args: Any) -> asyncio.Future[Any]:
     """Start a commit (fn(upload_id, *args, now)) that a cancelled request cannot interrupt."""
-    return asyncio.ensure_future(backend.run(fn, upload_id, *args, backend.now()))
+    return asyncio.wrap_future(fn(upload_id, *args, backend.now()))
 
 
 def _release_after(backend: Backend, upload_id: str, commit: asyncio.Future[Any] | None) -> None:
@@ -235,10 +235,20 @@ async def _create(
 
 
 async def _insert(backend: Backend, upload: Upload) -> None:
+    path = backend.store.path_for(upload.id)
+    commit = asyncio.wrap_future(backend.store.insert(upload))
     try:
-        await backend.run(backend.store.insert, upload)
+        await asyncio.shield(commit)
+    except asyncio.CancelledError:
+        # The row may still land; its file goes only if it does not.
+        def drop_unless_recorded(done: asyncio.Future[None]) -> None:
+            if done.cancelled() or done.exception() is not None:
+                files.remove(path)
+
+        commit.add_done_callback(drop_unless_recorded)
+        raise
     except BaseException:
-        files.remove(backend.store.path_for(upload.id))
+        files.remove(path)
         raise
 
 

@@ -86,6 +86,19 @@ def finish(fd: int, start: int = 0) -> None:
         os.close(fd)
 
 
+def store_at(path: Path, start: int, pieces: Sequence[Any]) -> None:
+    """Open `path` cut to `start`, write `pieces` there, fsync, close: a small body in one go.
+
+    On any failure the file is cut back to `start` (nothing unacknowledged stays)."""
+    fd = open_at(path, start)
+    try:
+        write_pieces(fd, start, pieces, None)
+    except BaseException:
+        abandon(fd, start)
+        raise
+    finish(fd, start)
+
+
 def abandon(fd: int, start: int) -> None:
     """Drop whatever this request wrote past `start`, then close."""
     try:

@@ -6,6 +6,10 @@ loop stops reading while they catch up). A third flushes what is written to disk
 every few MiB, so the fsync that acknowledges the chunk has almost nothing left.
 The file is cut back to the starting offset if anything goes wrong, so an
 interrupted body never leaves unacknowledged bytes behind.
+
+A body under 1 MiB (most files of a many-small-files batch) never starts those
+threads: it is parsed in memory, hashed and validated, then one pool task opens,
+writes, fsyncs and closes the file. One hop to the pool instead of three.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ FLUSH_BYTES = 1 << 20
 MAX_IN_FLIGHT = 8 << 20
 SYNC_BYTES = 4 << 20
 SMALL_BODY_LIMIT = 1 << 20
+INLINE_HASH_BYTES = 64 << 10  # MD5 of a body this small costs less on the loop than a hop
 _fdatasync = getattr(os, "fdatasync", os.fsync)  # macOS has only fsync
 
 
@@ -236,12 +241,12 @@ async def receive_file(
 ) -> Received:
     """Write the `file` part at `start` (at most `limit` bytes), validate, then fsync.
 
-    `validate` runs once the whole body is in and written but before fsync; an
-    ApiError from it (or any failure, a client disconnect included) truncates the
-    file back to `start` and propagates.
+    `validate` runs once the whole body is in (and, for a big body, written) but before
+    fsync; an ApiError from it (or any failure, a client disconnect included) leaves the
+    file cut back to `start` (a small body is not written at all) and propagates.
     """
     loop = asyncio.get_running_loop()
-    fd = await loop.run_in_executor(executor, files.open_at, path, start)
+    fd = -1
     batch = _Batch(limit)
     form = StreamingForm(boundary, batch.add)
     writer: _Writer | None = None
@@ -251,23 +256,32 @@ async def receive_file(
                 form.feed(data)
                 if batch.pending >= FLUSH_BYTES:
                     if writer is None:  # a big body: its own threads write, hash and flush
+                        fd = await loop.run_in_executor(executor, files.open_at, path, start)
                         writer = _Writer(fd, start, md5)
                     await writer.put(*batch.take())
             form.close()
         except FormError as exc:
             raise ApiError(400, str(exc)) from None
         pieces, size = batch.take()
-        if writer is not None:
-            if pieces:
-                await writer.put(pieces, size)
-            await writer.close()
-            writer = None
-        elif pieces:  # a small body, all in memory: one pool task instead of three threads
-            await loop.run_in_executor(executor, _write_small, fd, start, pieces, md5)
         received = Received(dict(form.fields), form.file_seen, form.file_size, md5)
+        if writer is None:
+            # A small body, all in memory: hash and check it first, then one pool task
+            # opens, writes, fsyncs and closes (nothing is written if it is refused).
+            if md5 is not None and size:
+                if size <= INLINE_HASH_BYTES:
+                    _feed(md5, pieces)
+                else:
+                    await loop.run_in_executor(executor, _feed, md5, pieces)
+            validate(received)
+            await loop.run_in_executor(executor, files.store_at, path, start, pieces)
+            return received
+        if pieces:
+            await writer.put(pieces, size)
+        await writer.close()
+        writer = None
         validate(received)
-        await loop.run_in_executor(executor, files.finish, fd, start)
-        fd = -1
+        done, fd = fd, -1  # finish closes it, whatever happens
+        await loop.run_in_executor(executor, files.finish, done, start)
         return received
     except BaseException:
         if writer is not None:
@@ -275,12 +289,6 @@ async def receive_file(
         if fd >= 0:
             files.abandon(fd, start)
         raise
-
-
-def _write_small(fd: int, start: int, pieces: list[memoryview], md5: Any) -> None:
-    files.write_pieces(fd, start, pieces, None)
-    if md5 is not None:
-        _feed(md5, pieces)
 
 
 async def read_small_body(request: Request) -> dict[str, Any]:

@@ -8,6 +8,7 @@ on the event loop; anything that commits runs in a worker thread.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import logging
 import os
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from synapse_tui.server import files
+from synapse_tui.server.group_commit import GroupCommitter
 from synapse_tui.server.records import DataRecords
 
 try:
@@ -144,6 +146,7 @@ class Store(DataRecords):
         self._local = threading.local()
         self._conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
+        self._rows: GroupCommitter | None = None
         self._users: dict[str, int] = {}
         try:
             self._conn().executescript(_SCHEMA)
@@ -166,18 +169,35 @@ class Store(DataRecords):
             raise RootBusyError(f"another synapse-tui server is using {self.root}") from None
         return fd
 
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA busy_timeout=10000")
+        conn.execute("PRAGMA foreign_keys=ON")
+        with self._conns_lock:
+            self._conns.append(conn)
+        return conn
+
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA busy_timeout=10000")
-            conn.execute("PRAGMA foreign_keys=ON")
-            self._local.conn = conn
-            with self._conns_lock:
-                self._conns.append(conn)
+            conn = self._local.conn = self._connect()
         return conn
+
+    def _committer(self) -> GroupCommitter:
+        """The thread that commits upload rows (started on first use)."""
+        with self._conns_lock:
+            committer = self._rows
+        if committer is None:
+            committer = GroupCommitter(self._connect(), lambda: files.sync_dir(self.files_dir))
+            with self._conns_lock:
+                if self._rows is None:
+                    self._rows = committer
+                else:  # another thread started one first
+                    committer.close()
+                    committer = self._rows
+        return committer
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -191,7 +211,11 @@ class Store(DataRecords):
         conn.execute("COMMIT")
 
     def close(self) -> None:
-        """Close every connection and release the root."""
+        """Finish queued row writes, close every connection and release the root."""
+        with self._conns_lock:
+            rows, self._rows = self._rows, None
+        if rows is not None:
+            rows.close()
         with self._conns_lock:
             conns, self._conns = self._conns, []
         for conn in conns:
@@ -248,30 +272,39 @@ class Store(DataRecords):
         )
         return [_upload(r) for r in rows]
 
-    def insert(self, upload: Upload) -> None:
-        """Record a new upload whose first bytes are already durable."""
-        files.sync_dir(self.files_dir)
-        with self._tx() as db:
+    # Row writes that end an upload request go through the group committer: each call
+    # returns a future that ends once the row is committed (fsynced).
+
+    def insert(self, upload: Upload) -> concurrent.futures.Future[None]:
+        """Record a new upload whose first bytes are already durable (the folder entry is
+        fsynced before the row commits)."""
+        row = (
+            upload.id,
+            upload.owner,
+            upload.filename,
+            upload.size,
+            upload.offset,
+            upload.status,
+            upload.created_at,
+            upload.updated_at,
+            upload.completed_at,
+            upload.checksum,
+            int(upload.expired),
+        )
+
+        def op(db: sqlite3.Connection) -> None:
             db.execute(
-                f"INSERT INTO uploads ({_UPLOAD_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    upload.id,
-                    upload.owner,
-                    upload.filename,
-                    upload.size,
-                    upload.offset,
-                    upload.status,
-                    upload.created_at,
-                    upload.updated_at,
-                    upload.completed_at,
-                    upload.checksum,
-                    int(upload.expired),
-                ),
+                f"INSERT INTO uploads ({_UPLOAD_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)", row
             )
 
-    def advance(self, upload_id: str, old_offset: int, new_offset: int, now: float) -> bool:
+        return self._committer().submit(op, sync_dir=True)
+
+    def advance(
+        self, upload_id: str, old_offset: int, new_offset: int, now: float
+    ) -> concurrent.futures.Future[bool]:
         """Move the offset after a durable chunk; False if the row changed underneath."""
-        with self._tx() as db:
+
+        def op(db: sqlite3.Connection) -> bool:
             cur = db.execute(
                 "UPDATE uploads SET received = ?, updated_at = ?"
                 " WHERE id = ? AND received = ? AND status = ? AND expired = 0",
@@ -279,14 +312,20 @@ class Store(DataRecords):
             )
             return cur.rowcount == 1
 
-    def complete(self, upload_id: str, checksum: str, now: float) -> bool:
-        with self._tx() as db:
+        return self._committer().submit(op)
+
+    def complete(
+        self, upload_id: str, checksum: str, now: float
+    ) -> concurrent.futures.Future[bool]:
+        def op(db: sqlite3.Connection) -> bool:
             cur = db.execute(
                 "UPDATE uploads SET status = ?, completed_at = ?, checksum = ?"
                 " WHERE id = ? AND status = ? AND expired = 0",
                 (COMPLETE, now, checksum, upload_id, UPLOADING),
             )
             return cur.rowcount == 1
+
+        return self._committer().submit(op)
 
     def expire(self, upload: Upload) -> None:
         """Mark an upload expired and delete its bytes (the row answers 410 for a while)."""
