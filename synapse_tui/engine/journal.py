@@ -151,6 +151,17 @@ def _flock(kind: int, job_id: int) -> bytes:
     return struct.pack("hhqqi4x", kind, os.SEEK_SET, job_id, 1, 0)
 
 
+@dataclass(frozen=True)
+class JobKey:
+    """What `complete` needs of a job, for a caller that has it in memory."""
+
+    id: int
+    path: bytes
+    size: int
+    fingerprint: str
+    host: str
+
+
 class JobLocked(Exception):
     """Another process drives this job."""
 
@@ -196,6 +207,16 @@ class Journal:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        if self._db.in_transaction:  # inside batch(): a savepoint keeps this write atomic
+            self._db.execute("SAVEPOINT one_write")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK TO one_write")
+                self._db.execute("RELEASE one_write")
+                raise
+            self._db.execute("RELEASE one_write")
+            return
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield self._db
@@ -203,6 +224,23 @@ class Journal:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Make the writes inside one transaction (a scan batch: one commit, not one per file).
+
+        Each write stays atomic on its own, and what was written is committed even when the
+        block ends with an exception: the engine may already act on those rows. Keep the
+        block free of awaits, or other writers of this process would join the batch.
+        """
+        if self._db.in_transaction:
+            yield
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            self._db.execute("COMMIT")
 
     # -- jobs -------------------------------------------------------------------------------
 
@@ -321,7 +359,7 @@ class Journal:
 
     def complete(
         self,
-        job: JobRecord,
+        job: JobRecord | JobKey,
         md5: str,
         upload_id: str,
         resumed_from: int,

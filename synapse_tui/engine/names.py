@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import os
+import re
 
+# Everything escape_text() leaves as it is: no C0, DEL, C1, surrogate or backslash.
+_PLAIN = re.compile(r"[^\x00-\x1f\x7f-\x9f\\\ud800-\udfff]*")
 _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\x1b": "\\e", "\\": "\\\\"}
 
 
 def escape_text(text: str) -> str:
     """Escape control characters (C0, DEL, C1), lone surrogates and backslashes."""
+    if _PLAIN.fullmatch(text):  # the usual case, without a pass per character in Python
+        return text
     out: list[str] = []
     for ch in text:
         code = ord(ch)

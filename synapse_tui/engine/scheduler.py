@@ -33,7 +33,7 @@ from synapse_tui.engine.events import (
     ScanProgress,
     TotalProgress,
 )
-from synapse_tui.engine.journal import JobRecord, Journal
+from synapse_tui.engine.journal import JobKey, JobRecord, Journal
 from synapse_tui.engine.limits import Backoff, Bandwidth, Gate
 from synapse_tui.engine.meter import Meter
 from synapse_tui.engine.names import display_path
@@ -159,7 +159,11 @@ class UploadManager:
     def log(self, level: str, message: str, job_id: int | None = None) -> None:
         self.emit(LogMessage(level, message, job_id))
 
-    def set_state(self, job: Job, state: JobState, message: str = "") -> None:
+    def set_state(
+        self, job: Job, state: JobState, message: str = "", *, persist: bool = True
+    ) -> None:
+        """Change a job's state and tell the listeners; `persist=False` leaves the journal
+        to a write the caller makes next anyway (one write instead of two)."""
         job.state = state
         if state == JobState.QUEUED:
             self._push_ready(job)
@@ -167,7 +171,8 @@ class UploadManager:
         if message and state in (JobState.FAILED, JobState.PAUSED):
             job.last_error = message
             values["last_error"] = message
-        self.journal.update(job.id, **values)
+        if persist:
+            self.journal.update(job.id, **values)
         self.emit(JobStateChanged(job.id, state, message))
 
     def count_bytes(self, job: Job, n: int) -> None:
@@ -176,7 +181,7 @@ class UploadManager:
         self._dirty.add(job.id)
 
     def finish(self, job: Job, md5: str, info: UploadInfo) -> None:
-        record = self.journal.get(job.id)
+        key = JobKey(job.id, job.path, job.size, job.fingerprint, self.options.host)
         job.md5 = md5
         job.upload_id = info.id
         job.offset = job.sent = job.size
@@ -184,7 +189,7 @@ class UploadManager:
         state = JobState.REGISTERING if job.extra.get("collection") is not None else JobState.DONE
         if state == JobState.REGISTERING:
             job.extra["uploaded"] = True
-        self.journal.complete(record, md5, info.id, job.resumed_from, info.raw, state, job.extra)
+        self.journal.complete(key, md5, info.id, job.resumed_from, info.raw, state, job.extra)
         job.state = state
         self.emit(JobStateChanged(job.id, state))
         self.emit(JobDone(job.id, job.display, job.size, md5, info.id, job.resumed_from))
@@ -255,14 +260,15 @@ class UploadManager:
         last_emit = 0.0
         try:
             async for batch in scan([os.fsencode(p) for p in paths]):
-                for item in batch:
-                    if isinstance(item, Refused):
-                        self._refused(item, totals)
-                        continue
-                    totals.files += 1
-                    totals.bytes += item.identity.size
-                    totals.hashed_bytes += item.identity.size
-                    self._accept(item, totals, seen, force, priority, plan)
+                with self.journal.batch():  # one commit for the batch's new jobs
+                    for item in batch:
+                        if isinstance(item, Refused):
+                            self._refused(item, totals)
+                            continue
+                        totals.files += 1
+                        totals.bytes += item.identity.size
+                        totals.hashed_bytes += item.identity.size
+                        self._accept(item, totals, seen, force, priority, plan)
                 now = time.monotonic()
                 if now - last_emit >= self.options.tick:
                     last_emit = now

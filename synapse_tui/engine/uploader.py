@@ -535,7 +535,7 @@ class FileUpload:
         (drf-chunked-upload) cannot be asked, and there a resend may leave an unused copy.
         """
         job = self.job
-        self._state(JobState.UPLOADING)
+        self.m.set_state(job, JobState.UPLOADING, persist=False)  # journaled with creating_since
         while True:
             await self._shared_wait()
             self._checkpoint()
@@ -553,7 +553,7 @@ class FileUpload:
                     info = found
                     break
             job.creating_since = time.time()
-            self.journal.update(job.id, creating_since=job.creating_since)
+            self.journal.update(job.id, state=JobState.UPLOADING, creating_since=job.creating_since)
             await self.m.bandwidth.acquire(job.size)
 
             async def body(data: bytes = data) -> AsyncIterator[bytes]:

@@ -6,6 +6,7 @@ import asyncio
 import errno
 import os
 import socket
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -125,6 +126,26 @@ def test_journal_is_private_and_survives_reopen(tmp_path: Path) -> None:
     assert again.path == b"/x/\xff.bin" and again.offset == 5
     with pytest.raises(ValueError):
         Journal(state).update(job.id, path=b"/etc/passwd")
+
+
+def test_journal_batch_is_one_commit_and_keeps_each_write_atomic(tmp_path: Path) -> None:
+    journal = Journal(tmp_path)
+    other = Journal(tmp_path)  # another connection: sees only what is committed
+    ident = Identity(10, 1, 2, 3)
+    kept: list[int] = []
+    with pytest.raises(RuntimeError), journal.batch():
+        kept.append(journal.add_job(b"/a", ident, "fa", "http://h", 5).id)
+        with pytest.raises(ValueError):  # refused before it writes
+            journal.update(kept[0], path=b"/etc/passwd")
+        with pytest.raises(sqlite3.IntegrityError), journal._tx() as db:  # half a write
+            db.execute("UPDATE jobs SET offset = 3 WHERE id = ?", (kept[0],))
+            db.execute("INSERT INTO jobs (id) VALUES (?)", (kept[0],))
+        kept.append(journal.add_job(b"/b", ident, "fb", "http://h", 5).id)
+        assert other.jobs() == []  # nothing committed yet
+        raise RuntimeError("the block fails after two good writes")
+    # Both jobs were committed, and the failed write left no half behind.
+    assert [j.id for j in other.jobs()] == kept
+    assert other.get(kept[0]).offset == 0
 
 
 def test_job_lock_is_held_against_another_process(tmp_path: Path) -> None:
