@@ -7,6 +7,7 @@ from __future__ import annotations
 import email.utils
 import importlib.util
 import json
+import os
 import secrets
 import ssl
 import sys
@@ -34,6 +35,7 @@ from synapse_tui.engine.errors import (
     TransientError,
     UploadGone,
 )
+from synapse_tui.engine.transport import LeanTransport
 
 if importlib.util.find_spec("sniffio") is None:
     # httpcore runs `import sniffio` on every request and lock; without the package each
@@ -223,6 +225,8 @@ class ProtocolClient:
         limits = httpx.Limits(
             max_connections=max_connections, max_keepalive_connections=max_connections
         )
+        if transport is None and not os.environ.get("SYNAPSE_TUI_HTTPCORE"):
+            transport = LeanTransport(verify=verify, max_connections=max_connections)
         self._client = httpx.AsyncClient(
             verify=verify,
             timeout=self.timeouts.default(),

@@ -1,0 +1,351 @@
+"""A lean HTTP/1.1 transport under the engine's httpx client.
+
+httpx is the engine's HTTP API (requests, responses, timeouts, errors); below it,
+httpcore's pool costs ~2.5 ms of Python per request on this project's benchmark
+machine: anyio wrappers, per-request locks and traces, and a pass over every pooled
+connection with a `getpeername` and a `poll` each time a request is assigned. For
+2,000 small files at 8 connections that made the client, not the server, the limit.
+
+This transport does only what the engine asks of it: HTTP/1.1 over asyncio streams
+(TCP, or TLS with httpx's own SSL context), keep-alive with a bounded pool, request
+bodies of known length or chunked, responses by Content-Length, chunked or to EOF.
+No proxies (the engine's client does not read proxy settings), no HTTP/2, no
+upgrades. It raises httpx's own exceptions (ConnectError, ReadTimeout, ...), so
+everything above it, retries included, is unchanged. `SYNAPSE_TUI_HTTPCORE=1` puts
+httpx's default transport back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, TypeVar
+
+import httpx
+
+T = TypeVar("T")
+
+_HEAD_LIMIT = 64 << 10  # status line + headers of one response
+_READ_PIECE = 1 << 20
+_NO_BODY_STATUS = frozenset({204, 304})
+_Head = tuple[int, bytes, list[tuple[bytes, bytes]], bool]
+
+
+class _Connection:
+    __slots__ = ("reader", "writer")
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    def reusable(self) -> bool:
+        """Idle and still open: the server has not closed it (its FIN sets EOF at once)."""
+        return not self.writer.is_closing() and not self.reader.at_eof()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.writer.close()
+
+
+async def _within(awaitable: Awaitable[T], timeout: float | None) -> T:
+    """One I/O operation under its own deadline (httpx's timeouts are per operation)."""
+    if timeout is None:
+        return await awaitable
+    async with asyncio.timeout(timeout):
+        return await awaitable
+
+
+class LeanTransport(httpx.AsyncBaseTransport):
+    """HTTP/1.1 with keep-alive, at most `max_connections` open at once."""
+
+    def __init__(self, *, verify: bool | str = True, max_connections: int = 32) -> None:
+        self._verify = verify
+        self._ssl: ssl.SSLContext | None = None
+        self._max = max_connections
+        self._slots: asyncio.Semaphore | None = None
+        self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
+        self._closed = False
+
+    # -- the pool ---------------------------------------------------------------------------
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            verify = self._verify
+            if isinstance(verify, str):  # a CA bundle: httpx deprecates passing the path
+                context = ssl.create_default_context(cafile=verify)
+            else:
+                context = httpx.create_ssl_context(verify=verify)
+            self._ssl = context
+        return self._ssl
+
+    async def _connect(
+        self, request: httpx.Request, key: tuple[str, str, int], timeout: float | None
+    ) -> _Connection:
+        scheme, host, port = key
+        tls = self._ssl_context() if scheme == "https" else None
+        try:
+            reader, writer = await _within(
+                asyncio.open_connection(
+                    host,
+                    port,
+                    ssl=tls,
+                    server_hostname=host if tls is not None else None,
+                    limit=_HEAD_LIMIT,
+                ),
+                timeout,
+            )
+        except TimeoutError:
+            raise httpx.ConnectTimeout("timed out while connecting", request=request) from None
+        except OSError as exc:  # ssl.SSLError included: the engine tells refusals apart
+            raise httpx.ConnectError(str(exc) or type(exc).__name__, request=request) from exc
+        return _Connection(reader, writer)
+
+    def _take_idle(self, key: tuple[str, str, int]) -> _Connection | None:
+        idle = self._idle.get(key)
+        while idle:
+            conn = idle.pop()
+            if conn.reusable():
+                return conn
+            conn.close()
+        return None
+
+    def _put_back(self, key: tuple[str, str, int], conn: _Connection) -> None:
+        if self._closed or not conn.reusable():
+            conn.close()
+        else:
+            self._idle.setdefault(key, []).append(conn)
+
+    # -- one exchange -----------------------------------------------------------------------
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self._closed:
+            raise RuntimeError("the transport is closed")
+        url = request.url
+        if url.scheme not in ("http", "https"):
+            raise httpx.UnsupportedProtocol(f"unsupported scheme {url.scheme!r}", request=request)
+        key = (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
+        timeouts = request.extensions.get("timeout", {})
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self._max)
+        slots = self._slots
+        try:
+            await _within(slots.acquire(), timeouts.get("pool"))
+        except TimeoutError:
+            raise httpx.PoolTimeout("no free connection in time", request=request) from None
+        conn: _Connection | None = None
+        try:
+            conn = self._take_idle(key) or await self._connect(
+                request, key, timeouts.get("connect")
+            )
+            await self._send(conn, request, timeouts.get("write"))
+            status, reason, headers, http11 = await self._read_head(
+                conn, request, timeouts.get("read")
+            )
+            body = _Body(self, conn, key, request, headers, status, http11, timeouts.get("read"))
+        except BaseException:
+            if conn is not None:
+                conn.close()
+            slots.release()
+            raise
+        return httpx.Response(
+            status,
+            headers=headers,
+            stream=body,
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": reason},
+        )
+
+    async def _send(self, conn: _Connection, request: httpx.Request, timeout: float | None) -> None:
+        url = request.url
+        lines = [request.method.encode("ascii"), b" ", url.raw_path, b" HTTP/1.1\r\n"]
+        chunked = False
+        for name, value in request.headers.raw:
+            if name.lower() == b"transfer-encoding" and value.lower() == b"chunked":
+                chunked = True
+            lines += (name, b": ", value, b"\r\n")
+        lines.append(b"\r\n")
+        writer = conn.writer
+        try:
+            writer.write(b"".join(lines))
+            stream: Any = request.stream
+            async for piece in stream:
+                if not piece:
+                    continue
+                if chunked:
+                    writer.write(b"%x\r\n" % len(piece))
+                    writer.write(piece)
+                    writer.write(b"\r\n")
+                else:
+                    writer.write(piece)
+                await _within(writer.drain(), timeout)
+            if chunked:
+                writer.write(b"0\r\n\r\n")
+            await _within(writer.drain(), timeout)
+        except TimeoutError:
+            raise httpx.WriteTimeout("timed out while sending", request=request) from None
+        except OSError as exc:
+            raise httpx.WriteError(str(exc) or type(exc).__name__, request=request) from exc
+
+    async def _read_head(
+        self, conn: _Connection, request: httpx.Request, timeout: float | None
+    ) -> _Head:
+        try:
+            while True:
+                head = await _within(conn.reader.readuntil(b"\r\n\r\n"), timeout)
+                answer = _parse_head(head, request)
+                if answer[0] >= 200 or answer[0] == 101:
+                    return answer
+                # 1xx (100 Continue, 103 Early Hints): a final answer follows
+        except TimeoutError:
+            raise httpx.ReadTimeout("timed out waiting for the answer", request=request) from None
+        except asyncio.IncompleteReadError:
+            raise httpx.RemoteProtocolError(
+                "Server disconnected without sending a response.", request=request
+            ) from None
+        except asyncio.LimitOverrunError:
+            raise httpx.RemoteProtocolError("answer headers too long", request=request) from None
+        except OSError as exc:
+            raise httpx.ReadError(str(exc) or type(exc).__name__, request=request) from exc
+
+    async def aclose(self) -> None:
+        self._closed = True
+        idle, self._idle = self._idle, {}
+        for conns in idle.values():
+            for conn in conns:
+                conn.close()
+
+
+def _parse_head(head: bytes, request: httpx.Request) -> _Head:
+    """Status, reason, headers, and whether the answer is HTTP/1.1 (HTTP/1.0: no keep-alive)."""
+    lines = head[:-4].split(b"\r\n")
+    parts = lines[0].split(b" ", 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+        raise httpx.RemoteProtocolError(f"malformed status line {lines[0][:80]!r}", request=request)
+    headers: list[tuple[bytes, bytes]] = []
+    for line in lines[1:]:
+        name, sep, value = line.partition(b":")
+        if not sep or not name or name != name.strip():
+            raise httpx.RemoteProtocolError(f"malformed header {line[:80]!r}", request=request)
+        headers.append((name, value.strip()))
+    reason = parts[2] if len(parts) > 2 else b""
+    return int(parts[1]), reason, headers, parts[0] != b"HTTP/1.0"
+
+
+class _Body(httpx.AsyncByteStream):
+    """A response body read off its connection; the connection goes back to the pool when
+    the body was read to its end and both sides agree to keep it alive."""
+
+    def __init__(
+        self,
+        owner: LeanTransport,
+        conn: _Connection,
+        key: tuple[str, str, int],
+        request: httpx.Request,
+        headers: list[tuple[bytes, bytes]],
+        status: int,
+        http11: bool,
+        timeout: float | None,
+    ) -> None:
+        self._owner = owner
+        self._conn: _Connection | None = conn
+        self._key = key
+        self._request = request
+        self._timeout = timeout
+        self._length: int | None = None
+        self._chunked = False
+        keep = http11
+        for name, value in headers:
+            lname = name.lower()
+            if lname == b"content-length":
+                if not value.isdigit():
+                    raise httpx.RemoteProtocolError("bad Content-Length", request=request)
+                self._length = int(value)
+            elif lname == b"transfer-encoding":
+                self._chunked = b"chunked" in value.lower()
+            elif lname == b"connection":
+                keep = keep and b"close" not in value.lower()
+        if request.headers.get("connection", "").lower() == "close":
+            keep = False
+        self._empty = request.method == "HEAD" or status in _NO_BODY_STATUS or status < 200
+        if not self._empty and not self._chunked and self._length is None:
+            keep = False  # read to EOF
+        self._keep = keep
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        conn = self._conn
+        if conn is None:
+            return
+        request = self._request
+        reader, timeout = conn.reader, self._timeout
+        try:
+            if self._empty:
+                pass
+            elif self._chunked:
+                async for piece in self._read_chunked(reader, timeout):
+                    yield piece
+            elif self._length is not None:
+                left = self._length
+                while left:
+                    n = min(left, _READ_PIECE)
+                    yield await _within(reader.readexactly(n), timeout)
+                    left -= n
+            else:
+                while piece := await _within(reader.read(_READ_PIECE), timeout):
+                    yield piece
+        except TimeoutError:
+            self._drop()
+            raise httpx.ReadTimeout("timed out reading the answer", request=request) from None
+        except asyncio.IncompleteReadError:
+            self._drop()
+            raise httpx.RemoteProtocolError(
+                "peer closed connection without sending complete message body", request=request
+            ) from None
+        except (OSError, ValueError, asyncio.LimitOverrunError) as exc:
+            self._drop()
+            if isinstance(exc, OSError):
+                raise httpx.ReadError(str(exc) or type(exc).__name__, request=request) from exc
+            raise httpx.RemoteProtocolError(f"bad chunked body: {exc}", request=request) from None
+        self._finish()
+
+    async def _read_chunked(
+        self, reader: asyncio.StreamReader, timeout: float | None
+    ) -> AsyncIterator[bytes]:
+        while True:
+            line = await _within(reader.readuntil(b"\r\n"), timeout)
+            size = int(line.split(b";", 1)[0].strip(), 16)
+            if size == 0:
+                while (await _within(reader.readuntil(b"\r\n"), timeout)) != b"\r\n":
+                    pass  # trailers
+                return
+            left = size
+            while left:
+                n = min(left, _READ_PIECE)
+                yield await _within(reader.readexactly(n), timeout)
+                left -= n
+            if await _within(reader.readexactly(2), timeout) != b"\r\n":
+                raise ValueError("chunk not followed by CRLF")
+
+    def _finish(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        if self._keep:
+            self._owner._put_back(self._key, conn)
+        else:
+            conn.close()
+        self._release()
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+            self._release()
+
+    def _release(self) -> None:
+        slots = self._owner._slots
+        if slots is not None:
+            slots.release()
+
+    async def aclose(self) -> None:
+        self._drop()  # unread body left: the connection cannot be reused

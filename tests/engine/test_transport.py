@@ -1,0 +1,248 @@
+"""The engine's lean HTTP/1.1 transport against scripted servers on loopback.
+
+Each server here speaks raw bytes, so the tests pin what the transport does with
+keep-alive, framing, closes, timeouts and errors, whatever a real backend does.
+(The end-to-end tests run it against both real backends.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import httpx
+import pytest
+
+from synapse_tui.engine.transport import LeanTransport
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+class Server:
+    """A loopback server running `handler` per connection; counts connections."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.connections = 0
+        self.open_now = 0
+        self.most_open = 0
+        self.server: asyncio.Server | None = None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self.open_now += 1
+        self.most_open = max(self.most_open, self.open_now)
+        try:
+            await self.handler(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self.open_now -= 1
+            writer.close()
+
+    async def __aenter__(self) -> str:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = self.server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+
+
+async def read_request(reader: asyncio.StreamReader) -> tuple[bytes, dict[bytes, bytes], bytes]:
+    """One request: its request line, headers (lower-case names) and body."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head[:-4].split(b"\r\n")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        headers[name.strip().lower()] = value.strip()
+    body = b""
+    if b"content-length" in headers:
+        body = await reader.readexactly(int(headers[b"content-length"]))
+    elif headers.get(b"transfer-encoding") == b"chunked":
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).strip(), 16)
+            if size == 0:
+                await reader.readuntil(b"\r\n")
+                break
+            body += await reader.readexactly(size)
+            await reader.readexactly(2)
+    return lines[0], headers, body
+
+
+def answer(body: bytes, *extra: bytes) -> bytes:
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n" % len(body)
+    return head + b"".join(h + b"\r\n" for h in extra) + b"\r\n" + body
+
+
+def echo_forever() -> Handler:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            line, _headers, body = await read_request(reader)
+            writer.write(answer(line + b"|" + body))
+            await writer.drain()
+
+    return handler
+
+
+async def test_keeps_one_connection_alive_across_requests() -> None:
+    server = Server(echo_forever())
+    async with server as url, httpx.AsyncClient(transport=LeanTransport()) as client:
+        first = await client.get(url + "/a?x=1")
+        second = await client.post(url + "/b", content=b"payload")
+    assert first.status_code == 200 and first.text == "GET /a?x=1 HTTP/1.1|"
+    assert second.text == "POST /b HTTP/1.1|payload"
+    assert server.connections == 1
+
+
+async def test_sends_a_body_of_unknown_length_chunked() -> None:
+    async def pieces() -> AsyncIterator[bytes]:
+        for i in range(5):
+            yield bytes([65 + i]) * (100_000 * (i + 1))
+
+    server = Server(echo_forever())
+    async with server as url, httpx.AsyncClient(transport=LeanTransport()) as client:
+        response = await client.put(url + "/up", content=pieces())
+    expected = b"".join(bytes([65 + i]) * (100_000 * (i + 1)) for i in range(5))
+    assert response.content == b"PUT /up HTTP/1.1|" + expected
+
+
+async def test_reads_a_chunked_answer_and_keeps_the_connection() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request(reader)
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n"
+            )
+            await writer.drain()
+
+    server = Server(handler)
+    async with server as url, httpx.AsyncClient(transport=LeanTransport()) as client:
+        assert (await client.get(url)).text == "hello world"
+        assert (await client.get(url)).text == "hello world"
+    assert server.connections == 1
+
+
+async def test_a_connection_the_server_closed_is_not_reused() -> None:
+    closed = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(answer(b"one"))  # says nothing of closing, then closes (idle timeout)
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+        closed.set()
+
+    server = Server(handler)
+    transport = LeanTransport()
+    async with server as url, httpx.AsyncClient(transport=transport) as client:
+        assert (await client.get(url)).text == "one"
+        await closed.wait()
+        idle = [c for conns in transport._idle.values() for c in conns]
+        assert len(idle) == 1
+        while not idle[0].reader.at_eof():  # the loop sees the FIN on its next turn
+            await asyncio.sleep(0)
+        assert (await client.get(url)).text == "one"  # a new connection, no error
+    assert server.connections == 2
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        answer(b"bye", b"Connection: close"),
+        b"HTTP/1.0 200 OK\r\n\r\nto the end",  # no length: the body runs to EOF
+    ],
+    ids=["connection-close", "http1.0-to-eof"],
+)
+async def test_answers_that_end_the_connection(reply: bytes) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(reply)
+        await writer.drain()
+        if b"HTTP/1.0" in reply:
+            writer.close()
+
+    server = Server(handler)
+    async with server as url, httpx.AsyncClient(transport=LeanTransport()) as client:
+        first = await client.get(url)
+        second = await client.get(url)
+    assert first.content == second.content == reply.rsplit(b"\r\n\r\n", 1)[1]
+    assert server.connections == 2
+
+
+async def test_skips_100_continue() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n" + answer(b"done"))
+        await writer.drain()
+        await reader.read()
+
+    async with Server(handler) as url, httpx.AsyncClient(transport=LeanTransport()) as client:
+        response = await client.get(url)
+    assert (response.status_code, response.text) == (200, "done")
+
+
+async def test_never_opens_more_than_max_connections() -> None:
+    release = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request(reader)
+            await release.wait()
+            writer.write(answer(b"ok"))
+            await writer.drain()
+
+    server = Server(handler)
+    async with server as url, httpx.AsyncClient(transport=LeanTransport(max_connections=2)) as c:
+        tasks = [asyncio.create_task(c.get(url)) for _ in range(6)]
+        while server.connections < 2:
+            await asyncio.sleep(0)
+        release.set()
+        responses = await asyncio.gather(*tasks)
+    assert [r.text for r in responses] == ["ok"] * 6
+    assert server.most_open == 2 and server.connections == 2
+
+
+async def test_errors_are_httpx_errors() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        await reader.read()  # never answers
+
+    async def hangs_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+
+    async def cuts_body(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+        await writer.drain()
+
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"SSH-2.0-OpenSSH\r\n\r\n")
+        await writer.drain()
+
+    cases: list[tuple[Handler, type[Exception]]] = [
+        (silent, httpx.ReadTimeout),
+        (hangs_up, httpx.RemoteProtocolError),
+        (cuts_body, httpx.RemoteProtocolError),
+        (garbage, httpx.RemoteProtocolError),
+    ]
+    for handler, expected in cases:
+        transport = LeanTransport(max_connections=1)
+        async with Server(handler) as url, httpx.AsyncClient(transport=transport) as client:
+            with pytest.raises(expected):
+                await client.get(url, timeout=httpx.Timeout(5.0, read=0.3))
+            # The failed exchange gave its slot back: the pool is not leaking.
+            assert transport._slots is not None and transport._slots._value == 1
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    async with httpx.AsyncClient(transport=LeanTransport()) as client:
+        with pytest.raises(httpx.ConnectError):
+            await client.get(f"http://127.0.0.1:{port}/")
