@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import ssl
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
@@ -31,6 +32,22 @@ _HEAD_LIMIT = 64 << 10  # status line + headers of one response
 _READ_PIECE = 1 << 20
 _NO_BODY_STATUS = frozenset({204, 304})
 _Head = tuple[int, bytes, list[tuple[bytes, bytes]], bool]
+
+
+class _Reader(asyncio.StreamReader):
+    """A stream reader that keeps what arrived readable after the connection broke.
+
+    A server that answers early (401, 413) and closes with part of the body unread makes
+    the kernel reset the connection. asyncio then fails every read, and the answer that
+    is already here would be lost; this reader turns the reset into an end of stream
+    after the bytes that came before it.
+    """
+
+    def set_exception(self, exc: Exception) -> None:
+        if isinstance(exc, ConnectionError):
+            self.feed_eof()
+        else:
+            super().set_exception(exc)
 
 
 class _Connection:
@@ -73,10 +90,13 @@ class LeanTransport(httpx.AsyncBaseTransport):
     def _ssl_context(self) -> ssl.SSLContext:
         if self._ssl is None:
             verify = self._verify
-            if isinstance(verify, str):  # a CA bundle: httpx deprecates passing the path
-                context = ssl.create_default_context(cafile=verify)
-            else:
-                context = httpx.create_ssl_context(verify=verify)
+            if isinstance(verify, str):  # a CA bundle or folder (httpx deprecates the path)
+                folder = os.path.isdir(verify)
+                context = ssl.create_default_context(
+                    cafile=None if folder else verify, capath=verify if folder else None
+                )
+            else:  # certifi's CAs, as httpx's client had them (no SSL_CERT_* variables)
+                context = httpx.create_ssl_context(verify=verify, trust_env=False)
             self._ssl = context
         return self._ssl
 
@@ -85,14 +105,17 @@ class LeanTransport(httpx.AsyncBaseTransport):
     ) -> _Connection:
         scheme, host, port = key
         tls = self._ssl_context() if scheme == "https" else None
+        loop = asyncio.get_running_loop()
+        reader = _Reader(limit=_HEAD_LIMIT, loop=loop)
+        protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
         try:
-            reader, writer = await _within(
-                asyncio.open_connection(
+            sock_transport, _ = await _within(
+                loop.create_connection(
+                    lambda: protocol,
                     host,
                     port,
                     ssl=tls,
                     server_hostname=host if tls is not None else None,
-                    limit=_HEAD_LIMIT,
                 ),
                 timeout,
             )
@@ -100,6 +123,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
             raise httpx.ConnectTimeout("timed out while connecting", request=request) from None
         except OSError as exc:  # ssl.SSLError included: the engine tells refusals apart
             raise httpx.ConnectError(str(exc) or type(exc).__name__, request=request) from exc
+        writer = asyncio.StreamWriter(sock_transport, protocol, reader, loop)
         return _Connection(reader, writer)
 
     def _take_idle(self, key: tuple[str, str, int]) -> _Connection | None:
@@ -139,10 +163,19 @@ class LeanTransport(httpx.AsyncBaseTransport):
             conn = self._take_idle(key) or await self._connect(
                 request, key, timeouts.get("connect")
             )
-            await self._send(conn, request, timeouts.get("write"))
-            status, reason, headers, http11 = await self._read_head(
-                conn, request, timeouts.get("read")
-            )
+            try:
+                await self._send(conn, request, timeouts.get("write"))
+            except httpx.WriteError as error:
+                # A server may answer and close before taking the whole body (a 401, a
+                # 413): that answer is what counts, as with httpcore. None: the write error.
+                try:
+                    answer = await self._read_head(conn, request, timeouts.get("read"))
+                except httpx.TransportError:
+                    raise error from None
+                answer = (*answer[:3], False)  # the connection is done for
+            else:
+                answer = await self._read_head(conn, request, timeouts.get("read"))
+            status, reason, headers, http11 = answer
             body = _Body(self, conn, key, request, headers, status, http11, timeouts.get("read"))
         except BaseException:
             if conn is not None:

@@ -246,3 +246,23 @@ async def test_errors_are_httpx_errors() -> None:
     async with httpx.AsyncClient(transport=LeanTransport()) as client:
         with pytest.raises(httpx.ConnectError):
             await client.get(f"http://127.0.0.1:{port}/")
+
+
+async def test_an_answer_before_the_whole_body_is_what_the_caller_gets() -> None:
+    """A server that refuses a big body from its headers (401, 413) answers and hangs up
+    without reading it; the client sees that answer, not a write error."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")  # the head only; the body stays unread
+        detail = b'{"detail": "too big"}'
+        writer.write(
+            b"HTTP/1.1 413 Request Entity Too Large\r\nConnection: close\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(detail), detail)
+        )
+        await writer.drain()
+        writer.close()  # with unread bytes, the kernel resets the connection
+
+    body = b"x" * (32 << 20)  # far more than the socket buffers hold
+    async with Server(handler) as url, httpx.AsyncClient(transport=LeanTransport()) as client:
+        response = await client.put(url + "/chunked_upload/", content=body)
+    assert response.status_code == 413 and response.json() == {"detail": "too big"}
