@@ -118,6 +118,9 @@ class Backoff:
         self._clock = clock
         self.not_before = 0.0
 
+    def now(self) -> float:
+        return self._clock()
+
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         ceiling = min(self.cap, self.base * (2 ** max(0, attempt - 1)))
         delay = self._rand(0.0, ceiling)

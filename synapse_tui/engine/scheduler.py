@@ -401,6 +401,7 @@ class UploadManager:
         job.pause_requested = False
         if job.state == JobState.PAUSED and (job.task is None or job.task.done()):
             job.attempts = 0
+            job.failing_since = None
             self.set_state(job, JobState.QUEUED)
         self._kick()
 
@@ -429,6 +430,7 @@ class UploadManager:
         for job in self.jobs.values():
             if job.state == JobState.FAILED:
                 job.attempts = 0
+                job.failing_since = None
                 job.restarts = 0
                 job.cancel_requested = job.pause_requested = False
                 self.set_state(job, JobState.QUEUED)

@@ -37,6 +37,7 @@ from synapse_tui.engine.hashing import (
 from synapse_tui.engine.meter import Meter
 from synapse_tui.engine.names import display_path, upload_filename
 from synapse_tui.engine.protocol import UploadInfo
+from synapse_tui.units import format_duration
 
 if TYPE_CHECKING:
     from synapse_tui.engine.scheduler import UploadManager
@@ -45,6 +46,8 @@ T = TypeVar("T")
 
 # Files up to this size (and up to one chunk) go in one request, read whole into memory.
 WHOLE_FILE_LIMIT = 1 << 20
+# Retry lines say how long the job has been failing once it is this many seconds.
+FAILING_NOTE_AFTER = 10.0
 
 
 class Paused(Exception):
@@ -89,6 +92,7 @@ class Job:
     cancel_requested: bool = False
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     restarts: int = 0
+    failing_since: float | None = None  # first failure since the last progress (backoff clock)
     task: asyncio.Task[None] | None = None
 
     @property
@@ -143,14 +147,20 @@ class FileUpload:
         self.journal.add_error(job.id, message)
         self.journal.update(job.id, attempts=job.attempts)
         job.last_error = message
+        now = self.m.backoff.now()
+        if job.failing_since is None:
+            job.failing_since = now
+        failing = now - job.failing_since
         if job.attempts > self.options.retries:
-            raise RetriesExhausted(f"gave up after {job.attempts} attempts: {message}")
+            over = f" over {format_duration(failing)}" if failing >= FAILING_NOTE_AFTER else ""
+            raise RetriesExhausted(f"gave up after {job.attempts} attempts{over}: {message}")
         delay = self.m.backoff.delay(job.attempts, exc.retry_after)
         delay = max(delay, self.m.backoff.shared_wait())
+        since = f", failing for {format_duration(failing)}" if failing >= FAILING_NOTE_AFTER else ""
         self.m.log(
             "warning",
             f"{job.display}: {message}; "
-            f"retry {job.attempts}/{self.options.retries} in {delay:.1f}s",
+            f"retry {job.attempts}/{self.options.retries} in {delay:.1f}s{since}",
             job.id,
         )
         await self._sleep(delay)
@@ -181,6 +191,7 @@ class FileUpload:
 
     def _progress_made(self) -> None:
         self.job.attempts = 0  # the retry budget resets whenever the offset advances
+        self.job.failing_since = None
 
     # -- body -------------------------------------------------------------------------------
 

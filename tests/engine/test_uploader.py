@@ -19,6 +19,7 @@ from synapse_tui.engine.events import (
     LogMessage,
 )
 from synapse_tui.engine.journal import Journal
+from synapse_tui.engine.limits import Backoff
 from synapse_tui.engine.protocol import Credentials, ProtocolClient
 from synapse_tui.engine.scheduler import EngineOptions, UploadManager
 from tests.engine.fakeserver import ROOT, FakeServer, lose_answer
@@ -171,6 +172,34 @@ async def test_budget_spent_leaves_the_file_paused_and_resumable(tmp_path: Path)
     [ev] = done(await resume(server, tmp_path / "state"))
     assert ev.resumed_from == CHUNK
     assert stored(server, ev) == src.read_bytes()
+
+
+async def test_retry_lines_say_how_long_the_job_has_been_failing(tmp_path: Path) -> None:
+    server = FakeServer()
+    now = [0.0]  # the backoff clock; each refused PUT takes 25 s of it
+
+    def busy(request: httpx.Request) -> httpx.Response:
+        now[0] += 25.0
+        return httpx.Response(503, json={"detail": "busy"})
+
+    for nth in range(2, 20):
+        server.before[("PUT", nth)] = busy
+    src = make_file(tmp_path, "a.bin", 3 * CHUNK)
+    events: list[Event] = []
+    async with manager(server, tmp_path / "state", events, retries=3) as m:
+        m.backoff = Backoff(0.001, 0.002, clock=lambda: now[0])
+        await m.add_paths([str(src)])
+        await m.wait_idle()
+    lines = [e.message for e in events if isinstance(e, LogMessage) and "retry" in e.message]
+    assert [line.rsplit("; ", 1)[1].split(" in ")[0] for line in lines] == [
+        "retry 1/3",
+        "retry 2/3",
+        "retry 3/3",
+    ]
+    assert "failing for" not in lines[0]
+    assert lines[1].endswith(", failing for 25s") and lines[2].endswith(", failing for 50s")
+    [failed] = [e for e in events if isinstance(e, JobFailed)]
+    assert "gave up after 4 attempts over 1m15s: " in failed.error
 
 
 async def test_lost_finalize_answer_is_confirmed_with_a_get(tmp_path: Path) -> None:
