@@ -9,10 +9,10 @@ connection with a `getpeername` and a `poll` each time a request is assigned. Fo
 This transport does only what the engine asks of it: HTTP/1.1 over asyncio streams
 (TCP, or TLS with httpx's own SSL context), keep-alive with a bounded pool, request
 bodies of known length or chunked, responses by Content-Length, chunked or to EOF.
-No proxies (the engine's client does not read proxy settings), no HTTP/2, no
-upgrades. It raises httpx's own exceptions (ConnectError, ReadTimeout, ...), so
-everything above it, retries included, is unchanged. `SYNAPSE_TUI_HTTPCORE=1` puts
-httpx's default transport back.
+Idle connections expire after 5 s, as in httpx. No proxies (the engine's client
+does not read proxy settings), no HTTP/2, no upgrades. It raises httpx's own
+exceptions (ConnectError, ReadTimeout, ...), so everything above it, retries
+included, is unchanged. `SYNAPSE_TUI_HTTPCORE=1` puts httpx's default transport back.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import os
 import ssl
+import time
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
@@ -29,6 +30,10 @@ import httpx
 T = TypeVar("T")
 
 _HEAD_LIMIT = 64 << 10  # status line + headers of one response
+# A connection idle longer than this is not reused (httpx's default): a NAT or a load
+# balancer may have dropped it without a FIN, and a request on it would wait out the
+# whole read timeout before failing.
+KEEPALIVE_EXPIRY = 5.0
 _READ_PIECE = 1 << 20
 _NO_BODY_STATUS = frozenset({204, 304})
 _Head = tuple[int, bytes, list[tuple[bytes, bytes]], bool]
@@ -51,11 +56,12 @@ class _Reader(asyncio.StreamReader):
 
 
 class _Connection:
-    __slots__ = ("reader", "writer")
+    __slots__ = ("idle_since", "reader", "writer")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
+        self.idle_since = 0.0
 
     def reusable(self) -> bool:
         """Idle and still open: the server has not closed it (its FIN sets EOF at once)."""
@@ -77,8 +83,15 @@ async def _within(awaitable: Awaitable[T], timeout: float | None) -> T:
 class LeanTransport(httpx.AsyncBaseTransport):
     """HTTP/1.1 with keep-alive, at most `max_connections` open at once."""
 
-    def __init__(self, *, verify: bool | str = True, max_connections: int = 32) -> None:
+    def __init__(
+        self,
+        *,
+        verify: bool | str = True,
+        max_connections: int = 32,
+        keepalive_expiry: float = KEEPALIVE_EXPIRY,
+    ) -> None:
         self._verify = verify
+        self._expiry = keepalive_expiry
         self._ssl: ssl.SSLContext | None = None
         self._max = max_connections
         self._slots: asyncio.Semaphore | None = None
@@ -128,9 +141,12 @@ class LeanTransport(httpx.AsyncBaseTransport):
 
     def _take_idle(self, key: tuple[str, str, int]) -> _Connection | None:
         idle = self._idle.get(key)
+        if not idle:
+            return None
+        now = time.monotonic()
         while idle:
             conn = idle.pop()
-            if conn.reusable():
+            if conn.reusable() and now - conn.idle_since < self._expiry:
                 return conn
             conn.close()
         return None
@@ -139,6 +155,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
         if self._closed or not conn.reusable():
             conn.close()
         else:
+            conn.idle_since = time.monotonic()
             self._idle.setdefault(key, []).append(conn)
 
     # -- one exchange -----------------------------------------------------------------------

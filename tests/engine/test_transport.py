@@ -127,6 +127,16 @@ async def test_reads_a_chunked_answer_and_keeps_the_connection() -> None:
     assert server.connections == 1
 
 
+async def test_a_connection_idle_past_the_expiry_is_not_reused() -> None:
+    """One a NAT dropped without a FIN looks alive; after the expiry it is not trusted."""
+    server = Server(echo_forever())
+    transport = LeanTransport(keepalive_expiry=0.0)
+    async with server as url, httpx.AsyncClient(transport=transport) as client:
+        assert (await client.get(url)).status_code == 200
+        assert (await client.get(url)).status_code == 200
+    assert server.connections == 2
+
+
 async def test_a_connection_the_server_closed_is_not_reused() -> None:
     closed = asyncio.Event()
 
