@@ -150,6 +150,7 @@ class Store(DataRecords):
         self._users: dict[str, int] = {}
         try:
             self._conn().executescript(_SCHEMA)
+            self._rows = GroupCommitter(self._connect(), lambda: files.sync_dir(self.files_dir))
             for suffix in ("", "-wal", "-shm"):
                 p = Path(str(self.db_path) + suffix)
                 if p.exists():
@@ -186,17 +187,10 @@ class Store(DataRecords):
         return conn
 
     def _committer(self) -> GroupCommitter:
-        """The thread that commits upload rows (started on first use)."""
-        with self._conns_lock:
-            committer = self._rows
+        """The thread that commits upload rows (started with the store)."""
+        committer = self._rows
         if committer is None:
-            committer = GroupCommitter(self._connect(), lambda: files.sync_dir(self.files_dir))
-            with self._conns_lock:
-                if self._rows is None:
-                    self._rows = committer
-                else:  # another thread started one first
-                    committer.close()
-                    committer = self._rows
+            raise RuntimeError("the store is closed")
         return committer
 
     @contextlib.contextmanager
