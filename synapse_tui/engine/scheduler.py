@@ -400,8 +400,7 @@ class UploadManager:
             return
         job.pause_requested = False
         if job.state == JobState.PAUSED and (job.task is None or job.task.done()):
-            job.attempts = 0
-            job.failing_since = None
+            job.reset_retries()
             self.set_state(job, JobState.QUEUED)
         self._kick()
 
@@ -429,8 +428,7 @@ class UploadManager:
         count = 0
         for job in self.jobs.values():
             if job.state == JobState.FAILED:
-                job.attempts = 0
-                job.failing_since = None
+                job.reset_retries()
                 job.restarts = 0
                 job.cancel_requested = job.pause_requested = False
                 self.set_state(job, JobState.QUEUED)

@@ -95,6 +95,11 @@ class Job:
     failing_since: float | None = None  # first failure since the last progress (backoff clock)
     task: asyncio.Task[None] | None = None
 
+    def reset_retries(self) -> None:
+        """A fresh retry budget: after progress, a resume or a retry of a failed job."""
+        self.attempts = 0
+        self.failing_since = None
+
     @property
     def display(self) -> str:
         return display_path(self.path)
@@ -190,8 +195,7 @@ class FileUpload:
             await self._sleep(wait)
 
     def _progress_made(self) -> None:
-        self.job.attempts = 0  # the retry budget resets whenever the offset advances
-        self.job.failing_since = None
+        self.job.reset_retries()  # the retry budget resets whenever the offset advances
 
     # -- body -------------------------------------------------------------------------------
 
