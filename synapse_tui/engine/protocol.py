@@ -222,23 +222,23 @@ class ProtocolClient:
         self.credentials = credentials
         self.timeouts = timeouts or Timeouts()
         self._origin = _origin(self.root)
-        limits = httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections
-        )
-        if transport is None and not os.environ.get("SYNAPSE_TUI_HTTPCORE"):
-            transport = LeanTransport(verify=verify, max_connections=max_connections)
-        self._client = httpx.AsyncClient(
-            verify=verify,
-            timeout=self.timeouts.default(),
-            follow_redirects=False,
-            transport=transport,
-            limits=limits,
-            headers={"User-Agent": USER_AGENT},
-            trust_env=False,
-        )
+        if transport is None:
+            if os.environ.get("SYNAPSE_TUI_HTTPCORE"):
+                limits = httpx.Limits(
+                    max_connections=max_connections, max_keepalive_connections=max_connections
+                )
+                transport = httpx.AsyncHTTPTransport(verify=verify, limits=limits, trust_env=False)
+            else:
+                transport = LeanTransport(verify=verify, max_connections=max_connections)
+        # Requests go straight to the transport, not through an httpx.AsyncClient: the
+        # engine uses none of its redirect, cookie, auth or event-hook machinery, and that
+        # layer cost as much CPU per request as the transport itself (many small files).
+        self._transport = transport
+        self._default_timeout = self.timeouts.default().as_dict()
+        self._base_headers = {"Accept": "*/*", "User-Agent": USER_AGENT}
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._transport.aclose()
 
     # -- addressing -------------------------------------------------------------------------
 
@@ -270,20 +270,27 @@ class ProtocolClient:
         idempotent: bool = False,
     ) -> httpx.Response:
         self.check_origin(url)
-        all_headers = self.credentials.headers()
+        all_headers = {**self._base_headers, **self.credentials.headers()}
         if headers:
             all_headers.update(headers)
-        kwargs: dict[str, Any] = {"headers": all_headers}
-        if timeout is not None:
-            kwargs["timeout"] = timeout
-        if content is not None:
-            kwargs["content"] = content
-        if data is not None:
-            kwargs["data"] = data
-        if json_body is not None:
-            kwargs["json"] = json_body
         try:
-            response = await self._client.request(method, url, **kwargs)
+            request = httpx.Request(
+                method,
+                url,
+                headers=all_headers,
+                content=content,
+                data=data,
+                json=json_body,
+                extensions={
+                    "timeout": self._default_timeout if timeout is None else timeout.as_dict()
+                },
+            )
+            response = await self._transport.handle_async_request(request)
+            response.request = request
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             if _tls_refusal(exc):  # never retried, never downgraded to plain HTTP
                 raise TLSError(f"TLS failure with {self.root}: {_exc_text(exc)}") from None
