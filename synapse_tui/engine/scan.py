@@ -72,11 +72,14 @@ def walk(paths: Iterable[bytes]) -> Iterator[tuple[bytes, os.stat_result] | Refu
 
 
 def _walk_one(
-    path: bytes, ancestors: tuple[tuple[int, int], ...]
+    path: bytes, ancestors: tuple[tuple[int, int], ...], real: bytes | None = None
 ) -> Iterator[tuple[bytes, os.stat_result] | Refused]:
     # Given by name, a bad entry is an error; found inside a folder, it is skipped.
+    # `real`: the resolved path when the caller knows it (an entry that is no link, in a
+    # resolved folder), which spares resolving every folder of the path again per file.
     named = not ancestors
-    real = os.path.realpath(path)
+    if real is None:
+        real = os.path.realpath(path)
     if any(real == r.rstrip("/").encode() or real.startswith(r.encode()) for r in SPECIAL_ROOTS):
         yield Refused(path, "refusing a kernel filesystem (/proc, /sys, /dev)", named)
         return
@@ -104,12 +107,13 @@ def _walk_one(
         return
     try:
         with os.scandir(path) as it:
-            names = sorted(entry.name for entry in it)
+            entries = sorted((entry.name, entry.is_symlink()) for entry in it)
     except OSError as exc:
         yield Refused(path, f"cannot list folder: {exc.strerror or exc}")
         return
-    for name in names:
-        yield from _walk_one(os.path.join(path, name), (*ancestors, key))
+    for name, link in entries:
+        child_real = None if link else os.path.join(real, name)
+        yield from _walk_one(os.path.join(path, name), (*ancestors, key), child_real)
 
 
 def _hash_batch(
@@ -120,13 +124,14 @@ def _hash_batch(
         if cancel.is_set():
             break
         try:
-            digest, _ = xxh3_file(path, cancel)
+            identity = Identity.of(st)
+            digest, _ = xxh3_file(path, cancel, identity)
         except FileError as exc:
             out.append(Refused(path, str(exc)))
             continue
         except InterruptedError:
             break
-        out.append(FoundFile(path, Identity.of(st), digest))
+        out.append(FoundFile(path, identity, digest))
     return out
 
 

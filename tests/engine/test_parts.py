@@ -225,6 +225,38 @@ def test_walk_refuses_loops_links_and_special_files(tmp_path: Path) -> None:
     assert all(isinstance(r, Refused) and r.error for r in named)
 
 
+def test_links_inside_a_folder_are_still_resolved_before_the_kernel_check(
+    tmp_path: Path,
+) -> None:
+    # Entries that are no links skip resolving their path; links must not.
+    (tmp_path / "plain").write_text("x")
+    os.symlink("/proc/self/status", tmp_path / "to-proc")
+    items = list(walk([bytes(tmp_path)]))
+    refused = {os.path.basename(r.path): r for r in items if isinstance(r, Refused)}
+    assert "kernel filesystem" in refused[b"to-proc"].reason
+    assert [os.path.basename(i[0]) for i in items if isinstance(i, tuple)] == [b"plain"]
+
+
+def test_open_regular_with_an_identity_checks_fully_when_it_does_not_match(
+    tmp_path: Path,
+) -> None:
+    from synapse_tui.engine.errors import FileChangedError, LocalFileError
+    from synapse_tui.engine.hashing import open_regular
+
+    f = tmp_path / "f"
+    f.write_bytes(b"abc")
+    ident = Identity.of(f.stat())
+    fd, got = open_regular(bytes(f), ident)
+    os.close(fd)
+    assert got == ident
+    os.symlink("/proc/self/status", tmp_path / "to-proc")
+    with pytest.raises(LocalFileError, match="kernel filesystem"):
+        open_regular(bytes(tmp_path / "to-proc"), ident)  # not the file that was scanned
+    f.write_bytes(b"abcd")
+    with pytest.raises(FileChangedError, match="changed since it was scanned"):
+        open_regular(bytes(f), ident)
+
+
 async def test_scan_hashes_in_batches_in_walk_order(tmp_path: Path) -> None:
     for i in range(30):
         (tmp_path / f"f{i:02}").write_bytes(os.urandom(100 + i))
