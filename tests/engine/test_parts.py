@@ -128,6 +128,15 @@ def test_journal_is_private_and_survives_reopen(tmp_path: Path) -> None:
         Journal(state).update(job.id, path=b"/etc/passwd")
 
 
+@pytest.mark.parametrize("extra", [None, {"collection": 7, "spec": "image"}])
+def test_journal_add_job_returns_the_row_as_stored(
+    tmp_path: Path, extra: dict[str, object] | None
+) -> None:
+    journal = Journal(tmp_path)
+    job = journal.add_job(b"/d/a.bin", Identity(10, 11, 12, 13), "fp", "http://h", 5, 2, extra)
+    assert job == journal.get(job.id)
+
+
 def test_journal_batch_is_one_commit_and_keeps_each_write_atomic(tmp_path: Path) -> None:
     journal = Journal(tmp_path)
     other = Journal(tmp_path)  # another connection: sees only what is committed
