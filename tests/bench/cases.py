@@ -449,20 +449,26 @@ def case_small(ctx: Context) -> list[Row]:
     folder = ctx.small_dir()
     label = f"{s.small_count:,} x {fmt_size(s.small_size)}, -j {s.concurrency_small}"
     ours: list[float] = []
+    ours_wall: list[float] = []
     theirs: list[float] = []
 
+    # The servers' folders of thousands of files stay until the suite ends (run.py clears
+    # runs/): deleting them between rounds left ext4 skipping each recently deleted inode
+    # when allocating the next files, a server cost that grew from round to round.
     def run_ours() -> None:
         with embedded_server(ctx.fresh("srv")) as b:
             m = ours_upload(ctx, b, [folder], s.chunk, s.small_count, s.concurrency_small)
-        shutil.rmtree(b.root, ignore_errors=True)
-        ours.append(s.small_count / m.seconds)
+        # Both sides on their own clock, as in case 2: the official client's driver times
+        # its upload loop (after its imports and client set-up), the CLI its batch (after
+        # its start-up: scan, journal and uploads). Wall time is kept in the details.
+        ours.append(s.small_count / summary_seconds(m))
+        ours_wall.append(s.small_count / m.seconds)
 
     def run_sdk() -> None:
         if ctx.sdk is None:
             return
         with embedded_server(ctx.fresh("srv")) as b:
             m = sdk_upload(ctx.sdk, b, s.chunk, [folder])
-        shutil.rmtree(b.root, ignore_errors=True)
         theirs.append(s.small_count / float(m.json_lines()[-1]["seconds"]))
 
     interleave(ctx.rounds, [run_ours, run_sdk])
@@ -481,7 +487,7 @@ def case_small(ctx: Context) -> list[Row]:
             o / t,
             ">= 5",
             verdict(o / t >= 5),
-            {"ours": ours, "sdk": theirs},
+            {"ours": ours, "ours_wall": ours_wall, "sdk": theirs},
         )
     ]
 
@@ -683,7 +689,8 @@ def case_backend(ctx: Context) -> list[Row]:
                 server = embedded_server if kind == "embedded" else drf_server
                 with server(ctx.fresh(kind)) as b:
                     m = ours_upload(ctx, b, paths, s.chunk, count, conc)
-                shutil.rmtree(b.root, ignore_errors=True)
+                if count == 1:  # many small files stay until the end: see case 4
+                    shutil.rmtree(b.root, ignore_errors=True)
                 amount = nbytes if count == 1 else count
                 # The same client on both sides: its own clock leaves out the start-up both
                 # pay alike, so the ratio is the backends'.
