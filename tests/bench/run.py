@@ -88,11 +88,13 @@ def run_suite(
         "case 3 (peak RSS): one run per configuration, the worst value.",
         "All files cached (read once before timing; nothing dropped from the page cache).",
         "ours = wall time of the whole `synapse-tui` command (interpreter start-up included), "
-        "except 2a and 7, which use the CLI's own summary clock (its batch, start-up and "
+        "except 2a, 4 and 7, which use the CLI's own summary clock (its batch, start-up and "
         "imports excluded) like the other side: synapse-sdk = the time of its upload calls in "
         "one process (import excluded); 7 = the same client against two backends. "
         "Whole-command rates are kept in last.json.",
-        "Each upload side gets a fresh server process, storage root and state dir.",
+        "Each upload side gets a fresh server process, storage root and state dir; the "
+        "roots of many small files are deleted only at the end (deleting thousands of "
+        "files between rounds slows ext4's next allocations).",
     ]
     if needs_sdk:
         if sdk:
