@@ -46,6 +46,10 @@ T = TypeVar("T")
 
 # Files up to this size (and up to one chunk) go in one request, read whole into memory.
 WHOLE_FILE_LIMIT = 1 << 20
+# A file this small is read and hashed on the engine's loop: ~50 us of work, less than the
+# hand-off to a worker thread and back costs (measured: ~10% more files/s with 20 KiB files).
+# The engine has a loop of its own (never the dashboard's), and the open() is inline already.
+INLINE_READ_LIMIT = 64 << 10
 # Retry lines say how long the job has been failing once it is this many seconds.
 FAILING_NOTE_AFTER = 10.0
 
@@ -556,9 +560,12 @@ class FileUpload:
             self._checkpoint()
             self._check_identity()
             hashes = HashPair()
-            data = await self.loop.run_in_executor(
-                io_executor(), read_piece, self.fd, 0, job.size, hashes
-            )
+            if job.size <= INLINE_READ_LIMIT:
+                data = read_piece(self.fd, 0, job.size, hashes)
+            else:
+                data = await self.loop.run_in_executor(
+                    io_executor(), read_piece, self.fd, 0, job.size, hashes
+                )
             if hashes.xxh.hexdigest() != job.fingerprint:
                 raise FileChangedError("changed since the pre-scan: content differs")
             md5 = job.md5 = str(hashes.md5.hexdigest())
