@@ -235,7 +235,12 @@ class ProtocolClient:
         # layer cost as much CPU per request as the transport itself (many small files).
         self._transport = transport
         self._default_timeout = self.timeouts.default().as_dict()
-        self._base_headers = {"Accept": "*/*", "User-Agent": USER_AGENT}
+        # What httpx.AsyncClient sent by default (answers in gzip or deflate are decoded).
+        self._base_headers = {
+            "Accept": "*/*",
+            "Accept-Encoding": "gzip, deflate",
+            "User-Agent": USER_AGENT,
+        }
 
     async def aclose(self) -> None:
         await self._transport.aclose()

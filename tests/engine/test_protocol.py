@@ -82,6 +82,26 @@ async def test_first_chunk_is_a_multipart_put_with_content_range_and_token() -> 
     assert info.offset == 3 and info.url == UPLOAD_URL
 
 
+async def test_requests_name_the_client_and_gzip_answers_are_decoded() -> None:
+    import gzip
+
+    from synapse_tui.engine.protocol import USER_AGENT
+
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        packed = gzip.compress(json.dumps(answer(offset=7)).encode())
+        return httpx.Response(200, content=packed, headers={"Content-Encoding": "gzip"})
+
+    client = client_with(handler)
+    info = await client.state(UPLOAD_URL)
+    assert info.offset == 7
+    headers = seen[0].headers
+    assert headers["User-Agent"] == USER_AGENT and headers["Host"] == "backend.test:8000"
+    assert "gzip" in headers["Accept-Encoding"]
+
+
 async def test_user_token_and_tenant_headers() -> None:
     seen: list[httpx.Request] = []
 
