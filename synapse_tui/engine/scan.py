@@ -107,13 +107,21 @@ def _walk_one(
         return
     try:
         with os.scandir(path) as it:
-            entries = sorted((entry.name, entry.is_symlink()) for entry in it)
+            entries = sorted((entry.name, _maybe_link(entry)) for entry in it)
     except OSError as exc:
         yield Refused(path, f"cannot list folder: {exc.strerror or exc}")
         return
     for name, link in entries:
         child_real = None if link else os.path.join(real, name)
         yield from _walk_one(os.path.join(path, name), (*ancestors, key), child_real)
+
+
+def _maybe_link(entry: os.DirEntry[bytes]) -> bool:
+    """Whether an entry may be a symbolic link (unknown counts as yes: resolved the slow way)."""
+    try:
+        return entry.is_symlink()
+    except OSError:
+        return True
 
 
 def _hash_batch(
