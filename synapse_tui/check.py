@@ -25,6 +25,8 @@ from synapse_tui.units import format_duration, format_rate, format_size
 HASH_BYTES = 256 * 1024 * 1024
 READ_LIMIT = 1024 * 1024 * 1024
 PROBE_BYTES = 16 * 1024 * 1024
+FILE_PROBES = 16
+FILE_PROBE_BYTES = 4096
 
 
 def hash_rate(factory: Any, total: int = HASH_BYTES) -> float:
@@ -38,8 +40,9 @@ def hash_rate(factory: Any, total: int = HASH_BYTES) -> float:
     return total / (time.perf_counter() - started)
 
 
-def read_rate(path: str, limit: int = READ_LIMIT) -> tuple[float, int, int]:
-    """Read up to `limit` bytes of the files under `path`: (rate, bytes read, total bytes)."""
+def read_rate(path: str, limit: int = READ_LIMIT) -> tuple[float, int, int, int]:
+    """Read up to `limit` bytes of the files under `path`:
+    (rate, bytes read, total bytes, number of files)."""
     total = 0
     files = []
     for item in walk([os.fsencode(path)]):
@@ -59,7 +62,7 @@ def read_rate(path: str, limit: int = READ_LIMIT) -> tuple[float, int, int]:
         except OSError:
             continue
     elapsed = time.perf_counter() - started
-    return (read / elapsed if elapsed > 0 and read else 0.0), read, total
+    return (read / elapsed if elapsed > 0 and read else 0.0), read, total, len(files)
 
 
 async def upload_probe(client: ProtocolClient) -> float:
@@ -75,6 +78,41 @@ async def upload_probe(client: ProtocolClient) -> float:
     return len(data) / (time.perf_counter() - started)
 
 
+async def file_probe(client: ProtocolClient, concurrency: int) -> float:
+    """Files per second for tiny uploads, `concurrency` at once.
+
+    What many small files cost is per file, not per byte: a request and its answer, and on
+    the server a new file, an fsync and a commit. Each probe is the first chunk of an upload
+    that is never finished (like the upload probe, it expires on the server).
+    """
+    data = os.urandom(FILE_PROBE_BYTES)
+
+    async def body() -> AsyncIterator[bytes]:
+        yield data
+
+    gate = asyncio.Semaphore(max(1, concurrency))
+
+    async def one(i: int) -> None:
+        async with gate:
+            name = f"synapse-tui-check-probe-{i}.bin"
+            await client.put_chunk(None, name, body, 0, len(data), len(data) * 2)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(FILE_PROBES)))
+    return FILE_PROBES / (time.perf_counter() - started)
+
+
+def estimate(
+    path_bytes: int, path_files: int, byte_rate: float, file_rate: float | None
+) -> tuple[float, bool]:
+    """Seconds to upload `path_files` files of `path_bytes` in all, and whether the per-file
+    cost (not the byte rate) is the larger part: bytes at the slowest byte rate, plus each
+    file at the probed file rate."""
+    by_bytes = path_bytes / byte_rate
+    by_files = path_files / file_rate if file_rate else 0.0
+    return by_bytes + by_files, by_files > by_bytes
+
+
 async def run_check(settings: Settings, args: argparse.Namespace) -> int:
     out: dict[str, Any] = {"event": "check", "host": settings.host}
     lines: list[str] = []
@@ -87,8 +125,8 @@ async def run_check(settings: Settings, args: argparse.Namespace) -> int:
     lines.append(f"xxh3 (one core)    {format_rate(xxh)}")
     limits = {"md5": md5}
     if args.path:
-        rate, read, total = await loop.run_in_executor(io_executor(), read_rate, args.path)
-        out.update(disk_rate=round(rate), path_bytes=total)
+        rate, read, total, count = await loop.run_in_executor(io_executor(), read_rate, args.path)
+        out.update(disk_rate=round(rate), path_bytes=total, path_files=count)
         lines.append(f"disk read          {format_rate(rate)} ({format_size(read)} read)")
         if rate:
             limits["disk"] = rate
@@ -106,6 +144,13 @@ async def run_check(settings: Settings, args: argparse.Namespace) -> int:
             out["upload_rate"] = round(upload)
             limits["upload"] = upload
             lines.append(f"upload (1 stream)  {format_rate(upload)} (a 16 MiB probe)")
+            files_rate = await file_probe(client, settings.concurrency)
+            out["files_rate"] = round(files_rate, 1)
+            label = f"files (-j {settings.concurrency})"
+            lines.append(
+                f"{label:<19}{files_rate:,.0f} files/s ({FILE_PROBES} probe uploads of "
+                f"{format_size(FILE_PROBE_BYTES)})"
+            )
         except SynapseError as exc:
             ok = False
             out["auth"] = str(exc)
@@ -113,15 +158,27 @@ async def run_check(settings: Settings, args: argparse.Namespace) -> int:
         finally:
             await client.aclose()
     slowest = min(limits, key=lambda k: limits[k])
-    out["limited_by"] = slowest
-    lines.append(f"limited by         {slowest} ({format_rate(limits[slowest])})")
+    limit_line = f"{slowest} ({format_rate(limits[slowest])})"
     if args.path and "path_bytes" in out:
-        estimate = out["path_bytes"] / limits[slowest]
-        out["estimate_seconds"] = round(estimate, 1)
-        lines.append(
-            f"estimate           {format_size(out['path_bytes'])} in about "
-            f"{format_duration(estimate)}"
+        files = out["path_files"]
+        seconds, per_file = estimate(
+            out["path_bytes"], files, limits[slowest], out.get("files_rate")
         )
+        if per_file:
+            slowest = "files"
+            limit_line = (
+                f"files: the cost per file, not per byte ({files:,} files at "
+                f"{out['files_rate']:,.0f} files/s; a higher -j may help)"
+            )
+        out["estimate_seconds"] = round(seconds, 1)
+        lines.append(f"limited by         {limit_line}")
+        lines.append(
+            f"estimate           {format_size(out['path_bytes'])} in {files:,} "
+            f"file{'s' if files != 1 else ''}, about {format_duration(seconds)}"
+        )
+    else:
+        lines.append(f"limited by         {limit_line}")
+    out["limited_by"] = slowest
     if args.json:
         sys.stdout.write(json.dumps(out) + "\n")
     else:

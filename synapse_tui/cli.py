@@ -105,6 +105,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
     ck = sub.add_parser("check", help="pre-flight: auth, limits, disk, hash and upload rates")
     ck.add_argument("path", nargs="?", help="estimate the upload time of this path")
+    ck.add_argument(
+        "--concurrency", "-j", type=int, help="files at once for the per-file probe (default 4)"
+    )
     ck.add_argument("--json", action="store_true")
     _common(ck)
 

@@ -315,3 +315,51 @@ def test_scan_reports_duplicates_and_what_this_backend_already_has(
     )
     [result] = of("scan", events(alone.stdout))
     assert len(result["duplicates"]) == 1 and result["already_uploaded"] == []
+
+
+def _check(backend: Backend, path: Path, state: Path, token: str | None = None) -> Any:
+    r = cli(["check", str(path), "--json", "-j", "4"], backend.url, token or backend.token, state)
+    return r, (json.loads(r.stdout) if r.stdout.strip() else None)
+
+
+def _estimate_of(out: dict[str, Any]) -> float:
+    byte_rate = min(out["md5_rate"], out["disk_rate"], out["upload_rate"])
+    return float(out["path_bytes"] / byte_rate + out["path_files"] / out["files_rate"])
+
+
+def test_check_names_the_per_file_cost_for_many_small_files(
+    backend: Backend, tmp_path: Path
+) -> None:
+    data = tmp_path / "many"
+    data.mkdir()
+    for i in range(40):
+        (data / f"f{i:02}").write_bytes(os.urandom(100))
+    r, out = _check(backend, data, tmp_path / "state")
+    assert r.returncode == 0, r.stderr
+    assert out["auth"] == "ok" and (out["path_files"], out["path_bytes"]) == (40, 4000)
+    assert out["files_rate"] > 0 and out["upload_rate"] > 0
+    assert out["limited_by"] == "files"
+    assert out["estimate_seconds"] == pytest.approx(_estimate_of(out), abs=0.06)
+
+
+def test_check_of_one_large_file_is_limited_by_a_byte_rate(
+    backend: Backend, tmp_path: Path
+) -> None:
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(16 * MIB))
+    r, out = _check(backend, big, tmp_path / "state")
+    assert r.returncode == 0, r.stderr
+    assert out["path_files"] == 1 and out["limited_by"] in ("md5", "disk", "upload")
+    assert out["estimate_seconds"] == pytest.approx(_estimate_of(out), abs=0.06)
+    plain = cli(["check", str(big)], backend.url, backend.token, tmp_path / "state")
+    assert "estimate           16.0 MiB in 1 file, about" in plain.stdout
+
+
+def test_check_with_a_refused_token_says_so_and_sends_no_probe(
+    backend: Backend, tmp_path: Path
+) -> None:
+    r, out = _check(backend, tmp_path, tmp_path / "state", token="n0t-the-t0ken")
+    assert r.returncode == 2
+    assert "401" in out["auth"] or "403" in out["auth"]
+    assert "upload_rate" not in out and "files_rate" not in out
+    assert "n0t-the-t0ken" not in r.stdout + r.stderr
