@@ -373,3 +373,31 @@ def test_unknown_routes_and_methods(embedded_server: EmbeddedServer, client: htt
     assert (r.status_code, r.json()) == (404, {"detail": "Not found."})
     r = client.delete(srv.url + "/chunked_upload/", headers=auth(srv.token))
     assert (r.status_code, r.json()) == (405, {"detail": 'Method "DELETE" not allowed.'})
+
+
+def test_unexpected_errors_answer_500_json_on_every_route(
+    embedded_server: EmbeddedServer, client: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # PUT/POST of chunked_upload/ skip Starlette's stack (app._App); GET goes through it.
+    # Both answer the unexpected the same way (here: after the body was read), and the
+    # server stays up.
+    from synapse_tui.server import chunked
+
+    srv = embedded_server
+    body = first_chunk(client, srv)
+
+    def broken(*_args: object) -> dict[str, object]:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(chunked, "render", broken)
+    # uvicorn closes a connection after an application error: one client per request.
+    with httpx.Client() as c1, httpx.Client() as c2, httpx.Client() as c3:
+        answers = [
+            put(c1, srv.url + "/chunked_upload/", DATA[:10], token=srv.token, total=10),
+            put(c2, body["url"], DATA[4096:4100], token=srv.token, start=4096, total=len(DATA)),
+            c3.get(body["url"], headers=auth(srv.token)),
+        ]
+    for r in answers:
+        assert (r.status_code, r.json()) == (500, {"detail": "A server error occurred."})
+    monkeypatch.undo()
+    assert state(client, srv, body["id"])["offset"] == 4100
