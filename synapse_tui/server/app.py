@@ -36,16 +36,18 @@ def _endpoint(backend: Backend, handler: Handler, *params: str) -> Callable[[Req
     return endpoint
 
 
-def _by_method(backend: Backend, has_id: bool) -> Callable[[Request], Any]:
-    handlers: dict[str, Handler] = {
-        "GET": chunked.get,
-        "PUT": chunked.put_chunk,
-        "POST": chunked.post,
-    }
+# The `chunked_upload/` endpoints by method: routed by Starlette, PUT and POST also by _App.
+_UPLOAD_HANDLERS: dict[str, Handler] = {
+    "GET": chunked.get,
+    "PUT": chunked.put_chunk,
+    "POST": chunked.post,
+}
 
+
+def _by_method(backend: Backend, has_id: bool) -> Callable[[Request], Any]:
     async def endpoint(request: Request) -> Response:
         upload_id = request.path_params["upload_id"] if has_id else None
-        handler = handlers[request.method]
+        handler = _UPLOAD_HANDLERS[request.method]
         return await chunked.guarded(handler(backend, request, upload_id))
 
     return endpoint
@@ -109,7 +111,7 @@ class _App(Starlette):
         self._backend = backend
         self._collection = f"{prefix}/chunked_upload/"
         self._item = re.compile(re.escape(self._collection) + "([^/]+)/")
-        self._handlers: dict[str, Handler] = {"PUT": chunked.put_chunk, "POST": chunked.post}
+        self._handlers = {m: _UPLOAD_HANDLERS[m] for m in ("PUT", "POST")}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         handler = self._handlers.get(scope.get("method", "")) if scope["type"] == "http" else None
