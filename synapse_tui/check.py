@@ -159,6 +159,7 @@ async def run_check(settings: Settings, args: argparse.Namespace) -> int:
             await client.aclose()
     slowest = min(limits, key=lambda k: limits[k])
     limit_line = f"{slowest} ({format_rate(limits[slowest])})"
+    estimate_line = None
     if args.path and "path_bytes" in out:
         files = out["path_files"]
         seconds, per_file = estimate(
@@ -171,14 +172,14 @@ async def run_check(settings: Settings, args: argparse.Namespace) -> int:
                 f"{out['files_rate']:,.0f} files/s; a higher -j may help)"
             )
         out["estimate_seconds"] = round(seconds, 1)
-        lines.append(f"limited by         {limit_line}")
-        lines.append(
+        estimate_line = (
             f"estimate           {format_size(out['path_bytes'])} in {files:,} "
             f"file{'s' if files != 1 else ''}, about {format_duration(seconds)}"
         )
-    else:
-        lines.append(f"limited by         {limit_line}")
     out["limited_by"] = slowest
+    lines.append(f"limited by         {limit_line}")
+    if estimate_line:
+        lines.append(estimate_line)
     if args.json:
         sys.stdout.write(json.dumps(out) + "\n")
     else:
