@@ -269,6 +269,7 @@ def run_transfer(settings: Settings, args: argparse.Namespace) -> int:
                 work.cancel()
                 await manager.close("interrupted")
                 left = len(manager.journal.unfinished(settings.host))
+                reporter.flush()
                 sys.stderr.write(
                     f"\ninterrupted: {left} unfinished file(s) saved; "
                     "run `synapse-tui resume` to finish them\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import time
@@ -22,6 +23,11 @@ from synapse_tui.engine.events import (
     UnitRegistered,
 )
 from synapse_tui.units import format_duration, format_rate, format_size
+
+# Lines for a pipe or a file are flushed within this many seconds, several at a time: a
+# batch of small files prints two JSON lines a file, and a flush per line cost a system
+# call and a wake-up of the reading process per line. A terminal gets every line at once.
+FLUSH_DELAY = 0.1
 
 
 @dataclass
@@ -68,6 +74,9 @@ class Reporter:
         self.secrets = secrets
         self.verbose = verbose
         self.summary = Summary()
+        self._unflushed: set[TextIO] = set()
+        self._flush_timer: asyncio.TimerHandle | None = None
+        self._ttys: dict[int, bool] = {}
 
     def clean(self, text: str) -> str:
         return redact(text, self.secrets)
@@ -94,11 +103,43 @@ class Reporter:
         raise NotImplementedError
 
     def error_line(self, text: str) -> None:
+        self.flush()  # what came before it on stdout first
         self.err.write(self.clean(text) + "\n")
         self.err.flush()
 
+    def _is_tty(self, stream: TextIO) -> bool:
+        known = self._ttys.get(id(stream))
+        if known is None:
+            try:
+                known = stream.isatty()
+            except (AttributeError, ValueError):
+                known = False
+            self._ttys[id(stream)] = known
+        return known
+
+    def flush_soon(self, stream: TextIO) -> None:
+        """Flush `stream` now on a terminal (or with no event loop), else within FLUSH_DELAY."""
+        if self._is_tty(stream):
+            stream.flush()
+            return
+        self._unflushed.add(stream)
+        if self._flush_timer is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self.flush()
+                return
+            self._flush_timer = loop.call_later(FLUSH_DELAY, self.flush)
+
+    def flush(self) -> None:
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        while self._unflushed:
+            self._unflushed.pop().flush()
+
     def finish(self) -> None:
-        pass
+        self.flush()
 
 
 class JsonReporter(Reporter):
@@ -106,7 +147,7 @@ class JsonReporter(Reporter):
 
     def emit(self, obj: dict[str, Any]) -> None:
         self.out.write(self.clean(json.dumps(obj, ensure_ascii=False)) + "\n")
-        self.out.flush()
+        self.flush_soon(self.out)
 
     def show(self, event: Event) -> None:
         if isinstance(event, JobDone):
@@ -183,6 +224,7 @@ class JsonReporter(Reporter):
 
     def finish(self) -> None:
         self.emit(self.summary.as_dict())
+        self.flush()
 
 
 class TextReporter(Reporter):
@@ -201,8 +243,10 @@ class TextReporter(Reporter):
         stream.write(self.clean(text) + "\n")
         if self.live and self._status:
             self.out.write(self._status)
-        stream.flush()
-        self.out.flush()
+        if stream is not self.out:
+            self.flush()  # stdout's earlier lines before this one
+            stream.flush()
+        self.flush_soon(self.out)
 
     def show(self, event: Event) -> None:
         if isinstance(event, JobDone):
@@ -256,7 +300,7 @@ class TextReporter(Reporter):
         if now - self._last_line >= self.interval:
             self._last_line = now
             self.out.write(time.strftime("%H:%M:%S ") + line + "\n")
-            self.out.flush()
+            self.flush_soon(self.out)
 
     def finish(self) -> None:
         if self.live and self._status:
@@ -269,7 +313,8 @@ class TextReporter(Reporter):
             + (f", {d['resumable']} left resumable" if d["resumable"] else "")
             + "\n"
         )
-        self.out.flush()
+        self.flush_soon(self.out)
+        super().finish()
 
 
 def make_reporter(json_mode: bool, secrets: list[str], verbose: bool = False) -> Reporter:
