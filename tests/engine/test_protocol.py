@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 import httpx
 import pytest
 
+from synapse_tui.engine import protocol
 from synapse_tui.engine.errors import (
     AlreadyComplete,
     AuthError,
@@ -210,6 +211,28 @@ async def test_server_url_outside_the_origin_is_refused_before_sending(url: str)
     with pytest.raises(OriginError):
         await client.state(url)
     assert all(r.url.host == "backend.test" and r.url.port == 8000 for r in sent)
+
+
+async def test_parsed_urls_are_kept_only_once_their_origin_passed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sent: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(str(request.url))
+        return httpx.Response(200, json=answer())
+
+    client = client_with(handler)
+    monkeypatch.setattr(protocol, "MAX_KNOWN_URLS", 4)
+    for _ in range(3):
+        await client.state(UPLOAD_URL)
+        with pytest.raises(OriginError):  # refused every time, never kept
+            await client.state("http://evil.test:8000/api/chunked_upload/0b6e/")
+    assert sent == [UPLOAD_URL] * 3
+    for n in range(10):
+        await client.state(f"{UPLOAD_URL}?n={n}")
+    assert len(client._urls) <= 4  # bounded
+    assert sent[-1] == f"{UPLOAD_URL}?n=9"
 
 
 async def test_https_to_http_downgrade_is_refused() -> None:
