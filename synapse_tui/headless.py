@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from synapse_tui.config import redact
 from synapse_tui.engine.events import (
@@ -28,6 +29,45 @@ from synapse_tui.units import format_duration, format_rate, format_size
 # batch of small files prints two JSON lines a file, and a flush per line cost a system
 # call and a wake-up of the reading process per line. A terminal gets every line at once.
 FLUSH_DELAY = 0.1
+
+
+class PipeGuard:
+    """A stream whose reader may go away (`upload --json | head -1`): after a broken pipe
+    its output is dropped, quietly, and the batch goes on (the journal keeps the record)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.broken = False
+
+    def write(self, text: str) -> int:
+        if not self.broken:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._broke()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.broken:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._broke()
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+    def _broke(self) -> None:
+        self.broken = True
+        # What is still buffered would fail again when the interpreter flushes at exit.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(devnull, self._stream.fileno())
+            finally:
+                os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass
 
 
 @dataclass
@@ -69,8 +109,8 @@ class Reporter:
     """Turns engine events into output. Subclasses choose the form."""
 
     def __init__(self, out: TextIO, err: TextIO, secrets: list[str], verbose: bool = False):
-        self.out = out
-        self.err = err
+        self.out = cast(TextIO, PipeGuard(out))
+        self.err = cast(TextIO, PipeGuard(err))
         self.secrets = secrets
         self.verbose = verbose
         self.summary = Summary()

@@ -91,3 +91,27 @@ async def test_an_error_line_comes_after_the_lines_before_it() -> None:
         assert names.index("err") > names.index("out"), seen
         assert any("b.bin" in text for name, text in seen[: names.index("err")] if name == "out")
         reporter.finish()
+
+
+class ClosedPipe(Sink):
+    """A pipe whose reader went away after the first flush."""
+
+    def flush(self) -> None:
+        if self.flushes:
+            raise BrokenPipeError(32, "Broken pipe")
+        super().flush()
+
+
+async def test_a_reader_that_went_away_does_not_stop_the_batch() -> None:
+    seen: list[tuple[str, str]] = []
+    out = ClosedPipe("out", seen)
+    reporter = JsonReporter(out, Sink("err", seen), [])  # type: ignore[arg-type]
+    reporter(JobQueued(1, "a.bin", 1))
+    reporter.flush()
+    for event in events(20):
+        reporter(event)  # no exception reaches the engine
+    reporter(JobFailed(3, "c.bin", "boom"))  # flushes stdout first: that write fails too
+    reporter.finish()
+    assert len(lines(seen)) == 1  # what was read before the reader left
+    assert reporter.summary.uploaded == 20  # the batch was counted all the same
+    assert [text for name, text in seen if name == "err"] == ["error: c.bin: boom\n"]
