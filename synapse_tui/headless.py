@@ -38,6 +38,10 @@ class PipeGuard:
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
         self.broken = False
+        try:
+            self.tty = stream.isatty()
+        except (AttributeError, ValueError):
+            self.tty = False
 
     def write(self, text: str) -> int:
         if not self.broken:
@@ -55,7 +59,7 @@ class PipeGuard:
                 self._broke()
 
     def isatty(self) -> bool:
-        return self._stream.isatty()
+        return self.tty
 
     def _broke(self) -> None:
         self.broken = True
@@ -116,7 +120,6 @@ class Reporter:
         self.summary = Summary()
         self._unflushed: set[TextIO] = set()
         self._flush_timer: asyncio.TimerHandle | None = None
-        self._ttys: dict[int, bool] = {}
 
     def clean(self, text: str) -> str:
         return redact(text, self.secrets)
@@ -147,19 +150,9 @@ class Reporter:
         self.err.write(self.clean(text) + "\n")
         self.err.flush()
 
-    def _is_tty(self, stream: TextIO) -> bool:
-        known = self._ttys.get(id(stream))
-        if known is None:
-            try:
-                known = stream.isatty()
-            except (AttributeError, ValueError):
-                known = False
-            self._ttys[id(stream)] = known
-        return known
-
     def flush_soon(self, stream: TextIO) -> None:
         """Flush `stream` now on a terminal (or with no event loop), else within FLUSH_DELAY."""
-        if self._is_tty(stream):
+        if stream.isatty():  # a PipeGuard's answer, asked once
             stream.flush()
             return
         self._unflushed.add(stream)
