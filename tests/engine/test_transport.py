@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import httpx
 import pytest
 
-from synapse_tui.engine.transport import LeanTransport
+from synapse_tui.engine.transport import LeanTransport, _Connection
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -276,3 +276,50 @@ async def test_an_answer_before_the_whole_body_is_what_the_caller_gets() -> None
     async with Server(handler) as url, httpx.AsyncClient(transport=LeanTransport()) as client:
         response = await client.put(url + "/chunked_upload/", content=body)
     assert response.status_code == 413 and response.json() == {"detail": "too big"}
+
+
+class CountingWrites(LeanTransport):
+    """Records the size of each write the transport makes on its connections."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[int] = []
+
+    async def _connect(
+        self, request: httpx.Request, key: tuple[str, str, int], timeout: float | None
+    ) -> _Connection:
+        conn = await super()._connect(request, key, timeout)
+        write = conn.writer.write
+
+        def counted(data: bytes | bytearray | memoryview) -> None:
+            if data:
+                self.writes.append(len(data))
+            write(data)
+
+        conn.writer.write = counted  # type: ignore[method-assign]
+        return conn
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+async def test_small_pieces_of_a_request_go_out_in_one_write(chunked: bool) -> None:
+    parts = [b"preamble-", b"x" * 20_000, b"-epilogue"]
+    big = [b"a" * 10, b"b" * 200_000, b"c" * 300_000, b"d" * 10]
+
+    def body(pieces: list[bytes]) -> AsyncIterator[bytes]:
+        async def gen() -> AsyncIterator[bytes]:
+            for piece in pieces:
+                yield piece
+
+        return gen()
+
+    transport = CountingWrites()
+    server = Server(echo_forever())
+    async with server as url, httpx.AsyncClient(transport=transport) as client:
+        for pieces in (parts, big):
+            headers = {} if chunked else {"Content-Length": str(sum(map(len, pieces)))}
+            response = await client.post(url + "/u", content=body(pieces), headers=headers)
+            assert response.content == b"POST /u HTTP/1.1|" + b"".join(pieces)
+            if pieces is parts:
+                assert len(transport.writes) == 1  # head, three pieces (and framing) at once
+    # The large pieces are written as they come, not copied into one buffer.
+    assert max(transport.writes[1:]) >= 300_000 and len(transport.writes) >= 4
