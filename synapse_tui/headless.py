@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import json
 import os
 import sys
@@ -33,7 +35,14 @@ FLUSH_DELAY = 0.1
 
 class PipeGuard:
     """A stream whose reader may go away (`upload --json | head -1`): after a broken pipe
-    its output is dropped, quietly, and the batch goes on (the journal keeps the record)."""
+    its output is dropped, quietly, and the batch goes on (the journal keeps the record).
+
+    For a pipe or a file it also keeps what is written until `flush()`: the stream's own
+    buffer is no help under PYTHONUNBUFFERED=1 (common in containers), where every line
+    became a system call of its own. Past BUFFER_LIMIT it writes without waiting.
+    """
+
+    BUFFER_LIMIT = 1 << 16
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
@@ -42,21 +51,49 @@ class PipeGuard:
             self.tty = stream.isatty()
         except (AttributeError, ValueError):
             self.tty = False
+        self._pending: list[str] = []
+        self._pending_size = 0
+        if not self.tty:
+            atexit.register(self._flush_at_exit)
 
     def write(self, text: str) -> int:
-        if not self.broken:
-            try:
-                return self._stream.write(text)
-            except BrokenPipeError:
-                self._broke()
+        if self.broken:
+            return len(text)
+        if not self.tty:
+            self._pending.append(text)
+            self._pending_size += len(text)
+            if self._pending_size >= self.BUFFER_LIMIT:
+                self._write_pending()
+            return len(text)
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._broke()
         return len(text)
 
+    def _write_pending(self) -> None:
+        text = "".join(self._pending)
+        self._pending.clear()
+        self._pending_size = 0
+        if text and not self.broken:
+            try:
+                self._stream.write(text)
+            except BrokenPipeError:
+                self._broke()
+
     def flush(self) -> None:
+        self._write_pending()
         if not self.broken:
             try:
                 self._stream.flush()
             except BrokenPipeError:
                 self._broke()
+
+    def _flush_at_exit(self) -> None:
+        """Lines still kept when the interpreter exits (an unexpected error) go out too."""
+        if self._pending:
+            with contextlib.suppress(OSError, ValueError):  # closed, or gone
+                self.flush()
 
     def isatty(self) -> bool:
         return self.tty

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 from synapse_tui.engine.events import JobDone, JobFailed, JobQueued
 from synapse_tui.headless import FLUSH_DELAY, JsonReporter, TextReporter
@@ -115,3 +119,47 @@ async def test_a_reader_that_went_away_does_not_stop_the_batch() -> None:
     assert len(lines(seen)) == 1  # what was read before the reader left
     assert reporter.summary.uploaded == 20  # the batch was counted all the same
     assert [text for name, text in seen if name == "err"] == ["error: c.bin: boom\n"]
+
+
+class Unbuffered(Sink):
+    """A stream without a buffer of its own (PYTHONUNBUFFERED=1): each write reaches the
+    reader as it is made."""
+
+    def write(self, text: str) -> int:
+        self.seen.append((self.name, text))
+        return len(text)
+
+
+async def test_lines_wait_together_even_when_the_stream_has_no_buffer() -> None:
+    seen: list[tuple[str, str]] = []
+    reporter = JsonReporter(Unbuffered("out", seen), Sink("err", seen), [])  # type: ignore[arg-type]
+    for event in events(50):
+        reporter(event)
+    assert seen == []
+    reporter.flush()
+    assert len(seen) == 1 and len(lines(seen)) == 100  # one write for the hundred lines
+    many = events(2000)  # far past the guard's limit: written on the way, never held
+    for event in many:
+        reporter(event)
+    held = sum(len(text) for _, text in seen[1:])
+    assert len(seen) > 2 and held > 0
+    reporter.finish()
+    assert len(lines(seen)) == 100 + len(many) + 1  # the summary last
+
+
+def test_lines_still_kept_at_exit_are_written(tmp_path: Path) -> None:
+    script = (
+        "import asyncio\n"
+        "from synapse_tui.engine.events import JobQueued\n"
+        "from synapse_tui.headless import make_reporter\n"
+        "async def main():\n"
+        "    make_reporter(True, [])(JobQueued(1, 'kept.bin', 1))\n"
+        "    raise SystemExit(3)\n"
+        "asyncio.run(main())\n"
+    )
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert done.returncode == 3
+    assert '"path": "kept.bin"' in done.stdout and done.stderr == ""
