@@ -3,6 +3,11 @@
 Survives `kill -9` at any point: WAL mode, one transaction per change, and the server's
 offset is always re-read before resuming, so a stale journal offset costs at most a chunk.
 Never stores credentials. Files are 0600 in a 0700 folder.
+
+A write may be *lazy* (`complete(..., lazy=True)`): it joins a transaction that commits at
+the end of the event loop's current turn, or earlier with the next ordinary write, so many
+small files cost one commit each instead of two. Only writes the engine can lose to a crash
+are lazy: a completion the server holds is found again on resume (see `FileUpload`).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import os
 import sqlite3
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -196,8 +201,25 @@ class Journal:
         self._held: dict[int, int] = {}  # job id -> its lock file's fd (-1: a byte of jobs.lock)
         self._lock_fd = -1
         self._use_ofd = _OFD_SETLK is not None
+        self._schedule: Callable[[Callable[[], None]], object] | None = None
+        self._lazy_open = False  # a transaction of lazy writes waits for flush()
+        self._batches = 0
+
+    def defer_commits(self, schedule: Callable[[Callable[[], None]], object] | None) -> None:
+        """Let lazy writes wait for `schedule(flush)` (the loop's `call_soon`); None: commit
+        each write at once again (after committing what waits)."""
+        if schedule is None:
+            self.flush()
+        self._schedule = schedule
+
+    def flush(self) -> None:
+        """Commit the lazy writes that wait, if any."""
+        if self._lazy_open:
+            self._db.execute("COMMIT")
+            self._lazy_open = False
 
     def close(self) -> None:
+        self.flush()
         for job_id in list(self._held):
             self.unlock(job_id)
         if self._lock_fd >= 0:
@@ -206,8 +228,12 @@ class Journal:
         self._db.close()
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        if self._db.in_transaction:  # inside batch(): a savepoint keeps this write atomic
+    def _tx(self, lazy: bool = False) -> Iterator[sqlite3.Connection]:
+        if not self._db.in_transaction and lazy and self._schedule is not None:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._lazy_open = True
+            self._schedule(self.flush)
+        if self._db.in_transaction:  # batch() or lazy writes: a savepoint keeps this atomic
             self._db.execute("SAVEPOINT one_write")
             try:
                 yield self._db
@@ -216,6 +242,8 @@ class Journal:
                 self._db.execute("RELEASE one_write")
                 raise
             self._db.execute("RELEASE one_write")
+            if not lazy and not self._batches:
+                self.flush()  # an ordinary write is committed when it returns
             return
         self._db.execute("BEGIN IMMEDIATE")
         try:
@@ -233,14 +261,18 @@ class Journal:
         block ends with an exception: the engine may already act on those rows. Keep the
         block free of awaits, or other writers of this process would join the batch.
         """
-        if self._db.in_transaction:
-            yield
-            return
-        self._db.execute("BEGIN IMMEDIATE")
+        self._batches += 1
         try:
-            yield
+            if self._db.in_transaction:
+                yield  # inside a batch, or joining the lazy writes (committed with them)
+                return
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            finally:
+                self._db.execute("COMMIT")
         finally:
-            self._db.execute("COMMIT")
+            self._batches -= 1
 
     # -- jobs -------------------------------------------------------------------------------
 
@@ -389,10 +421,13 @@ class Journal:
         result: Any,
         state: JobState = JobState.DONE,
         extra: dict[str, Any] | None = None,
+        *,
+        lazy: bool = False,
     ) -> None:
-        """Mark a job uploaded and add it to the ledger, in one transaction."""
+        """Mark a job uploaded and add it to the ledger, in one transaction (`lazy`: see the
+        module's docstring)."""
         now = time.time()
-        with self._tx() as db:
+        with self._tx(lazy) as db:
             db.execute(
                 "UPDATE jobs SET state = ?, md5 = ?, upload_id = ?, offset = size,"
                 " resumed_from = ?, result = ?, extra = ?, creating_since = NULL, updated_at = ?"

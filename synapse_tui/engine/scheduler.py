@@ -122,6 +122,7 @@ class UploadManager:
 
     def start(self) -> None:
         if self._dispatcher is None:
+            self.journal.defer_commits(asyncio.get_running_loop().call_soon)
             self._dispatcher = asyncio.create_task(self._dispatch_loop(), name="dispatcher")
             self._ticker = asyncio.create_task(self._tick_loop(), name="ticker")
 
@@ -141,6 +142,7 @@ class UploadManager:
             if not job.state.terminal and job.state != JobState.PAUSED and job.state.active:
                 self.set_state(job, JobState.PAUSED, message)
         self._emit_totals()
+        self.journal.defer_commits(None)
         with contextlib.suppress(Exception):
             await self.client.aclose()
 
@@ -189,7 +191,13 @@ class UploadManager:
         state = JobState.REGISTERING if job.extra.get("collection") is not None else JobState.DONE
         if state == JobState.REGISTERING:
             job.extra["uploaded"] = True
-        self.journal.complete(key, md5, info.id, job.resumed_from, info.raw, state, job.extra)
+        # A plain upload's note may wait for the loop's turn to end (one commit for several
+        # files): lost to a crash, resume finds the upload complete on the server. A job
+        # that goes on to register has its note committed before anything else is sent.
+        lazy = state == JobState.DONE
+        self.journal.complete(
+            key, md5, info.id, job.resumed_from, info.raw, state, job.extra, lazy=lazy
+        )
         job.state = state
         self.emit(JobStateChanged(job.id, state))
         self.emit(JobDone(job.id, job.display, job.size, md5, info.id, job.resumed_from))

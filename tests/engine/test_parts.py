@@ -157,6 +157,38 @@ def test_journal_batch_is_one_commit_and_keeps_each_write_atomic(tmp_path: Path)
     assert other.get(kept[0]).offset == 0
 
 
+async def test_journal_lazy_writes_commit_with_the_next_write_or_at_the_end_of_the_turn(
+    tmp_path: Path,
+) -> None:
+    journal = Journal(tmp_path)
+    other = Journal(tmp_path)  # another connection: sees only what is committed
+    ident = Identity(10, 1, 2, 3)
+    a, b, c = (journal.add_job(p, ident, f"f{p!r}", "http://h", 5) for p in (b"/a", b"/b", b"/c"))
+
+    def state(job_id: int) -> str:
+        return other.get(job_id).state.value
+
+    journal.complete(a, "m" * 32, "u1", 0, {}, lazy=True)  # no loop: committed at once
+    assert state(a.id) == "done"
+    journal.defer_commits(asyncio.get_running_loop().call_soon)
+    journal.complete(b, "m" * 32, "u2", 0, {}, lazy=True)
+    assert journal.get(b.id).state.value == "done"  # this connection sees it
+    assert state(b.id) == "queued" and other.uploaded("http://h", b.fingerprint, 10) is None
+    journal.update(c.id, creating_since=1.0)  # an ordinary write commits both at once
+    assert state(b.id) == "done" and other.get(c.id).creating_since == 1.0
+    assert other.uploaded("http://h", b.fingerprint, 10) is not None
+
+    journal.complete(c, "m" * 32, "u3", 0, {}, lazy=True)
+    assert state(c.id) == "queued"
+    await asyncio.sleep(0)  # the loop's turn ends: the waiting write is committed
+    assert state(c.id) == "done"
+
+    d = journal.add_job(b"/d", ident, "fd", "http://h", 5)
+    journal.complete(d, "m" * 32, "u4", 0, {}, lazy=True)
+    journal.close()  # closing commits what waits
+    assert state(d.id) == "done"
+
+
 def test_job_lock_is_held_against_another_process(tmp_path: Path) -> None:
     journal = Journal(tmp_path)
     assert journal.try_lock(7)
