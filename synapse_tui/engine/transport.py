@@ -35,6 +35,7 @@ _HEAD_LIMIT = 64 << 10  # status line + headers of one response
 # whole read timeout before failing.
 KEEPALIVE_EXPIRY = 5.0
 _READ_PIECE = 1 << 20
+_READ_SIZE = 64 << 10  # a socket read: below glibc's mmap threshold
 COALESCE_LIMIT = 64 << 10  # request pieces up to this much in total go out in one write
 _NO_BODY_STATUS = frozenset({204, 304})
 _Head = tuple[int, bytes, list[tuple[bytes, bytes]], bool]
@@ -137,6 +138,9 @@ class LeanTransport(httpx.AsyncBaseTransport):
             raise httpx.ConnectTimeout("timed out while connecting", request=request) from None
         except OSError as exc:  # ssl.SSLError included: the engine tells refusals apart
             raise httpx.ConnectError(str(exc) or type(exc).__name__, request=request) from exc
+        if isinstance(getattr(sock_transport, "max_size", None), int):
+            # Answers are small: asyncio's 256 KiB read is an mmap and a munmap per recv.
+            sock_transport.max_size = _READ_SIZE  # type: ignore[attr-defined]
         writer = asyncio.StreamWriter(sock_transport, protocol, reader, loop)
         return _Connection(reader, writer)
 

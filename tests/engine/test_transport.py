@@ -284,11 +284,13 @@ class CountingWrites(LeanTransport):
     def __init__(self) -> None:
         super().__init__()
         self.writes: list[int] = []
+        self.read_sizes: list[int] = []
 
     async def _connect(
         self, request: httpx.Request, key: tuple[str, str, int], timeout: float | None
     ) -> _Connection:
         conn = await super()._connect(request, key, timeout)
+        self.read_sizes.append(conn.writer.transport.max_size)  # type: ignore[attr-defined]
         write = conn.writer.write
 
         def counted(data: bytes | bytearray | memoryview) -> None:
@@ -323,3 +325,5 @@ async def test_small_pieces_of_a_request_go_out_in_one_write(chunked: bool) -> N
                 assert len(transport.writes) == 1  # head, three pieces (and framing) at once
     # The large pieces are written as they come, not copied into one buffer.
     assert max(transport.writes[1:]) >= 300_000 and len(transport.writes) >= 4
+    # Answers are read 64 KiB at a time (asyncio's 256 KiB is an mmap per read).
+    assert transport.read_sizes == [64 << 10]

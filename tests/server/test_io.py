@@ -163,42 +163,65 @@ def test_body_pieces_are_handed_over_as_they_came() -> None:
 
 
 async def test_lean_protocol_reads_big_and_delivers_the_body_intact() -> None:
-    """On a real socket: the transport reads 1 MiB at a time and the app gets every byte."""
+    """On a real socket: small reads for a small request, 1 MiB reads while a body streams
+    in, and the app gets every byte."""
     import uvicorn
     from uvicorn.server import ServerState
 
-    from synapse_tui.server.http_protocol import READ_SIZE, LeanHttpToolsProtocol
+    from synapse_tui.server.http_protocol import READ_SIZE, SMALL_READ, LeanHttpToolsProtocol
 
     payload = os.urandom(3 * MiB + 17)
     got = bytearray()
+    reads: list[int] = []
+
+    class Recording(LeanHttpToolsProtocol):
+        def data_received(self, data: bytes) -> None:
+            reads.append(len(data))
+            super().data_received(data)
 
     async def app(scope: dict, receive: object, send: object) -> None:  # type: ignore[type-arg]
+        got.clear()
         while True:
             message = await receive()  # type: ignore[operator]
             got.extend(message.get("body", b""))
             if not message.get("more_body"):
                 break
-        await send({"type": "http.response.start", "status": 200, "headers": []})  # type: ignore[operator]
+        start = {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-length", b"2")],
+        }
+        await send(start)  # type: ignore[operator]
         await send({"type": "http.response.body", "body": b"ok"})  # type: ignore[operator]
 
     config = uvicorn.Config(app, lifespan="off", log_level="warning")
     config.load()
     loop = asyncio.get_running_loop()
-    protocol = LeanHttpToolsProtocol(config=config, server_state=ServerState(), app_state={})
+    protocol = Recording(config=config, server_state=ServerState(), app_state={})
     ours, theirs = socket.socketpair()
     transport, _ = await loop.connect_accepted_socket(lambda: protocol, sock=ours)
     try:
-        assert transport.max_size >= READ_SIZE  # type: ignore[attr-defined]
         reader, writer = await asyncio.open_connection(sock=theirs)
-        head = f"PUT /x HTTP/1.1\r\nHost: t\r\nContent-Length: {len(payload)}\r\n\r\n"
-        writer.write(head.encode() + payload)
-        await writer.drain()
-        status = await asyncio.wait_for(reader.readline(), 30)
-        assert status.startswith(b"HTTP/1.1 200")
+
+        async def put(body: bytes) -> None:
+            head = f"PUT /x HTTP/1.1\r\nHost: t\r\nContent-Length: {len(body)}\r\n\r\n"
+            writer.write(head.encode() + body)
+            await writer.drain()
+            status = await asyncio.wait_for(reader.readline(), 30)
+            assert status.startswith(b"HTTP/1.1 200")
+            await asyncio.wait_for(reader.readuntil(b"ok"), 30)
+            assert hashlib.md5(got).hexdigest() == hashlib.md5(body).hexdigest()
+
+        assert transport.max_size == SMALL_READ  # type: ignore[attr-defined]
+        await put(b"s" * 20_000)
+        assert transport.max_size == SMALL_READ  # type: ignore[attr-defined]
+        await put(payload)
+        assert max(reads) > SMALL_READ and max(reads) <= READ_SIZE  # it grew for the body
+        await put(b"t" * 100)
+        assert transport.max_size == SMALL_READ  # type: ignore[attr-defined]  # and shrank
         writer.close()
     finally:
         transport.close()
-    assert hashlib.md5(got).hexdigest() == hashlib.md5(payload).hexdigest()
 
 
 def test_the_backend_runs_the_lean_protocol_when_httptools_is_there() -> None:
