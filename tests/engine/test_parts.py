@@ -174,6 +174,9 @@ async def test_journal_lazy_writes_commit_with_the_next_write_or_at_the_end_of_t
     journal.complete(b, "m" * 32, "u2", 0, {}, lazy=True)
     assert journal.get(b.id).state.value == "done"  # this connection sees it
     assert state(b.id) == "queued" and other.uploaded("http://h", b.fingerprint, 10) is None
+    with pytest.raises(sqlite3.IntegrityError):  # one statement fails: undone alone
+        journal.update(c.id, state=None)
+    assert journal.get(b.id).state.value == "done" and journal.get(c.id).state.value == "queued"
     journal.update(c.id, creating_since=1.0)  # an ordinary write commits both at once
     assert state(b.id) == "done" and other.get(c.id).creating_since == 1.0
     assert other.uploaded("http://h", b.fingerprint, 10) is not None
