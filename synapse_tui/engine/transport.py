@@ -56,11 +56,15 @@ class _Reader(asyncio.StreamReader):
         else:
             super().set_exception(exc)
 
+    def buffered(self) -> int:
+        """Bytes received and not yet read: a read of at most this many cannot wait."""
+        return len(self._buffer)  # type: ignore[attr-defined]  # StreamReader's, since 3.4
+
 
 class _Connection:
     __slots__ = ("idle_since", "reader", "writer")
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, reader: _Reader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
         self.idle_since = 0.0
@@ -177,7 +181,10 @@ class LeanTransport(httpx.AsyncBaseTransport):
             self._slots = asyncio.Semaphore(self._max)
         slots = self._slots
         try:
-            await _within(slots.acquire(), timeouts.get("pool"))
+            if slots.locked():
+                await _within(slots.acquire(), timeouts.get("pool"))
+            else:
+                await slots.acquire()  # a free slot: it cannot wait, so no deadline to set
         except TimeoutError:
             raise httpx.PoolTimeout("no free connection in time", request=request) from None
         conn: _Connection | None = None
@@ -246,7 +253,10 @@ class LeanTransport(httpx.AsyncBaseTransport):
                 pending.append(b"0\r\n\r\n")
             if pending:
                 writer.write(b"".join(pending))
-            await _within(writer.drain(), timeout)
+            if writer.transport.get_write_buffer_size():
+                await _within(writer.drain(), timeout)
+            else:
+                await writer.drain()  # all sent: it cannot wait (it may still raise)
         except TimeoutError:
             raise httpx.WriteTimeout("timed out while sending", request=request) from None
         except OSError as exc:
@@ -353,7 +363,10 @@ class _Body(httpx.AsyncByteStream):
                 left = self._length
                 while left:
                     n = min(left, _READ_PIECE)
-                    yield await _within(reader.readexactly(n), timeout)
+                    if reader.buffered() >= n:  # already here (a small answer): no deadline
+                        yield await reader.readexactly(n)
+                    else:
+                        yield await _within(reader.readexactly(n), timeout)
                     left -= n
             else:
                 while piece := await _within(reader.read(_READ_PIECE), timeout):
