@@ -8,8 +8,9 @@ The file is cut back to the starting offset if anything goes wrong, so an
 interrupted body never leaves unacknowledged bytes behind.
 
 A body under 1 MiB (most files of a many-small-files batch) never starts those
-threads: it is parsed in memory, hashed and validated, then one pool task opens,
-writes, fsyncs and closes the file. One hop to the pool instead of three.
+threads: it is received whole, parsed in memory (`parse_whole` when it has the plain
+shape), hashed and validated, then one pool task opens, writes, fsyncs and closes the
+file. One hop to the pool instead of three.
 """
 
 from __future__ import annotations
@@ -29,7 +30,13 @@ from starlette.requests import Request
 
 from synapse_tui.server import files
 from synapse_tui.server.errors import ApiError
-from synapse_tui.server.multipart import FormError, StreamingForm, parse_small_body
+from synapse_tui.server.multipart import (
+    FormError,
+    StreamingForm,
+    WholeForm,
+    parse_small_body,
+    parse_whole,
+)
 
 FLUSH_BYTES = 1 << 20
 MAX_IN_FLIGHT = 8 << 20
@@ -248,20 +255,41 @@ async def receive_file(
     loop = asyncio.get_running_loop()
     fd = -1
     batch = _Batch(limit)
-    form = StreamingForm(boundary, batch.add)
+    form: StreamingForm | WholeForm | None = None
+    held: list[bytes] | None = []  # a small body waits, whole, for parse_whole
+    held_size = 0
     writer: _Writer | None = None
     try:
         try:
             async for data in request.stream():
-                form.feed(data)
+                if held is not None:
+                    held.append(data)
+                    held_size += len(data)
+                    if held_size <= SMALL_BODY_LIMIT:
+                        continue
+                    form = StreamingForm(boundary, batch.add)  # not small: stream it
+                    for piece in held:
+                        form.feed(piece)
+                    held = None
+                else:
+                    assert isinstance(form, StreamingForm)
+                    form.feed(data)
                 if batch.pending >= FLUSH_BYTES:
                     if writer is None:  # a big body: its own threads write, hash and flush
                         fd = await loop.run_in_executor(executor, files.open_at, path, start)
                         writer = _Writer(fd, start, md5)
                     await writer.put(*batch.take())
-            form.close()
+            if held is not None:
+                body = held[0] if len(held) == 1 else b"".join(held)
+                form = parse_whole(body, boundary, batch.add)
+                if form is None:  # not the plain shape: the streaming parser decides
+                    form = StreamingForm(boundary, batch.add)
+                    form.feed(body)
+            if isinstance(form, StreamingForm):
+                form.close()
         except FormError as exc:
             raise ApiError(400, str(exc)) from None
+        assert form is not None
         pieces, size = batch.take()
         received = Received(dict(form.fields), form.file_seen, form.file_size, md5)
         if writer is None:
