@@ -192,6 +192,26 @@ async def test_journal_lazy_writes_commit_with_the_next_write_or_at_the_end_of_t
     assert state(d.id) == "done"
 
 
+def test_journal_checkpoints_on_its_own_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Journal, "CHECKPOINT_EVERY", 5)
+    journal = Journal(tmp_path)
+    assert journal._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 16384
+    database = tmp_path / Journal.FILENAME
+    empty = database.stat().st_size
+    job = journal.add_job(b"/a", Identity(10, 1, 2, 3), "fa", "http://h", 5)
+    for offset in range(3):
+        journal.update(job.id, offset=offset)
+    assert not journal._checkpointer.ran.is_set()  # 4 commits: the WAL holds them all
+    assert database.stat().st_size == empty
+    journal.update(job.id, offset=4)  # the 5th commit pokes the thread
+    assert journal._checkpointer.ran.wait(30)
+    assert database.stat().st_size > empty  # the pages went from the WAL to the database
+    journal.close()
+    assert Journal(tmp_path).get(job.id).offset == 4
+
+
 def test_job_lock_is_held_against_another_process(tmp_path: Path) -> None:
     journal = Journal(tmp_path)
     assert journal.try_lock(7)
