@@ -9,6 +9,7 @@ import importlib
 import mmap
 import os
 import socket
+import stat
 import threading
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import httpx
 import pytest
 
 from synapse_tui.iobuf import aligned_buffer
-from synapse_tui.server import receive, runner
+from synapse_tui.server import files, receive, runner
 from synapse_tui.server.app import create_app
 from synapse_tui.server.config import ServerConfig
 from tests.harness.embedded import EmbeddedServer
@@ -229,3 +230,18 @@ def test_the_backend_runs_the_lean_protocol_when_httptools_is_there() -> None:
     from synapse_tui.server.http_protocol import LeanHttpToolsProtocol
 
     assert runner.http_protocol() is LeanHttpToolsProtocol
+
+
+def test_open_at_cuts_the_file_to_the_start_and_stores_privately(tmp_path: Path) -> None:
+    path = tmp_path / "upload"
+    for start in (0, 3):
+        path.write_bytes(b"unacknowledged bytes")
+        fd = files.open_at(path, start)
+        try:
+            os.pwrite(fd, b"new", start)
+        finally:
+            os.close(fd)
+        assert path.read_bytes() == b"unacknowledged bytes"[:start] + b"new"
+    fresh = tmp_path / "fresh"
+    files.store_at(fresh, 0, [b"ab", memoryview(b"cd")])
+    assert fresh.read_bytes() == b"abcd" and stat.S_IMODE(fresh.stat().st_mode) == 0o600
