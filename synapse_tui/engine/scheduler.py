@@ -229,12 +229,14 @@ class UploadManager:
     def _enqueue(self, job: Job, resumed: bool) -> None:
         self.jobs[job.id] = job
         self._push_ready(job)
-        if not self.journal.try_lock(job.id):
+        # A job this process just created is queued and known to no other process (its row
+        # is not even committed yet): only a job from the journal may be driven elsewhere.
+        if resumed and not self.journal.try_lock(job.id):
             # Another process drives it: its journal row (state, offset) is not ours to write.
             job.state = JobState.QUEUED
             self._locked_elsewhere.add(job.id)
             self.log("warning", f"{job.display}: another synapse-tui drives it", job.id)
-        else:
+        elif resumed:
             self.journal.unlock(job.id)
             if job.state != JobState.QUEUED:
                 self.set_state(job, JobState.QUEUED)
