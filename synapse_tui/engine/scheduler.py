@@ -43,6 +43,11 @@ from synapse_tui.engine.uploader import FileUpload, Job, Paused, RetriesExhauste
 
 log = logging.getLogger("synapse_tui.engine")
 
+# How long a finished upload's journal note may wait for company: the next file's
+# "creating" note, committed before its request, usually takes it along (one commit
+# for both). Lost to a crash, the note is found again on the server (see journal.py).
+LAZY_COMMIT_DELAY = 0.005
+
 
 @dataclass
 class EngineOptions:
@@ -122,7 +127,8 @@ class UploadManager:
 
     def start(self) -> None:
         if self._dispatcher is None:
-            self.journal.defer_commits(asyncio.get_running_loop().call_soon)
+            loop = asyncio.get_running_loop()
+            self.journal.defer_commits(lambda flush: loop.call_later(LAZY_COMMIT_DELAY, flush))
             self._dispatcher = asyncio.create_task(self._dispatch_loop(), name="dispatcher")
             self._ticker = asyncio.create_task(self._tick_loop(), name="ticker")
 
