@@ -4,10 +4,12 @@ Survives `kill -9` at any point: WAL mode, one transaction per change, and the s
 offset is always re-read before resuming, so a stale journal offset costs at most a chunk.
 Never stores credentials. Files are 0600 in a 0700 folder.
 
-A write may be *lazy* (`complete(..., lazy=True)`): it joins a transaction that commits at
-the end of the event loop's current turn, or earlier with the next ordinary write, so many
-small files cost one commit each instead of two. Only writes the engine can lose to a crash
-are lazy: a completion the server holds is found again on resume (see `FileUpload`).
+A write may be *lazy* (`complete(..., lazy=True)`): it joins a transaction that commits when
+the flush scheduled with `defer_commits` runs (the engine: within 5 ms), or earlier with the
+next ordinary write, so many small files cost one commit each instead of two. Only writes
+the engine can lose to a crash are lazy: a completion the server holds is found again on
+resume (see `FileUpload`). While lazy writes wait, this connection holds SQLite's write
+lock: other processes' writes wait those few milliseconds.
 """
 
 from __future__ import annotations
@@ -261,8 +263,8 @@ class Journal:
         self._batches = 0
 
     def defer_commits(self, schedule: Callable[[Callable[[], None]], object] | None) -> None:
-        """Let lazy writes wait for `schedule(flush)` (the loop's `call_soon`); None: commit
-        each write at once again (after committing what waits)."""
+        """Let lazy writes wait for `schedule(flush)` (a timer on the engine's loop); None:
+        commit each write at once again (after committing what waits)."""
         if schedule is None:
             self.flush()
         self._schedule = schedule
