@@ -27,6 +27,7 @@ EXPIRED = "Upload has expired"
 ALREADY_COMPLETE = 'Upload has already been marked as "complete"'
 BUSY = "Another request is writing to this upload"
 INSUFFICIENT_STORAGE = "Insufficient storage"
+MAX_BASES = 64
 
 
 class Backend:
@@ -50,6 +51,7 @@ class Backend:
         self._catch_ups: dict[str, asyncio.Task[None]] = {}
         self._stopping = threading.Event()
         self._closed = False
+        self._bases: dict[tuple[Any, ...], str] = {}
 
     def close(self) -> None:
         """Release threads, connections and the root; safe to call twice."""
@@ -76,8 +78,20 @@ class Backend:
         return cached if cached is not None else await self.run(self.store.user_id, key)
 
     def api_base(self, request: Request) -> str:
-        """Absolute API root as the client reached it, e.g. `http://127.0.0.1:8000/api`."""
-        return f"{request.url.scheme}://{request.url.netloc}{self.config.prefix}"
+        """Absolute API root as the client reached it, e.g. `http://127.0.0.1:8000/api`.
+
+        It depends on the scheme, the Host header and the server address only, so it is
+        kept per those (at most MAX_BASES: a Host header is the client's to choose)
+        instead of Starlette building the request's whole URL for every answer."""
+        scope = request.scope
+        host = next((v for k, v in scope["headers"] if k == b"host"), None)
+        key = (scope.get("scheme"), host, scope.get("server"))
+        base = self._bases.get(key)
+        if base is None:
+            base = f"{request.url.scheme}://{request.url.netloc}{self.config.prefix}"
+            if len(self._bases) < MAX_BASES:
+                self._bases[key] = base
+        return base
 
     def find(self, owner: int, upload_id: str) -> Upload:
         """The caller's upload; 404 for an unknown id and for anybody else's upload."""

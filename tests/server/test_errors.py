@@ -367,6 +367,49 @@ def test_insufficient_storage(
     assert r.status_code == 200
 
 
+def test_free_space_is_read_at_most_every_half_second(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pathlib import Path
+
+    clock = [100.0]
+    reads: list[Path] = []
+
+    class Usage:
+        free = 1234
+
+    def usage(path: Path) -> Usage:
+        reads.append(path)
+        return Usage()
+
+    monkeypatch.setattr(store_module.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(store_module.shutil, "disk_usage", usage)
+    monkeypatch.setattr(store_module, "_free_seen", {})
+    root = Path(str(tmp_path))
+    assert store_module.disk_free(root) == 1234
+    clock[0] += 0.4
+    Usage.free = 99
+    assert store_module.disk_free(root) == 1234 and len(reads) == 1  # the same reading
+    clock[0] += 0.2
+    assert store_module.disk_free(root) == 99 and len(reads) == 2  # read again
+
+
+def test_the_api_base_follows_the_host_each_request_used(
+    embedded_server: EmbeddedServer, client: httpx.Client
+) -> None:
+    srv = embedded_server
+    for host in ("example.test:8080", "127.0.0.1", "example.test:8080"):
+        headers = {**auth(srv.token), "Host": host}
+        r = client.post(
+            srv.url + "/chunked_upload/",
+            data={"filename": "h.bin", "md5": md5(b"abc")},
+            files={"file": ("h.bin", b"abc")},
+            headers=headers,
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["url"].startswith(f"http://{host}/"), (host, r.json()["url"])
+
+
 def test_unknown_routes_and_methods(embedded_server: EmbeddedServer, client: httpx.Client) -> None:
     srv = embedded_server
     r = client.get(srv.url + "/nothing/", headers=auth(srv.token))
