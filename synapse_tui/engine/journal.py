@@ -442,6 +442,21 @@ class Journal:
         ).fetchone()
         return JobRecord.from_row(row) if row else None
 
+    def known_fingerprints(self, host: str, fingerprints: list[str]) -> set[str]:
+        """Which of `fingerprints` the ledger or an unfinished job of `host` has: two queries
+        for a scan batch instead of two per file (the others need no lookup)."""
+        if not fingerprints:
+            return set()
+        marks = ",".join("?" * len(fingerprints))
+        states = [s.value for s in UNFINISHED]
+        rows = self._db.execute(
+            f"SELECT fingerprint FROM ledger WHERE host = ? AND fingerprint IN ({marks})"
+            " UNION SELECT fingerprint FROM jobs WHERE host = ? AND fingerprint IN"
+            f" ({marks}) AND state IN ({','.join('?' * len(states))})",
+            (host, *fingerprints, host, *fingerprints, *states),
+        )
+        return {r[0] for r in rows}
+
     _UPDATABLE = frozenset(
         {
             "state",

@@ -277,6 +277,10 @@ class UploadManager:
         try:
             async for batch in scan([os.fsencode(p) for p in paths]):
                 with self.journal.batch():  # one commit for the batch's new jobs
+                    known = self.journal.known_fingerprints(
+                        self.options.host,
+                        [i.fingerprint for i in batch if not isinstance(i, Refused)],
+                    )
                     for item in batch:
                         if isinstance(item, Refused):
                             self._refused(item, totals)
@@ -284,7 +288,7 @@ class UploadManager:
                         totals.files += 1
                         totals.bytes += item.identity.size
                         totals.hashed_bytes += item.identity.size
-                        self._accept(item, totals, seen, force, priority, plan)
+                        self._accept(item, totals, seen, force, priority, plan, known)
                 now = time.monotonic()
                 if now - last_emit >= self.options.tick:
                     last_emit = now
@@ -313,9 +317,14 @@ class UploadManager:
         force: bool,
         priority: int,
         plan: CollectionPlan | None = None,
+        known: set[str] | None = None,
     ) -> None:
+        """Queue `item` unless it is a duplicate, already uploaded, or already a job.
+        `known`: the fingerprints of this batch that the ledger or an unfinished job has
+        (`Journal.known_fingerprints`); any other needs no lookup."""
         key = (item.identity.size, item.fingerprint)
         host = self.options.host
+        lookup = known is None or item.fingerprint in known
         extra: dict[str, object] | None = None
         if plan is not None:
             try:
@@ -330,7 +339,11 @@ class UploadManager:
                 self.emit(JobSkipped(None, item.display, f"duplicate of {seen[key]}"))
                 return
             seen[key] = item.display
-            entry = self.journal.uploaded(host, item.fingerprint, item.identity.size)
+            entry = (
+                self.journal.uploaded(host, item.fingerprint, item.identity.size)
+                if lookup
+                else None
+            )
             if entry is not None and extra is not None:
                 unit = self.journal.registered(host, item.fingerprint, extra["collection"])
                 if unit is None:  # uploaded before, not yet in this collection: register it
@@ -348,12 +361,16 @@ class UploadManager:
                     JobSkipped(None, item.display, f"already uploaded (upload {entry.upload_id})")
                 )
                 return
-        existing = self.journal.find_unfinished(item.path, item.fingerprint, host)
+        existing = (
+            self.journal.find_unfinished(item.path, item.fingerprint, host) if lookup else None
+        )
         if existing is not None:
             if existing.id not in self.jobs:
                 self._enqueue(self._job_from_record(existing), resumed=True)
             return
         self._new_job(item, priority, extra)
+        if known is not None:
+            known.add(item.fingerprint)  # now a job: the same content again is looked up
 
     def _new_job(
         self,

@@ -212,6 +212,21 @@ def test_journal_checkpoints_on_its_own_thread(
     assert Journal(tmp_path).get(job.id).offset == 4
 
 
+def test_journal_tells_which_fingerprints_need_a_lookup(tmp_path: Path) -> None:
+    journal = Journal(tmp_path)
+    ident = Identity(10, 1, 2, 3)
+    queued = journal.add_job(b"/q", ident, "fq", "http://h", 5)
+    done = journal.add_job(b"/d", ident, "fd", "http://h", 5)
+    journal.complete(done, "m" * 32, "u1", 0, {})  # in the ledger, no longer unfinished
+    journal.add_job(b"/o", ident, "fo", "http://other", 5)  # another backend's
+    asked = ["fq", "fd", "fo", "fnew", "fq"]
+    assert journal.known_fingerprints("http://h", asked) == {"fq", "fd"}
+    assert journal.known_fingerprints("http://other", asked) == {"fo"}
+    assert journal.known_fingerprints("http://h", []) == set()
+    journal.update(queued.id, state="failed")
+    assert journal.known_fingerprints("http://h", asked) == {"fd"}
+
+
 def test_job_lock_is_held_against_another_process(tmp_path: Path) -> None:
     journal = Journal(tmp_path)
     assert journal.try_lock(7)

@@ -322,6 +322,19 @@ async def test_duplicates_and_already_uploaded_are_skipped(tmp_path: Path) -> No
     assert len(done(forced)) == 1
 
 
+async def test_a_file_named_twice_with_force_is_one_job(tmp_path: Path) -> None:
+    """With --force nothing is skipped as a duplicate, yet the same path twice in one scan
+    batch finds the job its first mention made (one lookup decides, not the batch's)."""
+    server = FakeServer()
+    a = make_file(tmp_path, "a.bin", 1000)
+    events: list[Event] = []
+    async with manager(server, tmp_path / "state", events) as m:
+        await m.add_paths([str(a), str(a)], force=True)
+        await m.wait_idle()
+        assert len(m.jobs) == 1
+    assert len(done(events)) == 1 and server.counts.get("POST", 0) == 1
+
+
 async def test_pause_at_a_chunk_boundary_and_resume(tmp_path: Path) -> None:
     server = FakeServer()
     src = make_file(tmp_path, "a.bin", 4 * CHUNK)
