@@ -197,9 +197,9 @@ class UploadManager:
         state = JobState.REGISTERING if job.extra.get("collection") is not None else JobState.DONE
         if state == JobState.REGISTERING:
             job.extra["uploaded"] = True
-        # A plain upload's note may wait for the loop's turn to end (one commit for several
-        # files): lost to a crash, resume finds the upload complete on the server. A job
-        # that goes on to register has its note committed before anything else is sent.
+        # A plain upload's note may wait up to LAZY_COMMIT_DELAY for the next write (one
+        # commit for both): lost to a crash, resume finds the upload complete on the
+        # server. A job that goes on to register has its note committed at once.
         lazy = state == JobState.DONE
         self.journal.complete(
             key, md5, info.id, job.resumed_from, info.raw, state, job.extra, lazy=lazy
