@@ -488,6 +488,16 @@ class Journal:
         with self._tx(single=True) as db:
             db.execute(f"UPDATE jobs SET {cols} WHERE id = ?", (*values.values(), job_id))
 
+    def mark_creating(self, job_ids: list[int], at: float) -> None:
+        """Note that a new upload may be created for each of these jobs from `at` on (their
+        `creating_since`), in one write."""
+        marks = ",".join("?" * len(job_ids))
+        with self._tx(single=True) as db:
+            db.execute(
+                f"UPDATE jobs SET creating_since = ?, updated_at = ? WHERE id IN ({marks})",
+                (at, time.time(), *job_ids),
+            )
+
     def add_error(self, job_id: int, message: str) -> None:
         with self._tx() as db:
             db.execute(

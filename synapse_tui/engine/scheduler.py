@@ -39,14 +39,19 @@ from synapse_tui.engine.meter import Meter
 from synapse_tui.engine.names import display_path
 from synapse_tui.engine.protocol import ProtocolClient, UploadInfo
 from synapse_tui.engine.scan import FoundFile, Refused, scan
-from synapse_tui.engine.uploader import FileUpload, Job, Paused, RetriesExhausted
+from synapse_tui.engine.uploader import FileUpload, Job, Paused, RetriesExhausted, fits_whole
 
 log = logging.getLogger("synapse_tui.engine")
 
-# How long a finished upload's journal note may wait for company: the next file's
-# "creating" note, committed before its request, usually takes it along (one commit
-# for both). Lost to a crash, the note is found again on the server (see journal.py).
+# How long a finished upload's journal note may wait for company: the next ordinary
+# write (a batch of "creating" notes, a state change) or this timer commits it, along
+# with the notes of other files finished meanwhile. Lost to a crash, the note is found
+# again on the server (see journal.py).
 LAZY_COMMIT_DELAY = 0.005
+# A small file's "creating" note (its whole-file POST may be sent) is journaled ahead for
+# up to this many queued small files at once, in one write. Noted early is safe: after a
+# crash, resume looks for such a file's upload on the server before sending it.
+CREATING_AHEAD = 16
 
 
 @dataclass
@@ -182,6 +187,30 @@ class UploadManager:
         if persist:
             self.journal.update(job.id, **values)
         self.emit(JobStateChanged(job.id, state, message))
+
+    def note_creating(self, job: Job) -> None:
+        """Journal `job.creating_since` before its whole-file POST, unless an earlier call
+        did, along with the next queued small files (by id, as the scan added them)."""
+        if job.creating_noted:
+            job.creating_noted = False  # used once: a retry writes its own note
+            return
+        followers: list[Job] = []
+        for job_id in range(job.id + 1, job.id + 2 * CREATING_AHEAD):
+            other = self.jobs.get(job_id)
+            if (
+                other is not None
+                and other.state == JobState.QUEUED
+                and not other.creating_noted
+                and other.task is None
+                and fits_whole(other)
+            ):
+                followers.append(other)
+                if len(followers) == CREATING_AHEAD - 1:
+                    break
+        assert job.creating_since is not None
+        self.journal.mark_creating([job.id] + [f.id for f in followers], job.creating_since)
+        for other in followers:
+            other.creating_noted = True
 
     def count_bytes(self, job: Job, n: int) -> None:
         job.meter.add(n)

@@ -98,6 +98,7 @@ class Job:
     restarts: int = 0
     failing_since: float | None = None  # first failure since the last progress (backoff clock)
     task: asyncio.Task[None] | None = None
+    creating_noted: bool = False  # the journal holds a creating_since noted ahead for it
 
     def reset_retries(self) -> None:
         """A fresh retry budget: after progress, a resume or a retry of a failed job."""
@@ -111,6 +112,11 @@ class Job:
     @property
     def name(self) -> str:
         return upload_filename(self.path)
+
+
+def fits_whole(job: Job) -> bool:
+    """A small file not yet begun goes in one request (POST with its MD5)."""
+    return job.size <= min(job.chunk_size, WHOLE_FILE_LIMIT) and job.upload_url is None
 
 
 class FileUpload:
@@ -251,7 +257,7 @@ class FileUpload:
         try:
             while True:
                 try:
-                    if self._whole_file_fits():  # empty files included
+                    if fits_whole(self.job):  # empty files included
                         await self._upload_whole()
                         return
                     await self._prepare()
@@ -539,11 +545,6 @@ class FileUpload:
         self.completed = True
         self.m.finish(job, md5, info)
 
-    def _whole_file_fits(self) -> bool:
-        """A small file not yet begun goes in one request (POST with its MD5)."""
-        job = self.job
-        return job.size <= min(job.chunk_size, WHOLE_FILE_LIMIT) and job.upload_url is None
-
     async def _upload_whole(self) -> None:
         """Read, hash and send a small file in one request: one round trip instead of two.
 
@@ -554,7 +555,9 @@ class FileUpload:
         (drf-chunked-upload) cannot be asked, and there a resend may leave an unused copy.
         """
         job = self.job
-        self.m.set_state(job, JobState.UPLOADING, persist=False)  # journaled with creating_since
+        # Not journaled: the row goes from queued to done (a crash leaves it queued, with
+        # its creating_since noted, and resume looks on the server before sending).
+        self.m.set_state(job, JobState.UPLOADING, persist=False)
         while True:
             await self._shared_wait()
             self._checkpoint()
@@ -575,7 +578,7 @@ class FileUpload:
                     info = found
                     break
             job.creating_since = time.time()
-            self.journal.update(job.id, state=JobState.UPLOADING, creating_since=job.creating_since)
+            self.m.note_creating(job)
             await self.m.bandwidth.acquire(job.size)
 
             async def body(data: bytes = data) -> AsyncIterator[bytes]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sqlite3
 from pathlib import Path
 
 import httpx
@@ -445,6 +446,36 @@ async def test_resume_after_a_lost_whole_file_answer_adopts_it(tmp_path: Path) -
     [ev] = done(await resume(server, tmp_path / "state"))
     assert stored(server, ev) == src.read_bytes()
     assert server.counts["POST"] == 1 and len(server.uploads) == 1
+
+
+async def test_small_files_are_noted_creating_ahead_and_still_found_after_a_loss(
+    tmp_path: Path,
+) -> None:
+    """The first small file's "creating" note covers the queued small files after it, in
+    one write: when its POST arrives, every row has its note. A later file, noted that
+    way and lost mid-request, is still found on the server by resume, not sent again."""
+    server = FakeServer()
+    state = tmp_path / "state"
+    srcs = [make_file(tmp_path, f"{i}.bin", 1000 + i) for i in range(5)]
+    noted: list[list[float | None]] = []
+
+    def look(request: httpx.Request) -> None:
+        with sqlite3.connect(f"file:{state / Journal.FILENAME}?mode=ro", uri=True) as db:
+            noted.append([row[0] for row in db.execute("SELECT creating_since FROM jobs")])
+
+    server.before[("POST", 1)] = look
+    server.after[("POST", 3)] = lose_answer
+    for nth in range(1, 20):  # the listing fails too: the budget runs out, the job pauses
+        server.before[("GET", nth)] = lambda r: httpx.Response(502, json={"detail": "bad gw"})
+    events = await upload(server, state, srcs, retries=2, concurrency=1)
+    assert len(noted) == 1 and len(noted[0]) == 5 and None not in noted[0]
+    assert len(done(events)) == 4
+    [lost] = [j for j in Journal(state).jobs() if j.state != JobState.DONE]
+    assert lost.path == bytes(srcs[2]) and lost.creating_since is not None
+    server.before.clear()
+    [ev] = done(await resume(server, state))
+    assert stored(server, ev) == srcs[2].read_bytes()
+    assert server.counts["POST"] == 5 and len(server.uploads) == 5
 
 
 async def test_an_upload_of_the_same_bytes_is_not_mistaken_unless_unclaimed(
