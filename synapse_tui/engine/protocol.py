@@ -256,8 +256,14 @@ class ProtocolClient:
 
     def check_origin(self, url: str) -> str:
         """Refuse a server-given URL outside the configured origin: it never gets the token."""
-        if _origin(url) != self._origin:
-            scheme, host, port = _origin(url)
+        try:
+            origin = _origin(url)
+        except ValueError:  # a port that is not a number, or out of range
+            raise OriginError(
+                "server gave a URL with an invalid port; refusing to send credentials there"
+            ) from None
+        if origin != self._origin:
+            scheme, host, port = origin
             raise OriginError(
                 f"server gave a URL outside the configured origin ({scheme}://{host}:{port}); "
                 "refusing to send credentials there"

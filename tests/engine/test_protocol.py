@@ -195,6 +195,8 @@ async def test_redirects_are_not_followed() -> None:
         "http://evil.test:8000/api/chunked_upload/0b6e/",  # another host
         "http://backend.test:9999/api/chunked_upload/0b6e/",  # another port
         "https://backend.test:8000/api/chunked_upload/0b6e/",  # another scheme
+        "http://backend.test:80001/api/chunked_upload/0b6e/",  # a port out of range
+        "http://backend.test:8000.evil.test/api/chunked_upload/0b6e/",  # not a port
     ],
 )
 async def test_server_url_outside_the_origin_is_refused_before_sending(url: str) -> None:
