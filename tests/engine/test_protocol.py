@@ -195,6 +195,8 @@ async def test_redirects_are_not_followed() -> None:
         "http://evil.test:8000/api/chunked_upload/0b6e/",  # another host
         "http://backend.test:9999/api/chunked_upload/0b6e/",  # another port
         "https://backend.test:8000/api/chunked_upload/0b6e/",  # another scheme
+        # the root's scheme and authority as text, not followed by the "/" that ends them
+        "http://backend.test:8000@evil.test/api/chunked_upload/0b6e/",
         "http://backend.test:80001/api/chunked_upload/0b6e/",  # a port out of range
         "http://backend.test:8000.evil.test/api/chunked_upload/0b6e/",  # not a port
     ],
