@@ -37,6 +37,7 @@ KEEPALIVE_EXPIRY = 5.0
 _READ_PIECE = 1 << 20
 _READ_SIZE = 64 << 10  # a socket read: below glibc's mmap threshold
 COALESCE_LIMIT = 64 << 10  # request pieces up to this much in total go out in one write
+EAGER_LIMIT = 64 << 10  # an answer this small is read whole before it is handed on
 _NO_BODY_STATUS = frozenset({204, 304})
 _Head = tuple[int, bytes, list[tuple[bytes, bytes]], bool]
 
@@ -211,12 +212,15 @@ class LeanTransport(httpx.AsyncBaseTransport):
                 conn.close()
             slots.release()
             raise
-        return httpx.Response(
-            status,
-            headers=headers,
-            stream=body,
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": reason},
-        )
+        extensions = {"http_version": b"HTTP/1.1", "reason_phrase": reason}
+        if body.small():  # an upload's JSON answer: read here, the connection goes back now
+            try:
+                content = b"".join([piece async for piece in body])
+            except BaseException:
+                await body.aclose()  # cancelled mid-read: the connection is not reusable
+                raise
+            return httpx.Response(status, headers=headers, content=content, extensions=extensions)
+        return httpx.Response(status, headers=headers, stream=body, extensions=extensions)
 
     async def _send(self, conn: _Connection, request: httpx.Request, timeout: float | None) -> None:
         url = request.url
@@ -346,6 +350,12 @@ class _Body(httpx.AsyncByteStream):
         if not self._empty and not self._chunked and self._length is None:
             keep = False  # read to EOF
         self._keep = keep
+
+    def small(self) -> bool:
+        """A body of a known length up to EAGER_LIMIT (or none at all)."""
+        return self._empty or (
+            not self._chunked and self._length is not None and self._length <= EAGER_LIMIT
+        )
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         conn = self._conn

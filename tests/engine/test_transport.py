@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import httpx
 import pytest
 
-from synapse_tui.engine.transport import LeanTransport, _Connection
+from synapse_tui.engine.transport import EAGER_LIMIT, LeanTransport, _Connection
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -327,3 +327,27 @@ async def test_small_pieces_of_a_request_go_out_in_one_write(chunked: bool) -> N
     assert max(transport.writes[1:]) >= 300_000 and len(transport.writes) >= 4
     # Answers are read 64 KiB at a time (asyncio's 256 KiB is an mmap per read).
     assert transport.read_sizes == [64 << 10]
+
+
+async def test_a_small_answer_is_read_before_it_is_handed_on() -> None:
+    """An upload's JSON answer is read whole by the transport, so its connection goes back
+    to the pool at once; a bigger body still streams and holds its connection until read."""
+    big = b"x" * (EAGER_LIMIT + 1)
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            line, _headers, _body = await read_request(reader)
+            writer.write(answer(big if b"/big" in line else b'{"ok": true}'))
+            await writer.drain()
+
+    transport = LeanTransport(max_connections=1)
+    async with Server(handler) as url:
+        small = await transport.handle_async_request(httpx.Request("GET", url + "/small"))
+        assert transport._slots is not None and transport._slots._value == 1  # slot free
+        assert small.content == b'{"ok": true}'  # no aread() needed: it is here
+        large = await transport.handle_async_request(httpx.Request("GET", url + "/big"))
+        assert transport._slots._value == 0  # still held by the unread body
+        assert await large.aread() == big
+        await large.aclose()
+        assert transport._slots._value == 1
+    await transport.aclose()
