@@ -305,12 +305,21 @@ class ProtocolClient:
         all_headers = {**self._base_headers, **self.credentials.headers()}
         if headers:
             all_headers.update(headers)
+        # A body of pieces and known length (Content-Length set) goes in as a stream as it
+        # is: httpx's wrapping of an async iterator was 7% of the client's instructions
+        # per small file (callgrind).
+        # httpx then adds no headers of its own: the Host header is set here.
+        stream = None
+        if isinstance(content, AsyncIterator) and "Content-Length" in all_headers:
+            stream = _Stream(content)
+            all_headers.setdefault("Host", target.netloc.decode("ascii"))
         try:
             request = httpx.Request(
                 method,
                 target,
                 headers=all_headers,
-                content=content,
+                content=None if stream is not None else content,
+                stream=stream,
                 data=data,
                 json=json_body,
                 extensions={
@@ -430,6 +439,18 @@ class ProtocolClient:
 
     async def post_json(self, path: str, body: Any) -> Any:
         return self._json(await self._send("POST", self.url(path), json_body=body))
+
+
+class _Stream(httpx.AsyncByteStream):
+    """A request body: an async iterator of bytes, sent once."""
+
+    __slots__ = ("_pieces",)
+
+    def __init__(self, pieces: AsyncIterator[bytes]) -> None:
+        self._pieces = pieces
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._pieces
 
 
 def _tls_refusal(exc: BaseException) -> bool:

@@ -59,6 +59,24 @@ def body_of(data: bytes) -> Callable[[], AsyncIterator[bytes]]:
     return gen
 
 
+async def test_bodies_go_with_their_host_header_and_length() -> None:
+    """A file body goes to httpx as a ready stream, so the client sets what httpx would have:
+    Host (a proxy or a virtual host routes by it; the server builds its URLs from it)."""
+    seen: list[tuple[str | None, str | None, bytes]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = request.read()
+        seen.append((request.headers.get("host"), request.headers.get("content-length"), body))
+        return httpx.Response(200, json=answer())
+
+    client = client_with(handler)
+    await client.upload_whole("f", body_of(b"abc"), 3, "900150983cd24fb0d6963f7d28e17f72")
+    await client.put_chunk(None, "f", body_of(b"abc"), 0, 3, 10)
+    await client.put_chunk(UPLOAD_URL, "f", body_of(b"abc"), 3, 3, 10)
+    assert [host for host, _, _ in seen] == ["backend.test:8000"] * 3
+    assert all(length == str(len(body)) and b"abc" in body for _, length, body in seen)
+
+
 async def test_first_chunk_is_a_multipart_put_with_content_range_and_token() -> None:
     seen: list[httpx.Request] = []
 
