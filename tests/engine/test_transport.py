@@ -8,7 +8,9 @@ keep-alive, framing, closes, timeouts and errors, whatever a real backend does.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import socket
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
@@ -351,3 +353,22 @@ async def test_a_small_answer_is_read_before_it_is_handed_on() -> None:
         await large.aclose()
         assert transport._slots._value == 1
     await transport.aclose()
+
+
+async def test_a_small_compressed_answer_is_decoded() -> None:
+    """The client accepts gzip and deflate (a proxy may compress JSON): a small answer read
+    whole by the transport is still decoded."""
+    plain = b'{"id": "0b6e", "offset": 3}' * 4
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            line, _headers, _body = await read_request(reader)
+            if b"/gzip" in line:
+                writer.write(answer(gzip.compress(plain), b"Content-Encoding: gzip"))
+            else:
+                writer.write(answer(zlib.compress(plain), b"Content-Encoding: deflate"))
+            await writer.drain()
+
+    async with Server(handler) as url, httpx.AsyncClient(transport=LeanTransport()) as client:
+        assert (await client.get(url + "/gzip")).content == plain
+        assert (await client.get(url + "/deflate")).content == plain
