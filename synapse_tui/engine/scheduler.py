@@ -202,6 +202,7 @@ class UploadManager:
                 and other.state == JobState.QUEUED
                 and not other.creating_noted
                 and other.task is None
+                and other.id not in self._locked_elsewhere  # its row is not ours to write
                 and fits_whole(other)
             ):
                 followers.append(other)

@@ -478,6 +478,23 @@ async def test_small_files_are_noted_creating_ahead_and_still_found_after_a_loss
     assert server.counts["POST"] == 5 and len(server.uploads) == 5
 
 
+async def test_creating_notes_ahead_skip_jobs_another_process_drives(tmp_path: Path) -> None:
+    server = FakeServer()
+    state = tmp_path / "state"
+    srcs = [make_file(tmp_path, f"{i}.bin", 100) for i in range(4)]
+    events: list[Event] = []
+    async with manager(server, state, events) as m:
+        m.drain()  # queued, none started
+        await m.add_paths([str(p) for p in srcs])
+        first, second, third, fourth = sorted(m.jobs.values(), key=lambda j: j.id)
+        m._locked_elsewhere.add(third.id)
+        first.creating_since = 1.0
+        m.note_creating(first)
+        assert second.creating_noted and fourth.creating_noted and not third.creating_noted
+        noted = {j.id: j.creating_since for j in m.journal.jobs()}
+        assert noted == {first.id: 1.0, second.id: 1.0, third.id: None, fourth.id: 1.0}
+
+
 async def test_an_upload_of_the_same_bytes_is_not_mistaken_unless_unclaimed(
     tmp_path: Path,
 ) -> None:
