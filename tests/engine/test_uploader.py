@@ -18,6 +18,7 @@ from synapse_tui.engine.events import (
     JobSkipped,
     JobState,
     LogMessage,
+    TotalProgress,
 )
 from synapse_tui.engine.journal import Journal
 from synapse_tui.engine.limits import Backoff
@@ -264,6 +265,45 @@ async def test_server_refusal_fails_one_file_and_the_batch_goes_on(
     failed = [e for e in events if isinstance(e, JobFailed)]
     assert len(failed) == 1 and "too big" in failed[0].error and not failed[0].resumable
     assert len(done(events)) == 2
+
+
+async def test_totals_count_every_state_as_the_jobs_say(tmp_path: Path) -> None:
+    """The totals (one pass over the jobs each tick) agree with the jobs themselves: done,
+    failed part-way, cancelled (left out of the bytes) and still queued."""
+    server = FakeServer()
+    server.before[("PUT", 2)] = lambda r: httpx.Response(413, json={"detail": "too big"})
+    sizes = [1000, 3 * CHUNK + 5, 2000, 4000]
+    files = [make_file(tmp_path, f"f{i}.bin", n) for i, n in enumerate(sizes)]
+    events: list[Event] = []
+    async with manager(server, tmp_path / "state", events, concurrency=1) as m:
+        await m.add_paths([str(p) for p in files[:3]])
+        await m.wait_idle()
+        m.drain()
+        await m.add_paths([str(files[3])])  # stays queued
+        last = next(j for j in m.jobs.values() if j.size == 2000)
+        last.state = JobState.CANCELLED  # as cancel() leaves it
+        m._emit_totals()
+        totals = [e for e in events if isinstance(e, TotalProgress)][-1]
+        jobs = list(m.jobs.values())
+        kept = [j for j in jobs if j.state != JobState.CANCELLED]
+        assert [j.state for j in sorted(jobs, key=lambda j: j.id)] == [
+            JobState.DONE,
+            JobState.FAILED,
+            JobState.CANCELLED,
+            JobState.QUEUED,
+        ]
+        assert totals.files_total == 4 and totals.files_done == 1
+        assert totals.bytes_total == sum(j.size for j in kept) == 1000 + 3 * CHUNK + 5 + 4000
+        failed_sent = next(j.sent for j in jobs if j.state == JobState.FAILED)
+        assert failed_sent == CHUNK  # its first chunk landed, the second was refused
+        assert totals.bytes_done == 1000 + failed_sent
+        assert totals.counts == {
+            **{s.value: 0 for s in JobState},
+            "done": 1,
+            "failed": 1,
+            "cancelled": 1,
+            "queued": 1,
+        }
 
 
 async def test_malformed_answer_fails_the_file_and_keeps_the_journal_clean(tmp_path: Path) -> None:
