@@ -307,8 +307,7 @@ class ProtocolClient:
             all_headers.update(headers)
         # A body of pieces and known length (Content-Length set) goes in as a stream as it
         # is: httpx's wrapping of an async iterator was 7% of the client's instructions
-        # per small file (callgrind).
-        # httpx then adds no headers of its own: the Host header is set here.
+        # per small file (callgrind). httpx then adds no headers, so Host is set here.
         stream = None
         if isinstance(content, AsyncIterator) and "Content-Length" in all_headers:
             stream = _Stream(content)
