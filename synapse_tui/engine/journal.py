@@ -443,7 +443,7 @@ class Journal:
         return JobRecord.from_row(row) if row else None
 
     def known_fingerprints(self, host: str, fingerprints: list[str]) -> set[str]:
-        """Which of `fingerprints` the ledger or an unfinished job of `host` has: two queries
+        """Which of `fingerprints` the ledger or an unfinished job of `host` has: one query
         for a scan batch instead of two per file (the others need no lookup)."""
         if not fingerprints:
             return set()
