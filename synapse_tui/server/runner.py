@@ -22,9 +22,13 @@ STOP_TIMEOUT = 10.0
 
 
 def http_protocol() -> Any:
-    """httptools when installed (faster; our lean subclass of uvicorn's), else h11."""
+    """httptools when installed (faster; our lean subclass of uvicorn's), else h11.
+
+    Either is our subclass of uvicorn's: both cap the request head (limits.py)."""
     if importlib.util.find_spec("httptools") is None:
-        return "h11"
+        from synapse_tui.server.h11_protocol import CappedH11Protocol
+
+        return CappedH11Protocol
     from synapse_tui.server.http_protocol import LeanHttpToolsProtocol
 
     return LeanHttpToolsProtocol
@@ -107,12 +111,16 @@ class BackgroundServer:
 
     `start()` blocks until the socket accepts and returns the API root URL;
     `stop()` is graceful and idempotent. `app` is the Starlette app once started.
+    `http` overrides the protocol class (tests run the h11 one too).
     """
 
-    def __init__(self, config: ServerConfig, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, config: ServerConfig, host: str = "127.0.0.1", port: int = 0, http: Any = None
+    ) -> None:
         self.config = config
         self.host = host
         self.port = port
+        self.http = http
         self.url = ""
         self.app: Starlette | None = None
         self._server: uvicorn.Server | None = None
@@ -130,7 +138,10 @@ class BackgroundServer:
             sock.close()
             raise
         # log_config=None: leave the host application's logging alone.
-        server = uvicorn.Server(uvicorn_config(self.app, log_config=None))
+        overrides: dict[str, Any] = {"log_config": None}
+        if self.http is not None:
+            overrides["http"] = self.http
+        server = uvicorn.Server(uvicorn_config(self.app, **overrides))
         self._server = server
         self._thread = threading.Thread(
             target=self._run, args=(server, sock), name="synapse-tui-server", daemon=True
