@@ -37,8 +37,10 @@ def _endpoint(backend: Backend, handler: Handler, *params: str) -> Callable[[Req
 
 
 # The `chunked_upload/` endpoints by method: routed by Starlette, PUT and POST also by _App.
+# Starlette allows HEAD wherever GET is: it is answered as GET, without the body.
 _UPLOAD_HANDLERS: dict[str, Handler] = {
     "GET": chunked.get,
+    "HEAD": chunked.get,
     "PUT": chunked.put_chunk,
     "POST": chunked.post,
 }

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import re
+import sqlite3
 import sys
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -21,16 +24,22 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
 from synapse_tui.server import files
-from synapse_tui.server.backend import Backend, disk_full
+from synapse_tui.server.backend import INSUFFICIENT_STORAGE, Backend, disk_full
 from synapse_tui.server.errors import ApiError, json_response, not_found
 from synapse_tui.server.multipart import boundary_of
 from synapse_tui.server.receive import Received, read_small_body, receive_file
 from synapse_tui.server.store import COMPLETE, UPLOADING, Upload
 
-_RANGE = re.compile(r"bytes ([0-9]+)-([0-9]+)/([0-9]+)")
+# At most 19 digits each, and below 2**63 (SQLite's integers): int() of 5,000 digits
+# raises ValueError, a 20-digit one overflows the row.
+_RANGE = re.compile(r"bytes ([0-9]{1,19})-([0-9]{1,19})/([0-9]{1,19})")
+_RANGE_NUMBER = re.compile(r"[0-9]{1,19}")
+_MAX_OFFSET = (1 << 63) - 1
 _EMPTY_RANGE = re.compile(r"bytes \*/0")
 _MULTIPART_SLACK = 1 << 20  # room for boundaries and text fields around the file part
 FILENAME_MAX = 255
+
+log = logging.getLogger(__name__)
 
 HEADER_ERROR = "Error in request headers"
 NO_FILE = "No chunk file was submitted"
@@ -73,6 +82,8 @@ def parse_range(value: str | None) -> tuple[int, int, int]:
     if not match:
         raise ApiError(400, HEADER_ERROR)
     start, end, total = (int(g) for g in match.groups())
+    if total > _MAX_OFFSET:
+        raise ApiError(400, HEADER_ERROR)
     if total == 0 and start == 0 and end == 0:
         return 0, 0, 0  # alias of `bytes */0`: there is no byte 0 in an empty file
     if end < start:
@@ -121,7 +132,7 @@ async def _stream(
         )
     except OSError as exc:
         if disk_full(exc):
-            raise ApiError(507, "Insufficient storage") from None
+            raise ApiError(507, INSUFFICIENT_STORAGE) from None
         raise
 
 
@@ -290,7 +301,7 @@ async def post(backend: Backend, request: Request, upload_id: str | None) -> Res
 async def _post_whole(backend: Backend, request: Request, owner: int) -> Response:
     limit = backend.config.max_bytes
     declared = request.headers.get("content-length", "")
-    body_size = int(declared) if declared.isdigit() else None
+    body_size = int(declared) if _RANGE_NUMBER.fullmatch(declared) else None
     if limit is not None and body_size is not None and body_size > limit + _MULTIPART_SLACK:
         raise ApiError(413, f"Size of file exceeds the limit ({limit} bytes)")
     if body_size is not None:
@@ -355,7 +366,8 @@ async def download(backend: Backend, request: Request, upload_id: str) -> Respon
 
 
 async def guarded(coro: Any) -> Response:
-    """Run a handler: ApiError -> its JSON; a vanished client -> nothing useful to send."""
+    """Run a handler: ApiError -> its JSON; a vanished client -> nothing useful to send;
+    a full disk, even where only SQLite noticed it (its commit failed) -> 507."""
     try:
         response: Response = await coro
         return response
@@ -363,3 +375,28 @@ async def guarded(coro: Any) -> Response:
         return error.response()
     except ClientDisconnect:
         return JSONResponse({"detail": "Client disconnected"}, status_code=400)
+    except (sqlite3.OperationalError, OSError) as exc:
+        if not (disk_full(exc) or database_full(exc)):
+            raise
+        _warn_full(exc)
+        return ApiError(507, INSUFFICIENT_STORAGE).response()
+
+
+def database_full(exc: BaseException) -> bool:
+    """SQLITE_FULL: the database (or the disk under it) cannot grow."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code == sqlite3.SQLITE_FULL or str(exc) == "database or disk is full"
+
+
+_FULL_WARNING_EVERY = 60.0
+_last_full_warning = [float("-inf")]
+
+
+def _warn_full(exc: BaseException) -> None:
+    """One log line a minute while the disk is full (every request would see it)."""
+    now = time.monotonic()
+    if now - _last_full_warning[0] >= _FULL_WARNING_EVERY:
+        _last_full_warning[0] = now
+        log.warning("storage is full, answering 507: %s", exc)

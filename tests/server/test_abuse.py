@@ -1,0 +1,157 @@
+"""The embedded backend under abuse: odd methods, absurd headers, a full disk, stalled bodies,
+tenant floods. Each answer is a clear status, never a 500 with a traceback."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from synapse_tui.server.group_commit import GroupCommitter
+from tests.harness.embedded import EmbeddedServer
+from tests.server.helpers import RawRequest, auth, md5, put
+
+DATA = bytes(range(256)) * 40  # 10240 bytes
+
+
+@pytest.fixture(autouse=True)
+def no_tracebacks(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Every case here must be answered without the server logging an exception."""
+    caplog.set_level(logging.WARNING)
+    yield
+    crashes = [r for r in caplog.records if r.exc_info is not None or r.levelno >= logging.ERROR]
+    assert not crashes, [r.getMessage() for r in crashes]
+
+
+def test_head_on_chunked_upload(embedded_server: EmbeddedServer, client: httpx.Client) -> None:
+    srv = embedded_server
+    r = put(client, srv.url + "/chunked_upload/", DATA[:100], token=srv.token, total=len(DATA))
+    item = r.json()["url"]
+    for url in (srv.url + "/chunked_upload/", item):
+        r = client.head(url)
+        assert (r.status_code, r.content) == (401, b""), url
+        assert r.headers["www-authenticate"] == "Token"
+        assert client.head(url, headers=auth(srv.token)).status_code == 200, url
+    assert client.head(item, headers=auth(srv.other_token)).status_code == 404
+    r = client.request("OPTIONS", srv.url + "/chunked_upload/", headers=auth(srv.token))
+    assert (r.status_code, r.json()) == (405, {"detail": 'Method "OPTIONS" not allowed.'})
+
+
+def send(raw: RawRequest, request: bytes) -> tuple[int, Any]:
+    raw.send(request)
+    return raw.response()
+
+
+@pytest.mark.parametrize(
+    "content_range",
+    [
+        "bytes 0-9/" + "9" * 5000,
+        "bytes 0-" + "9" * 5000 + "/" + "9" * 5001,
+        "bytes " + "0" * 5000 + "-9/10",
+        f"bytes 0-9/{1 << 63}",  # beyond SQLite's 64-bit integers
+        "bytes 0-9/1" + "0" * 25,
+    ],
+    ids=["total", "end", "start-zeros", "2^63", "26-digits"],
+)
+def test_absurd_content_range_is_400_and_the_connection_stays_usable(
+    embedded_server: EmbeddedServer, content_range: str
+) -> None:
+    srv = embedded_server
+    head = (
+        b'--b\r\nContent-Disposition: form-data; name="filename"\r\n\r\nf\r\n'
+        b'--b\r\nContent-Disposition: form-data; name="file"; filename="f"\r\n\r\n'
+    )
+    body = head + DATA[:10] + b"\r\n--b--\r\n"
+    headers = {
+        **auth(srv.token),
+        "Content-Type": "multipart/form-data; boundary=b",
+        "Content-Range": content_range,
+    }
+    raw = RawRequest(srv.url + "/chunked_upload/", "PUT", headers, len(body))
+    try:
+        raw.send(body)
+        assert raw.response() == (400, {"detail": "Error in request headers"})
+        # The same connection serves the next request.
+        get = (
+            f"GET /api/chunked_upload/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Synapse-Access-Token: Token {srv.token}\r\n\r\n"
+        ).encode()
+        assert send(raw, get) == (200, [])
+    finally:
+        raw.close()
+    assert list((srv.root / "files").iterdir()) == []
+
+
+class DiskFull:
+    """A connection whose COMMIT fails as SQLite's does on a full disk (SQLITE_FULL)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._db.in_transaction
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        if sql == "COMMIT":
+            error = sqlite3.OperationalError("database or disk is full")
+            error.sqlite_errorcode = sqlite3.SQLITE_FULL  # type: ignore[attr-defined]
+            error.sqlite_errorname = "SQLITE_FULL"  # type: ignore[attr-defined]
+            raise error
+        return self._db.execute(sql, *args)
+
+
+def test_database_full_is_507(
+    embedded_server: EmbeddedServer, client: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    srv = embedded_server
+    store = srv.backend.store
+    first = put(client, srv.url + "/chunked_upload/", DATA[:4096], token=srv.token,
+                total=len(DATA)).json()  # fmt: skip
+    whole = client.post(srv.url + "/chunked_upload/", data={"filename": "w", "md5": md5(b"w")},
+                        files={"file": ("w", b"w")}, headers=auth(srv.token)).json()  # fmt: skip
+    full = GroupCommitter(DiskFull(store._connect()), lambda: None)  # type: ignore[arg-type]
+    monkeypatch.setattr(store, "_rows", full)  # this store's commit thread only
+    insufficient = (507, {"detail": "Insufficient storage"})
+    try:
+        r = put(client, first["url"], DATA[4096:], token=srv.token, start=4096, total=len(DATA))
+        assert (r.status_code, r.json()) == insufficient  # the offset cannot move
+        r = put(client, srv.url + "/chunked_upload/", DATA[:10], token=srv.token, total=10)
+        assert (r.status_code, r.json()) == insufficient  # nor an upload be created
+        r = client.post(srv.url + "/chunked_upload/", data={"filename": "x", "md5": md5(b"x")},
+                        files={"file": ("x", b"x")}, headers=auth(srv.token))  # fmt: skip
+        assert (r.status_code, r.json()) == insufficient
+        assert sorted(p.name for p in (srv.root / "files").iterdir()) == sorted(
+            [first["id"], whole["id"]]
+        )
+    finally:
+        monkeypatch.undo()
+        full.close()
+    # Space again: the same chunk goes through, and finalize.
+    r = put(client, first["url"], DATA[4096:], token=srv.token, start=4096, total=len(DATA))
+    assert r.status_code == 200, r.text
+    r = client.post(first["url"], data={"md5": md5(DATA)}, headers=auth(srv.token))
+    assert (r.status_code, r.json()["status"]) == (200, 2)
+    assert (srv.root / "files" / first["id"]).read_bytes() == DATA
+
+
+def test_finalize_on_a_full_database_is_507(
+    embedded_server: EmbeddedServer, client: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    srv = embedded_server
+    store = srv.backend.store
+    body = put(client, srv.url + "/chunked_upload/", DATA, token=srv.token).json()
+    full = GroupCommitter(DiskFull(store._connect()), lambda: None)  # type: ignore[arg-type]
+    monkeypatch.setattr(store, "_rows", full)
+    try:
+        r = client.post(body["url"], data={"md5": md5(DATA)}, headers=auth(srv.token))
+        assert (r.status_code, r.json()) == (507, {"detail": "Insufficient storage"})
+    finally:
+        monkeypatch.undo()
+        full.close()
+    r = client.post(body["url"], data={"md5": md5(DATA)}, headers=auth(srv.token))
+    assert (r.status_code, r.json()["status"]) == (200, 2)
