@@ -19,6 +19,7 @@ from synapse_tui.server import chunked, collections
 from synapse_tui.server.backend import Backend
 from synapse_tui.server.config import ServerConfig
 from synapse_tui.server.errors import NOT_FOUND
+from synapse_tui.server.limits import idle_limited
 
 Handler = Callable[..., Awaitable[Response]]
 
@@ -111,12 +112,15 @@ class _App(Starlette):
     def __init__(self, backend: Backend, prefix: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._backend = backend
+        self._body_timeout = backend.config.body_timeout
         self._collection = f"{prefix}/chunked_upload/"
         self._item = re.compile(re.escape(self._collection) + "([^/]+)/")
         self._handlers = {m: _UPLOAD_HANDLERS[m] for m in ("PUT", "POST")}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         handler = self._handlers.get(scope.get("method", "")) if scope["type"] == "http" else None
+        if scope["type"] == "http":  # a stalled body must not hold its upload forever
+            receive = idle_limited(receive, self._body_timeout)
         if handler is not None:
             path = scope["path"]
             root = scope.get("root_path", "")

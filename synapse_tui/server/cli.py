@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 from typing import TypeVar
 
-from synapse_tui.server.config import DEFAULT_EXPIRE_AFTER, ServerConfig
+from synapse_tui.server.config import DEFAULT_BODY_TIMEOUT, DEFAULT_EXPIRE_AFTER, ServerConfig
 
 T = TypeVar("T")
 TOKEN_ENV = "SYNAPSE_TUI_SERVE_TOKEN"
@@ -82,6 +82,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_EXPIRE_AFTER,
         help="drop incomplete uploads this long after their last chunk (default 1d)",
     )
+    parser.add_argument(
+        "--body-timeout",
+        type=_argtype(parse_duration),
+        default=DEFAULT_BODY_TIMEOUT,
+        help="answer 408 and free the upload when a request body sends nothing this long"
+        " (default 60s)",
+    )
     parser.add_argument("--prefix", default="", help="URL path prefix of the API, e.g. /api")
     parser.add_argument(
         "--collection",
@@ -117,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
             expire_after=args.expire_after,
             prefix=args.prefix,
             collections=args.collection,
+            body_timeout=args.body_timeout,
         )
     except ValueError as exc:
         print(f"synapse-tui serve: {exc}", file=sys.stderr)

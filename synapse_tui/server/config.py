@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_EXPIRE_AFTER = 86400.0
+DEFAULT_BODY_TIMEOUT = 60.0
 
 
 @dataclass
@@ -15,7 +16,8 @@ class ServerConfig:
     """What `create_app` and `BackgroundServer` need to serve uploads.
 
     `clock` returns the wall-clock time in seconds; tests inject a fake one to
-    drive expiry without sleeping.
+    drive expiry without sleeping. `body_timeout` is how long a request body may
+    send nothing before it is answered 408 and its upload freed.
     """
 
     root: Path
@@ -24,6 +26,7 @@ class ServerConfig:
     expire_after: float = DEFAULT_EXPIRE_AFTER
     prefix: str = ""
     collections: list[tuple[str, list[str]]] = field(default_factory=list)
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
     clock: Callable[[], float] = field(default=time.time, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -35,6 +38,8 @@ class ServerConfig:
             raise ValueError("max_bytes must not be negative")
         if not self.expire_after > 0:
             raise ValueError("expire_after must be positive")
+        if not self.body_timeout > 0:
+            raise ValueError("body_timeout must be positive")
         self.prefix = normalize_prefix(self.prefix)
         self.collections = [(name, list(specs)) for name, specs in self.collections]
         names = [name for name, _ in self.collections]

@@ -1,6 +1,12 @@
-"""What one client may make the backend hold: request head size and header count."""
+"""What one client may make the backend hold: request head size, header count, body idle time."""
 
 from __future__ import annotations
+
+import asyncio
+
+from starlette.types import Message, Receive
+
+from synapse_tui.server.errors import ApiError
 
 # The request line and headers together. Our client and the SDK send well under 2 KiB;
 # gunicorn allows 100 fields of 8 KiB, nginx 32 KiB of large headers by default.
@@ -8,6 +14,7 @@ MAX_HEAD_BYTES = 64 << 10
 MAX_HEADERS = 100
 
 HEAD_TOO_LARGE = "Request header fields too large"
+BODY_TIMED_OUT = "Request body timed out"
 
 
 def head_too_large_response() -> bytes:
@@ -19,3 +26,29 @@ def head_too_large_response() -> bytes:
         b"content-length: " + str(len(body)).encode() + b"\r\n"
         b"connection: close\r\n\r\n" + body
     )
+
+
+def idle_limited(receive: Receive, timeout: float) -> Receive:
+    """`receive`, but waiting at most `timeout` seconds for each piece of the request body.
+
+    A stalled body otherwise holds its upload's writer lock and its writer threads for
+    as long as the client keeps the socket open. Once the body is complete (or the client
+    left), calls pass through unbounded: Starlette waits on them for a disconnect while a
+    response streams. The 408 closes the connection: the rest of that body is not read.
+    """
+    body_done = False
+
+    async def limited() -> Message:
+        nonlocal body_done
+        if body_done:
+            return await receive()
+        try:
+            async with asyncio.timeout(timeout):  # a timer, not a task per call as wait_for
+                message = await receive()
+        except TimeoutError:
+            raise ApiError(408, BODY_TIMED_OUT, {"Connection": "close"}) from None
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            body_done = True
+        return message
+
+    return limited

@@ -4,7 +4,10 @@ tenant floods. Each answer is a clear status, never a 500 with a traceback."""
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,7 +16,15 @@ import pytest
 
 from synapse_tui.server.group_commit import GroupCommitter
 from tests.harness.embedded import EmbeddedServer
-from tests.server.helpers import RawRequest, auth, md5, put
+from tests.server.helpers import (
+    RawRequest,
+    auth,
+    md5,
+    put,
+    raw_chunk,
+    upload_rest,
+    wait_until,
+)
 
 DATA = bytes(range(256)) * 40  # 10240 bytes
 
@@ -155,3 +166,104 @@ def test_finalize_on_a_full_database_is_507(
         full.close()
     r = client.post(body["url"], data={"md5": md5(DATA)}, headers=auth(srv.token))
     assert (r.status_code, r.json()["status"]) == (200, 2)
+
+
+def body_threads() -> list[threading.Thread]:
+    names = ("synapse-writer", "synapse-hasher", "synapse-syncer")
+    return [t for t in threading.enumerate() if t.name in names]
+
+
+def read_to_close(raw: RawRequest) -> bytes:
+    rest = b""
+    while got := raw.sock.recv(65536):
+        rest += got
+    return rest
+
+
+@pytest.mark.parametrize("sent", [2 << 20, 1000], ids=["streamed", "small"])
+def test_a_stalled_body_is_408_and_frees_the_upload(
+    make_server: Any, client: httpx.Client, sent: int
+) -> None:
+    srv = make_server(prefix="/api", body_timeout=0.5)
+    data = os.urandom(6 << 20)
+    r = put(client, srv.url + "/chunked_upload/", data[:100], token=srv.token, total=len(data))
+    body = r.json()
+    assert not body_threads()
+    raw, head, _tail = raw_chunk(body["url"], srv.token, 4 << 20, 100, len(data))
+    try:
+        raw.send(head + data[100 : 100 + sent])  # then nothing more
+        if sent > 1 << 20:  # a streamed body: its writer, hasher and syncer run
+            wait_until(lambda: len(body_threads()) == 3, "the body's threads")
+        assert raw.response() == (408, {"detail": "Request body timed out"})
+        assert read_to_close(raw) == b""  # and the connection is closed
+    finally:
+        raw.close()
+    wait_until(lambda: not srv.backend.sessions.is_writing(body["id"]), "the lock released")
+    wait_until(lambda: not body_threads(), "the body's threads to end")
+    assert client.get(body["url"], headers=auth(srv.token)).json()["offset"] == 100
+    assert (srv.root / "files" / body["id"]).stat().st_size == 100  # nothing half-written
+    # The client's next attempt at the same offset goes through.
+    final = upload_rest(client, srv, body["url"], data, 100)
+    assert final["status"] == 2
+    assert (srv.root / "files" / body["id"]).read_bytes() == data
+
+
+def test_a_stalled_first_chunk_leaves_no_file(make_server: Any) -> None:
+    srv = make_server(prefix="/api", body_timeout=0.5)
+    raw, head, _tail = raw_chunk(srv.url + "/chunked_upload/", srv.token, 3 << 20, 0, 3 << 20)
+    try:
+        raw.send(head + os.urandom(2 << 20))
+        assert raw.response() == (408, {"detail": "Request body timed out"})
+    finally:
+        raw.close()
+    wait_until(lambda: not body_threads(), "the body's threads to end")
+    assert list((srv.root / "files").iterdir()) == []
+
+
+def test_a_slow_body_that_keeps_sending_is_not_cut(make_server: Any) -> None:
+    # The limit is on silence, not on the whole body: pieces 0.3 s apart with a 1 s limit.
+    srv = make_server(prefix="/api", body_timeout=1.0)
+    data = b"s" * 4000
+    raw, head, tail = raw_chunk(srv.url + "/chunked_upload/", srv.token, len(data), 0, len(data))
+    try:
+        raw.send(head)
+        for start in range(0, len(data), 1000):
+            time.sleep(0.3)  # the client's pace (what is tested), not a wait for the server
+            raw.send(data[start : start + 1000])
+        raw.send(tail)
+        status, body = raw.response()
+    finally:
+        raw.close()
+    assert (status, body["offset"]) == (200, len(data))
+
+
+def test_body_timeout_must_be_positive(tmp_path: Any) -> None:
+    from synapse_tui.server import ServerConfig
+
+    for bad in (0, -1.0):
+        with pytest.raises(ValueError, match="body_timeout"):
+            ServerConfig(root=tmp_path, tokens=["t"], body_timeout=bad)
+
+
+def test_serve_body_timeout_option(tmp_path: Any) -> None:
+    import re
+
+    from tests.server.test_cli import parse, serve, stop
+
+    assert parse().body_timeout == 60.0
+    assert parse("--body-timeout", "2m").body_timeout == 120.0
+    with pytest.raises(SystemExit):
+        parse("--body-timeout", "0")
+    proc = serve(tmp_path, "--token", "t", "--body-timeout", "0.5")
+    try:
+        assert proc.stdout is not None
+        url = re.search(r" at (http://\S+) ", proc.stdout.readline())
+        assert url is not None
+        raw, head, _tail = raw_chunk(url.group(1) + "/chunked_upload/", "t", 100, 0, 100)
+        try:
+            raw.send(head + b"x" * 10)
+            assert raw.response() == (408, {"detail": "Request body timed out"})
+        finally:
+            raw.close()
+    finally:
+        stop(proc)
