@@ -19,6 +19,7 @@ from synapse_tui.server.config import ServerConfig
 from synapse_tui.server.errors import ApiError, not_found
 from synapse_tui.server.sessions import Sessions
 from synapse_tui.server.store import COMPLETE, Store, Upload, is_upload_id
+from synapse_tui.server.users import NO_USER
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -71,11 +72,21 @@ class Backend:
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
-    async def owner(self, request: Request) -> int:
-        """The numeric user of the request's credentials, or a 401 ApiError."""
+    async def owner(self, request: Request, create: bool = False) -> int:
+        """The numeric user of the request's credentials, or a 401 ApiError.
+
+        An owner that never stored anything has no row: NO_USER (which owns nothing)
+        unless `create`, which only a request about to record an upload passes. So
+        20,000 tenant headers on one token read 20,000 times and write nothing.
+        """
         key = self.auth.owner_key(request.headers)
         cached = self.store.cached_user(key)
-        return cached if cached is not None else await self.run(self.store.user_id, key)
+        if cached is not None:
+            return cached
+        if create:
+            return await self.run(self.store.user_id, key)
+        found = self.store.find_user(key)
+        return NO_USER if found is None else found
 
     def api_base(self, request: Request) -> str:
         """Absolute API root as the client reached it, e.g. `http://127.0.0.1:8000/api`.

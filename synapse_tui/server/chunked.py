@@ -156,7 +156,7 @@ async def put_chunk(backend: Backend, request: Request, upload_id: str | None) -
     start, length, total = parse_range(request.headers.get("content-range"))
     _check_limit(backend, total)
     if upload_id is None:
-        return await _create(backend, request, owner, start, length, total)
+        return await _create(backend, request, start, length, total)
     upload = backend.find(owner, upload_id)
     await backend.check_writable(upload)
     backend.acquire(upload.id)
@@ -209,7 +209,7 @@ def _release_after(backend: Backend, upload_id: str, commit: asyncio.Future[Any]
 
 
 async def _create(
-    backend: Backend, request: Request, owner: int, start: int, length: int, total: int
+    backend: Backend, request: Request, start: int, length: int, total: int
 ) -> Response:
     if start != 0:
         raise ApiError(400, "Offsets do not match", expected_offset=0, provided_offset=start)
@@ -230,6 +230,7 @@ async def _create(
         md5 = hashlib.md5()
         try:
             await _stream(backend, request, upload_id, 0, length, md5, validate)
+            owner = await backend.owner(request, create=True)  # its first upload makes the row
         except BaseException:
             files.remove(backend.store.path_for(upload_id))
             raise
@@ -267,7 +268,7 @@ async def post(backend: Backend, request: Request, upload_id: str | None) -> Res
     """POST chunked_upload/<id>/ finalizes; POST chunked_upload/ takes a whole file."""
     owner = await backend.owner(request)
     if upload_id is None:
-        return await _post_whole(backend, request, owner)
+        return await _post_whole(backend, request)
     fields = await read_small_body(request)
     checksum = fields.get("md5")
     if not checksum or not isinstance(checksum, str):
@@ -298,7 +299,7 @@ async def post(backend: Backend, request: Request, upload_id: str | None) -> Res
         _release_after(backend, upload.id, commit)
 
 
-async def _post_whole(backend: Backend, request: Request, owner: int) -> Response:
+async def _post_whole(backend: Backend, request: Request) -> Response:
     limit = backend.config.max_bytes
     declared = request.headers.get("content-length", "")
     body_size = int(declared) if _RANGE_NUMBER.fullmatch(declared) else None
@@ -330,6 +331,7 @@ async def _post_whole(backend: Backend, request: Request, owner: int) -> Respons
         cap = sys.maxsize if limit is None else limit
         try:
             await _stream(backend, request, upload_id, 0, cap, md5, validate)
+            owner = await backend.owner(request, create=True)
         except BaseException:
             files.remove(backend.store.path_for(upload_id))
             raise

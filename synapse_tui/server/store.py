@@ -25,6 +25,7 @@ from typing import Any
 from synapse_tui.server import files
 from synapse_tui.server.group_commit import GroupCommitter
 from synapse_tui.server.records import DataRecords
+from synapse_tui.server.users import UserCache
 
 try:
     import fcntl
@@ -163,7 +164,7 @@ class Store(DataRecords):
         self._conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
         self._rows: GroupCommitter | None = None
-        self._users: dict[str, int] = {}
+        self._users = UserCache()
         try:
             self._conn().executescript(_SCHEMA)
             self._rows = GroupCommitter(self._connect(), lambda: files.sync_dir(self.files_dir))
@@ -252,17 +253,26 @@ class Store(DataRecords):
             db.executemany("INSERT OR IGNORE INTO users(key) VALUES (?)", [(k,) for k in keys])
             for key in keys:
                 (uid,) = db.execute("SELECT id FROM users WHERE key = ?", (key,)).fetchone()
-                self._users[key] = int(uid)
+                self._users.put(key, int(uid))
+
+    def find_user(self, key: str) -> int | None:
+        """The numeric id of an owner key (a hash of the credentials), if it has one."""
+        row = self._conn().execute("SELECT id FROM users WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        self._users.put(key, int(row[0]))
+        return int(row[0])
 
     def user_id(self, key: str) -> int:
-        """The numeric id of an owner key (a hash of the credentials), created on first use."""
+        """The numeric id of an owner key, created if needed: only for an owner about to
+        store an upload, so the rows grow with uploads, not with tenant headers."""
         cached = self._users.get(key)
         if cached is not None:
             return cached
         with self._tx() as db:
             db.execute("INSERT OR IGNORE INTO users(key) VALUES (?)", (key,))
             (uid,) = db.execute("SELECT id FROM users WHERE key = ?", (key,)).fetchone()
-        self._users[key] = int(uid)
+        self._users.put(key, int(uid))
         return int(uid)
 
     # -- uploads -------------------------------------------------------------

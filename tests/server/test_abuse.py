@@ -3,6 +3,7 @@ tenant floods. Each answer is a clear status, never a 500 with a traceback."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
@@ -17,8 +18,10 @@ import pytest
 from synapse_tui.server.group_commit import GroupCommitter
 from tests.harness.embedded import EmbeddedServer
 from tests.server.helpers import (
+    CONTENT_TYPE,
     RawRequest,
     auth,
+    form_body,
     md5,
     put,
     raw_chunk,
@@ -267,3 +270,59 @@ def test_serve_body_timeout_option(tmp_path: Any) -> None:
             raw.close()
     finally:
         stop(proc)
+
+
+def user_rows(srv: EmbeddedServer) -> int:
+    with contextlib.closing(sqlite3.connect(srv.root / "uploads.sqlite3")) as db:
+        (count,) = db.execute("SELECT count(*) FROM users").fetchone()
+    return int(count)
+
+
+def tenant(srv: EmbeddedServer, name: str) -> dict[str, str]:
+    return {**auth(srv.token), "Synapse-Tenant": name}
+
+
+def test_tenant_headers_that_store_nothing_make_no_rows(
+    embedded_server: EmbeddedServer, client: httpx.Client
+) -> None:
+    srv = embedded_server
+    before = user_rows(srv)
+    foreign = put(client, srv.url + "/chunked_upload/", DATA[:10], token=srv.token).json()
+    for i in range(300):
+        h = tenant(srv, f"t{i}")
+        assert client.get(srv.url + "/chunked_upload/", headers=h).json() == []
+        assert client.head(srv.url + "/chunked_upload/", headers=h).status_code == 200
+        assert client.get(foreign["url"], headers=h).status_code == 404
+        r = client.post(foreign["url"], data={"md5": md5(DATA[:10])}, headers=h)
+        assert r.status_code == 404
+        assert client.get(srv.url + "/data_units/", headers=h).json() == []
+        head, _, _ = form_body({"filename": "f"}, None)  # no file part
+        r = client.put(srv.url + "/chunked_upload/", content=head,
+                       headers={**h, "Content-Range": "bytes 0-9/10",
+                                "Content-Type": CONTENT_TYPE})  # fmt: skip
+        assert r.status_code == 400  # refused before storing: still no row
+    assert user_rows(srv) == before
+    assert len(srv.backend.store._users) <= before  # nothing cached for them either
+
+
+def test_tenants_that_store_get_rows_and_the_cache_stays_bounded(
+    embedded_server: EmbeddedServer, client: httpx.Client
+) -> None:
+    srv = embedded_server
+    srv.backend.store._users.size = 8
+    before = user_rows(srv)
+    ids: dict[str, str] = {}
+    for i in range(30):
+        name = f"t{i}"
+        r = client.post(srv.url + "/chunked_upload/", headers=tenant(srv, name),
+                        data={"filename": name, "md5": md5(name.encode())},
+                        files={"file": (name, name.encode())})  # fmt: skip
+        assert r.status_code == 200, r.text
+        ids[name] = r.json()["id"]
+        assert len(srv.backend.store._users) <= 8
+    assert user_rows(srv) == before + 30
+    # Evicted from the cache, each tenant still sees exactly its own upload.
+    for name, upload_id in ids.items():
+        listed = client.get(srv.url + "/chunked_upload/", headers=tenant(srv, name)).json()
+        assert [u["id"] for u in listed] == [upload_id]
+    assert client.get(srv.url + "/chunked_upload/", headers=auth(srv.token)).json() == []
