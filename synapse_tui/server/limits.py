@@ -12,6 +12,7 @@ from synapse_tui.server.errors import ApiError
 # gunicorn allows 100 fields of 8 KiB, nginx 32 KiB of large headers by default.
 MAX_HEAD_BYTES = 64 << 10
 MAX_HEADERS = 100
+MAX_PIPELINED = 16  # requests waiting behind the running one on a connection (httptools)
 
 HEAD_TOO_LARGE = "Request header fields too large"
 BODY_TIMED_OUT = "Request body timed out"

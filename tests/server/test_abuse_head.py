@@ -14,9 +14,9 @@ import httpx
 import pytest
 
 from synapse_tui.server import BackgroundServer, ServerConfig
-from synapse_tui.server.limits import MAX_HEAD_BYTES, MAX_HEADERS
+from synapse_tui.server.limits import MAX_HEAD_BYTES, MAX_HEADERS, MAX_PIPELINED
 from tests.harness.embedded import TOKEN
-from tests.server.helpers import auth, put
+from tests.server.helpers import auth, put, wait_until
 
 PROTOCOLS = ["httptools", "h11"]
 
@@ -163,3 +163,41 @@ def test_a_head_limit_check_never_answers_a_served_request(
     last = one.replace(b"Host:", b"Connection: close\r\nHost:")
     answer = exchange(server.port, one + last)
     assert answer.count(b"HTTP/1.1 200 ") == 2, answer[:300]
+
+
+def test_pipelined_requests_within_the_cap_are_all_answered(server: BackgroundServer) -> None:
+    one = REQUEST_LINE + b"Synapse-Access-Token: Token " + TOKEN.encode() + b"\r\n\r\n"
+    last = one.replace(b"Host:", b"Connection: close\r\nHost:")
+    answer = exchange(server.port, one * MAX_PIPELINED + last)
+    assert answer.count(b"HTTP/1.1 200 ") == MAX_PIPELINED + 1, answer[:300]
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="needs /proc to read RSS")
+def test_deep_pipelining_keeps_memory_flat(tmp_path: Path) -> None:
+    # 4 MiB of tiny pipelined requests, answers never read: the old server queued one
+    # request object per head it parsed (~250 MiB); now the connection is dropped.
+    # (h11 parses one request at a time and pauses: it never had this problem.)
+    config = ServerConfig(root=tmp_path / "root", tokens=[TOKEN], prefix="/api")
+    tiny = b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n"
+    with BackgroundServer(config, http=protocol_class("httptools")) as server:
+        before = rss()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                sock.sendall(tiny * ((4 << 20) // len(tiny)))
+            sock.settimeout(0.2)
+            bound = 32 << 20
+            wait_until(lambda: closed(sock) or rss() - before > bound, "a close", timeout=30)
+            grown = rss() - before
+    assert grown < bound, f"RSS grew by {grown >> 20} MiB"
+
+
+def closed(sock: socket.socket) -> bool:
+    """Read what is there; True once the server has closed the connection."""
+    try:
+        while sock.recv(1 << 20):
+            pass
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+    return True
