@@ -23,6 +23,8 @@ from urllib.parse import parse_qsl
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 MAX_FIELD_BYTES = 64 * 1024
+MAX_FIELDS = 64  # text fields of one form (file parts are not kept: not counted)
+_PLAIN_HEAD = 4096  # a part head longer than this is not the plain shape
 
 
 class FormError(ValueError):
@@ -66,6 +68,7 @@ class StreamingForm:
         self._header_field = bytearray()
         self._header_value = bytearray()
         self._headers: dict[bytes, bytes] = {}
+        self._field_count = 0
         self._kind = "skip"  # "file", "field" or "skip" for the current part
         self._name = ""
         self._value = bytearray()
@@ -131,6 +134,9 @@ class StreamingForm:
             self._kind = "skip"  # other uploaded files are not ours to store
         else:
             self._kind = "field"
+            self._field_count += 1
+            if self._field_count > MAX_FIELDS:
+                raise FormError("Too many form fields")
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
         kind = self._kind
@@ -177,6 +183,7 @@ def parse_whole(
     view = memoryview(body)
     form = WholeForm()
     content: memoryview | None = None
+    texts = 0
     pos = len(delimiter)
     while True:
         after = body[pos : pos + 2]
@@ -187,7 +194,7 @@ def parse_whole(
         if after != b"\r\n":
             return None
         head_end = body.find(b"\r\n\r\n", pos)
-        if head_end < 0:
+        if head_end < 0 or head_end - pos > _PLAIN_HEAD:  # python-multipart caps heads
             return None
         disposition = None
         for line in body[pos + 2 : head_end].split(b"\r\n"):
@@ -214,8 +221,9 @@ def parse_whole(
                 form.file_seen = True
                 content = view[start:end]
         elif simple.group(2) is None:  # a text field (other files are not ours to store)
-            if end - start > MAX_FIELD_BYTES:
-                return None
+            texts += 1
+            if end - start > MAX_FIELD_BYTES or texts > MAX_FIELDS:
+                return None  # the streaming parser says why
             text = body[start:end].decode("utf-8", "replace")
             form.fields.setdefault(part_name, text)
         pos = end + 2 + len(delimiter)

@@ -18,6 +18,7 @@ import pytest
 from synapse_tui.server.group_commit import GroupCommitter
 from tests.harness.embedded import EmbeddedServer
 from tests.server.helpers import (
+    BOUNDARY,
     CONTENT_TYPE,
     RawRequest,
     auth,
@@ -326,3 +327,53 @@ def test_tenants_that_store_get_rows_and_the_cache_stays_bounded(
         listed = client.get(srv.url + "/chunked_upload/", headers=tenant(srv, name)).json()
         assert [u["id"] for u in listed] == [upload_id]
     assert client.get(srv.url + "/chunked_upload/", headers=auth(srv.token)).json() == []
+
+
+def multipart(parts: list[tuple[str, bytes]]) -> bytes:
+    """A form of (part head, content) pairs with the helpers' boundary."""
+    body = b"".join(
+        b"--" + BOUNDARY.encode() + b"\r\n" + head.encode() + b"\r\n\r\n" + content + b"\r\n"
+        for head, content in parts
+    )
+    return body + b"--" + BOUNDARY.encode() + b"--\r\n"
+
+
+FILE_HEAD = 'Content-Disposition: form-data; name="file"; filename="f"'
+NAME_HEAD = 'Content-Disposition: form-data; name="filename"'
+
+
+@pytest.mark.parametrize("shape", ["streamed", "small"])
+def test_form_field_counts_and_part_heads_are_capped(
+    embedded_server: EmbeddedServer, client: httpx.Client, shape: str
+) -> None:
+    srv = embedded_server
+    data = os.urandom((2 << 20) if shape == "streamed" else 1000)
+    headers = {**auth(srv.token), "Content-Type": CONTENT_TYPE,
+               "Content-Range": f"bytes 0-{len(data) - 1}/{len(data)}"}  # fmt: skip
+    long_head = FILE_HEAD + "\r\nX-Pad: " + "p" * (64 << 10)
+    many = [(f'Content-Disposition: form-data; name="f{i}"', b"v") for i in range(100)]
+    cases = {
+        "header size": [(NAME_HEAD, b"f"), (long_head, data)],  # python-multipart's own cap
+        "Too many form fields": [(NAME_HEAD, b"f"), *many, (FILE_HEAD, data)],
+    }
+    for detail, parts in cases.items():
+        r = client.put(srv.url + "/chunked_upload/", content=multipart(parts), headers=headers)
+        assert r.status_code == 400 and detail in r.json()["detail"], r.text
+    fine = multipart([(NAME_HEAD, b"f"), *many[:50], (FILE_HEAD, data)])
+    r = client.put(srv.url + "/chunked_upload/", content=fine, headers=headers)
+    assert r.status_code == 200, r.text  # within the caps
+    assert list((srv.root / "files").iterdir()) == [srv.root / "files" / r.json()["id"]]
+
+
+def test_finalize_body_is_capped_whatever_its_type(
+    embedded_server: EmbeddedServer, client: httpx.Client
+) -> None:
+    srv = embedded_server
+    body = put(client, srv.url + "/chunked_upload/", DATA, token=srv.token).json()
+    form = multipart([('Content-Disposition: form-data; name="md5"', md5(DATA).encode()),
+                      (FILE_HEAD, bytes(2 << 20))])  # fmt: skip
+    r = client.post(body["url"], content=form,
+                    headers={**auth(srv.token), "Content-Type": CONTENT_TYPE})  # fmt: skip
+    assert (r.status_code, r.json()) == (413, {"detail": "Request body is too large"})
+    r = client.post(body["url"], data={"md5": md5(DATA)}, headers=auth(srv.token))
+    assert r.json()["status"] == 2
