@@ -1,4 +1,4 @@
-"""uvicorn's h11 protocol (used when httptools is missing) with the same head caps (431)."""
+"""uvicorn's h11 protocol (used without httptools) with the same head caps and deadline."""
 
 from __future__ import annotations
 
@@ -11,7 +11,12 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
 
-from synapse_tui.server.limits import MAX_HEAD_BYTES, MAX_HEADERS, head_too_large_response
+from synapse_tui.server.limits import (
+    MAX_HEAD_BYTES,
+    MAX_HEADERS,
+    HeadDeadline,
+    head_too_large_response,
+)
 
 
 class _CappedConnection(h11.Connection):
@@ -27,7 +32,7 @@ class _CappedConnection(h11.Connection):
         return event
 
 
-class CappedH11Protocol(H11Protocol):
+class CappedH11Protocol(HeadDeadline, H11Protocol):
     def __init__(
         self,
         config: Config,
@@ -37,6 +42,18 @@ class CappedH11Protocol(H11Protocol):
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self.conn = _CappedConnection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head_deadline()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._arm_head_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_head_deadline()
+        super().connection_lost(exc)
 
     def send_400_response(self, msg: str) -> None:
         # uvicorn calls this from its `except h11.RemoteProtocolError`: the error is current.

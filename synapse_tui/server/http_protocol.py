@@ -34,6 +34,7 @@ from synapse_tui.server.limits import (
     MAX_HEAD_BYTES,
     MAX_HEADERS,
     MAX_PIPELINED,
+    HeadDeadline,
     head_too_large_response,
 )
 
@@ -73,7 +74,7 @@ class _PipelineTooDeep(Exception):
     """Raised when a client queues more than MAX_PIPELINED requests behind the running one."""
 
 
-class LeanHttpToolsProtocol(HttpToolsProtocol):
+class LeanHttpToolsProtocol(HeadDeadline, HttpToolsProtocol):
     # Head accounting: `_in_head` from the end of a message (or the connection's start)
     # until the next head is complete; `_head_bytes` counts what arrived meanwhile (an
     # unfinished head). `_parsed` and `_header_count` measure what the parser made of the
@@ -88,6 +89,7 @@ class LeanHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._arm_head_deadline()
         self._sized = isinstance(getattr(transport, "max_size", None), int)
         if self._sized:
             transport.max_size = SMALL_READ  # type: ignore[attr-defined]
@@ -106,6 +108,14 @@ class LeanHttpToolsProtocol(HttpToolsProtocol):
         super().data_received(data)
         if self._in_head and self._head_bytes > MAX_HEAD_BYTES and not self._refused:
             self._refuse_head()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._arm_head_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_head_deadline()
+        super().connection_lost(exc)
 
     def _refuse_head(self) -> None:
         self._refused = True

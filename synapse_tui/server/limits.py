@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from starlette.types import Message, Receive
 
@@ -13,6 +14,7 @@ from synapse_tui.server.errors import ApiError
 MAX_HEAD_BYTES = 64 << 10
 MAX_HEADERS = 100
 MAX_PIPELINED = 16  # requests waiting behind the running one on a connection (httptools)
+HEAD_TIMEOUT = 60.0  # seconds from a connection's start (or its last answer) to a whole head
 
 HEAD_TOO_LARGE = "Request header fields too large"
 BODY_TIMED_OUT = "Request body timed out"
@@ -53,3 +55,34 @@ def idle_limited(receive: Receive, timeout: float) -> Receive:
         return message
 
     return limited
+
+
+class HeadDeadline:
+    """Mixed into both HTTP protocols: a connection that has no request running (just
+    opened, or answered) is closed when HEAD_TIMEOUT passes without a whole new head.
+
+    uvicorn arms its keep-alive timer only after an answer and cancels it on the first
+    byte, so a connection that sends nothing, or a head one byte at a time, stayed open
+    (and kept its socket) for ever. A running request is left alone: its body has
+    `idle_limited`, and the next answer re-arms the deadline.
+    """
+
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
+    cycle: Any
+    _head_timer: asyncio.TimerHandle | None = None
+
+    def _arm_head_deadline(self) -> None:
+        self._disarm_head_deadline()
+        self._head_timer = self.loop.call_later(HEAD_TIMEOUT, self._head_deadline)
+
+    def _disarm_head_deadline(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_deadline(self) -> None:
+        self._head_timer = None
+        idle = self.cycle is None or self.cycle.response_complete
+        if idle and not getattr(self, "pipeline", None) and not self.transport.is_closing():
+            self.transport.close()

@@ -6,6 +6,7 @@ import contextlib
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import pytest
 from synapse_tui.server import BackgroundServer, ServerConfig
 from synapse_tui.server.limits import MAX_HEAD_BYTES, MAX_HEADERS, MAX_PIPELINED
 from tests.harness.embedded import TOKEN
-from tests.server.helpers import auth, put, wait_until
+from tests.server.helpers import auth, put, raw_chunk, wait_until
 
 PROTOCOLS = ["httptools", "h11"]
 
@@ -201,3 +202,52 @@ def closed(sock: socket.socket) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+@pytest.mark.parametrize(
+    "sent", [b"", REQUEST_LINE, b"G"], ids=["nothing", "unfinished", "after-an-answer"]
+)
+def test_a_head_that_never_completes_is_dropped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sent: bytes
+) -> None:
+    # Nothing at all, an unfinished head, or one byte of the next head after an answer:
+    # the connection is closed once the head deadline passes.
+    from synapse_tui.server import limits
+
+    monkeypatch.setattr(limits, "HEAD_TIMEOUT", 0.5)
+    config = ServerConfig(root=tmp_path / "root", tokens=[TOKEN], prefix="/api")
+    for name in PROTOCOLS:
+        with BackgroundServer(config, http=protocol_class(name)) as server:
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            with sock:
+                if sent == b"G":  # one byte of a second head, once the first is answered
+                    sock.sendall(b"GET /api/chunked_upload/ HTTP/1.1\r\nHost: a\r\n\r\n")
+                    assert sock.recv(100).startswith(b"HTTP/1.1 401 ")
+                sock.sendall(sent)
+                sock.settimeout(0.1)
+                wait_until(lambda s=sock: closed(s), f"{name} to close", timeout=10)
+
+
+def test_the_head_deadline_spares_a_running_request(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A body arriving for longer than the head deadline (but never idle for the body
+    # timeout) is not cut: the deadline only concerns connections with nothing running.
+    from synapse_tui.server import limits
+
+    monkeypatch.setattr(limits, "HEAD_TIMEOUT", 0.3)
+    config = ServerConfig(root=tmp_path / "root", tokens=[TOKEN], prefix="/api")
+    for name in PROTOCOLS:
+        with BackgroundServer(config, http=protocol_class(name)) as server:
+            data = b"d" * 3000
+            raw, head, tail = raw_chunk(server.url + "/chunked_upload/", TOKEN, 3000, 0, 3000)
+            try:
+                raw.send(head)
+                for start in range(0, len(data), 1000):
+                    time.sleep(0.2)  # the client's pace (what is tested), not a wait
+                    raw.send(data[start : start + 1000])
+                raw.send(tail)
+                status, body = raw.response()
+            finally:
+                raw.close()
+            assert (status, body["offset"]) == (200, 3000), name
