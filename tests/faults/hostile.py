@@ -138,6 +138,8 @@ class HostileServer:
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:
+            pass  # the server is closing: end quietly (asyncio logs a cancelled handler)
         finally:
             self._tasks.discard(task)
             writer.close()
