@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from synapse_tui.engine.errors import ConfigError, FileError, ProtocolError
-from synapse_tui.engine.names import display_name
+from synapse_tui.engine.names import display_name, escape_text
 from synapse_tui.engine.protocol import ProtocolClient
 
 UNITS_PER_REQUEST = 100
@@ -122,8 +122,9 @@ async def fetch_collection(client: ProtocolClient, collection_id: int) -> Collec
     for spec in data.get("file_specifications") or []:
         name = spec.get("name") if isinstance(spec, dict) else spec
         if isinstance(name, str):
-            specs.append(name)
-    return Collection(int(data.get("id", collection_id)), str(data.get("name", "")), tuple(specs))
+            specs.append(escape_text(name))  # server text: shown in terminals (never raw)
+    name = escape_text(str(data.get("name", "")))
+    return Collection(int(data.get("id", collection_id)), name, tuple(specs))
 
 
 async def list_collections(client: ProtocolClient) -> list[Collection]:
@@ -133,10 +134,11 @@ async def list_collections(client: ProtocolClient) -> list[Collection]:
     for item in items if isinstance(items, list) else []:
         if isinstance(item, dict) and "id" in item:
             specs = tuple(
-                s.get("name", "") if isinstance(s, dict) else str(s)
+                escape_text(str(s.get("name", "") if isinstance(s, dict) else s))
                 for s in item.get("file_specifications") or []
             )
-            out.append(Collection(int(item["id"]), str(item.get("name", "")), specs))
+            name = escape_text(str(item.get("name", "")))
+            out.append(Collection(int(item["id"]), name, specs))
     return out
 
 
@@ -202,7 +204,7 @@ class Registrar:
         job.extra["data_file_id"] = data["id"]
         job.extra["checksum"] = data.get("checksum") or job.md5
         self.m.journal.update(job.id, extra=job.extra)
-        self.m.log("info", f"{job.display}: data file {data['id']}", job.id)
+        self.m.log("info", f"{job.display}: data file {escape_text(str(data['id']))}", job.id)
 
     def pending(self) -> list[Any]:
         from synapse_tui.engine.events import JobState

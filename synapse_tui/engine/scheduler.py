@@ -232,7 +232,7 @@ class UploadManager:
         # server. A job that goes on to register has its note committed at once.
         lazy = state == JobState.DONE
         self.journal.complete(
-            key, md5, info.id, job.resumed_from, info.raw, state, job.extra, lazy=lazy
+            key, md5, info.id, job.resumed_from, info.record(), state, job.extra, lazy=lazy
         )
         job.state = state
         self.emit(JobStateChanged(job.id, state))
