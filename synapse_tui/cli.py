@@ -264,7 +264,7 @@ def run_transfer(settings: Settings, args: argparse.Namespace) -> int:
                 )
             else:
                 count = manager.resume_unfinished()
-                if count == 0 and not args.json:
+                if count == 0 and not args.json and not reporter.summary.resumable:
                     sys.stdout.write("nothing to resume\n")
                 work = asyncio.ensure_future(manager.wait_idle())
             stop = asyncio.ensure_future(interrupted.wait())

@@ -71,6 +71,8 @@ def unusable(path: Path, exc: BaseException) -> JournalError:
     code = getattr(exc, "sqlite_errorcode", None)
     if isinstance(exc, sqlite3.DatabaseError) and code in _DAMAGE_CODES:
         return JournalError(_moved(path, f"is damaged ({exc})"))
+    if code == 5:  # SQLITE_BUSY, after the 30 s busy timeout
+        return JournalError(f"the journal {path} is locked by another process ({exc}): try again")
     return JournalError(f"cannot use the journal {path}: {_reason(exc)}; {_FIX_ACCESS}")
 
 

@@ -8,6 +8,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,9 +20,11 @@ REPO = Path(__file__).resolve().parents[2]
 HOST = "http://127.0.0.1:9/api"
 
 
-def cli(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """The CLI on `state` (no backend is reached: status reads the journal only)."""
-    env = dict(os.environ, SYNAPSE_TUI_STATE_DIR=str(state), PYTHONPATH=str(REPO))
+def cli(
+    state: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The CLI on `state` (`env`: more variables, such as a backend to reach)."""
+    env = dict(os.environ, SYNAPSE_TUI_STATE_DIR=str(state), PYTHONPATH=str(REPO), **(env or {}))
     return subprocess.run(
         [sys.executable, "-m", "synapse_tui.cli", *args],
         env=env,
@@ -107,6 +110,27 @@ def test_damage_reported_to_upload_too(tmp_path: Path) -> None:
     assert result.returncode == 2, result.stderr
     [line] = result.stderr.strip().splitlines()
     assert "journal.sqlite3" in line and "is damaged" in line and "file is not a database" in line
+
+
+def test_damage_reported_to_upload_and_resume(tmp_path: Path, embedded_server: Any) -> None:
+    """Against a live backend: `upload` and `resume` stop before anything is sent, with
+    the one line (no "file is not a database" traceback or bare error)."""
+    state = tmp_path / "state"
+    f = tmp_path / "b.bin"
+    f.write_bytes(b"y" * 100)
+    env = {"SYNAPSE_HOST": embedded_server.url, "SYNAPSE_ACCESS_TOKEN": embedded_server.token}
+    for args in (["upload", str(f), "--json"], ["resume", "--json"]):
+        half(journal_with_a_job(state, jobs=200))
+        result = cli(state, *args, env=env)
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        [line] = result.stderr.strip().splitlines()
+        assert str(state / Journal.FILENAME) in line and "moved it aside" in line, line
+        assert result.stdout == ""
+        for p in state.iterdir():
+            if "damaged" in p.name:
+                p.rename(tmp_path / p.name)  # out of the way of the next round
+        for p in state.iterdir():
+            p.unlink()
 
 
 def test_zero_length_journal_without_the_sidecar_is_new(tmp_path: Path) -> None:
