@@ -240,7 +240,11 @@ def run_transfer(settings: Settings, args: argparse.Namespace) -> int:
         except BaseException:
             await client.aclose()
             raise
-        manager = make_manager(settings, [reporter], client)
+        try:
+            manager = make_manager(settings, [reporter], client)
+        except BaseException:  # a journal that cannot be used: one line, see main()
+            await client.aclose()
+            raise
 
         def on_sigint() -> None:
             nonlocal presses
@@ -260,7 +264,7 @@ def run_transfer(settings: Settings, args: argparse.Namespace) -> int:
                 )
             else:
                 count = manager.resume_unfinished()
-                if count == 0 and not args.json:
+                if count == 0 and not args.json and not reporter.summary.resumable:
                     sys.stdout.write("nothing to resume\n")
                 work = asyncio.ensure_future(manager.wait_idle())
             stop = asyncio.ensure_future(interrupted.wait())
@@ -421,13 +425,22 @@ async def cmd_scan(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    import sqlite3
+
     from synapse_tui.engine.events import JobState
     from synapse_tui.engine.journal import UNFINISHED, Journal
+    from synapse_tui.engine.journal_files import JournalError
     from synapse_tui.engine.names import display_path
 
-    journal = Journal(settings.state_dir)
+    journal = Journal(settings.state_dir)  # a damaged or unreadable one: JournalError
     try:
-        jobs = journal.jobs() if args.all else journal.jobs((*UNFINISHED, JobState.FAILED))
+        try:
+            jobs = journal.jobs() if args.all else journal.jobs((*UNFINISHED, JobState.FAILED))
+        except sqlite3.DatabaseError as exc:  # damage deeper in the file than its first pages
+            raise JournalError(
+                f"cannot read the journal {journal.path}: {exc}; move it aside and run again"
+                " to start a new journal"
+            ) from None
         rows: list[dict[str, Any]] = []
         for job in jobs:
             state = job.state.value

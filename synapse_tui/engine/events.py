@@ -146,3 +146,13 @@ class UnitRegistered(Event):
     unit_id: object
     collection: int
     paths: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class JobElsewhere(Event):
+    """Another synapse-tui process drives this job, or has finished it: this one left it
+    alone (the headless summary counts these as `elsewhere`)."""
+
+    job_id: int
+    path: str
+    reason: str

@@ -58,6 +58,28 @@ def io_executor() -> ThreadPoolExecutor:
         return _executor
 
 
+_walkers: ThreadPoolExecutor | None = None
+WALKERS = 4  # folders walked at once; more scans wait for a walker, never for a reader
+
+
+def walk_executor() -> ThreadPoolExecutor:
+    """The threads that walk folders, apart from `io_executor`.
+
+    A walker blocks while its scan's queue is full, until the hashing it waits for runs:
+    in the shared pool, four scans at once on two cores were four blocked walkers and no
+    thread left to hash or read, and the engine froze.
+    """
+    global _walkers
+    with _executor_lock:
+        if _walkers is None:
+            _walkers = ThreadPoolExecutor(
+                max_workers=WALKERS,
+                thread_name_prefix="synapse-walk",
+                initializer=lower_this_thread,
+            )
+        return _walkers
+
+
 @dataclass(frozen=True, slots=True)
 class Identity:
     """What must not change while a file is uploaded: size, mtime, inode, device."""

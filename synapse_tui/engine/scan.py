@@ -17,6 +17,7 @@ from synapse_tui.engine.hashing import (
     Identity,
     file_kind,
     io_executor,
+    walk_executor,
     xxh3_file,
 )
 from synapse_tui.engine.names import display_path
@@ -154,7 +155,8 @@ async def scan(
     """Walk `paths` and hash every regular file with xxh3_128, yielding results in batches.
 
     Several batches hash at once in threads (two cores hash two files at once); the walk
-    itself also runs in a thread, so the event loop never blocks on the disk.
+    itself runs in a walker thread (`walk_executor`), so the event loop never blocks on the
+    disk and a walker waiting for room in the queue never holds a thread hashing needs.
     """
     cancel = cancel or threading.Event()
     parallel = parallel or max(2, os.cpu_count() or 2)
@@ -188,7 +190,7 @@ async def scan(
         finally:
             put(None)
 
-    walker = loop.run_in_executor(executor, producer)
+    walker = loop.run_in_executor(walk_executor(), producer)  # blocks: never a hashing thread
     pending: list[asyncio.Future[list[FoundFile | Refused]]] = []
     done_walking = False
     try:

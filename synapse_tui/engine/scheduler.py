@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from synapse_tui.engine import ownership
 from synapse_tui.engine.collections import CollectionPlan, Registrar
 from synapse_tui.engine.errors import FatalError, FileError, SynapseError
 from synapse_tui.engine.events import (
@@ -52,6 +53,10 @@ LAZY_COMMIT_DELAY = 0.005
 # up to this many queued small files at once, in one write. Noted early is safe: after a
 # crash, resume looks for such a file's upload on the server before sending it.
 CREATING_AHEAD = 16
+RELATIVE_NOT_HERE = (
+    "journaled with a relative path by an older synapse-tui, and not found from this"
+    " folder: run `synapse-tui resume` in the folder the upload started in"
+)
 
 
 @dataclass
@@ -270,8 +275,7 @@ class UploadManager:
         if resumed and not self.journal.try_lock(job.id):
             # Another process drives it: its journal row (state, offset) is not ours to write.
             job.state = JobState.QUEUED
-            self._locked_elsewhere.add(job.id)
-            self.log("warning", f"{job.display}: another synapse-tui drives it", job.id)
+            ownership.elsewhere(self, job)
         elif resumed:
             self.journal.unlock(job.id)
             if job.state != JobState.QUEUED:
@@ -282,8 +286,13 @@ class UploadManager:
     def resume_unfinished(self) -> int:
         """Queue every unfinished job of this host from the journal (paused ones too)."""
         count = 0
+        # An older journal's relative paths: made absolute where this folder holds the file.
+        relative = {r.id for r in ownership.adopt_relative(self.journal)}
         for rec in self.journal.unfinished(self.options.host):
             if rec.id in self.jobs:
+                continue
+            if rec.id in relative:  # left as it is, resumable from its own folder
+                self.emit(JobFailed(None, describe(rec.path), RELATIVE_NOT_HERE, resumable=True))
                 continue
             self._enqueue(self._job_from_record(rec), resumed=True)
             count += 1
@@ -305,7 +314,9 @@ class UploadManager:
         started = time.monotonic()
         last_emit = 0.0
         try:
-            async for batch in scan([os.fsencode(p) for p in paths]):
+            ownership.adopt_relative(self.journal)  # so an older job of these files is found
+            absolute = [ownership.absolute(os.fsencode(p)) for p in paths]
+            async for batch in scan(absolute):
                 with self.journal.batch():  # one commit for the batch's new jobs
                     known = self.journal.known_fingerprints(
                         self.options.host,
@@ -573,8 +584,10 @@ class UploadManager:
             if not self.draining and self.stopped is None:
                 while self.gate.free() and (job := self._pop_runnable()) is not None:
                     if not self.journal.try_lock(job.id):
-                        self._locked_elsewhere.add(job.id)
-                        self.log("warning", f"{job.display}: another synapse-tui drives it", job.id)
+                        ownership.elsewhere(self, job)
+                        continue
+                    if not ownership.claim(self, job):  # another process finished it
+                        self.journal.unlock(job.id)
                         continue
                     self.gate.take()
                     job.task = asyncio.create_task(self._run(job), name=f"job-{job.id}")
@@ -603,6 +616,8 @@ class UploadManager:
         except asyncio.CancelledError:
             if job.cancel_requested:
                 self.set_state(job, JobState.CANCELLED, "cancelled")
+            elif self.stopped is not None:  # a fatal stop: leave no job "uploading"
+                self.set_state(job, JobState.PAUSED, f"stopped: {self.stopped}")
             else:
                 raise
         except FatalError as exc:
@@ -638,7 +653,10 @@ class UploadManager:
             if other.task is not None and not other.task.done():
                 other.pause_requested = True
                 other.task.cancel()
-            elif other.state == JobState.QUEUED:
+            elif other.id in self._locked_elsewhere:
+                continue  # another process drives it: its row is not ours to write
+            elif other.state == JobState.QUEUED or other.state.active:
+                # active without a task: registered, waiting for its data unit step
                 self.set_state(other, JobState.PAUSED, f"stopped: {exc}")
         self.emit(FatalStop(str(exc)))
         self._kick()

@@ -199,6 +199,9 @@ async def test_journal_and_config_are_private(
         f = make_file(tmp_path / "private.bin", 2 * CHUNK)
         out = await run_engine(via(proxy), drf.token, [f], state)
         assert len(out.done) == 1
+        # A config folder synapse-tui creates is 0700 (the fixture's own, made 0755
+        # before, would be used as it is: an existing folder is never chmod-ed).
+        own_config_file().parent.rmdir()
         save_own_config({"host": drf.url, "access_token": drf.token})
     finally:
         os.umask(old)
