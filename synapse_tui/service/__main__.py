@@ -17,6 +17,7 @@ from synapse_tui import paths
 from synapse_tui.config import Settings, redact
 from synapse_tui.engine.credentials import Credentials
 from synapse_tui.service.daemon import EngineService, Lifetime, ServiceOptions
+from synapse_tui.service.peer import PeerLimits
 
 SETTINGS_ENV = "SYNAPSE_TUI_ENGINE_SETTINGS"  # the settings, credentials included: never argv
 ENGINE_LOCK = "engine.lock"
@@ -93,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", required=True)
     parser.add_argument("--idle-timeout", type=float, default=300.0)
     parser.add_argument("--local-backend", action="store_true")
+    parser.add_argument("--client-timeout", type=float, default=20.0)
     args = parser.parse_args(argv)
     settings = settings_from_env()
     os.umask(0o077)
@@ -111,7 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("synapse_tui.service").error("another engine serves %s", state)
         return EXIT_ALREADY
     options = ServiceOptions(
-        lifetime=Lifetime(idle_timeout=args.idle_timeout), local_backend=args.local_backend
+        lifetime=Lifetime(idle_timeout=args.idle_timeout),
+        limits=PeerLimits(write_timeout=args.client_timeout),
+        local_backend=args.local_backend,
     )
     service = EngineService(settings, options)
 

@@ -30,6 +30,7 @@ from synapse_tui.service.wire import (
 
 START_LOCK = "engine.start.lock"
 IDLE_ENV = "SYNAPSE_TUI_ENGINE_IDLE"  # seconds an engine a dashboard used stays idle
+CLIENT_TIMEOUT_ENV = "SYNAPSE_TUI_ENGINE_CLIENT_TIMEOUT"  # a client not reading: dropped
 FOREGROUND_ENV = "SYNAPSE_TUI_FOREGROUND"
 START_TIMEOUT = 30.0
 
@@ -184,6 +185,7 @@ def start_engine(settings: Settings, local_backend: bool = False) -> None:
                 os.replace(log_path, log_path.with_name(LOG_NAME + ".1"))
         argv = [sys.executable, "-m", "synapse_tui.service", "--state-dir", str(state)]
         argv += ["--idle-timeout", os.environ.get(IDLE_ENV, "300")]
+        argv += ["--client-timeout", os.environ.get(CLIENT_TIMEOUT_ENV, "20")]
         if local_backend:
             argv.append("--local-backend")
         env = dict(os.environ)

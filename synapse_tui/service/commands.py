@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from synapse_tui.engine.credentials import Credentials
 from synapse_tui.engine.errors import ConfigError, TransientError
+from synapse_tui.engine.events import ScanProgress
 from synapse_tui.engine.scheduler import UploadManager
 from synapse_tui.service.routing import CURRENT_BATCH, Batch
 from synapse_tui.service.wire import (
@@ -26,6 +27,7 @@ from synapse_tui.service.wire import (
     Status,
     Stop,
     Subscribe,
+    event_to_wire,
 )
 
 if TYPE_CHECKING:
@@ -174,7 +176,12 @@ async def _scan(
     plan: Any,
 ) -> None:
     try:
-        await m.add_paths(paths, force=force, priority=priority, plan=plan)
+        t = await m.add_paths(paths, force=force, priority=priority, plan=plan)
+        if batch.peer is not None:  # the batch's own scan line (the engine's counts all)
+            scan = ScanProgress(
+                t.files, t.bytes, t.duplicates, t.already_uploaded, t.skipped + t.failed, True
+            )
+            batch.peer.send(event_to_wire(scan))
     except asyncio.CancelledError:
         pass
     except Exception as exc:

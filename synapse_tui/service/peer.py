@@ -16,6 +16,9 @@ from typing import Any
 from synapse_tui.service.wire import WireError, encode
 
 log = logging.getLogger("synapse_tui.service")
+# Senders being cancelled: the loop keeps only weak references to tasks, and a cancelled
+# sender of a forgotten peer must still get to run its cancellation.
+_closing: set[asyncio.Task[None]] = set()
 
 
 @dataclass
@@ -134,7 +137,10 @@ class Peer:
         self.closed.set()
         self._urgent.clear()
         self._latest.clear()
+        self._urgent_bytes = self._latest_bytes = 0
         self._sender.cancel()
+        _closing.add(self._sender)
+        self._sender.add_done_callback(_closing.discard)
         transport = self.writer.transport
         with contextlib.suppress(Exception):
             transport.abort()

@@ -125,6 +125,8 @@ class Router:
                     b.peer.send(event_to_wire(self.batch_totals(b)), ("total", b.id))
                 self.check_soon(b)  # a drained or stopped engine settles a batch on a tick
             return
+        if isinstance(event, ScanProgress):
+            return  # a batch gets its own scan line when its scan ends (commands._scan)
         for b in targets:
             if b.peer is not None and not b.peer.subscribed:
                 b.peer.send(wire, key and (key, b.id))
