@@ -16,7 +16,7 @@ from synapse_tui.config import Settings, load_settings, redact
 from synapse_tui.engine.errors import ConfigError, FatalError, SynapseError
 from synapse_tui.units import format_rate, format_size, parse_rate, parse_size
 
-COMMANDS = ("upload", "resume", "scan", "status", "check", "serve")
+COMMANDS = ("upload", "resume", "scan", "status", "check", "serve", "attach", "engine")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
@@ -59,6 +59,12 @@ def _transfer(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bwlimit", type=_rate, help="bandwidth limit per second, e.g. 20M")
     p.add_argument("--retries", type=int, help="attempts per file without progress (default 12)")
     p.add_argument("--json", action="store_true", help="one JSON object per line on stdout")
+    p.add_argument(
+        "--foreground",
+        action="store_true",
+        help="upload in this process, not in the background engine "
+        "(env SYNAPSE_TUI_FOREGROUND=1; for CI jobs and containers)",
+    )
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -86,6 +92,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     col.add_argument(
         "--meta", action="append", default=[], metavar="KEY=VALUE", help="meta of every unit"
     )
+    up.add_argument(
+        "--detach", action="store_true", help="return once queued; the engine uploads on"
+    )
     _transfer(up)
     _common(up)
 
@@ -110,6 +119,15 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     ck.add_argument("--json", action="store_true")
     _common(ck)
+
+    at = sub.add_parser("attach", help="follow the background engine's uploads live")
+    at.add_argument("--json", action="store_true", help="one JSON object per line on stdout")
+    _common(at)
+
+    en = sub.add_parser("engine", help="the background engine of this state folder")
+    en.add_argument("action", choices=("status", "stop"))
+    en.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    _common(en)
 
     sv = sub.add_parser("serve", help="run the embedded Synapse-compatible backend")
     if command not in (None, "serve"):
@@ -169,6 +187,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_dashboard(settings, args.directory)
         if args.command == "status":
             return cmd_status(settings, args)
+        if args.command in ("attach", "engine"):
+            from synapse_tui.service import front
+
+            return (front.cmd_attach if args.command == "attach" else front.cmd_engine)(
+                settings, args
+            )
         import asyncio  # here, not at the top: status and --help start faster without it
 
         if args.command == "scan":
@@ -190,38 +214,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def make_client(settings: Settings) -> Any:
-    """A ProtocolClient for the configured backend (raises ConfigError when unset)."""
-    from synapse_tui.engine.protocol import ProtocolClient
+    """A ProtocolClient for the configured backend (see engine/factory.py)."""
+    from synapse_tui.engine.factory import make_client as make
 
-    if not settings.host:
-        raise ConfigError(
-            "no backend configured: give --host and --token, set SYNAPSE_HOST and "
-            "SYNAPSE_ACCESS_TOKEN, or run `synapse-tui serve` for a local one"
-        )
-    if not settings.credentials.present:
-        raise ConfigError("no credentials: give --token (or --user-token with --tenant)")
-    return ProtocolClient(
-        settings.host, settings.credentials, verify=settings.verify, max_connections=64
-    )
+    return make(settings)
 
 
 def make_manager(settings: Settings, listeners: list[Any], client: Any = None) -> Any:
-    """Build an UploadManager for the configured backend (raises ConfigError when unset)."""
-    from synapse_tui.engine.journal import Journal
-    from synapse_tui.engine.scheduler import EngineOptions, UploadManager
+    """An UploadManager for the configured backend (see engine/factory.py)."""
+    from synapse_tui.engine.factory import make_manager as make
 
-    client = client or make_client(settings)
-    options = EngineOptions(
-        host=settings.host or "",
-        chunk_size=settings.chunk_size,
-        concurrency=settings.concurrency,
-        bwlimit=settings.bwlimit,
-        retries=settings.retries,
-    )
-    return UploadManager(client, Journal(settings.state_dir), options, listeners)
+    return make(settings, listeners, client)
 
 
 def run_transfer(settings: Settings, args: argparse.Namespace) -> int:
+    from synapse_tui.service.client import foreground_requested
+
+    if not (args.foreground or foreground_requested()):
+        from synapse_tui.service.front import run_via_engine
+
+        return run_via_engine(settings, args)
     import asyncio
 
     from synapse_tui.headless import make_reporter

@@ -20,6 +20,10 @@ def isolated_dirs(
     monkeypatch.setenv("SYNAPSE_TUI_CONFIG_DIR", str(base / "config"))
     monkeypatch.setenv("SYNAPSE_TUI_STATE_DIR", str(base / "state"))
     monkeypatch.setenv("SYNAPSE_TUI_DATA_DIR", str(base / "data"))
+    # Uploads run in the test's own process (or its CLI subprocess), as before the engine
+    # service: the crash harness kills the CLI and expects the uploads to stop with it.
+    # tests/service/ unsets this and runs the same contracts through the engine.
+    monkeypatch.setenv("SYNAPSE_TUI_FOREGROUND", "1")
     for var in (
         "SYNAPSE_HOST",
         "SYNAPSE_ACCESS_TOKEN",

@@ -705,6 +705,15 @@ class UploadManager:
         else:
             self._idle.set()
 
+    def is_idle(self) -> bool:
+        """Nothing runs and nothing will start (what wait_idle waits for), asked now."""
+        self._update_idle()
+        return self._idle.is_set()
+
+    def driven_elsewhere(self, job_id: int) -> bool:
+        """Another process holds this job's lock: it will not start here."""
+        return job_id in self._locked_elsewhere
+
     async def wait_idle(self) -> None:
         """Until nothing runs and nothing will start (queue empty, drained or stopped)."""
         while True:

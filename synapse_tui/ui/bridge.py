@@ -44,7 +44,7 @@ ManagerFactory = Callable[[Settings, list[Any]], Any]
 
 
 def default_factory(settings: Settings, listeners: list[Any]) -> Any:
-    from synapse_tui.cli import make_manager
+    from synapse_tui.engine.factory import make_manager
 
     return make_manager(settings, listeners)
 
