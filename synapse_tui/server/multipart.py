@@ -30,7 +30,7 @@ class FormError(ValueError):
 
 
 # `form-data; name="x"` with an optional `; filename="y"`, nothing escaped or repeated.
-_SIMPLE_DISPOSITION = re.compile(rb'form-data; name="([^"\\]*)"(; filename="[^"\\]*")?')
+_SIMPLE_DISPOSITION = re.compile(rb'form-data; name="([^"\\]*)"(; filename="([^"\\]*)")?')
 _SIMPLE_CONTENT_TYPE = re.compile(r"multipart/form-data; boundary=([0-9A-Za-z'()+_,./:=?-]{1,70})")
 
 
@@ -60,6 +60,7 @@ class StreamingForm:
         self.fields: dict[str, str] = {}
         self.file_seen = False
         self.file_size = 0
+        self.file_name: str | None = None  # the `file` part's filename, as the client sent it
         self.complete = False
         self._file_field = file_field
         self._sink = sink
@@ -125,6 +126,8 @@ class StreamingForm:
         self._name = params.get(b"name", b"").decode("utf-8", "replace")
         self._value = bytearray()
         if self._name == self._file_field:
+            if not self.file_seen and b"filename" in params:
+                self.file_name = params[b"filename"].decode("utf-8", "replace")
             self._kind = "skip" if self.file_seen else "file"
             self.file_seen = True
         elif b"filename" in params:
@@ -160,6 +163,7 @@ class WholeForm:
     fields: dict[str, str] = field(default_factory=dict)
     file_seen: bool = False
     file_size: int = 0
+    file_name: str | None = None
 
 
 def parse_whole(
@@ -213,6 +217,8 @@ def parse_whole(
             if not form.file_seen:  # a second file part is skipped, as when streaming
                 form.file_seen = True
                 content = view[start:end]
+                if simple.group(3) is not None:
+                    form.file_name = simple.group(3).decode("utf-8", "replace")
         elif simple.group(2) is None:  # a text field (other files are not ours to store)
             if end - start > MAX_FIELD_BYTES:
                 return None
