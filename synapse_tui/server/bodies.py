@@ -13,7 +13,10 @@ from synapse_tui.server.errors import ApiError
 
 JSON_LIMIT = 16 << 20  # bytes of a JSON body, whatever the route
 INLINE_PARSE = 64 << 10  # bodies up to this are parsed on the loop (cheaper than a hop)
-TOO_LARGE = f"Request body is too large (the limit is {JSON_LIMIT >> 20} MiB)"
+
+
+def too_large(limit: int) -> str:
+    return f"Request body is too large (the limit is {limit} bytes)"
 
 
 def parse(body: bytes) -> Any:
@@ -26,23 +29,24 @@ def parse(body: bytes) -> Any:
         raise ApiError(400, f"JSON parse error - {exc}") from None
 
 
-async def read(request: Request, limit: int = JSON_LIMIT) -> bytes:
-    """The whole body, refused with 413 as soon as it is known to exceed `limit`: from its
-    Content-Length before reading, else while counting the streamed bytes."""
+async def read(request: Request, limit: int | None = None) -> bytes:
+    """The whole body, refused with 413 as soon as it is known to exceed `limit` (default
+    JSON_LIMIT): from its Content-Length before reading, else counting the streamed bytes."""
+    limit = JSON_LIMIT if limit is None else limit
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, TOO_LARGE)
+        raise ApiError(413, too_large(limit))
     chunks: list[bytes] = []
     size = 0
     async for data in request.stream():
         size += len(data)
         if size > limit:
-            raise ApiError(413, TOO_LARGE)
+            raise ApiError(413, too_large(limit))
         chunks.append(data)
     return b"".join(chunks)
 
 
-async def read_json(backend: Backend, request: Request, limit: int = JSON_LIMIT) -> Any:
+async def read_json(backend: Backend, request: Request, limit: int | None = None) -> Any:
     """The parsed JSON body (capped); a large one is parsed in a worker thread."""
     body = await read(request, limit)
     if len(body) <= INLINE_PARSE:
