@@ -17,20 +17,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from synapse_tui.engine.catalog import Collection, fetch_collection, list_collections
 from synapse_tui.engine.errors import ConfigError, FileError, ProtocolError
 from synapse_tui.engine.names import display_name
 from synapse_tui.engine.protocol import ProtocolClient
 
+__all__ = ["Collection", "CollectionPlan", "Registrar", "fetch_collection", "list_collections"]
+
 UNITS_PER_REQUEST = 100
 LIST_PAGE_SIZE = 1000  # units per page when looking for lost ones
 LIST_PAGES_MAX = 10_000  # a bound on that walk, whatever the server answers
-
-
-@dataclass(frozen=True)
-class Collection:
-    id: int
-    name: str
-    specs: tuple[str, ...]
 
 
 @dataclass
@@ -116,34 +112,6 @@ def parse_meta(pairs: Sequence[str]) -> dict[str, str]:
         if not sep or not key:
             raise ValueError(f"--meta takes KEY=VALUE, not {pair!r}")
         out[key] = value
-    return out
-
-
-async def fetch_collection(client: ProtocolClient, collection_id: int) -> Collection:
-    data = await client.get_json(
-        f"data_collections/{collection_id}/", {"expand": "file_specifications"}
-    )
-    if not isinstance(data, dict):
-        raise ProtocolError("data collection answer is not an object")
-    specs = []
-    for spec in data.get("file_specifications") or []:
-        name = spec.get("name") if isinstance(spec, dict) else spec
-        if isinstance(name, str):
-            specs.append(name)
-    return Collection(int(data.get("id", collection_id)), str(data.get("name", "")), tuple(specs))
-
-
-async def list_collections(client: ProtocolClient) -> list[Collection]:
-    data = await client.get_json("data_collections/", {"expand": "file_specifications"})
-    items = data.get("results", []) if isinstance(data, dict) else data
-    out = []
-    for item in items if isinstance(items, list) else []:
-        if isinstance(item, dict) and "id" in item:
-            specs = tuple(
-                s.get("name", "") if isinstance(s, dict) else str(s)
-                for s in item.get("file_specifications") or []
-            )
-            out.append(Collection(int(item["id"]), str(item.get("name", "")), specs))
     return out
 
 
