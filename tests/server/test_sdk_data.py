@@ -135,3 +135,51 @@ def test_sdk_data_workflow(sdk: Path, photos: EmbeddedServer, tmp_path: Path) ->
             assert "url" not in entry  # the SDK swapped it for the downloaded path
             assert Path(entry["path"]).read_bytes() == by_md5[entry["checksum"]]
     assert out["verify"]["existing_checksums"] == [md5(content["a.png"])]
+
+
+READ_BACK = r"""
+import json, sys
+from pathlib import Path
+import synapse_sdk.utils.file.download as download
+url, token, collection, folder = sys.argv[1:5]
+download.get_temp_path = lambda sub=None: Path(folder) / "sdk-tmp" / (sub or "")
+from synapse_sdk.clients.backend import BackendClient
+client = BackendClient(url, access_token=token)
+out = {"collection": client.get_data_collection(int(collection))}
+rows, count = client.list_data_units(params={"data_collection": int(collection)}, list_all=True)
+out["all"], out["count"] = list(rows), count
+out["one"] = client.get_data_unit(out["all"][0]["id"], params={"expand": "files"})
+print(json.dumps(out, default=str))
+"""
+
+
+def test_what_synapse_tui_registers_reads_back_through_the_sdk(
+    sdk: Path, photos: EmbeddedServer, tmp_path: Path
+) -> None:
+    from synapse_tui.cli import main
+
+    srv = photos
+    data = tmp_path / "data"
+    data.mkdir()
+    content = {"x.png": PNG + os.urandom(4000), "x.json": b'{"x": 1}', "y.png": PNG + b"y"}
+    for name, body in content.items():
+        (data / name).write_bytes(body)
+    code = main(["upload", str(data), "--collection", "photos", "--group-by-stem",
+                 "--spec-map", "png=image,json=label", "--host", srv.url, "--token", srv.token,
+                 "--state-dir", str(tmp_path / "st")])  # fmt: skip
+    assert code == 0
+    out = run_sdk(sdk, READ_BACK, srv.url, srv.token, "1", str(tmp_path))
+    assert out["collection"]["name"] == "photos" and out["count"] == 2
+    by_stem = {u["meta"]["origin_file_stem"]: u for u in out["all"]}
+    assert set(by_stem["x"]["files"]) == {"image", "label"} and set(by_stem["y"]["files"]) == {
+        "image"
+    }
+    for unit in out["all"]:
+        for spec, entry in unit["files"].items():
+            name = entry["file_name_original"]
+            assert Path(entry["path"]).read_bytes() == content[name]  # downloaded, no token
+            assert entry["is_primary"] == (spec == "image")
+    one = out["one"]
+    assert one["id"] == out["all"][0]["id"]
+    assert all(e["url"] and e["checksum"] == md5(content[e["file_name_original"]])
+               for e in one["files"].values())  # fmt: skip
