@@ -23,6 +23,7 @@ from urllib.parse import parse_qsl
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 MAX_FIELD_BYTES = 64 * 1024
+MAX_FIELDS_BYTES = 1 << 20  # all text fields of one form together (their count is unbounded)
 
 
 class FormError(ValueError):
@@ -70,6 +71,7 @@ class StreamingForm:
         self._kind = "skip"  # "file", "field" or "skip" for the current part
         self._name = ""
         self._value = bytearray()
+        self._fields_size = 0
         self._chunk: bytes = b""
         self._view = memoryview(b"")
         self._parser = MultipartParser(
@@ -145,6 +147,9 @@ class StreamingForm:
         elif kind == "field":
             if len(self._value) + end - start > MAX_FIELD_BYTES:
                 raise FormError(f"Form field {self._name!r} is too large")
+            self._fields_size += end - start
+            if self._fields_size > MAX_FIELDS_BYTES:
+                raise FormError("The form's fields are too large")
             self._value += data[start:end]
 
     def _part_end(self) -> None:

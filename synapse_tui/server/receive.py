@@ -342,12 +342,12 @@ async def read_small_body(request: Request) -> dict[str, Any]:
     form = StreamingForm(boundary, sink=None) if boundary is not None else None
     try:
         async for data in request.stream():
+            size += len(data)  # a form too: its fields are kept, so its size is bounded
+            if size > SMALL_BODY_LIMIT:
+                raise ApiError(413, "Request body is too large")
             if form is not None:
                 form.feed(data)
                 continue
-            size += len(data)
-            if size > SMALL_BODY_LIMIT:
-                raise ApiError(413, "Request body is too large")
             chunks.append(data)
         if form is not None:
             form.close()

@@ -261,3 +261,31 @@ def test_serve_prints_collection_ids(tmp_path: Path) -> None:
     stop(proc)  # once it answers: uvicorn handles the Ctrl-C
     assert lines[1].startswith("Data collection 1: photos (image*:image,label?:data)"), lines
     assert lines[2].startswith("Data collection 2: docs (pdf*:data)"), lines
+
+
+def test_form_fields_are_bounded_in_total(photos: EmbeddedServer, client: httpx.Client) -> None:
+    from synapse_tui.server.multipart import MAX_FIELDS_BYTES, FormError, StreamingForm
+
+    form = StreamingForm(b"B", sink=None)
+    one = b'--B\r\nContent-Disposition: form-data; name="f%d"\r\n\r\n' + b"x" * 60_000 + b"\r\n"
+    with pytest.raises(FormError, match="too large"):
+        for i in range(MAX_FIELDS_BYTES // 60_000 + 2):
+            form.feed(one.replace(b"%d", str(i).encode()))
+    # A finalize sent as a large multipart form is refused like a large JSON one.
+    done = upload(client, photos.url, b"abc", token=photos.token, chunk=100, finalize=False)
+    fields = {f"f{i}": "x" * 60_000 for i in range(20)}
+    r = client.post(done["url"], data={"md5": md5(b"abc"), **fields},
+                    files={"x": ("x", b"")}, headers=auth(photos.token))  # fmt: skip
+    assert r.status_code == 413
+
+
+def test_both_parsers_read_the_file_name() -> None:
+    from synapse_tui.server.multipart import StreamingForm, parse_whole
+
+    body = (b'--B\r\nContent-Disposition: form-data; name="file"; filename="caf\xc3\xa9.png"'
+            b"\r\n\r\nxyz\r\n--B--\r\n")  # fmt: skip
+    whole = parse_whole(body, b"B", None)
+    streamed = StreamingForm(b"B", sink=None)
+    streamed.feed(body)
+    streamed.close()
+    assert whole is not None and whole.file_name == streamed.file_name == "café.png"
