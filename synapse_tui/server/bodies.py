@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from starlette.requests import Request
+from starlette.responses import Response
 
 from synapse_tui.server.backend import Backend
 from synapse_tui.server.errors import ApiError
@@ -52,3 +53,14 @@ async def read_json(backend: Backend, request: Request, limit: int | None = None
     if len(body) <= INLINE_PARSE:
         return parse(body)
     return await backend.run(parse, body)
+
+
+def _render(body: Any) -> bytes:
+    # As Starlette's JSONResponse renders it.
+    return json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+
+
+async def answer(backend: Backend, body: Any, status: int = 200) -> Response:
+    """A JSON response serialized in a worker thread (a page of units can be MiBs)."""
+    content = await backend.run(_render, body)
+    return Response(content, status_code=status, media_type="application/json")

@@ -185,7 +185,7 @@ async def create_units(backend: Backend, request: Request) -> Response:
     data = await bodies.read_json(backend, request)
     many, created = await backend.run(_create, backend, owner, data)
     rendered = await backend.run(render_units, backend, owner, backend.api_base(request), created)
-    return json_response(rendered if many else rendered[0], status=201)
+    return await bodies.answer(backend, rendered if many else rendered[0], status=201)
 
 
 def _collection_filter(request: Request) -> int | None:
@@ -213,7 +213,7 @@ async def list_units(backend: Backend, request: Request) -> Response:
     count, results = await backend.run(
         _page_of_units, backend, owner, backend.api_base(request), collection, number, size
     )
-    return json_response(page(backend, request, count, number, size, results))
+    return await bodies.answer(backend, page(backend, request, count, number, size, results))
 
 
 async def get_unit(backend: Backend, request: Request, unit_id: int) -> Response:
