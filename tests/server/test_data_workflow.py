@@ -57,6 +57,10 @@ def test_direct_data_file_is_streamed_to_disk_and_owned(
     r = client.post(srv.url + "/data_units/", json=unit_of(md5(data)),
                     headers=auth(srv.other_token))  # fmt: skip
     assert r.status_code == 400 and "No data file" in r.json()["files"]["image"][0]
+    for token, expected in ((srv.other_token, []), (srv.token, [md5(data)])):
+        r = client.post(srv.url + "/data_files/verify_checksums/",
+                        json={"checksums": [md5(data)]}, headers=auth(token))  # fmt: skip
+        assert r.json()["existing_checksums"] == expected
     assert client.post(srv.url + "/data_files/", files={"file": ("x", b"1")}).status_code == 401
 
 
