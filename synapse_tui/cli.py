@@ -16,7 +16,17 @@ from synapse_tui.config import Settings, load_settings, redact
 from synapse_tui.engine.errors import ConfigError, FatalError, SynapseError
 from synapse_tui.units import format_rate, format_size, parse_rate, parse_size
 
-COMMANDS = ("upload", "resume", "scan", "status", "check", "serve", "attach", "engine")
+COMMANDS = (
+    "upload",
+    "resume",
+    "scan",
+    "status",
+    "check",
+    "collections",
+    "serve",
+    "attach",
+    "engine",
+)
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
@@ -83,7 +93,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     up.add_argument("--force", action="store_true", help="upload even what was uploaded before")
     up.add_argument("--priority", type=int, default=0, help="higher runs first")
     col = up.add_argument_group("data collection")
-    col.add_argument("--collection", type=int, help="register each upload in this collection")
+    col.add_argument(
+        "--collection", metavar="ID|NAME", help="register each upload in this collection"
+    )
     col.add_argument("--spec", help="the file specification the files fill")
     col.add_argument(
         "--group-by-stem", action="store_true", help="files sharing a stem make one data unit"
@@ -128,6 +140,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     en.add_argument("action", choices=("status", "stop"))
     en.add_argument("--json", action="store_true", help="one JSON object on stdout")
     _common(en)
+
+    co = sub.add_parser("collections", help="list the data collections: ids, names, specs")
+    co.add_argument("--json", action="store_true", help="one JSON object per line")
+    _common(co)
 
     sv = sub.add_parser("serve", help="run the embedded Synapse-compatible backend")
     if command not in (None, "serve"):
@@ -197,6 +213,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if args.command == "scan":
             return asyncio.run(cmd_scan(settings, args))
+        if args.command == "collections":
+            from synapse_tui.collections_cmd import run_collections
+
+            return asyncio.run(run_collections(settings, args, make_client, _reach))
         if args.command == "check":
             from synapse_tui.check import run_check
 
@@ -348,23 +368,15 @@ async def _collection_plan(manager: Any, args: argparse.Namespace) -> Any:
         if args.spec or args.spec_map or args.group_by_stem or args.meta:
             raise ConfigError("--spec, --spec-map, --group-by-stem and --meta need --collection")
         return None
-    from synapse_tui.engine.collections import (
-        CollectionPlan,
-        fetch_collection,
-        parse_meta,
-        parse_spec_map,
-    )
-    from synapse_tui.engine.errors import UploadGone
+    from synapse_tui.engine.catalog import resolve_collection
+    from synapse_tui.engine.collections import CollectionPlan, parse_meta, parse_spec_map
 
     try:
         spec_map = parse_spec_map(args.spec_map)
         meta = parse_meta(args.meta)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    try:
-        collection = await fetch_collection(manager.client, args.collection)
-    except UploadGone:
-        raise ConfigError(f"no data collection {args.collection} on the backend") from None
+    collection = await resolve_collection(manager.client, args.collection)  # an id or a name
     plan = CollectionPlan(collection, args.spec, args.group_by_stem, spec_map, meta)
     plan.validate()
     return plan

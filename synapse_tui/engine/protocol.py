@@ -27,6 +27,8 @@ from synapse_tui.engine.answers import (
 )
 from synapse_tui.engine.credentials import Credentials, redact
 from synapse_tui.engine.errors import (
+    AuthError,
+    ConfigError,
     OriginError,
     OutcomeUnknown,
     ProtocolError,
@@ -202,11 +204,14 @@ class ProtocolClient:
         json_body: Any = None,
         timeout: httpx.Timeout | None = None,
         idempotent: bool = False,
+        anonymous: bool = False,
     ) -> httpx.Response:
         """One request; `what` names it in errors ("finalize", "start-up check"), and
         `deadline` bounds it whole: connect, send, and the answer to its last byte."""
         target = self._checked_url(url)
-        all_headers = {**self._base_headers, **self.credentials.headers()}
+        all_headers = {**self._base_headers}
+        if not anonymous:
+            all_headers.update(self.credentials.headers())
         if headers:
             all_headers.update(headers)
         # A body of pieces and known length (Content-Length set) goes in as a stream as it
@@ -333,17 +338,39 @@ class ProtocolClient:
 
     async def ping(self) -> None:
         """Reach the backend and check the credentials, cheaply: a GET of an upload id that
-        cannot exist answers 404 when all is well, 401/403 when the token is refused."""
+        cannot exist answers 404 when all is well, 401/403 when the token is refused.
+
+        A URL that serves no API (a wrong path, e.g. `/api` missing or extra) answers 404
+        too, so the 404 is checked once more without the token: an API refuses that (401/403)
+        before it looks for the upload; a path nobody serves still says 404 (ConfigError)."""
+        url = self.url("chunked_upload/00000000-0000-0000-0000-000000000000/")
         try:
             await self._send(
                 "GET",
-                self.url("chunked_upload/00000000-0000-0000-0000-000000000000/"),
+                url,
                 what="start-up check",
                 deadline=self.timeouts.check,
                 idempotent=True,
             )
-        except UploadGone:
             return
+        except UploadGone:
+            pass
+        try:
+            await self._send(
+                "GET",
+                url,
+                what="start-up check",
+                deadline=self.timeouts.check,
+                idempotent=True,
+                anonymous=True,
+            )
+        except AuthError:
+            return
+        except UploadGone:
+            raise ConfigError(
+                f"no Synapse API at this URL: {self.root} answers 404 for its upload path "
+                "(check the path of --host, e.g. a missing or extra /api)"
+            ) from None
 
     async def list_uploads(self) -> list[UploadInfo]:
         """The caller's uploads, every page of them (DRF pagination: `results` and `next`),

@@ -375,11 +375,14 @@ class UploadManager:
                 self.emit(JobFailed(None, item.display, str(exc)))
                 return
         if not force:
-            if key in seen:
+            if key in seen and extra is None:
                 totals.duplicates += 1
                 self.emit(JobSkipped(None, item.display, f"duplicate of {seen[key]}"))
                 return
-            seen[key] = item.display
+            if key in seen and extra is not None:  # its unit needs it: see Registrar.borrow
+                totals.duplicates += 1
+                extra["twin"] = True
+            seen.setdefault(key, item.display)
             entry = (
                 self.journal.uploaded(host, item.fingerprint, item.identity.size)
                 if lookup
@@ -601,7 +604,7 @@ class UploadManager:
         job.pause_requested = job.cancel_requested = False
         job.meter = Meter()
         try:
-            if not job.extra.get("uploaded"):
+            if not job.extra.get("uploaded") and not await self.registrar.borrow(job):
                 await FileUpload(self, job).run()
             if job.extra.get("uploaded") and not job.extra.get("data_file_id"):
                 self.set_state(job, JobState.REGISTERING, "registering the data file")

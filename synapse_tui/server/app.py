@@ -66,19 +66,7 @@ def _routes(backend: Backend) -> list[BaseRoute]:
             _endpoint(backend, chunked.download, "upload_id"),
             methods=["GET"],
         ),
-        Route(
-            "/data_collections/",
-            _endpoint(backend, collections.list_collections),
-            methods=["GET"],
-        ),
-        Route(
-            "/data_collections/{collection_id:int}/",
-            _endpoint(backend, collections.get_collection, "collection_id"),
-            methods=["GET"],
-        ),
-        Route("/data_files/", _endpoint(backend, collections.create_data_file), methods=["POST"]),
-        Route("/data_units/", _endpoint(backend, collections.list_data_units), methods=["GET"]),
-        Route("/data_units/", _endpoint(backend, collections.create_data_units), methods=["POST"]),
+        *collections.routes(backend, _endpoint),
     ]
 
 

@@ -47,7 +47,7 @@ class Backend:
         self.auth = Authenticator(config.tokens)
         from synapse_tui.server.collections import Collections
 
-        self.collections = Collections(config.collections)
+        self.collections = Collections(config)
         self.executor = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="synapse-io")
         self._catch_ups: dict[str, asyncio.Task[None]] = {}
         self._stopping = threading.Event()

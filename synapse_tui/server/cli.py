@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from synapse_tui.server.config import DEFAULT_BODY_TIMEOUT, DEFAULT_EXPIRE_AFTER, ServerConfig
+from synapse_tui.server.specs import parse_collection
 
 T = TypeVar("T")
 TOKEN_ENV = "SYNAPSE_TUI_SERVE_TOKEN"
@@ -41,15 +42,6 @@ def parse_duration(text: str) -> float:
     if seconds <= 0:
         raise ValueError(f"invalid duration {text!r}: must be more than zero")
     return seconds
-
-
-def parse_collection(text: str) -> tuple[str, list[str]]:
-    """`images:image,meta` -> ("images", ["image", "meta"])."""
-    name, sep, rest = text.partition(":")
-    specs = [s.strip() for s in rest.split(",") if s.strip()]
-    if not sep or not name.strip() or not specs or len(set(specs)) != len(specs):
-        raise ValueError(f"invalid collection {text!r}: use NAME:spec1,spec2 (distinct specs)")
-    return name.strip(), specs
 
 
 def _argtype(fn: Callable[[str], T]) -> Callable[[str], T]:
@@ -96,7 +88,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_argtype(parse_collection),
         default=[],
         metavar="NAME:SPEC,...",
-        help="data collection with its file specifications (repeatable)",
+        help="data collection and its file specifications, each spec[*][?][:type]"
+        " (* primary, ? optional; type image|video|audio|text|pcd|data), repeatable",
     )
 
 
@@ -153,6 +146,8 @@ def run(args: argparse.Namespace) -> int:
     if generated:
         print(f"Access token (shown once): {tokens[0]}")
         print(f"  export SYNAPSE_HOST={url} SYNAPSE_ACCESS_TOKEN={tokens[0]}")
+    for line in app.state.backend.collections.describe():
+        print(line)
     sys.stdout.flush()
     try:
         uvicorn.Server(uvicorn_config(app)).run(sockets=[sock])

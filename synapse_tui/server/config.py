@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 DEFAULT_EXPIRE_AFTER = 86400.0
 DEFAULT_BODY_TIMEOUT = 60.0
@@ -25,7 +26,8 @@ class ServerConfig:
     max_bytes: int | None = None
     expire_after: float = DEFAULT_EXPIRE_AFTER
     prefix: str = ""
-    collections: list[tuple[str, list[str]]] = field(default_factory=list)
+    # (name, specs): a spec is a `specs.FileSpec` or, the old form, just its name
+    collections: list[tuple[str, list[Any]]] = field(default_factory=list)
     body_timeout: float = DEFAULT_BODY_TIMEOUT
     clock: Callable[[], float] = field(default=time.time, repr=False, compare=False)
 
@@ -41,13 +43,20 @@ class ServerConfig:
         if not self.body_timeout > 0:
             raise ValueError("body_timeout must be positive")
         self.prefix = normalize_prefix(self.prefix)
-        self.collections = [(name, list(specs)) for name, specs in self.collections]
+        from synapse_tui.server.specs import normalize
+
         names = [name for name, _ in self.collections]
         if len(set(names)) != len(names):
             raise ValueError("collection names must be unique")
+        normalized: list[tuple[str, list[Any]]] = []
         for name, specs in self.collections:
-            if not name or not specs or not all(specs) or len(set(specs)) != len(specs):
-                raise ValueError(f"collection {name!r} needs a name and distinct spec names")
+            try:
+                if not name:
+                    raise ValueError("needs a name")
+                normalized.append((name, list(normalize(list(specs)))))
+            except ValueError as exc:
+                raise ValueError(f"collection {name!r} {exc}") from None
+        self.collections = normalized
 
 
 def normalize_prefix(prefix: str) -> str:

@@ -1,4 +1,4 @@
-"""SQLite records of the embedded backend (uploads, users, data files and units) + file layout.
+"""SQLite records of the embedded backend (uploads, users; data files and units in records.py).
 
 Layout under the root (0700): `uploads.sqlite3` (WAL), `files/<upload uuid>` (0600),
 `lock` (held with flock while a server uses the root). Storage paths come only from
@@ -24,7 +24,7 @@ from typing import Any
 
 from synapse_tui.server import files
 from synapse_tui.server.group_commit import GroupCommitter
-from synapse_tui.server.records import DataRecords
+from synapse_tui.server.records import DataRecords, migrate
 from synapse_tui.server.users import UserCache
 
 try:
@@ -56,24 +56,6 @@ CREATE TABLE IF NOT EXISTS uploads (
     expired INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS uploads_by_owner ON uploads(owner, created_at);
-CREATE TABLE IF NOT EXISTS data_files (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    owner INTEGER NOT NULL REFERENCES users(id),
-    chunked_upload TEXT NOT NULL UNIQUE,
-    checksum TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    created_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS data_files_by_checksum ON data_files(owner, checksum);
-CREATE TABLE IF NOT EXISTS data_units (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    owner INTEGER NOT NULL REFERENCES users(id),
-    data_collection INTEGER NOT NULL,
-    files TEXT NOT NULL,
-    meta TEXT NOT NULL,
-    created_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS data_units_by_owner ON data_units(owner, data_collection);
 """
 
 
@@ -167,6 +149,7 @@ class Store(DataRecords):
         self._users = UserCache()
         try:
             self._conn().executescript(_SCHEMA)
+            migrate(self._conn())  # the data files and units tables (records.py)
             self._rows = GroupCommitter(self._connect(), lambda: files.sync_dir(self.files_dir))
             for suffix in ("", "-wal", "-shm"):
                 p = Path(str(self.db_path) + suffix)
