@@ -5,12 +5,9 @@
 from __future__ import annotations
 
 import email.utils
-import importlib.util
 import json
-import os
 import secrets
 import ssl
-import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -36,12 +33,6 @@ from synapse_tui.engine.errors import (
     UploadGone,
 )
 from synapse_tui.engine.transport import LeanTransport
-
-if importlib.util.find_spec("sniffio") is None:
-    # httpcore runs `import sniffio` on every request and lock; without the package each
-    # attempt walks sys.path (a tenth of the client's CPU with many small files). None in
-    # sys.modules makes the import fail at once, with the same outcome (asyncio).
-    sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
 
 # Retry-After values above this are capped: a server asking for an hour is not obeyed blindly.
 MAX_RETRY_AFTER = 300.0
@@ -230,13 +221,7 @@ class ProtocolClient:
         # "/" that ends the authority) has the root's origin without being parsed.
         self._origin_prefix = f"{root.scheme}://{root.netloc}/"
         if transport is None:
-            if os.environ.get("SYNAPSE_TUI_HTTPCORE"):
-                limits = httpx.Limits(
-                    max_connections=max_connections, max_keepalive_connections=max_connections
-                )
-                transport = httpx.AsyncHTTPTransport(verify=verify, limits=limits, trust_env=False)
-            else:
-                transport = LeanTransport(verify=verify, max_connections=max_connections)
+            transport = LeanTransport(verify=verify, max_connections=max_connections)
         # Requests go straight to the transport, not through an httpx.AsyncClient: the
         # engine uses none of its redirect, cookie, auth or event-hook machinery, and that
         # layer cost as much CPU per request as the transport itself (many small files).

@@ -12,7 +12,7 @@ bodies of known length or chunked, responses by Content-Length, chunked or to EO
 Idle connections expire after 5 s, as in httpx. No proxies (the engine's client
 does not read proxy settings), no HTTP/2, no upgrades. It raises httpx's own
 exceptions (ConnectError, ReadTimeout, ...), so everything above it, retries
-included, is unchanged. `SYNAPSE_TUI_HTTPCORE=1` puts httpx's default transport back.
+included, is unchanged.
 """
 
 from __future__ import annotations
@@ -58,8 +58,13 @@ class _Reader(asyncio.StreamReader):
             super().set_exception(exc)
 
     def buffered(self) -> int:
-        """Bytes received and not yet read: a read of at most this many cannot wait."""
-        return len(self._buffer)  # type: ignore[attr-defined]  # StreamReader's, since 3.4
+        """Bytes received and not yet read: a read of at most this many cannot wait.
+
+        StreamReader's private `_buffer` (there since 3.4); were it gone, 0: every read
+        then runs under its deadline, as it would anyway (tests/engine/test_import_patches.py
+        fails first)."""
+        buffer = getattr(self, "_buffer", None)
+        return len(buffer) if buffer is not None else 0
 
 
 class _Connection:
