@@ -29,4 +29,4 @@ if "httpx" not in sys.modules and "httpx._main" not in sys.modules:
         if sys.modules.get("httpx._main") is _stub:
             del sys.modules["httpx._main"]
     if getattr(httpx, "_main", None) is _stub:
-        del httpx._main  # type: ignore[attr-defined]
+        del httpx._main
