@@ -122,6 +122,12 @@ def load_settings(
             settings.upload_nice = int(nice)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    if settings.credentials.user_token and not settings.credentials.tenant:
+        raise ConfigError(
+            "a user token needs a tenant: give --tenant (or set SYNAPSE_PLUGIN_RUN_TENANT)"
+        )
+    if settings.retries < 0:
+        raise ConfigError("retries must be 0 or more")
     if settings.chunk_size < 1:
         raise ConfigError("chunk size must be at least 1 byte")
     if not 1 <= settings.concurrency <= 64:

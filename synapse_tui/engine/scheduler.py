@@ -436,8 +436,9 @@ class UploadManager:
                 totals.bytes,
                 totals.duplicates,
                 totals.already_uploaded,
-                totals.skipped + totals.failed,
+                totals.skipped,
                 done=done and self._scans == 0,
+                failed=totals.failed,
             )
         )
 
