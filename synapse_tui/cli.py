@@ -70,6 +70,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--state-dir", help="journal folder (env SYNAPSE_TUI_STATE_DIR)")
     g.add_argument("--insecure", action="store_true", default=None, help="skip TLS verification")
     g.add_argument("--ca-bundle", help="CA bundle file for TLS verification")
+    g.add_argument(
+        "--proxy",
+        metavar="URL",
+        help="HTTP proxy for every request, or 'off' (default: HTTPS_PROXY, HTTP_PROXY, NO_PROXY)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="also show informational lines")
 
 
@@ -227,6 +232,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         "state_dir",
         "insecure",
         "ca_bundle",
+        "proxy",
         "chunk_size",
         "concurrency",
         "bwlimit",
@@ -290,7 +296,11 @@ def make_client(settings: Settings) -> Any:
     if not settings.credentials.present:
         raise ConfigError("no credentials: give --token (or --user-token with --tenant)")
     return ProtocolClient(
-        settings.host, settings.credentials, verify=settings.verify, max_connections=64
+        settings.host,
+        settings.credentials,
+        verify=settings.verify,
+        max_connections=64,
+        proxy=settings.proxy,
     )
 
 

@@ -44,6 +44,7 @@ class Settings:
     bwlimit: float | None = None
     insecure: bool = False
     ca_bundle: str | None = None
+    proxy: str | None = None  # an HTTP proxy URL or "off"; None: the environment's (as the SDK)
     retries: int = 12
     theme: str | None = None
     upload_nice: int = DEFAULT_UPLOAD_NICE
@@ -136,6 +137,11 @@ def load_settings(
         raise ConfigError("upload_nice must be between 0 and 19")
     settings.insecure = bool(pick("insecure"))
     settings.ca_bundle = pick("ca_bundle")
+    settings.proxy = pick("proxy")
+    if settings.proxy is not None:
+        from synapse_tui.engine.proxy import Proxies
+
+        Proxies(str(settings.proxy))  # a bad URL: one line now, not at the first request
     settings.theme = pick("theme")
     return settings
 

@@ -32,6 +32,7 @@ from synapse_tui.engine.errors import (
     TransientError,
     UploadGone,
 )
+from synapse_tui.engine.proxy import Proxies
 from synapse_tui.engine.transport import LeanTransport
 
 # Retry-After values above this are capped: a server asking for an hour is not obeyed blindly.
@@ -209,6 +210,7 @@ class ProtocolClient:
         timeouts: Timeouts | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         max_connections: int = 32,
+        proxy: str | None = None,
     ) -> None:
         if urlsplit(host).scheme not in ("http", "https"):
             raise ValueError(f"host must start with http:// or https://: {host!r}")
@@ -221,7 +223,13 @@ class ProtocolClient:
         # "/" that ends the authority) has the root's origin without being parsed.
         self._origin_prefix = f"{root.scheme}://{root.netloc}/"
         if transport is None:
-            transport = LeanTransport(verify=verify, max_connections=max_connections)
+            # Proxies as the official SDK finds them, or `proxy` (engine/proxy.py).
+            proxies = Proxies(proxy)
+            transport = LeanTransport(
+                verify=verify,
+                max_connections=max_connections,
+                proxies=proxies if proxies.active else None,
+            )
         # Requests go straight to the transport, not through an httpx.AsyncClient: the
         # engine uses none of its redirect, cookie, auth or event-hook machinery, and that
         # layer cost as much CPU per request as the transport itself (many small files).

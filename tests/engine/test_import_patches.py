@@ -28,7 +28,7 @@ def test_the_httpx_main_stub_is_gone_after_the_engine_imports_httpx() -> None:
     leaves nothing behind: `httpx._main` imports the real module afterwards."""
     got = _fresh(
         "import json, sys\n"
-        "import synapse_tui.engine, httpx\n"
+        "import synapse_tui.engine.protocol, httpx\n"
         "before = 'httpx._main' in sys.modules\n"
         "rich = sorted(m for m in sys.modules if m.split('.')[0] == 'rich')\n"
         "import httpx._main as real\n"
@@ -45,7 +45,7 @@ def test_the_httpx_main_stub_is_gone_after_the_engine_imports_httpx() -> None:
 def test_httpx_main_still_runs_the_real_client() -> None:
     """`httpx.main` after the engine's import runs httpx's own command-line client."""
     code = (
-        "import json, synapse_tui.engine, httpx\n"
+        "import json, synapse_tui.engine.protocol, httpx\n"
         "try:\n"
         "    httpx.main(['--help'], standalone_mode=False)\n"
         "except SystemExit:\n"
