@@ -104,7 +104,7 @@ class UploadInfo:
 
 
 def join_url(root: str, path: str) -> str:
-    """`root` with a path prefix + a relative API path, as PROTOCOL.md says."""
+    """`root` with a path prefix + a relative API path, as docs/protocol.md says."""
     return root.rstrip("/") + "/" + path.lstrip("/")
 
 

@@ -13,7 +13,7 @@ for each `recv` (above glibc's 128 KiB threshold that is an mmap, page faults, a
 and a munmap), about 30 us more than a 64 KiB read for a 20 KiB request. So the read
 size adapts: SMALL_READ after a short read, READ_SIZE once a read fills it.
 
-Measured on a 1 GiB upload over loopback: see README "How it keeps up".
+Measured on a 1 GiB upload over loopback: see docs/internals.md, "The embedded backend".
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The error table of PROTOCOL.md, row by row, against the embedded backend (plus its fixes)."""
+"""The error table of docs/protocol.md, row by row, against the embedded backend and its fixes."""
 
 from __future__ import annotations
 
