@@ -266,11 +266,3 @@ def xxh3_file(
         return h.hexdigest(), total
     finally:
         os.close(fd)
-
-
-def md5_file(path: bytes) -> str:
-    fd, ident = open_regular(path)
-    try:
-        return hash_prefix(fd, ident.size).md5.hexdigest()
-    finally:
-        os.close(fd)

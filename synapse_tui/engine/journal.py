@@ -219,10 +219,6 @@ class _Checkpointer:
             db.close()
 
 
-class JobLocked(Exception):
-    """Another process drives this job."""
-
-
 class Journal:
     """The state database. Calls are short and synchronous; one instance per process."""
 

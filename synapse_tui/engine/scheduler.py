@@ -36,7 +36,6 @@ from synapse_tui.engine.events import (
 from synapse_tui.engine.journal import JobKey, JobRecord, Journal
 from synapse_tui.engine.limits import Backoff, Bandwidth, Gate
 from synapse_tui.engine.meter import Meter
-from synapse_tui.engine.names import display_path
 from synapse_tui.engine.protocol import ProtocolClient, UploadInfo
 from synapse_tui.engine.scan import FoundFile, Refused, scan
 from synapse_tui.engine.uploader import FileUpload, Job, Paused, RetriesExhausted, fits_whole
@@ -80,7 +79,6 @@ class ScanTotals:
     already_uploaded: int = 0
     skipped: int = 0
     failed: int = 0
-    hashed_bytes: int = 0
     seconds: float = 0.0
 
 
@@ -317,7 +315,6 @@ class UploadManager:
                             continue
                         totals.files += 1
                         totals.bytes += item.identity.size
-                        totals.hashed_bytes += item.identity.size
                         self._accept(item, totals, seen, force, priority, plan, known)
                 now = time.monotonic()
                 if now - last_emit >= self.options.tick:
@@ -518,26 +515,7 @@ class UploadManager:
         self.bandwidth.set_rate(rate)
         self.options.bwlimit = self.bandwidth.rate
 
-    def set_priority(self, job_id: int, priority: int) -> None:
-        job = self.jobs.get(job_id)
-        if job is not None:
-            job.priority = priority
-            self._push_ready(job)
-            self.journal.update(job_id, priority=priority)
-            self._kick()
-
     # -- dispatch ---------------------------------------------------------------------------
-
-    def _runnable(self) -> list[Job]:
-        jobs = [
-            j
-            for j in self.jobs.values()
-            if j.state == JobState.QUEUED
-            and (j.task is None or j.task.done())
-            and j.id not in self._locked_elsewhere
-        ]
-        jobs.sort(key=lambda j: (-j.priority, j.id))
-        return jobs
 
     def _not_running(self, job: Job, _task: object) -> None:
         self._running.discard(job)
@@ -546,7 +524,7 @@ class UploadManager:
         heapq.heappush(self._ready, (-job.priority, job.id, next(self._ready_seq), job))
 
     def _pop_runnable(self) -> Job | None:
-        """The queued job to start next (what _runnable()[0] would be), or None."""
+        """The queued job to start next (highest priority, then oldest), or None."""
         later: list[tuple[int, int, int, Job]] = []
         found: Job | None = None
         while self._ready:
@@ -753,7 +731,3 @@ class UploadManager:
                     )
             if dirty or self.active():
                 self._emit_totals()
-
-
-def describe(path: bytes) -> str:
-    return display_path(path)
