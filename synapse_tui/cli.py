@@ -568,8 +568,12 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     try:
         if args.prune:
             pruned, kept = journal.prune(FINISHED)
-            note = f" (kept {kept} holding collection records)" if kept else ""
-            sys.stdout.write(f"pruned {pruned} finished, failed or cancelled jobs{note}\n")
+            if args.json:
+                sys.stdout.write(json.dumps({"event": "pruned", "pruned": pruned, "kept": kept}))
+                sys.stdout.write("\n")
+            else:
+                note = f" (kept {kept} holding collection records)" if kept else ""
+                sys.stdout.write(f"pruned {pruned} finished, failed or cancelled jobs{note}\n")
             if not args.all:
                 return EXIT_OK
         jobs = journal.jobs() if args.all else _current(journal, JobState.FAILED)

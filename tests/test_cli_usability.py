@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from synapse_tui import cli
@@ -192,6 +193,8 @@ def test_status_hides_failures_a_later_run_uploaded_and_prune_clears_history(
     assert code == 0 and out.startswith("pruned 2 ")
     code, out, _ = run(capsys, "status", "--all", "--json", *srv)
     assert out == ""
+    code, out, _ = run(capsys, "status", "--prune", "--json", *srv)
+    assert json.loads(out) == {"event": "pruned", "pruned": 0, "kept": 0}
     # What was uploaded stays known: the file is not sent again.
     code, out, _ = run(capsys, "upload", str(f), "--json", *srv)
     assert code == 0
@@ -219,3 +222,27 @@ def test_a_crash_at_launch_of_the_dashboard_exits_non_zero(tmp_path: Path) -> No
     )
     assert "unexpected keyword argument" in proc.stderr + proc.stdout
     assert proc.returncode != 0
+
+
+def test_prune_keeps_the_jobs_a_collection_rerun_reads(
+    embedded_server: EmbeddedServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A done job holding its collection steps stays: without it a rerun with --collection
+    could register the file a second time."""
+    f = tmp_path / "photo.jpg"
+    f.write_bytes(b"jpeg bytes")
+    srv = backend(embedded_server)
+    code, _, err = run(capsys, "upload", str(f), "--collection", "1", "--spec", "image", *srv)
+    assert code == 0, err
+    code, out, _ = run(capsys, "status", "--prune", "--json", *srv)
+    assert json.loads(out) == {"event": "pruned", "pruned": 0, "kept": 1}
+    code, out, err = run(capsys, "upload", str(f), "--collection", "1", "--spec", "image", *srv)
+    assert code == 0, err
+    answer = httpx.get(
+        embedded_server.url + "/data_units/",
+        params={"data_collection": "1"},
+        headers=embedded_server.headers(),
+        timeout=30,
+    ).json()
+    units = answer["results"] if isinstance(answer, dict) else answer
+    assert len(units) == 1  # registered once, not again after the prune
