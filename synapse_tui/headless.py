@@ -293,6 +293,7 @@ class JsonReporter(Reporter):
                     "duplicates": event.duplicates,
                     "already_uploaded": event.already_uploaded,
                     "skipped": event.skipped,
+                    "failed": event.failed,
                 }
             )
         elif isinstance(event, LogMessage) and (event.level != "info" or self.verbose):
@@ -357,7 +358,7 @@ class TextReporter(Reporter):
                 self.out,
                 f"scanned  {event.files} files, {format_size(event.bytes)}"
                 f" ({event.duplicates} duplicates, {event.already_uploaded} already uploaded,"
-                f" {event.skipped} skipped)",
+                f" {event.skipped} skipped, {event.failed} failed)",
             )
         elif isinstance(event, TotalProgress):
             self._progress(event)

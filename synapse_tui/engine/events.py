@@ -50,6 +50,7 @@ class ScanProgress(Event):
     already_uploaded: int
     skipped: int
     done: bool = False
+    failed: int = 0  # named paths that cannot be uploaded (missing, special): not skips
 
 
 @dataclass(frozen=True, slots=True)

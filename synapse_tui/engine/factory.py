@@ -28,7 +28,11 @@ def make_client(settings: Settings) -> ProtocolClient:
     check_backend(settings)
     assert settings.host is not None
     return ProtocolClient(
-        settings.host, settings.credentials, verify=settings.verify, max_connections=64
+        settings.host,
+        settings.credentials,
+        verify=settings.verify,
+        max_connections=64,
+        proxy=settings.proxy,
     )
 
 

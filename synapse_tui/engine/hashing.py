@@ -148,6 +148,12 @@ def file_kind(mode: int) -> str:
     return "special file"
 
 
+# The system calls that open and read a file to upload, as seams: a test injects a failure
+# here for the engine alone, not for every thread of the process (servers run in-process).
+_open = os.open
+_pread = os.pread
+
+
 def open_regular(path: bytes, expected: Identity | None = None) -> tuple[int, Identity]:
     """Open a regular file for reading (never blocks on a FIFO) and check its identity.
 
@@ -158,7 +164,7 @@ def open_regular(path: bytes, expected: Identity | None = None) -> tuple[int, Id
     if not _still(path, expected):
         check_regular(path)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        fd = _open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         raise LocalFileError(exc.strerror or str(exc)) from None
     try:
@@ -198,7 +204,7 @@ class HashPair:
 def read_piece(fd: int, offset: int, length: int, hashes: HashPair | None) -> bytes:
     """Read exactly `length` bytes at `offset` (in a worker thread) and hash them if asked."""
     try:
-        data = os.pread(fd, length, offset)
+        data = _pread(fd, length, offset)
     except OSError as exc:
         raise LocalFileError(f"read error at byte {offset}: {exc.strerror or exc}") from None
     if len(data) != length:
@@ -280,13 +286,5 @@ def xxh3_file(
         if total != ident.size:
             raise FileChangedError(f"size changed while hashing ({ident.size} -> {total} bytes)")
         return h.hexdigest(), total
-    finally:
-        os.close(fd)
-
-
-def md5_file(path: bytes) -> str:
-    fd, ident = open_regular(path)
-    try:
-        return hash_prefix(fd, ident.size).md5.hexdigest()
     finally:
         os.close(fd)

@@ -80,6 +80,8 @@ CREATE TABLE IF NOT EXISTS ledger (
 );
 """
 
+# What `status --prune` forgets (the ledger of uploads stays).
+FINISHED = (JobState.DONE, JobState.SKIPPED, JobState.FAILED, JobState.CANCELLED)
 UNFINISHED = (
     JobState.QUEUED,
     JobState.HASHING,
@@ -217,10 +219,6 @@ class _Checkpointer:
                 self.ran.set()
         finally:
             db.close()
-
-
-class JobLocked(Exception):
-    """Another process drives this job."""
 
 
 class Journal:
@@ -582,14 +580,19 @@ class Journal:
                 (job.host, job.fingerprint, job.size, md5, upload_id, job.path, now),
             )
 
-    def prune(self, states: tuple[JobState, ...]) -> int:
+    def prune(self, states: tuple[JobState, ...]) -> tuple[int, int]:
+        """Delete the jobs in `states`; (deleted, kept). Kept: jobs holding collection steps
+        (`extra`), which a later run reads so that it never registers a file twice. The
+        ledger of uploads is untouched: what was uploaded stays known."""
         marks = ",".join("?" * len(states))
+        values = [s.value for s in states]
         with self._tx() as db:
-            cur = db.execute(
-                f"DELETE FROM jobs WHERE state IN ({marks})", [s.value for s in states]
-            )
+            cur = db.execute(f"DELETE FROM jobs WHERE state IN ({marks}) AND extra IS NULL", values)
             db.execute("DELETE FROM job_errors WHERE job_id NOT IN (SELECT id FROM jobs)")
-        return cur.rowcount
+            (kept,) = db.execute(
+                f"SELECT COUNT(*) FROM jobs WHERE state IN ({marks})", values
+            ).fetchone()
+        return cur.rowcount, kept
 
     def registered(self, host: str, fingerprint: str, collection: Any) -> Any | None:
         """The data unit id of this content in this collection, if a job registered it."""

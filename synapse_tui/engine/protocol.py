@@ -6,11 +6,8 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import os
 import secrets
 import ssl
-import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +35,7 @@ from synapse_tui.engine.errors import (
     UploadGone,
 )
 from synapse_tui.engine.names import escape_text
+from synapse_tui.engine.proxy import Proxies
 from synapse_tui.engine.transport import AnswerTooLarge, LeanTransport
 
 __all__ = [
@@ -51,12 +49,6 @@ __all__ = [
     "raise_for_answer",
     "redact",
 ]
-
-if importlib.util.find_spec("sniffio") is None:
-    # httpcore runs `import sniffio` on every request and lock; without the package each
-    # attempt walks sys.path (a tenth of the client's CPU with many small files). None in
-    # sys.modules makes the import fail at once, with the same outcome (asyncio).
-    sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
 
 USER_AGENT = f"synapse-tui/{__version__}"
 # Recovery reads the caller's upload list; a paginated one is followed this far at most.
@@ -91,7 +83,7 @@ class Timeouts:
 
 
 def join_url(root: str, path: str) -> str:
-    """`root` with a path prefix + a relative API path, as PROTOCOL.md says."""
+    """`root` with a path prefix + a relative API path, as docs/protocol.md says."""
     return root.rstrip("/") + "/" + path.lstrip("/")
 
 
@@ -120,6 +112,7 @@ class ProtocolClient:
         timeouts: Timeouts | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         max_connections: int = 32,
+        proxy: str | None = None,
     ) -> None:
         if urlsplit(host).scheme not in ("http", "https"):
             raise ValueError(f"host must start with http:// or https://: {host!r}")
@@ -132,13 +125,13 @@ class ProtocolClient:
         # "/" that ends the authority) has the root's origin without being parsed.
         self._origin_prefix = f"{root.scheme}://{root.netloc}/"
         if transport is None:
-            if os.environ.get("SYNAPSE_TUI_HTTPCORE"):
-                limits = httpx.Limits(
-                    max_connections=max_connections, max_keepalive_connections=max_connections
-                )
-                transport = httpx.AsyncHTTPTransport(verify=verify, limits=limits, trust_env=False)
-            else:
-                transport = LeanTransport(verify=verify, max_connections=max_connections)
+            # Proxies as the official SDK finds them, or `proxy` (engine/proxy.py).
+            proxies = Proxies(proxy)
+            transport = LeanTransport(
+                verify=verify,
+                max_connections=max_connections,
+                proxies=proxies if proxies.active else None,
+            )
         # Requests go straight to the transport, not through an httpx.AsyncClient: the
         # engine uses none of its redirect, cookie, auth or event-hook machinery, and that
         # layer cost as much CPU per request as the transport itself (many small files).

@@ -7,9 +7,8 @@ import errno
 import os
 import stat
 import threading
-import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Iterable, Iterator
+from dataclasses import dataclass
 
 from synapse_tui.engine.errors import FileError
 from synapse_tui.engine.hashing import (
@@ -47,19 +46,6 @@ class Refused:
     @property
     def display(self) -> str:
         return display_path(self.path)
-
-
-@dataclass
-class ScanStats:
-    files: int = 0
-    bytes: int = 0
-    refused: int = 0
-    hash_seconds: float = 0.0
-    started: float = field(default_factory=time.monotonic)
-
-    @property
-    def elapsed(self) -> float:
-        return time.monotonic() - self.started
 
 
 def walk(paths: Iterable[bytes]) -> Iterator[tuple[bytes, os.stat_result] | Refused]:
@@ -220,6 +206,3 @@ async def scan(
             except asyncio.QueueEmpty:
                 await asyncio.sleep(0.01)
         await walker
-
-
-ProgressFn = Callable[[ScanStats], None]

@@ -85,7 +85,6 @@ class ScanTotals:
     already_uploaded: int = 0
     skipped: int = 0
     failed: int = 0
-    hashed_bytes: int = 0
     seconds: float = 0.0
 
 
@@ -292,7 +291,9 @@ class UploadManager:
             if rec.id in self.jobs:
                 continue
             if rec.id in relative:  # left as it is, resumable from its own folder
-                self.emit(JobFailed(None, describe(rec.path), RELATIVE_NOT_HERE, resumable=True))
+                self.emit(
+                    JobFailed(None, display_path(rec.path), RELATIVE_NOT_HERE, resumable=True)
+                )
                 continue
             self._enqueue(self._job_from_record(rec), resumed=True)
             count += 1
@@ -328,7 +329,6 @@ class UploadManager:
                             continue
                         totals.files += 1
                         totals.bytes += item.identity.size
-                        totals.hashed_bytes += item.identity.size
                         self._accept(item, totals, seen, force, priority, plan, known)
                 now = time.monotonic()
                 if now - last_emit >= self.options.tick:
@@ -450,8 +450,9 @@ class UploadManager:
                 totals.bytes,
                 totals.duplicates,
                 totals.already_uploaded,
-                totals.skipped + totals.failed,
+                totals.skipped,
                 done=done and self._scans == 0,
+                failed=totals.failed,
             )
         )
 
@@ -541,17 +542,6 @@ class UploadManager:
 
     # -- dispatch ---------------------------------------------------------------------------
 
-    def _runnable(self) -> list[Job]:
-        jobs = [
-            j
-            for j in self.jobs.values()
-            if j.state == JobState.QUEUED
-            and (j.task is None or j.task.done())
-            and j.id not in self._locked_elsewhere
-        ]
-        jobs.sort(key=lambda j: (-j.priority, j.id))
-        return jobs
-
     def _not_running(self, job: Job, _task: object) -> None:
         self._running.discard(job)
 
@@ -559,7 +549,7 @@ class UploadManager:
         heapq.heappush(self._ready, (-job.priority, job.id, next(self._ready_seq), job))
 
     def _pop_runnable(self) -> Job | None:
-        """The queued job to start next (what _runnable()[0] would be), or None."""
+        """The queued job to start next (highest priority, then oldest), or None."""
         later: list[tuple[int, int, int, Job]] = []
         found: Job | None = None
         while self._ready:
@@ -782,7 +772,3 @@ class UploadManager:
                     )
             if dirty or self.active():
                 self._emit_totals()
-
-
-def describe(path: bytes) -> str:
-    return display_path(path)

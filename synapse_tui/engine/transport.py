@@ -10,10 +10,11 @@ This transport does only what the engine asks of it: HTTP/1.1 over asyncio strea
 (TCP, or TLS with httpx's own SSL context), keep-alive with a bounded pool, request
 bodies of known length or chunked, responses by Content-Length, chunked or to EOF,
 capped at `max_answer` bytes (decoded gzip/deflate included: decoded here, bounded).
-Idle connections expire after 5 s, as in httpx. No proxies (the engine's client
-does not read proxy settings), no HTTP/2, no upgrades. It raises httpx's own
+Idle connections expire after 5 s, as in httpx. HTTP proxies (engine/proxy.py): a
+CONNECT tunnel to https origins, absolute-form requests to http ones. No HTTP/2, no
+upgrades. It raises httpx's own
 exceptions (ConnectError, ReadTimeout, ...), so everything above it, retries
-included, is unchanged. `SYNAPSE_TUI_HTTPCORE=1` puts httpx's default transport back.
+included, is unchanged.
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
 import httpx
+
+from synapse_tui.engine import forget_httpx_stub
+from synapse_tui.engine.proxy import Proxies
+
+forget_httpx_stub()  # httpx is imported: see engine/__init__.py
 
 T = TypeVar("T")
 
@@ -89,17 +95,24 @@ class _Reader(asyncio.StreamReader):
             super().set_exception(exc)
 
     def buffered(self) -> int:
-        """Bytes received and not yet read: a read of at most this many cannot wait."""
-        return len(self._buffer)  # type: ignore[attr-defined]  # StreamReader's, since 3.4
+        """Bytes received and not yet read: a read of at most this many cannot wait.
+
+        StreamReader's private `_buffer` (there since 3.4); were it gone, 0: every read
+        then runs under its deadline, as it would anyway (tests/engine/test_import_patches.py
+        fails first)."""
+        buffer = getattr(self, "_buffer", None)
+        return len(buffer) if buffer is not None else 0
 
 
 class _Connection:
-    __slots__ = ("idle_since", "reader", "writer")
+    __slots__ = ("idle_since", "proxy_head", "reader", "target_prefix", "writer")
 
     def __init__(self, reader: _Reader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
         self.idle_since = 0.0
+        self.target_prefix = b""  # through an http proxy: `http://host:port` (absolute form)
+        self.proxy_head = b""  # through an http proxy: its Proxy-Authorization line
 
     def reusable(self) -> bool:
         """Idle and still open: the server has not closed it (its FIN sets EOF at once)."""
@@ -128,7 +141,9 @@ class LeanTransport(httpx.AsyncBaseTransport):
         max_connections: int = 32,
         keepalive_expiry: float = KEEPALIVE_EXPIRY,
         max_answer: int = MAX_ANSWER_BYTES,
+        proxies: Proxies | None = None,
     ) -> None:
+        self._proxies = proxies
         self._verify = verify
         self.max_answer = max_answer
         self._expiry = keepalive_expiry
@@ -161,7 +176,12 @@ class LeanTransport(httpx.AsyncBaseTransport):
         loop = asyncio.get_running_loop()
         reader = _Reader(limit=_HEAD_LIMIT, loop=loop)
         protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+        route = self._proxies.route(scheme, host, port) if self._proxies is not None else None
         try:
+            if route is not None:  # engine/proxy.py: the tunnel or the proxy's connection
+                return await _within(
+                    self._via_proxy(route, reader, protocol, scheme, host, port, tls), timeout
+                )
             sock_transport, _ = await _within(
                 loop.create_connection(
                     lambda: protocol,
@@ -181,6 +201,32 @@ class LeanTransport(httpx.AsyncBaseTransport):
             sock_transport.max_size = _READ_SIZE  # type: ignore[attr-defined]
         writer = asyncio.StreamWriter(sock_transport, protocol, reader, loop)
         return _Connection(reader, writer)
+
+    async def _via_proxy(
+        self,
+        route: Any,
+        reader: _Reader,
+        protocol: asyncio.StreamReaderProtocol,
+        scheme: str,
+        host: str,
+        port: int,
+        tls: ssl.SSLContext | None,
+    ) -> _Connection:
+        loop = asyncio.get_running_loop()
+        proxy = route.proxy
+        sock_transport, _ = await loop.create_connection(lambda: protocol, proxy.host, proxy.port)
+        writer = asyncio.StreamWriter(sock_transport, protocol, reader, loop)
+        conn = _Connection(reader, writer)
+        try:
+            if tls is not None:
+                await proxy.tunnel(reader, writer, host, port, tls)
+            else:
+                conn.target_prefix = route.request_prefix(scheme, host, port)
+                conn.proxy_head = proxy.head_lines()
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     def _take_idle(self, key: tuple[str, str, int]) -> _Connection | None:
         idle = self._idle.get(key)
@@ -278,7 +324,8 @@ class LeanTransport(httpx.AsyncBaseTransport):
 
     async def _send(self, conn: _Connection, request: httpx.Request, timeout: float | None) -> None:
         url = request.url
-        lines = [request.method.encode("ascii"), b" ", url.raw_path, b" HTTP/1.1\r\n"]
+        target = conn.target_prefix + url.raw_path
+        lines = [request.method.encode("ascii"), b" ", target, b" HTTP/1.1\r\n", conn.proxy_head]
         chunked = False
         for name, value in request.headers.raw:
             if name.lower() == b"transfer-encoding" and value.lower() == b"chunked":

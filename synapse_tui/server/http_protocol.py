@@ -13,7 +13,7 @@ for each `recv` (above glibc's 128 KiB threshold that is an mmap, page faults, a
 and a munmap), about 30 us more than a 64 KiB read for a 20 KiB request. So the read
 size adapts: SMALL_READ after a short read, READ_SIZE once a read fills it.
 
-Measured on a 1 GiB upload over loopback: see README "How it keeps up".
+Measured on a 1 GiB upload over loopback: see docs/internals.md, "The embedded backend".
 
 The request head is capped here too (llhttp has no limit of its own, and uvicorn keeps
 every header it is given): more than MAX_HEAD_BYTES of request line and headers, or more
@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from uvicorn.protocols.http import httptools_impl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from synapse_tui.server.limits import (
@@ -40,6 +39,12 @@ from synapse_tui.server.limits import (
 
 READ_SIZE = 1 << 20
 SMALL_READ = 64 << 10  # below glibc's mmap threshold: served from the heap
+# Stock uvicorn stops reading a connection whenever more than 64 KiB of body waits for
+# the app, and starts again on the app's next receive(): with 256 KiB socket reads that
+# is two epoll_ctl calls per read, a fifth of the loop's time while a chunk streams in.
+# 1 MiB per connection keeps a read or four buffered instead. Our own limit, for our own
+# protocol: uvicorn's module global stays as it is for any other server in the process.
+BODY_HIGH_WATER = 1 << 20
 
 
 class BodyPieces:
@@ -173,6 +178,6 @@ class LeanHttpToolsProtocol(HeadDeadline, HttpToolsProtocol):
         if not isinstance(pieces, BodyPieces):
             pieces = cycle.body = BodyPieces(pieces)
         pieces += body
-        if len(pieces) > httptools_impl.HIGH_WATER_LIMIT:
+        if len(pieces) > BODY_HIGH_WATER:
             self.flow.pause_reading()
         cycle.message_event.set()

@@ -72,27 +72,8 @@ def api_url(host: str, port: int, prefix: str) -> str:
     return f"http://{shown}:{port}{prefix}"
 
 
-# uvicorn stops reading a connection whenever more than 64 KiB of body waits for
-# the app, and starts again on the app's next receive(): with 256 KiB socket reads
-# that is two epoll_ctl calls per read, a fifth of the loop's time while a chunk
-# streams in. 1 MiB per connection keeps a read or four buffered instead.
-BODY_HIGH_WATER = 1 << 20
-
-
-def _raise_body_high_water() -> None:
-    for name in ("h11_impl", "httptools_impl"):
-        try:
-            module = importlib.import_module(f"uvicorn.protocols.http.{name}")
-        except ImportError:  # httptools not installed
-            continue
-        current = getattr(module, "HIGH_WATER_LIMIT", None)
-        if isinstance(current, int) and current < BODY_HIGH_WATER:
-            setattr(module, "HIGH_WATER_LIMIT", BODY_HIGH_WATER)  # noqa: B010 (a module global)
-
-
 def uvicorn_config(app: Starlette, **overrides: Any) -> uvicorn.Config:
     """Quiet (warnings only, no access log: headers carry tokens), graceful on stop."""
-    _raise_body_high_water()
     options: dict[str, Any] = {
         "log_level": "warning",
         "access_log": False,

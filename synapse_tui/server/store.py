@@ -67,16 +67,20 @@ _FREE_FOR = 0.5  # seconds a reading of the free space stands for
 _free_seen: dict[Path, tuple[float, int]] = {}
 
 
-def disk_free(path: Path) -> int:
+def disk_free(
+    path: Path,
+    clock: Callable[[], float] = time.monotonic,
+    usage: Callable[[Path], Any] = shutil.disk_usage,
+) -> int:
     """Free bytes on the file system of `path`, read at most every half second (tests
-    monkeypatch this). `statvfs` on a busy disk took ~4% of the loop thread's samples
-    with one call per small file; a write past the real free space still gets ENOSPC,
-    answered 507 like the early check."""
-    now = time.monotonic()
+    monkeypatch this, or give `clock` and `usage`). `statvfs` on a busy disk took ~4% of
+    the loop thread's samples with one call per small file; a write past the real free
+    space still gets ENOSPC, answered 507 like the early check."""
+    now = clock()
     seen = _free_seen.get(path)
     if seen is not None and now - seen[0] < _FREE_FOR:
         return seen[1]
-    free = shutil.disk_usage(path).free
+    free = usage(path).free
     if len(_free_seen) > 16:
         _free_seen.clear()
     _free_seen[path] = (now, free)

@@ -311,4 +311,6 @@ def run_dashboard(settings: Settings, directory: str) -> int:
             app.bridge.stop()
         if server is not None:
             server.stop()
+    if app.return_code:  # Textual caught a crash and printed it: the shell must see it
+        return app.return_code
     return result or 0

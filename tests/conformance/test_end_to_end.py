@@ -298,10 +298,13 @@ def test_scan_reports_duplicates_and_what_this_backend_already_has(
     assert run.returncode == 0, run.stderr
     [result] = of("scan", events(run.stdout))
     assert (result["files"], result["bytes"]) == (3, 605 * KIB)
-    assert result["duplicates"] == [
+    assert result["duplicate_paths"] == [
         {"path": str(data / "copy_of_a.bin"), "duplicate_of": str(first)}
     ]
-    assert result["already_uploaded"] == [{"path": str(other), "upload_id": done["upload_id"]}]
+    assert result["duplicates"] == 1 and result["already_uploaded"] == 1  # counts, as upload's
+    assert result["already_uploaded_paths"] == [
+        {"path": str(other), "upload_id": done["upload_id"]}
+    ]
     # Without a backend the scan still finds the duplicate, and knows of no uploads.
     alone = subprocess.run(
         [sys.executable, "-m", "synapse_tui.cli", "scan", str(data), "--json"],
@@ -316,7 +319,7 @@ def test_scan_reports_duplicates_and_what_this_backend_already_has(
         timeout=60,
     )
     [result] = of("scan", events(alone.stdout))
-    assert len(result["duplicates"]) == 1 and result["already_uploaded"] == []
+    assert result["duplicates"] == 1 and result["already_uploaded_paths"] == []
 
 
 def _check(backend: Backend, path: Path, state: Path, token: str | None = None) -> Any:

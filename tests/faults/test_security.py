@@ -236,7 +236,7 @@ def test_config_is_written_atomically(
     def broken_replace(*args: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(paths.os, "replace", broken_replace)
+    monkeypatch.setattr(paths, "_replace", broken_replace)  # this module's seam, not os
     with pytest.raises(OSError):
         save_own_config({"host": "http://127.0.0.1:2/api", "concurrency": 8})
     assert own_config_file().read_bytes() == before
