@@ -33,6 +33,7 @@ from synapse_tui.engine.events import (
     ScanProgress,
     TotalProgress,
 )
+from synapse_tui.engine.health import BackendHealth
 from synapse_tui.engine.journal import JobKey, JobRecord, Journal
 from synapse_tui.engine.limits import Backoff, Bandwidth, Gate
 from synapse_tui.engine.meter import Meter
@@ -103,6 +104,7 @@ class UploadManager:
         self.gate = Gate(options.concurrency)
         self.backoff = Backoff(options.backoff_base, options.backoff_cap)
         self.meter = Meter()
+        self.health = BackendHealth(self.emit)
         self.draining = False
         self.stopped: str | None = None  # the fatal error that stopped everything
         self.scan_totals = ScanTotals()
@@ -231,6 +233,7 @@ class UploadManager:
         # commit for both): lost to a crash, resume finds the upload complete on the
         # server. A job that goes on to register has its note committed at once.
         lazy = state == JobState.DONE
+        self.health.ok()
         self.journal.complete(
             key, md5, info.id, job.resumed_from, info.raw, state, job.extra, lazy=lazy
         )
@@ -488,7 +491,10 @@ class UploadManager:
         self._kick()
 
     def retry_failed(self) -> int:
+        """Queue the failed jobs again, and cut short the backoff of the ones retrying."""
         count = 0
+        for job in self._running:
+            job.wake.set()  # a job in `_sleep` retries now; one not sleeping ignores it
         for job in self.jobs.values():
             if job.state == JobState.FAILED:
                 job.reset_retries()
@@ -726,6 +732,7 @@ class UploadManager:
                 eta_low=low,
                 eta_high=high,
                 counts={state.value: entry[0] for state, entry in by_state.items()},
+                stalled=remaining > 0 and self.meter.stalled() and bool(self._running),
             )
         )
 

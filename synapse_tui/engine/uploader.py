@@ -25,7 +25,7 @@ from synapse_tui.engine.errors import (
     TransientError,
     UploadGone,
 )
-from synapse_tui.engine.events import JobState
+from synapse_tui.engine.events import JobRetrying, JobState
 from synapse_tui.engine.hashing import (
     PIECE,
     HashPair,
@@ -178,6 +178,8 @@ class FileUpload:
             f"retry {job.attempts}/{self.options.retries} in {delay:.1f}s{since}",
             job.id,
         )
+        self.m.emit(JobRetrying(job.id, job.attempts, self.options.retries, delay, message))
+        self.m.health.failing(message)
         await self._sleep(delay)
 
     async def _sleep(self, delay: float) -> None:
@@ -206,6 +208,7 @@ class FileUpload:
 
     def _progress_made(self) -> None:
         self.job.reset_retries()  # the retry budget resets whenever the offset advances
+        self.m.health.ok()
 
     # -- body -------------------------------------------------------------------------------
 
