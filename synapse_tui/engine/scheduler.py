@@ -120,6 +120,9 @@ class UploadManager:
         self._ready: list[tuple[int, int, int, Job]] = []
         self._ready_seq = itertools.count()
         self._locked_elsewhere: set[int] = set()
+        # Cancelled jobs with an upload on the server, by (path, fingerprint): queueing the
+        # same file again resumes that upload instead of orphaning it.
+        self._cancelled: dict[tuple[bytes, str], Job] = {}
         self.registrar = Registrar(self)
         self._units_task: asyncio.Task[None] | None = None
 
@@ -188,6 +191,8 @@ class UploadManager:
             values["last_error"] = message
         if persist:
             self.journal.update(job.id, **values)
+        if state == JobState.CANCELLED and job.upload_url is not None:
+            self._cancelled[(job.path, job.fingerprint)] = job
         self.emit(JobStateChanged(job.id, state, message))
 
     def note_creating(self, job: Job) -> None:
@@ -394,6 +399,10 @@ class UploadManager:
                     JobSkipped(None, item.display, f"already uploaded (upload {entry.upload_id})")
                 )
                 return
+        cancelled = self._cancelled.pop((item.path, item.fingerprint), None)
+        if cancelled is not None and cancelled.state == JobState.CANCELLED:
+            self._revive(cancelled)
+            return
         existing = (
             self.journal.find_unfinished(item.path, item.fingerprint, host) if lookup else None
         )
@@ -404,6 +413,15 @@ class UploadManager:
         self._new_job(item, priority, extra)
         if known is not None:
             known.add(item.fingerprint)  # now a job: the same content again is looked up
+
+    def _revive(self, job: Job) -> None:
+        """Queue a cancelled job again: its upload resumes where the server holds it."""
+        job.cancel_requested = job.pause_requested = False
+        job.reset_retries()
+        self.log("info", f"{job.display}: queued again, resuming its cancelled upload", job.id)
+        self.set_state(job, JobState.QUEUED)
+        self.emit(JobQueued(job.id, job.display, job.size, resumed=True))
+        self._kick()
 
     def _new_job(
         self,

@@ -57,3 +57,26 @@ async def test_a_retrying_job_says_so_and_retry_now_cuts_the_backoff(tmp_path: P
         assert states[-1].failing_since is None
     totals = [e for e in events if isinstance(e, TotalProgress)]
     assert totals and not totals[-1].stalled
+
+
+async def test_queueing_a_cancelled_file_again_resumes_its_upload(tmp_path: Path) -> None:
+    server = FakeServer()
+    src = make_file(tmp_path, "a.bin", 4 * CHUNK + 5)
+    events: list[Event] = []
+    async with manager(server, tmp_path / "state", events) as m:
+
+        def cancel_now(request: httpx.Request, response: httpx.Response) -> None:
+            [job_id] = list(m.jobs)
+            m.cancel(job_id)  # the second chunk landed; its answer is never read
+
+        server.after[("PUT", 2)] = cancel_now
+        await m.add_paths([str(src)])
+        await m.wait_idle()
+        [job] = m.jobs.values()
+        assert job.state.value == "cancelled" and not any(isinstance(e, JobDone) for e in events)
+        await m.add_paths([str(src)])  # the same file again
+        await m.wait_idle()
+        assert list(m.jobs) == [job.id] and job.state.value == "done"
+    [upload] = server.uploads.values()  # one upload: resumed, not a second one from 0
+    assert bytes(upload.data) == src.read_bytes()
+    assert server.put_bytes == src.stat().st_size  # no byte sent twice
