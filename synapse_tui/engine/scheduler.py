@@ -34,6 +34,7 @@ from synapse_tui.engine.events import (
     ScanProgress,
     TotalProgress,
 )
+from synapse_tui.engine.health import BackendHealth
 from synapse_tui.engine.journal import JobKey, JobRecord, Journal
 from synapse_tui.engine.limits import Backoff, Bandwidth, Gate
 from synapse_tui.engine.meter import Meter
@@ -107,6 +108,7 @@ class UploadManager:
         self.gate = Gate(options.concurrency)
         self.backoff = Backoff(options.backoff_base, options.backoff_cap)
         self.meter = Meter()
+        self.health = BackendHealth(self.emit)
         self.draining = False
         self.stopped: str | None = None  # the fatal error that stopped everything
         self.scan_totals = ScanTotals()
@@ -122,6 +124,9 @@ class UploadManager:
         self._ready: list[tuple[int, int, int, Job]] = []
         self._ready_seq = itertools.count()
         self._locked_elsewhere: set[int] = set()
+        # Cancelled jobs with an upload on the server, by (path, fingerprint): queueing the
+        # same file again resumes that upload instead of orphaning it.
+        self._cancelled: dict[tuple[bytes, str], Job] = {}
         self.registrar = Registrar(self)
         self._units_task: asyncio.Task[None] | None = None
 
@@ -190,6 +195,8 @@ class UploadManager:
             values["last_error"] = message
         if persist:
             self.journal.update(job.id, **values)
+        if state == JobState.CANCELLED and job.upload_url is not None:
+            self._cancelled[(job.path, job.fingerprint)] = job
         self.emit(JobStateChanged(job.id, state, message))
 
     def note_creating(self, job: Job) -> None:
@@ -235,6 +242,7 @@ class UploadManager:
         # commit for both): lost to a crash, resume finds the upload complete on the
         # server. A job that goes on to register has its note committed at once.
         lazy = state == JobState.DONE
+        self.health.ok()
         self.journal.complete(
             key, md5, info.id, job.resumed_from, info.record(), state, job.extra, lazy=lazy
         )
@@ -405,6 +413,10 @@ class UploadManager:
                     JobSkipped(None, item.display, f"already uploaded (upload {entry.upload_id})")
                 )
                 return
+        cancelled = self._cancelled.pop((item.path, item.fingerprint), None)
+        if cancelled is not None and cancelled.state == JobState.CANCELLED:
+            self._revive(cancelled)
+            return
         existing = (
             self.journal.find_unfinished(item.path, item.fingerprint, host) if lookup else None
         )
@@ -415,6 +427,15 @@ class UploadManager:
         self._new_job(item, priority, extra)
         if known is not None:
             known.add(item.fingerprint)  # now a job: the same content again is looked up
+
+    def _revive(self, job: Job) -> None:
+        """Queue a cancelled job again: its upload resumes where the server holds it."""
+        job.cancel_requested = job.pause_requested = False
+        job.reset_retries()
+        self.log("info", f"{job.display}: queued again, resuming its cancelled upload", job.id)
+        self.set_state(job, JobState.QUEUED)
+        self.emit(JobQueued(job.id, job.display, job.size, resumed=True))
+        self._kick()
 
     def _new_job(
         self,
@@ -503,7 +524,10 @@ class UploadManager:
         self._kick()
 
     def retry_failed(self) -> int:
+        """Queue the failed jobs again, and cut short the backoff of the ones retrying."""
         count = 0
+        for job in self._running:
+            job.wake.set()  # a job in `_sleep` retries now; one not sleeping ignores it
         for job in self.jobs.values():
             if job.state == JobState.FAILED:
                 job.reset_retries()
@@ -746,6 +770,7 @@ class UploadManager:
                 eta_low=low,
                 eta_high=high,
                 counts={state.value: entry[0] for state, entry in by_state.items()},
+                stalled=remaining > 0 and self.meter.stalled() and bool(self._running),
             )
         )
 

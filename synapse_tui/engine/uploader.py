@@ -26,7 +26,7 @@ from synapse_tui.engine.errors import (
     TransientError,
     UploadGone,
 )
-from synapse_tui.engine.events import JobState
+from synapse_tui.engine.events import JobRetrying, JobState
 from synapse_tui.engine.hashing import (
     PIECE,
     HashPair,
@@ -185,6 +185,8 @@ class FileUpload:
             f"retry {job.attempts}/{self.options.retries} in {delay:.1f}s{since}",
             job.id,
         )
+        self.m.emit(JobRetrying(job.id, job.attempts, self.options.retries, delay, message))
+        self.m.health.failing(message)
         await self._sleep(delay)
 
     async def _sleep(self, delay: float) -> None:
@@ -218,6 +220,7 @@ class FileUpload:
         if job.offset > job.high_water:
             job.high_water = job.offset
             job.reset_retries()
+        self.m.health.ok()
 
     async def _not_kept(self, offset: int) -> None:
         """A chunk that did not move the server's offset costs one attempt of the budget."""
