@@ -76,7 +76,15 @@ def _routes(backend: Backend) -> list[BaseRoute]:
         Route("/data_files/", _endpoint(backend, collections.create_data_file), methods=["POST"]),
         Route("/data_units/", _endpoint(backend, collections.list_data_units), methods=["GET"]),
         Route("/data_units/", _endpoint(backend, collections.create_data_units), methods=["POST"]),
+        *_presigned_routes(backend),
     ]
+
+
+def _presigned_routes(backend: Backend) -> list[BaseRoute]:
+    """`storages/` and `data_files/presigned_upload/...` (server/presigned.py)."""
+    from synapse_tui.server import presigned
+
+    return presigned.routes(backend)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

@@ -8,7 +8,7 @@ import re
 import secrets
 import sys
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from synapse_tui.server.config import DEFAULT_EXPIRE_AFTER, ServerConfig
 
@@ -91,6 +91,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME:SPEC,...",
         help="data collection with its file specifications (repeatable)",
     )
+    parser.add_argument(
+        "--storage",
+        metavar="s3://BUCKET[/PREFIX]",
+        help="S3-compatible storage for presigned uploads (needs boto3; AWS_* credentials)",
+    )
+    parser.add_argument("--s3-endpoint", metavar="URL", help="endpoint of the S3 storage")
+    parser.add_argument(
+        "--multipart-threshold",
+        type=_argtype(parse_size),
+        help="presigned uploads above this size go multipart (default 100M)",
+    )
+    parser.add_argument(
+        "--part-size", type=_argtype(parse_size), help="multipart part size (default 100M)"
+    )
+
+
+def _storage_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The presigned-storage settings that were given (the rest keep their defaults)."""
+    given = {
+        "storage": getattr(args, "storage", None),
+        "s3_endpoint": getattr(args, "s3_endpoint", None),
+        "multipart_threshold": getattr(args, "multipart_threshold", None),
+        "part_size": getattr(args, "part_size", None),
+    }
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -100,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
     from synapse_tui import paths
     from synapse_tui.server.app import create_app
     from synapse_tui.server.runner import api_url, bind, is_loopback, uvicorn_config
+    from synapse_tui.server.storage_s3 import StorageError
     from synapse_tui.server.store import RootBusyError
 
     tokens = list(args.token or [])
@@ -117,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
             expire_after=args.expire_after,
             prefix=args.prefix,
             collections=args.collection,
+            **_storage_options(args),
         )
     except ValueError as exc:
         print(f"synapse-tui serve: {exc}", file=sys.stderr)
@@ -136,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     try:
         app = create_app(config)
-    except (RootBusyError, OSError) as exc:
+    except (RootBusyError, OSError, StorageError) as exc:
         sock.close()
         print(f"synapse-tui serve: {exc}", file=sys.stderr)
         return 1

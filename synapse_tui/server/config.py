@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_EXPIRE_AFTER = 86400.0
+DEFAULT_MULTIPART = 100 << 20  # presigned: larger files go multipart, in parts of this size
 
 
 @dataclass
@@ -24,6 +25,10 @@ class ServerConfig:
     expire_after: float = DEFAULT_EXPIRE_AFTER
     prefix: str = ""
     collections: list[tuple[str, list[str]]] = field(default_factory=list)
+    storage: str | None = None  # s3://BUCKET[/PREFIX]: presigned uploads go there
+    s3_endpoint: str | None = None
+    multipart_threshold: int = DEFAULT_MULTIPART
+    part_size: int = DEFAULT_MULTIPART
     clock: Callable[[], float] = field(default=time.time, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -36,6 +41,12 @@ class ServerConfig:
         if not self.expire_after > 0:
             raise ValueError("expire_after must be positive")
         self.prefix = normalize_prefix(self.prefix)
+        if self.storage is not None:
+            from synapse_tui.server.storage_s3 import S3_MIN_PART, StorageSpec
+
+            StorageSpec.parse(self.storage)
+            if self.part_size < S3_MIN_PART or self.multipart_threshold < 0:
+                raise ValueError("part size must be at least 5 MiB (S3's smallest part)")
         self.collections = [(name, list(specs)) for name, specs in self.collections]
         names = [name for name, _ in self.collections]
         if len(set(names)) != len(names):
