@@ -58,6 +58,12 @@ def _transfer(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chunk-size", type=_size, help="chunk size, e.g. 50M (default 50M)")
     p.add_argument("--bwlimit", type=_rate, help="bandwidth limit per second, e.g. 20M")
     p.add_argument("--retries", type=int, help="attempts per file without progress (default 12)")
+    p.add_argument(
+        "--strategy",
+        choices=("auto", "presigned", "chunked"),
+        help="straight to the backend's storage (presigned) or through the API (chunked); "
+        "auto (default): presigned when the backend's storage takes it",
+    )
     p.add_argument("--json", action="store_true", help="one JSON object per line on stdout")
 
 
@@ -145,6 +151,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         "concurrency",
         "bwlimit",
         "retries",
+        "strategy",
     )
     return load_settings({k: getattr(args, k, None) for k in keys})
 
@@ -217,6 +224,7 @@ def make_manager(settings: Settings, listeners: list[Any], client: Any = None) -
         concurrency=settings.concurrency,
         bwlimit=settings.bwlimit,
         retries=settings.retries,
+        strategy=settings.strategy,
     )
     return UploadManager(client, Journal(settings.state_dir), options, listeners)
 

@@ -436,8 +436,8 @@ class ProtocolClient:
             url = str(httpx.URL(url, params=params))
         return self._json(await self._send("GET", url, idempotent=True))
 
-    async def post_json(self, path: str, body: Any) -> Any:
-        return self._json(await self._send("POST", self.url(path), json_body=body))
+    async def post_json(self, path: str, body: Any, timeout: httpx.Timeout | None = None) -> Any:
+        return self._json(await self._send("POST", self.url(path), json_body=body, timeout=timeout))
 
 
 class _Stream(httpx.AsyncByteStream):
