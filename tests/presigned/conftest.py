@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -14,13 +16,10 @@ PART = 5 << 20  # S3's smallest part: multipart tests stay small
 THRESHOLD = 6 << 20
 
 
-@pytest.fixture
-def s3_server(
-    moto: MotoServer,  # noqa: F811
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[EmbeddedServer]:
-    """The embedded backend with `--storage s3://<bucket>/up --s3-endpoint <moto>`."""
-    root = tmp_path_factory.mktemp("embedded-s3")
+@contextlib.contextmanager
+def s3_backend(moto: MotoServer, root: Path, endpoint: str) -> Iterator[EmbeddedServer]:  # noqa: F811
+    """The embedded backend storing into moto's bucket through `endpoint` (moto itself, or a
+    fault proxy in front of it: the URLs it hands out point there)."""
     clock = FakeClock()
     config = ServerConfig(
         root=root,
@@ -29,7 +28,7 @@ def s3_server(
         collections=[("images", ["image", "meta"])],
         clock=clock,
         storage=f"s3://{moto.bucket}/up",
-        s3_endpoint=moto.endpoint,
+        s3_endpoint=endpoint,
         multipart_threshold=THRESHOLD,
         part_size=PART,
     )
@@ -39,3 +38,13 @@ def s3_server(
         yield EmbeddedServer(url, TOKEN, OTHER_TOKEN, root, config, clock, server)
     finally:
         server.stop()
+
+
+@pytest.fixture
+def s3_server(
+    moto: MotoServer,  # noqa: F811
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[EmbeddedServer]:
+    """The embedded backend with `--storage s3://<bucket>/up --s3-endpoint <moto>`."""
+    with s3_backend(moto, tmp_path_factory.mktemp("embedded-s3"), moto.endpoint) as server:
+        yield server
