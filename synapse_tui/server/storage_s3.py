@@ -103,7 +103,14 @@ class S3Storage:
 
     def check(self) -> None:
         """Reach the bucket once at start-up (a clear error instead of a failing upload)."""
-        self._call("head_bucket")
+        try:
+            self._call("head_bucket")
+        except StorageError as exc:
+            where = f" at {self.endpoint}" if self.endpoint else ""
+            raise StorageError(
+                f"cannot use the storage s3://{self.spec.bucket}/{self.spec.prefix}{where}"
+                f" ({exc}); credentials come from AWS_* variables or AWS_PROFILE"
+            ) from None
 
     def presign_put(self, key: str, expires: int) -> str:
         params = {"Bucket": self.spec.bucket, "Key": key}
