@@ -276,15 +276,15 @@ class PresignedService:
             raise ValueError(f"size differs from the {record.size} bytes announced")
         if record.upload_id is not None:
             self._complete(storage, record, item.get("multipart"))
-        landed = storage.size_of(record.file_key)
+        landed = storage.read_back(record.file_key, record.size)
         if landed is None:
             raise ValueError("nothing was uploaded to this key")
-        if landed != record.size:
+        if isinstance(landed, int):
             raise ValueError(f"storage holds {landed} bytes, not {record.size}")
-        sha1, length = storage.sha1_of(record.file_key)
-        if sha1 != claimed or length != record.size:
+        if landed != claimed:
             storage.delete(record.file_key)
-            raise ValueError(f"checksum mismatch: storage holds SHA1 {sha1}; object deleted")
+            raise ValueError(f"checksum mismatch: storage holds SHA1 {landed}; object deleted")
+        sha1, length = landed, record.size
         source = f"s3://{storage.spec.bucket}/{record.file_key}"
         store = self.backend.store
         data_file = store.add_stored_data_file(owner, source, sha1, length, self.backend.now())

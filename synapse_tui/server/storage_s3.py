@@ -154,18 +154,32 @@ class S3Storage:
             raise StorageError(f"head_object: {code}") from None
         return int(head["ContentLength"])
 
-    def sha1_of(self, key: str) -> tuple[str, int]:
-        """SHA1 and length of what the object holds, read back in pieces (memory flat)."""
-        body = self._call("get_object", Key=key)["Body"]
-        digest = hashlib.sha1()
-        length = 0
+    def read_back(self, key: str, size: int) -> str | int | None:
+        """The SHA1 of the object, read back in pieces (memory flat), when it holds `size`
+        bytes; else its size (not read), or None when there is no such object. One GET:
+        no HEAD first (a round trip per small file)."""
+        from botocore.exceptions import ClientError
+
         try:
+            answer = self.client.get_object(Bucket=self.spec.bucket, Key=key)
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise StorageError(f"get_object: {code}") from None
+        body = answer["Body"]
+        try:
+            length = int(answer["ContentLength"])
+            if length != size:
+                return length
+            digest = hashlib.sha1()
+            read = 0
             while piece := body.read(READ_PIECE):
                 digest.update(piece)
-                length += len(piece)
+                read += len(piece)
+            return digest.hexdigest() if read == size else read
         finally:
             body.close()
-        return digest.hexdigest(), length
 
     def delete(self, key: str) -> None:
         self._call("delete_object", Key=key)
