@@ -93,6 +93,12 @@ def _transfer(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chunk-size", type=_size, help="chunk size, e.g. 50M (default 50M)")
     p.add_argument("--bwlimit", type=_rate, help="bandwidth limit per second, e.g. 20M")
     p.add_argument("--retries", type=_count, help="attempts per file without progress (default 12)")
+    p.add_argument(
+        "--strategy",
+        choices=("auto", "presigned", "chunked"),
+        help="straight to the backend's storage (presigned) or through the API (chunked); "
+        "auto (default): presigned when the backend's storage takes it",
+    )
     p.add_argument("--json", action="store_true", help="one JSON object per line on stdout")
     p.add_argument(
         "--foreground",
@@ -271,6 +277,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         "concurrency",
         "bwlimit",
         "retries",
+        "strategy",
     )
     return load_settings({k: getattr(args, k, None) for k in keys})
 

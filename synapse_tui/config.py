@@ -46,6 +46,7 @@ class Settings:
     ca_bundle: str | None = None
     proxy: str | None = None  # an HTTP proxy URL or "off"; None: the environment's (as the SDK)
     retries: int = 12
+    strategy: str = "auto"  # auto | presigned | chunked
     theme: str | None = None
     upload_nice: int = DEFAULT_UPLOAD_NICE
     sources: dict[str, str] = field(default_factory=dict)  # key -> where it came from
@@ -135,6 +136,10 @@ def load_settings(
         raise ConfigError("concurrency must be between 1 and 64")
     if not 0 <= settings.upload_nice <= 19:
         raise ConfigError("upload_nice must be between 0 and 19")
+    if (strategy := pick("strategy")) is not None:
+        if strategy not in ("auto", "presigned", "chunked"):
+            raise ConfigError(f"strategy must be auto, presigned or chunked, not {strategy!r}")
+        settings.strategy = str(strategy)
     settings.insecure = bool(pick("insecure"))
     settings.ca_bundle = pick("ca_bundle")
     settings.proxy = pick("proxy")

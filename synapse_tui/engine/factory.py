@@ -43,6 +43,7 @@ def engine_options(settings: Settings) -> EngineOptions:
         concurrency=settings.concurrency,
         bwlimit=settings.bwlimit,
         retries=settings.retries,
+        strategy=settings.strategy,
     )
 
 

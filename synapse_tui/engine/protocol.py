@@ -410,13 +410,19 @@ class ProtocolClient:
         )
         return self._json(response)
 
-    async def post_json(self, path: str, body: Any) -> Any:
+    async def post_json(self, path: str, body: Any, timeout: httpx.Timeout | None = None) -> Any:
+        """POST a JSON body; `timeout` for a request the server may take long over (its read
+        timeout then also lengthens the whole request's deadline)."""
+        deadline = self.timeouts.request
+        if timeout is not None and timeout.read is not None:
+            deadline = max(deadline, timeout.read + (timeout.connect or 0.0))
         response = await self._send(
             "POST",
             self.url(path),
             what=f"POST {path}",
-            deadline=self.timeouts.request,
+            deadline=deadline,
             json_body=body,
+            timeout=timeout,
         )
         return self._json(response)
 

@@ -41,7 +41,7 @@ from synapse_tui.engine.meter import Meter
 from synapse_tui.engine.names import display_path
 from synapse_tui.engine.protocol import ProtocolClient, UploadInfo
 from synapse_tui.engine.scan import FoundFile, Refused, scan
-from synapse_tui.engine.uploader import FileUpload, Job, Paused, RetriesExhausted, fits_whole
+from synapse_tui.engine.uploader import Job, Paused, RetriesExhausted, fits_whole
 
 log = logging.getLogger("synapse_tui.engine")
 
@@ -76,6 +76,7 @@ class EngineOptions:
     settle_delay: float = 1.0  # after an unknown outcome, wait before re-reading the offset
     tick: float = 0.5  # progress events per job at most every `tick` seconds
     expiry: float | None = 86400.0  # server-side expiry, to warn when an ETA passes it
+    strategy: str = "auto"  # auto | presigned | chunked (engine/presigned.py)
 
 
 @dataclass
@@ -619,7 +620,9 @@ class UploadManager:
         job.meter = Meter()
         try:
             if not job.extra.get("uploaded") and not await self.registrar.borrow(job):
-                await FileUpload(self, job).run()
+                from synapse_tui.engine.presigned import run_upload  # chooses the path per job
+
+                await run_upload(self, job)
             if job.extra.get("uploaded") and not job.extra.get("data_file_id"):
                 self.set_state(job, JobState.REGISTERING, "registering the data file")
                 await self.registrar.data_file(job)

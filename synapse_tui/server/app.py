@@ -67,7 +67,15 @@ def _routes(backend: Backend) -> list[BaseRoute]:
             methods=["GET"],
         ),
         *collections.routes(backend, _endpoint),
+        *_presigned_routes(backend),
     ]
+
+
+def _presigned_routes(backend: Backend) -> list[BaseRoute]:
+    """`storages/` and `data_files/presigned_upload/...` (server/presigned.py)."""
+    from synapse_tui.server import presigned
+
+    return presigned.routes(backend)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

@@ -7,7 +7,7 @@ import os
 import secrets
 import sys
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from synapse_tui.server.config import DEFAULT_BODY_TIMEOUT, DEFAULT_EXPIRE_AFTER, ServerConfig
 from synapse_tui.server.specs import parse_collection
@@ -72,6 +72,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="data collection and its file specifications, each spec[*][?][:type]"
         " (* primary, ? optional; type image|video|audio|text|pcd|data), repeatable",
     )
+    parser.add_argument(
+        "--storage",
+        metavar="s3://BUCKET[/PREFIX]",
+        help="S3-compatible storage for presigned uploads (needs boto3; AWS_* credentials)",
+    )
+    parser.add_argument("--s3-endpoint", metavar="URL", help="endpoint of the S3 storage")
+    parser.add_argument(
+        "--multipart-threshold",
+        type=_argtype(parse_size),
+        help="presigned uploads above this size go multipart (default 100M)",
+    )
+    parser.add_argument(
+        "--part-size", type=_argtype(parse_size), help="multipart part size (default 100M)"
+    )
+
+
+def _storage_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The presigned-storage settings that were given (the rest keep their defaults)."""
+    given = {
+        "storage": getattr(args, "storage", None),
+        "s3_endpoint": getattr(args, "s3_endpoint", None),
+        "multipart_threshold": getattr(args, "multipart_threshold", None),
+        "part_size": getattr(args, "part_size", None),
+    }
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -81,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
     from synapse_tui import paths
     from synapse_tui.server.app import create_app
     from synapse_tui.server.runner import api_url, bind, is_loopback, uvicorn_config
+    from synapse_tui.server.storage_s3 import StorageError
     from synapse_tui.server.store import RootBusyError
 
     tokens = list(args.token or [])
@@ -99,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
             prefix=args.prefix,
             collections=args.collection,
             body_timeout=args.body_timeout,
+            **_storage_options(args),
         )
     except ValueError as exc:
         print(f"synapse-tui serve: {exc}", file=sys.stderr)
@@ -118,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     try:
         app = create_app(config)
-    except (RootBusyError, OSError) as exc:
+    except (RootBusyError, OSError, StorageError) as exc:
         sock.close()
         print(f"synapse-tui serve: {exc}", file=sys.stderr)
         return 1

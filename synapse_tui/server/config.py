@@ -10,6 +10,7 @@ from typing import Any
 
 DEFAULT_EXPIRE_AFTER = 86400.0
 DEFAULT_BODY_TIMEOUT = 60.0
+DEFAULT_MULTIPART = 100 << 20  # presigned: larger files go multipart, in parts of this size
 
 
 @dataclass
@@ -29,6 +30,10 @@ class ServerConfig:
     # (name, specs): a spec is a `specs.FileSpec` or, the old form, just its name
     collections: list[tuple[str, list[Any]]] = field(default_factory=list)
     body_timeout: float = DEFAULT_BODY_TIMEOUT
+    storage: str | None = None  # s3://BUCKET[/PREFIX]: presigned uploads go there
+    s3_endpoint: str | None = None
+    multipart_threshold: int = DEFAULT_MULTIPART
+    part_size: int = DEFAULT_MULTIPART
     clock: Callable[[], float] = field(default=time.time, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -45,6 +50,12 @@ class ServerConfig:
         self.prefix = normalize_prefix(self.prefix)
         from synapse_tui.server.specs import normalize
 
+        if self.storage is not None:
+            from synapse_tui.server.storage_s3 import S3_MIN_PART, StorageSpec
+
+            StorageSpec.parse(self.storage)
+            if self.part_size < S3_MIN_PART or self.multipart_threshold < 0:
+                raise ValueError("part size must be at least 5 MiB (S3's smallest part)")
         names = [name for name, _ in self.collections]
         if len(set(names)) != len(names):
             raise ValueError("collection names must be unique")

@@ -111,6 +111,22 @@ class DataRecords:
             out.update((r["id"], r) for r in self._files_where(where, tuple(part)))
         return out
 
+    def add_stored_data_file(
+        self, owner: int, source: str, checksum: str, size: int, now: float
+    ) -> int:
+        """The data file of an object stored elsewhere (presigned upload: `source` is its
+        `s3://bucket/key`, unique as an upload id is); a repeat returns the first's id."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO data_files"
+                " (owner, chunked_upload, checksum, size, created_at) VALUES (?,?,?,?,?)",
+                (owner, source, checksum, size, now),
+            )
+            (data_file_id,) = db.execute(
+                "SELECT id FROM data_files WHERE chunked_upload = ?", (source,)
+            ).fetchone()
+        return int(data_file_id)
+
     def has_data_file(self, owner: int, checksum: str) -> bool:
         return bool(self.files_by_checksum(owner, [checksum]))
 

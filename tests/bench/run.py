@@ -22,7 +22,10 @@ from pathlib import Path
 
 from tests.bench import support
 from tests.bench.cases import CASES, Context, Row, Sizes
+from tests.bench.presigned_cases import case_presigned
 from tests.bench.support import machine_facts, say, sdk_python
+
+CASES[8] = case_presigned  # presigned into S3-compatible storage (moto)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 HEADERS = ("case", "ours", "theirs / reference", "ratio", "target", "result")
@@ -83,7 +86,7 @@ def run_suite(
     on_row: Callable[[list[Row], list[str]], None] | None = None,
 ) -> tuple[list[Row], list[str]]:
     sizes = Sizes.quick() if quick else Sizes.full()
-    needs_sdk = only is None or bool(only & {2, 3, 4})
+    needs_sdk = only is None or bool(only & {2, 3, 4, 8})
     sdk, why = (None, "not needed") if not needs_sdk else sdk_python()
     notes = [
         f"Rounds per case: {rounds} (sides interleaved, order flipped each round; medians); "

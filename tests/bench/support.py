@@ -237,15 +237,16 @@ class Backend:
 
 
 @contextlib.contextmanager
-def embedded_server(root: Path) -> Iterator[Backend]:
-    """`synapse-tui serve` in its own process on a free loopback port, fresh storage root."""
+def embedded_server(root: Path, extra: tuple[str, ...] = ()) -> Iterator[Backend]:
+    """`synapse-tui serve` in its own process on a free loopback port, fresh storage root
+    (`extra`: more `serve` options)."""
     root.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     # Output goes to a file, never an unread pipe: a full pipe would block the server.
     log_path = root.parent / f"{root.name}.log"
     log = log_path.open("w")
     proc = subprocess.Popen(
-        cli("serve", "--port", "0", "--token", TOKEN, "--root", str(root)),
+        cli("serve", "--port", "0", "--token", TOKEN, "--root", str(root), *extra),
         cwd=REPO_ROOT,
         env=env,
         stdin=subprocess.DEVNULL,
