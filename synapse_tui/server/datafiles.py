@@ -48,8 +48,9 @@ def render(backend: Backend, request: Request, record: dict[str, Any]) -> dict[s
 
 async def create(backend: Backend, request: Request) -> Response:
     """POST data_files/: a multipart `file`, or JSON `{"chunked_upload": <complete upload>}`."""
-    owner = await backend.owner(request)
-    if boundary_of(request.headers.get("content-type")) is not None:
+    multipart = boundary_of(request.headers.get("content-type")) is not None
+    owner = await backend.owner(request, create=multipart)  # a file to store makes the row
+    if multipart:
         upload = await _receive(backend, request, owner)
     else:
         data = await bodies.read_json(backend, request)

@@ -296,7 +296,7 @@ def test_tenant_headers_that_store_nothing_make_no_rows(
         assert client.get(foreign["url"], headers=h).status_code == 404
         r = client.post(foreign["url"], data={"md5": md5(DATA[:10])}, headers=h)
         assert r.status_code == 404
-        assert client.get(srv.url + "/data_units/", headers=h).json() == []
+        assert client.get(srv.url + "/data_units/", headers=h).json()["results"] == []
         head, _, _ = form_body({"filename": "f"}, None)  # no file part
         r = client.put(srv.url + "/chunked_upload/", content=head,
                        headers={**h, "Content-Range": "bytes 0-9/10",
@@ -377,3 +377,21 @@ def test_finalize_body_is_capped_whatever_its_type(
     assert (r.status_code, r.json()) == (413, {"detail": "Request body is too large"})
     r = client.post(body["url"], data={"md5": md5(DATA)}, headers=auth(srv.token))
     assert r.json()["status"] == 2
+
+
+def test_a_new_tenant_can_store_through_data_files_first(
+    embedded_server: EmbeddedServer, client: httpx.Client
+) -> None:
+    """The first thing a new owner stores may be the SDK's direct data file: its row is made
+    then (without it the upload would belong to nobody and fail)."""
+    srv = embedded_server
+    h = tenant(srv, "fresh")
+    before = user_rows(srv)
+    r = client.post(srv.url + "/data_files/", files={"file": ("a.bin", b"abc")}, headers=h)
+    assert r.status_code == 201, r.text
+    assert user_rows(srv) == before + 1
+    body = r.json()
+    assert (
+        client.get(srv.url + "/chunked_upload/", headers=h).json()[0]["id"]
+        == (body["chunked_upload"])
+    )
