@@ -7,7 +7,9 @@ import concurrent.futures
 import contextlib
 import errno
 import logging
+import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -197,9 +199,32 @@ class Backend:
             await asyncio.sleep(interval)
             try:
                 await self.sweep()
-            except Exception:  # keep sweeping; a bad pass is logged, not fatal
-                log.exception("expiry sweep failed")
+            except Exception as exc:  # keep sweeping; a bad pass is logged, not fatal
+                if disk_full(exc) or database_full(exc):
+                    warn_full(exc)  # not a traceback every pass while the disk is full
+                else:
+                    log.exception("expiry sweep failed")
 
 
 def disk_full(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def database_full(exc: BaseException) -> bool:
+    """SQLITE_FULL: the database (or the disk under it) cannot grow."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code == sqlite3.SQLITE_FULL or str(exc) == "database or disk is full"
+
+
+_FULL_WARNING_EVERY = 60.0
+_last_full_warning = [float("-inf")]
+
+
+def warn_full(exc: BaseException) -> None:
+    """One log line a minute while the disk is full (every request would see it)."""
+    now = time.monotonic()
+    if now - _last_full_warning[0] >= _FULL_WARNING_EVERY:
+        _last_full_warning[0] = now
+        log.warning("storage is full, answering 507: %s", exc)

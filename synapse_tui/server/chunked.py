@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import logging
 import re
 import sqlite3
 import sys
-import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -24,7 +22,13 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
 from synapse_tui.server import files
-from synapse_tui.server.backend import INSUFFICIENT_STORAGE, Backend, disk_full
+from synapse_tui.server.backend import (
+    INSUFFICIENT_STORAGE,
+    Backend,
+    database_full,
+    disk_full,
+    warn_full,
+)
 from synapse_tui.server.errors import ApiError, json_response, not_found
 from synapse_tui.server.multipart import boundary_of
 from synapse_tui.server.receive import Received, read_small_body, receive_file
@@ -38,8 +42,6 @@ _MAX_OFFSET = (1 << 63) - 1
 _EMPTY_RANGE = re.compile(r"bytes \*/0")
 _MULTIPART_SLACK = 1 << 20  # room for boundaries and text fields around the file part
 FILENAME_MAX = 255
-
-log = logging.getLogger(__name__)
 
 HEADER_ERROR = "Error in request headers"
 NO_FILE = "No chunk file was submitted"
@@ -380,25 +382,5 @@ async def guarded(coro: Any) -> Response:
     except (sqlite3.OperationalError, OSError) as exc:
         if not (disk_full(exc) or database_full(exc)):
             raise
-        _warn_full(exc)
+        warn_full(exc)
         return ApiError(507, INSUFFICIENT_STORAGE).response()
-
-
-def database_full(exc: BaseException) -> bool:
-    """SQLITE_FULL: the database (or the disk under it) cannot grow."""
-    if not isinstance(exc, sqlite3.OperationalError):
-        return False
-    code = getattr(exc, "sqlite_errorcode", None)
-    return code == sqlite3.SQLITE_FULL or str(exc) == "database or disk is full"
-
-
-_FULL_WARNING_EVERY = 60.0
-_last_full_warning = [float("-inf")]
-
-
-def _warn_full(exc: BaseException) -> None:
-    """One log line a minute while the disk is full (every request would see it)."""
-    now = time.monotonic()
-    if now - _last_full_warning[0] >= _FULL_WARNING_EVERY:
-        _last_full_warning[0] = now
-        log.warning("storage is full, answering 507: %s", exc)

@@ -188,7 +188,7 @@ def read_to_close(raw: RawRequest) -> bytes:
 def test_a_stalled_body_is_408_and_frees_the_upload(
     make_server: Any, client: httpx.Client, sent: int
 ) -> None:
-    srv = make_server(prefix="/api", body_timeout=0.5)
+    srv = make_server(prefix="/api", body_timeout=1.0)
     data = os.urandom(6 << 20)
     r = put(client, srv.url + "/chunked_upload/", data[:100], token=srv.token, total=len(data))
     body = r.json()
