@@ -1,10 +1,4 @@
-"""Which process drives a job: absolute paths, claiming a queued job, jobs left elsewhere.
-
-Several processes may share one journal (two `upload`s, a dashboard and a `resume`). A
-job's lock says who drives it now; its journal row says what happened to it. A process
-re-reads the row under the lock before it starts a job, so a job another process has
-finished meanwhile is never uploaded again.
-"""
+"""Which process drives a job: absolute paths, claiming a queued job, jobs left elsewhere."""
 
 from __future__ import annotations
 
@@ -18,6 +12,11 @@ from synapse_tui.engine.journal import JobRecord, Journal
 if TYPE_CHECKING:
     from synapse_tui.engine.scheduler import UploadManager
     from synapse_tui.engine.uploader import Job
+
+# Several processes may share one journal (two `upload`s, a dashboard and a `resume`). A
+# job's lock says who drives it now; its journal row says what happened to it. A process
+# re-reads the row under the lock before it starts a job (`claim`), so a job another
+# process has finished meanwhile is never uploaded again.
 
 # The row of a job we hold queued says another process has taken it on: finished it, or
 # moved it on to registering (its data unit step runs there).
@@ -103,5 +102,5 @@ def claim(m: UploadManager, job: Job) -> bool:
 
 def elsewhere(m: UploadManager, job: Job, reason: str = DRIVEN_ELSEWHERE) -> None:
     """This process leaves `job` to the process that holds its lock."""
-    m._locked_elsewhere.add(job.id)
-    m.emit(JobElsewhere(job.id, job.display, f"{reason}"))
+    m._locked_elsewhere.add(job.id)  # never dispatched here, its row never written
+    m.emit(JobElsewhere(job.id, job.display, reason))

@@ -206,7 +206,9 @@ class SynapseApp(App[int]):
             self._engine_not_started(error)
             return
         self.bridge = bridge
-        self.dashboard.query_one("#banner").status = ""  # type: ignore[attr-defined]
+        banner = self.dashboard.query_one("#banner")
+        banner.status = ""  # type: ignore[attr-defined]
+        banner.host = self.settings.host or ""  # type: ignore[attr-defined]
         self.dashboard.log_widget.add("info", "engine started again with the new settings")
 
     def action_cycle_theme(self) -> None:

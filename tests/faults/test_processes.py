@@ -1,5 +1,4 @@
-"""Processes and folders (issue 18): resume from another folder, two uploads on one journal,
-a fatal stop mid-job, many scans at once."""
+"""Issue 18's process rows: resume elsewhere, two uploads, a fatal stop, many scans."""
 
 from __future__ import annotations
 
