@@ -389,7 +389,6 @@ class UploadManager:
                 self.emit(JobSkipped(None, item.display, f"duplicate of {seen[key]}"))
                 return
             if key in seen and extra is not None:  # its unit needs it: see Registrar.borrow
-                totals.duplicates += 1
                 extra["twin"] = True
             seen.setdefault(key, item.display)
             entry = (
