@@ -110,12 +110,34 @@ class Route:
     proxy: Proxy
     tunnel: bool  # https: CONNECT then TLS; http: requests in absolute form
 
-    def request_prefix(self, scheme: str, host: str, port: int) -> bytes:
-        """What goes before the path in the request line (absolute form for http)."""
+    async def open(
+        self,
+        reader: asyncio.StreamReader,
+        protocol: asyncio.StreamReaderProtocol,
+        host: str,
+        port: int,
+        tls: ssl.SSLContext | None,
+    ) -> asyncio.StreamWriter:
+        """Connect to the proxy; for https (`tls`), tunnel to `host:port` and start TLS."""
+        loop = asyncio.get_running_loop()
+        proxy = self.proxy
+        transport, _ = await loop.create_connection(lambda: protocol, proxy.host, proxy.port)
+        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+        try:
+            if tls is not None:
+                await proxy.tunnel(reader, writer, host, port, tls)
+        except BaseException:
+            writer.close()
+            raise
+        return writer
+
+    def forward_form(self, scheme: str, host: str, port: int) -> tuple[bytes, bytes]:
+        """(what goes before the path in the request line, extra header lines): the
+        absolute form and the proxy's credentials for http; nothing through a tunnel."""
         if self.tunnel:
-            return b""
+            return b"", b""
         authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        return f"{scheme}://{authority}".encode("ascii")
+        return f"{scheme}://{authority}".encode("ascii"), self.proxy.head_lines()
 
 
 class Proxies:

@@ -12,9 +12,8 @@ bodies of known length or chunked, responses by Content-Length, chunked or to EO
 capped at `max_answer` bytes (decoded gzip/deflate included: decoded here, bounded).
 Idle connections expire after 5 s, as in httpx. HTTP proxies (engine/proxy.py): a
 CONNECT tunnel to https origins, absolute-form requests to http ones. No HTTP/2, no
-upgrades. It raises httpx's own
-exceptions (ConnectError, ReadTimeout, ...), so everything above it, retries
-included, is unchanged.
+upgrades. It raises httpx's own exceptions (ConnectError, ReadTimeout, ...), so
+everything above it, retries included, is unchanged.
 """
 
 from __future__ import annotations
@@ -178,10 +177,11 @@ class LeanTransport(httpx.AsyncBaseTransport):
         protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
         route = self._proxies.route(scheme, host, port) if self._proxies is not None else None
         try:
-            if route is not None:  # engine/proxy.py: the tunnel or the proxy's connection
-                return await _within(
-                    self._via_proxy(route, reader, protocol, scheme, host, port, tls), timeout
-                )
+            if route is not None:  # engine/proxy.py: a tunnel, or the proxy's connection
+                writer = await _within(route.open(reader, protocol, host, port, tls), timeout)
+                conn = _Connection(reader, writer)
+                conn.target_prefix, conn.proxy_head = route.forward_form(scheme, host, port)
+                return conn
             sock_transport, _ = await _within(
                 loop.create_connection(
                     lambda: protocol,
@@ -201,32 +201,6 @@ class LeanTransport(httpx.AsyncBaseTransport):
             sock_transport.max_size = _READ_SIZE  # type: ignore[attr-defined]
         writer = asyncio.StreamWriter(sock_transport, protocol, reader, loop)
         return _Connection(reader, writer)
-
-    async def _via_proxy(
-        self,
-        route: Any,
-        reader: _Reader,
-        protocol: asyncio.StreamReaderProtocol,
-        scheme: str,
-        host: str,
-        port: int,
-        tls: ssl.SSLContext | None,
-    ) -> _Connection:
-        loop = asyncio.get_running_loop()
-        proxy = route.proxy
-        sock_transport, _ = await loop.create_connection(lambda: protocol, proxy.host, proxy.port)
-        writer = asyncio.StreamWriter(sock_transport, protocol, reader, loop)
-        conn = _Connection(reader, writer)
-        try:
-            if tls is not None:
-                await proxy.tunnel(reader, writer, host, port, tls)
-            else:
-                conn.target_prefix = route.request_prefix(scheme, host, port)
-                conn.proxy_head = proxy.head_lines()
-        except BaseException:
-            conn.close()
-            raise
-        return conn
 
     def _take_idle(self, key: tuple[str, str, int]) -> _Connection | None:
         idle = self._idle.get(key)
