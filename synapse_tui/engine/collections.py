@@ -209,6 +209,9 @@ class Registrar:
                     return False
                 job.upload_id, job.md5 = entry.upload_id, entry.md5
                 job.extra["uploaded"] = True  # its data file is asked for next
+                known = self.m.journal.data_file_of(self.m.options.host, job.fingerprint, job.size)
+                if known is not None:  # a presigned upload's: its file key is no chunked upload
+                    job.extra.update(data_file_id=known[0], checksum=known[1])
                 self.m.journal.update(job.id, upload_id=job.upload_id, md5=job.md5, extra=job.extra)
                 return True
             if original.extra.get("data_file_id") and original.extra.get("checksum"):
