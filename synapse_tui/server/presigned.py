@@ -29,6 +29,7 @@ from synapse_tui.server.errors import ApiError, json_response, not_found
 from synapse_tui.server.presigned_records import PresignedFile, PresignedRecords
 from synapse_tui.server.storage_s3 import S3Storage, StorageError, StorageSpec, part_size_for
 
+S3_MAX_OBJECT = 5 << 40  # S3's largest object (and beyond SQLite's integers: a 500)
 MAX_BATCH = 200  # files per upload/ or confirm_upload/ request, as the SDK sends them
 FILENAME_MAX = 255
 EXPIRATION_RANGE = (60, 86400)
@@ -146,10 +147,11 @@ class PresignedService:
         problems: dict[str, list[str]] = {}
         if not isinstance(name, str) or not name or len(name) > FILENAME_MAX:
             problems["filename"] = [f"Expected a name of 1 to {FILENAME_MAX} characters."]
-        limit = self.backend.config.max_bytes
+        configured = self.backend.config.max_bytes
+        limit = S3_MAX_OBJECT if configured is None else min(configured, S3_MAX_OBJECT)
         if size is None or size < 0:
             problems["size"] = ["Expected a non-negative integer."]
-        elif limit is not None and size > limit:
+        elif size > limit:
             problems["size"] = [f"Size of file exceeds the limit ({limit} bytes)"]
         return problems if problems else (str(name), int(size or 0))
 

@@ -76,3 +76,12 @@ def test_a_refused_url_request_of_a_new_tenant_makes_no_user_row(
     granted = post(s3_server, UPLOAD, {"files": [{"filename": "a", "size": 1}]},
                    **{"Synapse-Tenant": "stores"})  # fmt: skip
     assert granted.status_code == 200 and user_rows(s3_server) == before + 1
+
+
+def test_a_size_beyond_any_object_is_a_field_error_not_a_crash(
+    s3_server: EmbeddedServer,
+) -> None:
+    for size in (10**30, (5 << 40) + 1):
+        answer = post(s3_server, UPLOAD, {"files": [{"filename": "huge", "size": size}]})
+        assert answer.status_code == 400, answer.text[:300]
+        assert "size" in answer.json()["files"][0]
