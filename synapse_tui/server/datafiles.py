@@ -49,9 +49,10 @@ def render(backend: Backend, request: Request, record: dict[str, Any]) -> dict[s
 async def create(backend: Backend, request: Request) -> Response:
     """POST data_files/: a multipart `file`, or JSON `{"chunked_upload": <complete upload>}`."""
     multipart = boundary_of(request.headers.get("content-type")) is not None
-    owner = await backend.owner(request, create=multipart)  # a file to store makes the row
+    owner = await backend.owner(request)
     if multipart:
-        upload = await _receive(backend, request, owner)
+        upload = await _receive(backend, request)
+        owner = upload.owner  # the file stored made the owner's row
     else:
         data = await bodies.read_json(backend, request)
         if not isinstance(data, dict):
@@ -82,7 +83,7 @@ def _limit(backend: Backend) -> int:
     return DIRECT_MAX if configured is None else min(configured, DIRECT_MAX)
 
 
-async def _receive(backend: Backend, request: Request, owner: int) -> Upload:
+async def _receive(backend: Backend, request: Request) -> Upload:
     """Stream the `file` part to a new complete upload of the caller (nothing kept if refused)."""
     limit = _limit(backend)
     too_large = f"Size of file exceeds the limit ({limit} bytes)"
@@ -113,6 +114,9 @@ async def _receive(backend: Backend, request: Request, owner: int) -> Upload:
                 backend.executor, request, boundary_of(request.headers["content-type"]) or b"",
                 path, 0, limit, hashlib.md5(), validate,
             )  # fmt: skip
+            # A file to store makes the owner's row (never a refused one: a tenant header
+            # is the client's to choose).
+            owner = await backend.owner(request, create=True)
         except OSError as exc:
             files.remove(path)
             if disk_full(exc):
