@@ -51,13 +51,20 @@ class Collections:
             yield f"Data collection {cid}: {name} ({syntax})  --collection {cid}"
 
 
+def _small_number(text: str) -> bool:
+    """ASCII digits, at most 12: int() takes them (Unicode digits and 4,300 digits raise)."""
+    return 0 < len(text) <= 12 and text.isascii() and text.isdigit()
+
+
 def page_bounds(request: Request) -> tuple[int, int]:
     """(page, page_size) of the query, as DRF reads them: a bad page_size means the default,
     a large one the maximum; a page that is not a positive integer is a 404."""
     raw_size = request.query_params.get("page_size", "")
-    size = int(raw_size) if raw_size.isdigit() and int(raw_size) > 0 else PAGE_SIZE
+    if len(raw_size) > 12 and raw_size.isascii() and raw_size.isdigit():
+        raw_size = str(MAX_PAGE_SIZE)  # huge: the maximum (int() of 4,300 digits raises)
+    size = int(raw_size) if _small_number(raw_size) and int(raw_size) > 0 else PAGE_SIZE
     raw_page = request.query_params.get("page", "1")
-    if not raw_page.isdigit() or int(raw_page) < 1 or len(raw_page) > 12:
+    if not _small_number(raw_page) or int(raw_page) < 1:
         raise ApiError(404, "Invalid page.")
     return int(raw_page), min(size, MAX_PAGE_SIZE)
 
