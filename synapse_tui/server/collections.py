@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+import synapse_tui.server.ids  # noqa: F401  (the `{name:id}` path convertor)
 from synapse_tui.server.backend import Backend
 from synapse_tui.server.errors import ApiError, json_response, not_found
 from synapse_tui.server.signing import Signer, load_secret
@@ -117,7 +118,7 @@ def routes(backend: Backend, endpoint: Endpoint) -> list[BaseRoute]:
     return [
         Route("/data_collections/", endpoint(backend, list_collections), methods=["GET"]),
         Route(
-            "/data_collections/{collection_id:int}/",
+            "/data_collections/{collection_id:id}/",
             endpoint(backend, get_collection, "collection_id"),
             methods=["GET"],
         ),
@@ -128,14 +129,14 @@ def routes(backend: Backend, endpoint: Endpoint) -> list[BaseRoute]:
             methods=["POST"],
         ),
         Route(
-            "/data_files/{file_id:int}/download/{name}",
+            "/data_files/{file_id:id}/download/{name}",
             endpoint(backend, datafiles.download, "file_id", "name"),
             methods=["GET"],
         ),
         Route("/data_units/", endpoint(backend, units.list_units), methods=["GET"]),
         Route("/data_units/", endpoint(backend, units.create_units), methods=["POST"]),
         Route(
-            "/data_units/{unit_id:int}/",
+            "/data_units/{unit_id:id}/",
             endpoint(backend, units.get_unit, "unit_id"),
             methods=["GET"],
         ),

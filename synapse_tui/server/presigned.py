@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from synapse_tui.server import bodies
+from synapse_tui.server import bodies, ids  # noqa: F401  (ids: the `{name:id}` convertor)
 from synapse_tui.server.backend import Backend
 from synapse_tui.server.chunked import guarded
 from synapse_tui.server.errors import ApiError, json_response, not_found
@@ -336,7 +336,7 @@ def routes(backend: Backend) -> list[BaseRoute]:
     base = "/data_files/presigned_upload"
     return [
         Route("/storages/", bind(service.list_storages), methods=["GET"]),
-        Route("/storages/{storage_id:int}/", bind(service.get_storage), methods=["GET"]),
+        Route("/storages/{storage_id:id}/", bind(service.get_storage), methods=["GET"]),
         Route(f"{base}/upload/", bind(service.upload), methods=["POST"]),
         Route(f"{base}/confirm_upload/", bind(service.confirm), methods=["POST"]),
         Route(f"{base}/parts/", bind(service.refresh), methods=["POST"]),

@@ -32,3 +32,23 @@ def test_a_collection_filter_int_refuses_is_a_400(
         r = client.get(srv.url + "/data_units/", params={"data_collection": value},
                        headers=auth(srv.token))  # fmt: skip
         assert r.status_code == 400, (value[:5], r.status_code)
+
+
+def test_a_unit_id_beyond_sqlite_integers_is_a_404(
+    embedded_server: EmbeddedServer, client: httpx.Client
+) -> None:
+    srv = embedded_server
+    for unit_id in ("9" * 30, "9" * 5000):
+        r = client.get(f"{srv.url}/data_units/{unit_id}/", headers=auth(srv.token))
+        assert r.status_code == 404, r.status_code
+
+
+def test_ids_of_thousands_of_digits_in_paths_are_404_even_unauthenticated(
+    embedded_server: EmbeddedServer, client: httpx.Client
+) -> None:
+    srv = embedded_server
+    huge = "9" * 5000
+    for path in (f"/data_collections/{huge}/", f"/storages/{huge}/",
+                 f"/data_files/{huge}/download/x?expires=1&signature=a"):  # fmt: skip
+        assert client.get(srv.url + path, headers=auth(srv.token)).status_code == 404, path
+    assert client.get(f"{srv.url}/data_files/{huge}/download/x").status_code == 404
