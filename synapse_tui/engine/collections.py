@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,24 +139,25 @@ def same_unit(found: dict[str, Any], wanted: dict[str, Any]) -> bool:
     return found_files == wanted_files and stem == wanted["meta"].get("origin_file_stem")
 
 
-async def existing_units(client: ProtocolClient, collection: int) -> list[dict[str, Any]]:
-    """Every data unit of `collection` the server lists, page after page (a DRF page or, from
-    an older server, a bare list)."""
-    out: list[dict[str, Any]] = []
+async def existing_units(
+    client: ProtocolClient, collection: int
+) -> AsyncGenerator[list[dict[str, Any]], None]:
+    """The data units of `collection` the server lists, a page at a time (a DRF page or,
+    from an older server, a bare list): one page in memory, not the whole collection."""
     for number in range(1, LIST_PAGES_MAX + 1):
         params = {"data_collection": str(collection), "page_size": str(LIST_PAGE_SIZE)}
         if number > 1:
             params["page"] = str(number)
         data = await client.get_json("data_units/", params)
         if isinstance(data, list):
-            return out + [u for u in data if isinstance(u, dict)]
+            yield [u for u in data if isinstance(u, dict)]
+            return
         results = data.get("results") if isinstance(data, dict) else None
         if not isinstance(results, list):
             raise ProtocolError("data unit list is neither a page nor a list")
-        out.extend(u for u in results if isinstance(u, dict))
+        yield [u for u in results if isinstance(u, dict)]
         if not data.get("next") or not results:
-            break
-    return out
+            return
 
 
 class Registrar:
@@ -313,12 +314,7 @@ class Registrar:
     ) -> None:
         lost = [it for it in items if any(j.extra.get("unit_requested") for j in it[0])]
         if lost:  # sent before a crash, maybe created: look before sending again
-            existing = await existing_units(self.m.client, collection)
-            for members, body in lost:
-                match = next((u for u in existing if same_unit(u, body)), None)
-                if match is not None:
-                    self._record(members, match)
-                    items.remove((members, body))
+            await self._find_lost(collection, lost, items)
         for start in range(0, len(items), UNITS_PER_REQUEST):
             batch = items[start : start + UNITS_PER_REQUEST]
             for members, _ in batch:
@@ -344,6 +340,33 @@ class Registrar:
                 raise ProtocolError("data unit answer does not match the request")
             for (members, _), unit in zip(batch, created, strict=True):
                 self._record(members, unit)
+
+    async def _find_lost(
+        self,
+        collection: int,
+        lost: list[tuple[list[Any], dict[str, Any]]],
+        items: list[tuple[list[Any], dict[str, Any]]],
+    ) -> None:
+        """Record the lost units the server has (and take them out of `items`), reading its
+        list a page at a time, and no further than the last one found."""
+        taken: set[Any] = set()  # a unit found is one group's: twins alike get their own
+        pages = existing_units(self.m.client, collection)
+        try:
+            async for page in pages:
+                for members, body in list(lost):
+                    match = next(
+                        (u for u in page if u.get("id") not in taken and same_unit(u, body)),
+                        None,
+                    )
+                    if match is not None:
+                        taken.add(match.get("id"))
+                        self._record(members, match)
+                        items.remove((members, body))
+                        lost.remove((members, body))
+                if not lost:
+                    break
+        finally:
+            await pages.aclose()
 
     def _record(self, members: list[Any], unit: dict[str, Any]) -> None:
         from synapse_tui.engine.events import JobState, UnitRegistered
