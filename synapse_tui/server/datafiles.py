@@ -11,7 +11,7 @@ import uuid
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import FileResponse, RedirectResponse, Response
 
 from synapse_tui.server import bodies, files
 from synapse_tui.server.backend import Backend, disk_full
@@ -27,6 +27,7 @@ MULTIPART_SLACK = 1 << 20  # boundaries and text fields around the file part
 CHECKSUMS_MAX = 10_000  # per verify_checksums request (the SDK sends batches of 1,000)
 CHECKSUM_CHARS = 128
 FORBIDDEN = "Invalid or expired signature."
+STORAGE_URL_TTL = 300  # seconds the storage's own URL (a redirect's target) stays valid
 
 
 def render(backend: Backend, request: Request, record: dict[str, Any]) -> dict[str, Any]:
@@ -171,7 +172,14 @@ async def download(backend: Backend, request: Request, file_id: int, name: str) 
     ):
         raise ApiError(403, FORBIDDEN)
     record = backend.store.data_file(file_id)
-    if record is None or not is_upload_id(record["chunked_upload"]):
+    if record is None:
+        raise not_found()
+    storage = backend.object_storage
+    key = storage.source_key(record["chunked_upload"]) if storage is not None else None
+    if key is not None:  # a presigned upload's: its bytes are in the object storage
+        url = await backend.run(storage.presign_get, key, STORAGE_URL_TTL)
+        return RedirectResponse(url, status_code=307)
+    if not is_upload_id(record["chunked_upload"]):
         raise not_found()
     path = backend.store.path_for(record["chunked_upload"])
     if files.size_of(path) is None:

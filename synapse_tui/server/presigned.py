@@ -325,6 +325,7 @@ def routes(backend: Backend) -> list[BaseRoute]:
     if config.storage:
         storage = S3Storage(StorageSpec.parse(config.storage), config.s3_endpoint)
         storage.check()
+    backend.object_storage = storage  # signed downloads of its data files redirect there
     service = PresignedService(backend, storage)
 
     def bind(handler: Any) -> Any:

@@ -68,6 +68,10 @@ async def test_a_presigned_file_is_registered_in_its_collection(
     assert unit["files"]["image"]["checksum"] == hashlib.sha1(one.read_bytes()).hexdigest()
     assert presigned_data_files(s3_server) == 1
     assert s3_server.backend.store.list_for(1) == []  # nothing went the chunked way
+    # Its signed URL (fetched without a token, as the SDK does) leads to the stored bytes.
+    fetched = httpx.get(unit["files"]["image"]["url"], follow_redirects=True)
+    assert fetched.status_code == 200 and fetched.content == one.read_bytes()
+    assert s3_server.token not in str(fetched.url)
 
 
 async def test_a_file_uploaded_presigned_before_is_registered_by_a_collection_run(
