@@ -296,7 +296,8 @@ class PresignedUpload(FileUpload):
         job = self.job
         part_size = grant.part_size or 0
         count = max(1, -(-job.size // part_size))
-        if sorted(grant.parts) != list(range(1, count + 1)):
+        # The count first: a part size of 1 byte would make the list one entry per byte.
+        if len(grant.parts) != count or sorted(grant.parts) != list(range(1, count + 1)):
             raise ProtocolError(f"multipart answer lists {len(grant.parts)} parts, not {count}")
         done = sum(
             min(part_size, job.size - (n - 1) * part_size) for n, p in grant.parts.items() if p.etag
