@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import xxhash
 
+from synapse_tui.engine.answers import DETAIL_LIMIT
 from synapse_tui.engine.errors import (
     ChecksumMismatch,
     FileChangedError,
@@ -33,6 +34,7 @@ from synapse_tui.engine.errors import (
 )
 from synapse_tui.engine.events import JobState
 from synapse_tui.engine.hashing import PIECE, SCAN_PIECE, io_executor, open_regular, read_piece
+from synapse_tui.engine.names import escape_text
 from synapse_tui.engine.presigned_batch import EXPIRY_MARGIN, PresignedService
 from synapse_tui.engine.presigned_journal import Grant
 from synapse_tui.engine.protocol import UploadInfo
@@ -161,7 +163,8 @@ class PresignedUpload(FileUpload):
         self.m.set_state(job, JobState.FINALIZING, persist=False)
         result = await self.svc.confirm(item)
         if not result.get("success"):
-            self._refused(str(result.get("error") or "refused"))
+            # Server text: escaped (it reaches terminals, logs and the journal), and cut.
+            self._refused(escape_text(str(result.get("error") or "refused"))[:DETAIL_LIMIT])
         data_file = result.get("data_file_id")
         job.extra.update(data_file_id=data_file, checksum=sha1, file_key=grant.file_key)
         info = UploadInfo(
