@@ -372,6 +372,11 @@ class Registrar:
         from synapse_tui.engine.events import JobState, UnitRegistered
 
         unit_id = unit.get("id")
+        if unit_id is not None and (not isinstance(unit_id, int) or isinstance(unit_id, bool)):
+            unit_id = escape_text(str(unit_id))[:64]  # server text: shown and journaled
+        collection = unit.get("data_collection")
+        if not isinstance(collection, int) or isinstance(collection, bool):
+            collection = members[0].extra["collection"]
         for job in members:
             job.extra["unit_id"] = unit_id
             job.extra.pop("unit_requested", None)
@@ -380,7 +385,7 @@ class Registrar:
         self.m.emit(
             UnitRegistered(
                 unit_id=unit_id,
-                collection=int(unit.get("data_collection") or members[0].extra["collection"]),
+                collection=collection,
                 paths=[j.display for j in members],
             )
         )
