@@ -39,7 +39,13 @@ from synapse_tui.engine.presigned_batch import EXPIRY_MARGIN, PresignedService
 from synapse_tui.engine.presigned_journal import Grant
 from synapse_tui.engine.protocol import UploadInfo
 from synapse_tui.engine.storage_http import UrlExpired
-from synapse_tui.engine.uploader import WHOLE_FILE_LIMIT, FileUpload, Job, Restart
+from synapse_tui.engine.uploader import (
+    WHOLE_FILE_LIMIT,
+    FileUpload,
+    Job,
+    Restart,
+    RetriesExhausted,
+)
 
 if TYPE_CHECKING:
     from synapse_tui.engine.scheduler import UploadManager
@@ -138,6 +144,11 @@ class PresignedUpload(FileUpload):
                 try:
                     await self._once()
                     return
+                except TransientError as exc:
+                    # The backend's URL, renewal or confirm requests spent their retries
+                    # (the storage's PUTs end in RetriesExhausted already): resumable, as
+                    # the chunked path leaves a file the backend is down for.
+                    raise RetriesExhausted(f"gave up: {exc}") from None
                 except Restart as exc:
                     job.restarts += 1
                     if job.restarts > 3:

@@ -98,3 +98,38 @@ def test_an_endpoint_with_an_invalid_port_is_an_origin_error() -> None:
     client = StorageClient(transport=httpx.MockTransport(handler))
     with pytest.raises(OriginError):
         client.allow("http://storage.test:99999")
+
+
+def unwell_backend(failing: str) -> Any:
+    """A backend whose `failing` presigned route answers 503 for ever (the rest works)."""
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path.endswith(failing):
+            return httpx.Response(503, json={"detail": "down for maintenance"})
+        if path.endswith("/storages/"):
+            storage = {"provider": "s3", "is_default": True,
+                       "configuration": {"endpoint_url": STORAGE}}  # fmt: skip
+            return httpx.Response(200, json={"results": [storage]})
+        if path.endswith("/presigned_upload/upload/"):
+            files = [{"filename": "f", "file_key": "k0", "presigned_url": f"{STORAGE}/k0"}]
+            return httpx.Response(200, json={"files": files, "expires_at": "2099-01-01T00:00:00Z"})
+        if request.method == "PUT" and request.url.host == "storage.test":
+            return httpx.Response(200, headers={"ETag": '"e"'})
+        return httpx.Response(404, json={"detail": "Not found."})
+
+    return handle
+
+
+@pytest.mark.parametrize("failing", ["/presigned_upload/upload/", "/confirm_upload/"])
+async def test_a_backend_down_past_the_retries_leaves_the_file_resumable(
+    tmp_path: Path, failing: str
+) -> None:
+    f = make_file(tmp_path / "f.bin", 1000, seed=3)
+    outcome = await run_engine(
+        "http://api.test/api", "tok", [f], tmp_path / "s", retries=2,
+        transport=httpx.MockTransport(unwell_backend(failing)), strategy="presigned",
+    )  # fmt: skip
+    (failed,) = outcome.failed
+    assert failed.resumable, failed  # as the chunked path leaves it: paused, not failed
+    assert outcome.states() == [JobState.PAUSED]
