@@ -239,14 +239,18 @@ class Registrar:
                 raise Paused()
             job.wake.clear()
 
-    async def _retrying(self, job: Any, op: Any) -> Any:
-        from synapse_tui.engine.errors import TransientError
+    async def _retrying(self, job: Any, op: Any, *, blind: bool = True) -> Any:
+        """`op` again after transient failures; `blind=False`: not after an outcome that
+        is unknown (OutcomeUnknown is raised: the request may have been applied)."""
+        from synapse_tui.engine.errors import OutcomeUnknown, TransientError
 
         attempts = 0
         while True:
             try:
                 return await op()
             except TransientError as exc:
+                if not blind and isinstance(exc, OutcomeUnknown):
+                    raise
                 attempts += 1
                 if attempts > self.m.options.retries:
                     raise
@@ -321,25 +325,52 @@ class Registrar:
                 for job in members:
                     job.extra["unit_requested"] = True
                     self.m.journal.update(job.id, extra=job.extra)
+            pending = list(batch)
             try:
-                created = await self._retrying(
-                    batch[0][0][0],
-                    lambda batch=batch: self.m.client.post_json(
-                        "data_units/", [body for _, body in batch]
-                    ),
-                )
+                await self._post_units(collection, pending)
             except FileError as exc:
-                for members, _ in batch:
+                for members, _ in pending:  # the ones not found on the server meanwhile
                     for job in members:
                         job.extra.pop("unit_requested", None)
                         self.m.fail(job, f"data unit refused: {exc}")
+
+    async def _post_units(
+        self, collection: int, pending: list[tuple[list[Any], dict[str, Any]]]
+    ) -> None:
+        """POST the units of `pending` and record them. The POST makes new units each time:
+        after an answer that may be lost it is never simply sent again. The units are
+        looked for first (those found recorded, and taken out of `pending`), and only the
+        others are sent again, within the retry budget."""
+        from synapse_tui.engine.errors import OutcomeUnknown
+
+        attempts = 0
+        while pending:
+            try:
+                created = await self._retrying(
+                    pending[0][0][0],
+                    lambda: self.m.client.post_json("data_units/", [body for _, body in pending]),
+                    blind=False,
+                )
+            except OutcomeUnknown as exc:
+                attempts += 1
+                if attempts > self.m.options.retries:
+                    raise
+                delay = self.m.backoff.delay(attempts, exc.retry_after)
+                self.m.log(
+                    "warning",
+                    f"registration: {exc}; looking for the units in {delay:.1f}s",
+                    pending[0][0][0].id,
+                )
+                await asyncio.sleep(delay)
+                await self._find_lost(collection, list(pending), pending)
                 continue
             if isinstance(created, dict):
                 created = [created]
-            if not isinstance(created, list) or len(created) != len(batch):
+            if not isinstance(created, list) or len(created) != len(pending):
                 raise ProtocolError("data unit answer does not match the request")
-            for (members, _), unit in zip(batch, created, strict=True):
+            for (members, _), unit in zip(pending, created, strict=True):
                 self._record(members, unit)
+            pending.clear()
 
     async def _find_lost(
         self,
