@@ -43,7 +43,7 @@ def _spec(raw: Any) -> SpecInfo | None:
         return None
     return SpecInfo(
         escape_text(raw["name"]),  # server text: shown in terminals, never raw
-        str(raw.get("file_type") or ""),
+        escape_text(str(raw.get("file_type") or "")),
         bool(raw.get("is_required", True)),
         bool(raw.get("is_primary", False)),
     )
@@ -90,7 +90,7 @@ async def resolve_collection(client: ProtocolClient, text: str) -> Collection:
     """`--collection` given as an id (`3`) or a name (`photos`); ConfigError when neither
     names exactly one collection of the backend."""
     wanted = text.strip()
-    if wanted.isdigit():
+    if wanted.isascii() and wanted.isdigit() and len(wanted) <= 18:  # else int() may raise
         try:
             return await fetch_collection(client, int(wanted))
         except UploadGone:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,24 +139,25 @@ def same_unit(found: dict[str, Any], wanted: dict[str, Any]) -> bool:
     return found_files == wanted_files and stem == wanted["meta"].get("origin_file_stem")
 
 
-async def existing_units(client: ProtocolClient, collection: int) -> list[dict[str, Any]]:
-    """Every data unit of `collection` the server lists, page after page (a DRF page or, from
-    an older server, a bare list)."""
-    out: list[dict[str, Any]] = []
+async def existing_units(
+    client: ProtocolClient, collection: int
+) -> AsyncGenerator[list[dict[str, Any]], None]:
+    """The data units of `collection` the server lists, a page at a time (a DRF page or,
+    from an older server, a bare list): one page in memory, not the whole collection."""
     for number in range(1, LIST_PAGES_MAX + 1):
         params = {"data_collection": str(collection), "page_size": str(LIST_PAGE_SIZE)}
         if number > 1:
             params["page"] = str(number)
         data = await client.get_json("data_units/", params)
         if isinstance(data, list):
-            return out + [u for u in data if isinstance(u, dict)]
+            yield [u for u in data if isinstance(u, dict)]
+            return
         results = data.get("results") if isinstance(data, dict) else None
         if not isinstance(results, list):
             raise ProtocolError("data unit list is neither a page nor a list")
-        out.extend(u for u in results if isinstance(u, dict))
+        yield [u for u in results if isinstance(u, dict)]
         if not data.get("next") or not results:
-            break
-    return out
+            return
 
 
 class Registrar:
@@ -209,6 +210,9 @@ class Registrar:
                     return False
                 job.upload_id, job.md5 = entry.upload_id, entry.md5
                 job.extra["uploaded"] = True  # its data file is asked for next
+                known = self.m.journal.data_file_of(self.m.options.host, job.fingerprint, job.size)
+                if known is not None:  # a presigned upload's: its file key is no chunked upload
+                    job.extra.update(data_file_id=known[0], checksum=known[1])
                 self.m.journal.update(job.id, upload_id=job.upload_id, md5=job.md5, extra=job.extra)
                 return True
             if original.extra.get("data_file_id") and original.extra.get("checksum"):
@@ -235,14 +239,18 @@ class Registrar:
                 raise Paused()
             job.wake.clear()
 
-    async def _retrying(self, job: Any, op: Any) -> Any:
-        from synapse_tui.engine.errors import TransientError
+    async def _retrying(self, job: Any, op: Any, *, blind: bool = True) -> Any:
+        """`op` again after transient failures; `blind=False`: not after an outcome that
+        is unknown (OutcomeUnknown is raised: the request may have been applied)."""
+        from synapse_tui.engine.errors import OutcomeUnknown, TransientError
 
         attempts = 0
         while True:
             try:
                 return await op()
             except TransientError as exc:
+                if not blind and isinstance(exc, OutcomeUnknown):
+                    raise
                 attempts += 1
                 if attempts > self.m.options.retries:
                     raise
@@ -310,42 +318,96 @@ class Registrar:
     ) -> None:
         lost = [it for it in items if any(j.extra.get("unit_requested") for j in it[0])]
         if lost:  # sent before a crash, maybe created: look before sending again
-            existing = await existing_units(self.m.client, collection)
-            for members, body in lost:
-                match = next((u for u in existing if same_unit(u, body)), None)
-                if match is not None:
-                    self._record(members, match)
-                    items.remove((members, body))
+            await self._find_lost(collection, lost, items)
         for start in range(0, len(items), UNITS_PER_REQUEST):
             batch = items[start : start + UNITS_PER_REQUEST]
             for members, _ in batch:
                 for job in members:
                     job.extra["unit_requested"] = True
                     self.m.journal.update(job.id, extra=job.extra)
+            pending = list(batch)
             try:
-                created = await self._retrying(
-                    batch[0][0][0],
-                    lambda batch=batch: self.m.client.post_json(
-                        "data_units/", [body for _, body in batch]
-                    ),
-                )
+                await self._post_units(collection, pending)
             except FileError as exc:
-                for members, _ in batch:
+                for members, _ in pending:  # the ones not found on the server meanwhile
                     for job in members:
                         job.extra.pop("unit_requested", None)
                         self.m.fail(job, f"data unit refused: {exc}")
+
+    async def _post_units(
+        self, collection: int, pending: list[tuple[list[Any], dict[str, Any]]]
+    ) -> None:
+        """POST the units of `pending` and record them. The POST makes new units each time:
+        after an answer that may be lost it is never simply sent again. The units are
+        looked for first (those found recorded, and taken out of `pending`), and only the
+        others are sent again, within the retry budget."""
+        from synapse_tui.engine.errors import OutcomeUnknown
+
+        attempts = 0
+        while pending:
+            try:
+                created = await self._retrying(
+                    pending[0][0][0],
+                    lambda: self.m.client.post_json("data_units/", [body for _, body in pending]),
+                    blind=False,
+                )
+            except OutcomeUnknown as exc:
+                attempts += 1
+                if attempts > self.m.options.retries:
+                    raise
+                delay = self.m.backoff.delay(attempts, exc.retry_after)
+                self.m.log(
+                    "warning",
+                    f"registration: {exc}; looking for the units in {delay:.1f}s",
+                    pending[0][0][0].id,
+                )
+                await asyncio.sleep(delay)
+                await self._find_lost(collection, list(pending), pending)
                 continue
             if isinstance(created, dict):
                 created = [created]
-            if not isinstance(created, list) or len(created) != len(batch):
+            if not isinstance(created, list) or len(created) != len(pending):
                 raise ProtocolError("data unit answer does not match the request")
-            for (members, _), unit in zip(batch, created, strict=True):
+            for (members, _), unit in zip(pending, created, strict=True):
                 self._record(members, unit)
+            pending.clear()
+
+    async def _find_lost(
+        self,
+        collection: int,
+        lost: list[tuple[list[Any], dict[str, Any]]],
+        items: list[tuple[list[Any], dict[str, Any]]],
+    ) -> None:
+        """Record the lost units the server has (and take them out of `items`), reading its
+        list a page at a time, and no further than the last one found."""
+        taken: set[Any] = set()  # a unit found is one group's: twins alike get their own
+        pages = existing_units(self.m.client, collection)
+        try:
+            async for page in pages:
+                for members, body in list(lost):
+                    match = next(
+                        (u for u in page if u.get("id") not in taken and same_unit(u, body)),
+                        None,
+                    )
+                    if match is not None:
+                        taken.add(match.get("id"))
+                        self._record(members, match)
+                        items.remove((members, body))
+                        lost.remove((members, body))
+                if not lost:
+                    break
+        finally:
+            await pages.aclose()
 
     def _record(self, members: list[Any], unit: dict[str, Any]) -> None:
         from synapse_tui.engine.events import JobState, UnitRegistered
 
         unit_id = unit.get("id")
+        if unit_id is not None and (not isinstance(unit_id, int) or isinstance(unit_id, bool)):
+            unit_id = escape_text(str(unit_id))[:64]  # server text: shown and journaled
+        collection = unit.get("data_collection")
+        if not isinstance(collection, int) or isinstance(collection, bool):
+            collection = members[0].extra["collection"]
         for job in members:
             job.extra["unit_id"] = unit_id
             job.extra.pop("unit_requested", None)
@@ -354,7 +416,7 @@ class Registrar:
         self.m.emit(
             UnitRegistered(
                 unit_id=unit_id,
-                collection=int(unit.get("data_collection") or members[0].extra["collection"]),
+                collection=collection,
                 paths=[j.display for j in members],
             )
         )

@@ -607,6 +607,21 @@ class Journal:
                 return extra["unit_id"]
         return None
 
+    def data_file_of(self, host: str, fingerprint: str, size: int) -> tuple[Any, str] | None:
+        """(id, checksum) of the data file a job of this content got, if one did. A
+        presigned upload's ledger entry names a file key, no chunked upload that
+        `data_files/` could register: its data file is only known from here."""
+        rows = self._db.execute(
+            "SELECT extra FROM jobs WHERE host = ? AND fingerprint = ? AND size = ?"
+            " AND extra IS NOT NULL",
+            (host, fingerprint, size),
+        )
+        for row in rows:
+            extra = json.loads(row["extra"])
+            if extra.get("data_file_id") is not None and extra.get("checksum"):
+                return extra["data_file_id"], str(extra["checksum"])
+        return None
+
     # -- ledger -----------------------------------------------------------------------------
 
     def uploaded(self, host: str, fingerprint: str, size: int) -> LedgerEntry | None:

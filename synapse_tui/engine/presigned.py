@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import xxhash
 
+from synapse_tui.engine.answers import DETAIL_LIMIT
 from synapse_tui.engine.errors import (
     ChecksumMismatch,
     FileChangedError,
@@ -33,11 +34,18 @@ from synapse_tui.engine.errors import (
 )
 from synapse_tui.engine.events import JobState
 from synapse_tui.engine.hashing import PIECE, SCAN_PIECE, io_executor, open_regular, read_piece
+from synapse_tui.engine.names import escape_text
 from synapse_tui.engine.presigned_batch import EXPIRY_MARGIN, PresignedService
 from synapse_tui.engine.presigned_journal import Grant
 from synapse_tui.engine.protocol import UploadInfo
 from synapse_tui.engine.storage_http import UrlExpired
-from synapse_tui.engine.uploader import WHOLE_FILE_LIMIT, FileUpload, Job, Restart
+from synapse_tui.engine.uploader import (
+    WHOLE_FILE_LIMIT,
+    FileUpload,
+    Job,
+    Restart,
+    RetriesExhausted,
+)
 
 if TYPE_CHECKING:
     from synapse_tui.engine.scheduler import UploadManager
@@ -136,6 +144,11 @@ class PresignedUpload(FileUpload):
                 try:
                     await self._once()
                     return
+                except TransientError as exc:
+                    # The backend's URL, renewal or confirm requests spent their retries
+                    # (the storage's PUTs end in RetriesExhausted already): resumable, as
+                    # the chunked path leaves a file the backend is down for.
+                    raise RetriesExhausted(f"gave up: {exc}") from None
                 except Restart as exc:
                     job.restarts += 1
                     if job.restarts > 3:
@@ -161,7 +174,8 @@ class PresignedUpload(FileUpload):
         self.m.set_state(job, JobState.FINALIZING, persist=False)
         result = await self.svc.confirm(item)
         if not result.get("success"):
-            self._refused(str(result.get("error") or "refused"))
+            # Server text: escaped (it reaches terminals, logs and the journal), and cut.
+            self._refused(escape_text(str(result.get("error") or "refused"))[:DETAIL_LIMIT])
         data_file = result.get("data_file_id")
         job.extra.update(data_file_id=data_file, checksum=sha1, file_key=grant.file_key)
         info = UploadInfo(
@@ -296,7 +310,8 @@ class PresignedUpload(FileUpload):
         job = self.job
         part_size = grant.part_size or 0
         count = max(1, -(-job.size // part_size))
-        if sorted(grant.parts) != list(range(1, count + 1)):
+        # The count first: a part size of 1 byte would make the list one entry per byte.
+        if len(grant.parts) != count or sorted(grant.parts) != list(range(1, count + 1)):
             raise ProtocolError(f"multipart answer lists {len(grant.parts)} parts, not {count}")
         done = sum(
             min(part_size, job.size - (n - 1) * part_size) for n, p in grant.parts.items() if p.etag

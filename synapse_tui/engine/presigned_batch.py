@@ -23,8 +23,9 @@ from synapse_tui.engine.errors import (
     UploadGone,
 )
 from synapse_tui.engine.events import JobState
+from synapse_tui.engine.names import escape_text
 from synapse_tui.engine.presigned_journal import Grant, Part, PresignedJournal
-from synapse_tui.engine.storage_http import StorageClient
+from synapse_tui.engine.storage_http import StorageClient, origin_of, show
 
 if TYPE_CHECKING:
     from synapse_tui.engine.scheduler import UploadManager
@@ -92,7 +93,7 @@ class PresignedService:
         if not storages:
             return False, "the backend has no internal storage; using chunked uploads"
         storage = next((s for s in storages if s.get("is_default")), storages[0])
-        provider = str(storage.get("provider", "")).lower()
+        provider = escape_text(str(storage.get("provider", "")).lower())[:64]  # server text
         if provider not in PROVIDERS:
             return False, f"the storage is {provider or 'unnamed'}, not presigned; using chunked"
         config = storage.get("configuration") or {}
@@ -100,7 +101,7 @@ class PresignedService:
         if not isinstance(endpoint, str) or not endpoint:
             return False, "the storage announces no endpoint to check URLs against; using chunked"
         self.storage.allow(endpoint, str(config.get("bucket_name") or "") or None)
-        return True, f"straight to the {provider} storage at {endpoint}"
+        return True, f"straight to the {provider} storage at {show(origin_of(endpoint))}"
 
     def strategy_refused(self) -> None:
         if self.m.options.strategy == "presigned" and self.capable is False:

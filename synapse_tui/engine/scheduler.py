@@ -400,6 +400,9 @@ class UploadManager:
                 unit = self.journal.registered(host, item.fingerprint, extra["collection"])
                 if unit is None:  # uploaded before, not yet in this collection: register it
                     extra.update(uploaded=True)
+                    known_file = self.journal.data_file_of(host, item.fingerprint, entry.size)
+                    if known_file is not None:  # e.g. a presigned upload's: no chunked upload
+                        extra.update(data_file_id=known_file[0], checksum=known_file[1])
                     self._new_job(item, priority, extra, entry.upload_id, entry.md5)
                     return
                 totals.already_uploaded += 1

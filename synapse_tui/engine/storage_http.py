@@ -70,7 +70,10 @@ class StorageClient:
 
     def allow(self, endpoint_url: str, bucket: str | None = None) -> None:
         """Accept URLs of this origin (and its virtual-hosted `bucket.` form)."""
-        scheme, host, port = origin_of(endpoint_url)
+        try:
+            scheme, host, port = origin_of(endpoint_url)
+        except ValueError:  # a port that is not a number, or out of range
+            raise OriginError("the storage's endpoint has an invalid port") from None
         if scheme not in ("http", "https") or not host:
             raise OriginError("the storage's endpoint is not an http(s) URL")
         self.allowed.add((scheme, host, port))

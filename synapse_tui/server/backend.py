@@ -55,6 +55,7 @@ class Backend:
         self._stopping = threading.Event()
         self._closed = False
         self._bases: dict[tuple[Any, ...], str] = {}
+        self.object_storage: Any = None  # S3Storage of `--storage` (server/presigned.py)
 
     def close(self) -> None:
         """Release threads, connections and the root; safe to call twice."""

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+import synapse_tui.server.ids  # noqa: F401  (the `{name:id}` path convertor)
 from synapse_tui.server.backend import Backend
 from synapse_tui.server.errors import ApiError, json_response, not_found
 from synapse_tui.server.signing import Signer, load_secret
@@ -51,13 +52,20 @@ class Collections:
             yield f"Data collection {cid}: {name} ({syntax})  --collection {cid}"
 
 
+def _small_number(text: str) -> bool:
+    """ASCII digits, at most 12: int() takes them (Unicode digits and 4,300 digits raise)."""
+    return 0 < len(text) <= 12 and text.isascii() and text.isdigit()
+
+
 def page_bounds(request: Request) -> tuple[int, int]:
     """(page, page_size) of the query, as DRF reads them: a bad page_size means the default,
     a large one the maximum; a page that is not a positive integer is a 404."""
     raw_size = request.query_params.get("page_size", "")
-    size = int(raw_size) if raw_size.isdigit() and int(raw_size) > 0 else PAGE_SIZE
+    if len(raw_size) > 12 and raw_size.isascii() and raw_size.isdigit():
+        raw_size = str(MAX_PAGE_SIZE)  # huge: the maximum (int() of 4,300 digits raises)
+    size = int(raw_size) if _small_number(raw_size) and int(raw_size) > 0 else PAGE_SIZE
     raw_page = request.query_params.get("page", "1")
-    if not raw_page.isdigit() or int(raw_page) < 1 or len(raw_page) > 12:
+    if not _small_number(raw_page) or int(raw_page) < 1:
         raise ApiError(404, "Invalid page.")
     return int(raw_page), min(size, MAX_PAGE_SIZE)
 
@@ -110,7 +118,7 @@ def routes(backend: Backend, endpoint: Endpoint) -> list[BaseRoute]:
     return [
         Route("/data_collections/", endpoint(backend, list_collections), methods=["GET"]),
         Route(
-            "/data_collections/{collection_id:int}/",
+            "/data_collections/{collection_id:id}/",
             endpoint(backend, get_collection, "collection_id"),
             methods=["GET"],
         ),
@@ -121,14 +129,14 @@ def routes(backend: Backend, endpoint: Endpoint) -> list[BaseRoute]:
             methods=["POST"],
         ),
         Route(
-            "/data_files/{file_id:int}/download/{name}",
+            "/data_files/{file_id:id}/download/{name}",
             endpoint(backend, datafiles.download, "file_id", "name"),
             methods=["GET"],
         ),
         Route("/data_units/", endpoint(backend, units.list_units), methods=["GET"]),
         Route("/data_units/", endpoint(backend, units.create_units), methods=["POST"]),
         Route(
-            "/data_units/{unit_id:int}/",
+            "/data_units/{unit_id:id}/",
             endpoint(backend, units.get_unit, "unit_id"),
             methods=["GET"],
         ),

@@ -11,7 +11,7 @@ import uuid
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import FileResponse, RedirectResponse, Response
 
 from synapse_tui.server import bodies, files
 from synapse_tui.server.backend import Backend, disk_full
@@ -27,6 +27,7 @@ MULTIPART_SLACK = 1 << 20  # boundaries and text fields around the file part
 CHECKSUMS_MAX = 10_000  # per verify_checksums request (the SDK sends batches of 1,000)
 CHECKSUM_CHARS = 128
 FORBIDDEN = "Invalid or expired signature."
+STORAGE_URL_TTL = 300  # seconds the storage's own URL (a redirect's target) stays valid
 
 
 def render(backend: Backend, request: Request, record: dict[str, Any]) -> dict[str, Any]:
@@ -49,9 +50,10 @@ def render(backend: Backend, request: Request, record: dict[str, Any]) -> dict[s
 async def create(backend: Backend, request: Request) -> Response:
     """POST data_files/: a multipart `file`, or JSON `{"chunked_upload": <complete upload>}`."""
     multipart = boundary_of(request.headers.get("content-type")) is not None
-    owner = await backend.owner(request, create=multipart)  # a file to store makes the row
+    owner = await backend.owner(request)
     if multipart:
-        upload = await _receive(backend, request, owner)
+        upload = await _receive(backend, request)
+        owner = upload.owner  # the file stored made the owner's row
     else:
         data = await bodies.read_json(backend, request)
         if not isinstance(data, dict):
@@ -82,7 +84,7 @@ def _limit(backend: Backend) -> int:
     return DIRECT_MAX if configured is None else min(configured, DIRECT_MAX)
 
 
-async def _receive(backend: Backend, request: Request, owner: int) -> Upload:
+async def _receive(backend: Backend, request: Request) -> Upload:
     """Stream the `file` part to a new complete upload of the caller (nothing kept if refused)."""
     limit = _limit(backend)
     too_large = f"Size of file exceeds the limit ({limit} bytes)"
@@ -113,6 +115,9 @@ async def _receive(backend: Backend, request: Request, owner: int) -> Upload:
                 backend.executor, request, boundary_of(request.headers["content-type"]) or b"",
                 path, 0, limit, hashlib.md5(), validate,
             )  # fmt: skip
+            # A file to store makes the owner's row (never a refused one: a tenant header
+            # is the client's to choose).
+            owner = await backend.owner(request, create=True)
         except OSError as exc:
             files.remove(path)
             if disk_full(exc):
@@ -167,7 +172,14 @@ async def download(backend: Backend, request: Request, file_id: int, name: str) 
     ):
         raise ApiError(403, FORBIDDEN)
     record = backend.store.data_file(file_id)
-    if record is None or not is_upload_id(record["chunked_upload"]):
+    if record is None:
+        raise not_found()
+    storage = backend.object_storage
+    key = storage.source_key(record["chunked_upload"]) if storage is not None else None
+    if key is not None:  # a presigned upload's: its bytes are in the object storage
+        url = await backend.run(storage.presign_get, key, STORAGE_URL_TTL)
+        return RedirectResponse(url, status_code=307)
+    if not is_upload_id(record["chunked_upload"]):
         raise not_found()
     path = backend.store.path_for(record["chunked_upload"])
     if files.size_of(path) is None:

@@ -14,7 +14,6 @@ Without `--storage` the server stores on local disk and offers no presigned stor
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -23,12 +22,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from synapse_tui.server import bodies, ids  # noqa: F401  (ids: the `{name:id}` convertor)
 from synapse_tui.server.backend import Backend
 from synapse_tui.server.chunked import guarded
 from synapse_tui.server.errors import ApiError, json_response, not_found
 from synapse_tui.server.presigned_records import PresignedFile, PresignedRecords
 from synapse_tui.server.storage_s3 import S3Storage, StorageError, StorageSpec, part_size_for
 
+S3_MAX_OBJECT = 5 << 40  # S3's largest object (and beyond SQLite's integers: a 500)
 MAX_BATCH = 200  # files per upload/ or confirm_upload/ request, as the SDK sends them
 FILENAME_MAX = 255
 EXPIRATION_RANGE = (60, 86400)
@@ -48,12 +49,8 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=UTC).isoformat().replace("+00:00", "Z")
 
 
-async def _json_object(request: Request) -> dict[str, Any]:
-    body = await request.body()
-    try:
-        data = json.loads(body) if body.strip() else {}
-    except ValueError as exc:
-        raise ApiError(400, f"JSON parse error - {exc}") from None
+async def _json_object(backend: Backend, request: Request) -> dict[str, Any]:
+    data = await bodies.read_json(backend, request)  # capped: 413 past JSON_LIMIT
     if not isinstance(data, dict):
         raise ApiError(400, "Invalid data. Expected a dictionary.")
     return data
@@ -122,14 +119,17 @@ class PresignedService:
     # -- upload/ ------------------------------------------------------------------------------
 
     async def upload(self, request: Request) -> Response:
-        owner = await self.backend.owner(request, create=True)  # it records the grants
+        await self.backend.owner(request)  # 401 first
         storage = self._storage()
-        data = await _json_object(request)
+        data = await _json_object(self.backend, request)
         expires = _expiration(data)
         wanted = [self._wanted(item) for item in _batch(data)]
         errors = [w for w in wanted if isinstance(w, dict)]
         if errors:
             raise ApiError.raw(400, {"files": [w if isinstance(w, dict) else {} for w in wanted]})
+        # Only a request that records grants makes the owner's row (not every refused one:
+        # a tenant header is the client's to choose).
+        owner = await self.backend.owner(request, create=True)
         now = self.backend.now()
         try:
             answer, rows = await self.backend.run(
@@ -147,10 +147,11 @@ class PresignedService:
         problems: dict[str, list[str]] = {}
         if not isinstance(name, str) or not name or len(name) > FILENAME_MAX:
             problems["filename"] = [f"Expected a name of 1 to {FILENAME_MAX} characters."]
-        limit = self.backend.config.max_bytes
+        configured = self.backend.config.max_bytes
+        limit = S3_MAX_OBJECT if configured is None else min(configured, S3_MAX_OBJECT)
         if size is None or size < 0:
             problems["size"] = ["Expected a non-negative integer."]
-        elif limit is not None and size > limit:
+        elif size > limit:
             problems["size"] = [f"Size of file exceeds the limit ({limit} bytes)"]
         return problems if problems else (str(name), int(size or 0))
 
@@ -198,7 +199,7 @@ class PresignedService:
     async def refresh(self, request: Request) -> Response:
         owner = await self.backend.owner(request)
         storage = self._storage()
-        data = await _json_object(request)
+        data = await _json_object(self.backend, request)
         expires = _expiration(data)
         record = self._own(owner, data.get("file_key"))
         if record is None or record.data_file is not None:
@@ -211,14 +212,19 @@ class PresignedService:
         assert record.part_size is not None
         count = max(1, -(-record.size // record.part_size))
         numbers = data.get("part_numbers") or list(range(1, count + 1))
-        if not isinstance(numbers, list) or not all(
-            _int(n) is not None and 1 <= n <= count for n in numbers
+        if (
+            not isinstance(numbers, list)
+            or len(numbers) > count  # one URL per part at most: each is a signature to make
+            or not all(_int(n) is not None and 1 <= n <= count for n in numbers)
         ):
             raise ApiError.raw(400, {"part_numbers": [f"Expected part numbers from 1 to {count}."]})
+        parts = await self.backend.run(
+            self._part_urls, storage, record.file_key, record.upload_id, numbers, expires
+        )
         body["multipart"] = {
             "upload_id": record.upload_id,
             "part_size": record.part_size,
-            "parts": self._part_urls(storage, record.file_key, record.upload_id, numbers, expires),
+            "parts": parts,
         }
         return json_response(body)
 
@@ -231,7 +237,7 @@ class PresignedService:
     async def confirm(self, request: Request) -> Response:
         owner = await self.backend.owner(request)
         storage = self._storage()
-        data = await _json_object(request)
+        data = await _json_object(self.backend, request)
         items = _batch(data)
         results = await asyncio.gather(
             *(self.backend.run(self._confirm_one, storage, owner, item) for item in items)
@@ -319,6 +325,7 @@ def routes(backend: Backend) -> list[BaseRoute]:
     if config.storage:
         storage = S3Storage(StorageSpec.parse(config.storage), config.s3_endpoint)
         storage.check()
+    backend.object_storage = storage  # signed downloads of its data files redirect there
     service = PresignedService(backend, storage)
 
     def bind(handler: Any) -> Any:
@@ -330,7 +337,7 @@ def routes(backend: Backend) -> list[BaseRoute]:
     base = "/data_files/presigned_upload"
     return [
         Route("/storages/", bind(service.list_storages), methods=["GET"]),
-        Route("/storages/{storage_id:int}/", bind(service.get_storage), methods=["GET"]),
+        Route("/storages/{storage_id:id}/", bind(service.get_storage), methods=["GET"]),
         Route(f"{base}/upload/", bind(service.upload), methods=["POST"]),
         Route(f"{base}/confirm_upload/", bind(service.confirm), methods=["POST"]),
         Route(f"{base}/parts/", bind(service.refresh), methods=["POST"]),

@@ -59,7 +59,10 @@ class Signer:
         )
 
     def valid(self, file_id: int, expires: str | None, signature: str | None, now: float) -> bool:
-        if not expires or not expires.isdigit() or not signature or len(signature) > 128:
+        # ASCII digits, and few: int() of 4,300 digits or more raises (a 500, not a 403).
+        if not expires or len(expires) > 20 or not expires.isascii() or not expires.isdigit():
+            return False
+        if not signature or len(signature) > 128:
             return False
         if int(expires) < now:
             return False

@@ -118,6 +118,17 @@ class S3Storage:
             self.client.generate_presigned_url("put_object", Params=params, ExpiresIn=expires)
         )
 
+    def presign_get(self, key: str, expires: int) -> str:
+        params = {"Bucket": self.spec.bucket, "Key": key}
+        return str(
+            self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=expires)
+        )
+
+    def source_key(self, source: str) -> str | None:
+        """The key of a data file's `s3://bucket/key` source in this bucket, else None."""
+        head = f"s3://{self.spec.bucket}/"
+        return source[len(head) :] if source.startswith(head) else None
+
     def create_multipart(self, key: str) -> str:
         return str(self._call("create_multipart_upload", Key=key)["UploadId"])
 

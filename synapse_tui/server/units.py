@@ -192,7 +192,7 @@ def _collection_filter(request: Request) -> int | None:
     raw = request.query_params.get("data_collection")
     if not raw:
         return None
-    if not raw.isdigit() or len(raw) > 12:
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 12:
         raise ApiError.raw(400, {"data_collection": ["A valid integer is required."]})
     return int(raw)
 
