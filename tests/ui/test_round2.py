@@ -427,3 +427,21 @@ async def test_marked_folders_show_their_size_as_it_is_counted(app: Any, data_di
         await pilot.press("space", "space")  # images/ (90,000 bytes) and notes/ (80 bytes)
         await wait_for(pilot, lambda: "counting" not in str(browser.border_subtitle))
         assert str(browser.border_subtitle) == "2 marked, 88.0 KiB"
+
+
+def test_folder_size_is_bounded_and_cancellable(tmp_path: Path) -> None:
+    from synapse_tui.ui.folder_sizes import folder_size
+
+    for n in range(30):
+        sub = tmp_path / f"d{n % 3}"
+        sub.mkdir(exist_ok=True)
+        (sub / f"f{n}").write_bytes(b"x" * 100)
+    (tmp_path / "loop").symlink_to(tmp_path)  # a link back up: not walked
+    reports: list[int] = []
+    assert folder_size(bytes(tmp_path), lambda t, d: reports.append(t), lambda: False) == (
+        3000,
+        True,
+    )
+    total, complete = folder_size(bytes(tmp_path), lambda t, d: None, lambda: False, 10) or (0, 1)
+    assert not complete and total < 3000  # stopped at 10 entries: a lower bound
+    assert folder_size(bytes(tmp_path), lambda t, d: None, lambda: True) is None

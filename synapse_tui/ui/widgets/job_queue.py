@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from typing import ClassVar
 
-from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual import events
@@ -30,12 +28,10 @@ from synapse_tui.ui.messages import JobView
 from synapse_tui.ui.widgets.job_rows import (
     ACTIVE,
     COLUMNS,
-    RIGHT,
-    SPAN,
     STATE_LABELS,
     JobRow,
     column_widths,
-    fit,
+    line_strip,
     monotonic,
     plain_cells,
     state_key,
@@ -300,21 +296,6 @@ class JobQueue(ScrollView, can_focus=True):
 
     # -- rendering --------------------------------------------------------------------------
 
-    def _strip(
-        self, cells: Sequence[str], styles: Sequence[Style], base: Style, width: int
-    ) -> Strip:
-        widths = list(column_widths(width))
-        segments = []
-        for i, (cell, style, right) in enumerate(zip(cells, styles, RIGHT, strict=True)):
-            if cell == SPAN:
-                continue
-            wide = widths[i]
-            if i + 1 < len(cells) and cells[i + 1] == SPAN:  # the next cell is this one's
-                wide += 1 + widths[i + 1]
-            segments.append(Segment(" " + fit(cell, wide, right), base + style))
-        strip = Strip(segments)
-        return strip.crop_extend(0, width, base)
-
     def render_line(self, y: int) -> Strip:
         width = self.scrollable_content_region.width
         if width != self._width:
@@ -326,7 +307,7 @@ class JobQueue(ScrollView, can_focus=True):
             titles = list(COLUMNS)
             if column_widths(width)[3] < len("Progress"):
                 titles[3] = "Done"  # the percentage only: no room for a bar
-            return self._strip(titles, (NULL,) * len(COLUMNS), header, width)
+            return line_strip(titles, (NULL,) * len(COLUMNS), header, width)
         index = round(self.scroll_y) + y - 1
         if not 0 <= index < len(self._order):
             return Strip.blank(width, self.rich_style)
@@ -334,12 +315,12 @@ class JobQueue(ScrollView, can_focus=True):
         row = self.rows_by_id[job_id]
         if index == self.cursor_row:
             cursor = self.rich_style + self.get_component_rich_style("job-queue--cursor")
-            return self._strip(self._plain_cells(row, width), (NULL,) * len(COLUMNS), cursor, width)
+            return line_strip(self._plain_cells(row, width), (NULL,) * len(COLUMNS), cursor, width)
         line = self._lines.get(job_id)
         if line is None:
             cells = self._plain_cells(row, width)
             self._shown[job_id] = cells
-            line = self._strip(cells, self._cell_styles(row), self.rich_style, width)
+            line = line_strip(cells, self._cell_styles(row), self.rich_style, width)
             self._lines[job_id] = line
         return line
 

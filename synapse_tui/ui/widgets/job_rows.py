@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rich.cells import cell_len, set_cell_size
+from rich.segment import Segment
+from rich.style import Style
+from textual.strip import Strip
 
 from synapse_tui.units import format_duration, format_rate, format_size
 
@@ -147,6 +151,20 @@ def plain_cells(row: JobRow, name: str, widths: tuple[int, ...], now: float) -> 
         speed = short_rate(row.rate) if row.rate > 0 else ""
         eta = format_duration(row.eta) if row.eta else ""
     return (label, name, format_size(row.size), progress, speed, eta, tries)
+
+
+def line_strip(cells: Sequence[str], styles: Sequence[Style], base: Style, width: int) -> Strip:
+    """One line of the queue: the cells at their column widths, one space before each."""
+    widths = column_widths(width)
+    segments = []
+    for i, (cell, style, right) in enumerate(zip(cells, styles, RIGHT, strict=True)):
+        if cell == SPAN:
+            continue
+        wide = widths[i]
+        if i + 1 < len(cells) and cells[i + 1] == SPAN:  # the next cell is this one's
+            wide += 1 + widths[i + 1]
+        segments.append(Segment(" " + fit(cell, wide, right), base + style))
+    return Strip(segments).crop_extend(0, width, base)
 
 
 def monotonic() -> float:
