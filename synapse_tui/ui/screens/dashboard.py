@@ -229,7 +229,7 @@ class DashboardScreen(JobActions, Screen[None]):
             elif isinstance(event, FatalStop):
                 self.notify(event.error, title="Uploads stopped", severity="error")
                 self.query_one(BackendBanner).status = "STOPPED"
-        counts.counts = states = self.queue.counts()
+        counts.counts = states  # the queue took the whole batch before the loop
         counts.skipped_scan = self.skipped_scan
         counts.failed_scan = self.failed_scan
         summary.counts = states
