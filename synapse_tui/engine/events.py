@@ -50,6 +50,7 @@ class ScanProgress(Event):
     already_uploaded: int
     skipped: int
     done: bool = False
+    failed: int = 0  # named paths that cannot be uploaded (missing, special): not skips
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,3 +169,13 @@ class UnitRegistered(Event):
     unit_id: object
     collection: int
     paths: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class JobElsewhere(Event):
+    """Another synapse-tui process drives this job, or has finished it: this one left it
+    alone (the headless summary counts these as `elsewhere`)."""
+
+    job_id: int
+    path: str
+    reason: str
