@@ -95,6 +95,11 @@ async def test_a_retrying_job_says_so_in_its_row_and_the_header(app: Any) -> Non
         await pilot.pause()
         assert row_text(app, 1)[0] == "▲ upload" and "retry" not in row_text(app, 1)[4]
         assert "reachable" in str(app.dashboard.query_one("#banner").render())
+        feed(app, BackendState(False, failing_since, "connection refused"))
+        app.dashboard.query_one("#banner").host = "https://other.example"  # engine restarted
+        await pilot.pause()
+        banner = str(app.dashboard.query_one("#banner").render())
+        assert "failing" not in banner and "reachable" not in banner
 
 
 async def test_backend_down_end_to_end_then_retry_now(

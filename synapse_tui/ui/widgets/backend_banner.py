@@ -56,6 +56,7 @@ class BackendBanner(Static):
         self.update(text)
 
     def watch_host(self) -> None:
+        self.health = None  # another backend (the engine restarted): nothing known of it yet
         self._paint()
 
     def watch_local(self) -> None:
