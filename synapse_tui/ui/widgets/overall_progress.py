@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import Horizontal
+from textual.containers import Vertical
 from textual.reactive import reactive
 from textual.widget import Widget
 from textual.widgets import Label
@@ -39,8 +39,9 @@ class TrackBar(Widget):
         return text
 
 
-class OverallProgress(Horizontal):
-    """A progress bar over every byte queued this session, with byte and file counts."""
+class OverallProgress(Vertical):
+    """A progress bar over every byte queued this session; byte and file counts below it
+    (beside it, they pushed past the pane's edge as the numbers grew)."""
 
     bytes_done: reactive[int] = reactive(0, init=False)
     """Bytes uploaded (done jobs count whole)."""
