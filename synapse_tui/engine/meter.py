@@ -6,6 +6,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+# Seconds over which the ETA follows a change of rate (a countdown in between).
+ETA_SMOOTHING = 3.0
 # The ETA range is read from the rates of this many recent seconds.
 RANGE_SECONDS = 30.0
 # ...between these percentiles of them (the extremes are ramp-ups and bursts, not the trend).
@@ -114,18 +116,20 @@ class Meter:
         rate = self.rate()
         if remaining <= 0:
             return 0.0
-        if rate <= 0:
-            self._eta = None  # a fresh estimate once bytes move again, not a stale countdown
+        now = self.clock()
+        if rate <= 0 or now - self._samples[0][0] < self.min_elapsed:
+            # Unknown, stalled, or a first second of bursts (the bandwidth bucket's credit):
+            # a fresh estimate once bytes move steadily, not a stale or rosy countdown.
+            self._eta = None
             return None
         raw = remaining / rate
-        now = self.clock()
         if self._eta is None:
             self._eta = raw
         else:
             # Count the old estimate down by the time passed, then blend in the new one.
             dt = now - self._eta_at
             projected = max(0.0, self._eta - dt)
-            alpha = min(1.0, dt / 10.0)
+            alpha = min(1.0, dt / ETA_SMOOTHING)
             self._eta = projected + alpha * (raw - projected)
         self._eta_at = now
         return self._eta

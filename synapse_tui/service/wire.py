@@ -9,12 +9,14 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from synapse_tui.engine.events import (
+    BackendState,
     Event,
     FatalStop,
     JobDone,
     JobFailed,
     JobProgress,
     JobQueued,
+    JobRetrying,
     JobSkipped,
     JobState,
     JobStateChanged,
@@ -44,6 +46,8 @@ EVENT_KINDS: dict[type[Event], str] = {
     JobStateChanged: "job_state",
     JobProgress: "job_progress",
     FatalStop: "fatal",
+    JobRetrying: "job_retrying",  # a backoff: the dashboard's `retry 3/12 in 40s`
+    BackendState: "backend",  # reachable, or failing since (the dashboard's header)
 }
 EVENT_TYPES: dict[str, type[Event]] = {kind: cls for cls, kind in EVENT_KINDS.items()}
 

@@ -21,7 +21,7 @@ from synapse_tui.engine.protocol import Credentials
 from synapse_tui.ui.bridge import EngineBridge, ManagerFactory, default_factory
 from synapse_tui.ui.messages import EngineError, EngineStarted, EngineUpdate
 from synapse_tui.ui.screens.dashboard import DashboardScreen
-from synapse_tui.ui.themes import DEFAULT_THEME, load_themes
+from synapse_tui.ui.themes import DEFAULT_THEME, automatic_theme, load_themes
 
 STYLES = Path(__file__).parent / "styles"
 
@@ -30,11 +30,12 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("Upload marked", "Queue the marked entries (or the highlighted one)  u", "queue_marked"),
     ("Pause / resume job", "Pause or resume the highlighted job  p", "pause_job"),
     ("Pause / resume all", "Pause every job, or resume them all  P", "pause_all"),
-    ("Cancel job", "Cancel the highlighted job  x", "cancel_job"),
-    ("Retry failed", "Queue failed jobs again  r", "retry_failed"),
+    ("Cancel job", "Cancel the highlighted job (asks once it sent data)  x", "cancel_job"),
+    ("Cancel all", "Cancel every unfinished job (asks once)  X", "cancel_all"),
+    ("Retry now", "Queue failed jobs again, end running backoffs now  r", "retry_failed"),
     ("Drain", "Finish in-flight uploads, start nothing new (toggle)  d", "drain"),
-    ("More concurrency", "One more upload at once  +", "concurrency(1)"),
-    ("Less concurrency", "One upload fewer at once  -", "concurrency(-1)"),
+    ("More uploads at once", "One more upload at once, from any pane  >", "concurrency(1)"),
+    ("Fewer uploads at once", "One upload fewer at once, from any pane  <", "concurrency(-1)"),
     ("Bandwidth limit", "Set the bandwidth limit  b", "bandwidth"),
     (
         "Choose data collection",
@@ -111,7 +112,7 @@ class SynapseApp(App[int]):
         for theme in themes:
             self.register_theme(theme)
         self.theme_names = [t.name for t in themes]
-        wanted = self.settings.theme or DEFAULT_THEME
+        wanted = self.settings.theme or automatic_theme(os.environ)
         if wanted not in self.available_themes:
             if self.settings.theme:
                 self.theme_errors.append(f"theme {wanted!r} not found; using {DEFAULT_THEME}")
@@ -268,7 +269,7 @@ class SynapseApp(App[int]):
             yield SystemCommand(title, help_text, _runner(screen, action))
         yield SystemCommand("Settings", "Backend host, token and tenant  s", self.action_settings)
         yield SystemCommand("Next theme", "Cycle the synapse themes  t", self.action_cycle_theme)
-        yield SystemCommand("Keys", "Every key binding  ?", self.action_help)
+        yield SystemCommand("Help", "Every key of the dashboard, by pane  ?", self.action_help)
         yield SystemCommand(
             "Quit dashboard",
             "Quit; running uploads resume next launch  q",

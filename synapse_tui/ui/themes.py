@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import fields
 from importlib import resources
 from pathlib import Path
@@ -14,6 +15,7 @@ from textual.theme import Theme
 from synapse_tui import paths
 
 DEFAULT_THEME = "synapse-dark"
+SIXTEEN_COLOUR_THEME = "synapse-16color"
 COLOUR_KEYS = (
     "primary",
     "secondary",
@@ -108,3 +110,21 @@ def load_themes() -> tuple[list[Theme], list[str]]:
     builtin, errors = load_folder(builtin_folder())
     user, user_errors = load_folder(user_folder())
     return builtin + user, errors + user_errors
+
+
+def sixteen_colours(environ: Mapping[str, str]) -> bool:
+    """True on a terminal of 16 colours, judged as Rich does: `COLORTERM=truecolor` or
+    `24bit` means millions; a TERM ending in `-256color` (or `kitty`) 256; any other TERM
+    (`xterm`, `linux`, `screen`, `vt100`) 16."""
+    if environ.get("COLORTERM", "").strip().lower() in ("truecolor", "24bit"):
+        return False
+    term = environ.get("TERM", "").strip().lower()
+    if not term or term == "dumb":
+        return False  # no colour at all, or not a terminal: nothing to choose for
+    suffix = term.rpartition("-")[2]
+    return suffix not in ("256color", "kitty", "direct", "truecolor")
+
+
+def automatic_theme(environ: Mapping[str, str]) -> str:
+    """The theme when the user chose none: the 16-colour one where that is all there is."""
+    return SIXTEEN_COLOUR_THEME if sixteen_colours(environ) else DEFAULT_THEME

@@ -126,3 +126,22 @@ def test_a_slow_steady_flow_is_not_a_stall() -> None:
     clock.now += 5
     assert not meter.stalled()
     assert meter.rate() > 0
+
+
+def test_a_first_burst_does_not_leave_a_rosy_countdown() -> None:
+    # A bandwidth limit's bucket lets the first pieces out at once, then 200 KiB/s.
+    clock = Clock()
+    meter = Meter(clock=clock)
+    size, sent = 3 * MiB, 0
+    for _ in range(4):
+        clock.now += 0.001
+        meter.add(64 * 1024)
+        sent += 64 * 1024
+        meter.eta(size - sent)
+    while sent < 2.5 * MiB:
+        clock.now += 64 * 1024 / (200 * 1024)
+        meter.add(64 * 1024)
+        sent += 64 * 1024
+        eta = meter.eta(size - sent)
+    truth = (size - sent) / (200 * 1024)
+    assert eta is not None and eta == pytest.approx(truth, rel=0.3)

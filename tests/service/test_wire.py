@@ -10,11 +10,13 @@ import socket
 import pytest
 
 from synapse_tui.engine.events import (
+    BackendState,
     FatalStop,
     JobDone,
     JobFailed,
     JobProgress,
     JobQueued,
+    JobRetrying,
     JobSkipped,
     JobState,
     JobStateChanged,
@@ -49,6 +51,9 @@ EVENTS = [
     ScanProgress(1, 2, 3, 4, 5, True),
     FatalStop("401"),
     UnitRegistered(7, 3, ["a", "b"]),
+    JobRetrying(1, 3, 12, 40.0, "connection refused"),
+    BackendState(False, 1790000000.0, "connection refused"),
+    BackendState(True, None),
 ]
 
 

@@ -59,6 +59,13 @@ class Backend:
         return sorted(p.read_bytes() for p in folder.iterdir() if p.is_file())
 
 
+@pytest.fixture(autouse=True)
+def full_colour_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The theme does not depend on the TERM the tests run under (16 colours picks
+    synapse-16color by itself); a test of that sets TERM and COLORTERM itself."""
+    monkeypatch.setenv("COLORTERM", "truecolor")
+
+
 @pytest.fixture
 def backend(tmp_path: Path) -> Iterator[Backend]:
     b = Backend(root=tmp_path / "server", token=TOKEN)

@@ -63,7 +63,12 @@ async def test_pause_all_and_cancel(app_factory: Any, backend: Backend, data_dir
         await wait_for(pilot, lambda: len(app.dashboard.queue.rows_by_id) == 2)
         await pilot.press("P")
         await wait_for(pilot, lambda: counts(app).get("paused") == 2)
-        await pilot.press("tab", "x")  # cancel the first job
+        await pilot.press("tab")
+        asks = app.dashboard.queue.highlighted_job.sent > 0  # it sent data: `x` asks first
+        await pilot.press("x")  # cancel the first job
+        if asks:
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            await pilot.press("y")
         await wait_for(pilot, lambda: counts(app).get("cancelled") == 1)
         await pilot.press("P")  # resume all: the other finishes
         await wait_for(pilot, lambda: counts(app).get("done") == 1, timeout=30)
@@ -156,7 +161,8 @@ async def test_quit_without_uploads_does_not_ask(app_factory: Any) -> None:
 async def test_concurrency_and_bandwidth_keys(app_factory: Any) -> None:
     app = app_factory()
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.press("tab", "plus", "plus", "minus")
+        # `>` / `<` from any pane (`+` / `-` mark by glob in the browser)
+        await pilot.press("tab", "greater_than_sign", "greater_than_sign", "less_than_sign")
         assert app.dashboard.counts.concurrency == 5
         await pilot.press("b")
         await wait_for(pilot, lambda: app.screen.__class__.__name__ == "PromptScreen")

@@ -16,9 +16,11 @@ from textual.widgets import Footer
 from synapse_tui.engine.collections import CollectionPlan
 from synapse_tui.engine.errors import SynapseError, UploadGone
 from synapse_tui.engine.events import (
+    BackendState,
     FatalStop,
     JobDone,
     JobFailed,
+    JobQueued,
     JobSkipped,
     ScanProgress,
     TotalProgress,
@@ -26,6 +28,7 @@ from synapse_tui.engine.events import (
 from synapse_tui.engine.names import display_path
 from synapse_tui.ui.collection_choice import describe_plan
 from synapse_tui.ui.messages import EngineUpdate
+from synapse_tui.ui.screens.job_actions import JobActions
 from synapse_tui.ui.widgets.backend_banner import BackendBanner
 from synapse_tui.ui.widgets.collection_target import CollectionTarget
 from synapse_tui.ui.widgets.event_log import EventLog
@@ -36,8 +39,8 @@ from synapse_tui.ui.widgets.overall_progress import OverallProgress
 from synapse_tui.ui.widgets.pane_tabs import PANES, PaneTabs
 from synapse_tui.ui.widgets.progress_panel import ProgressPanel
 from synapse_tui.ui.widgets.scan_status import ScanStatus
+from synapse_tui.ui.widgets.summary_bar import LEFT, SummaryBar
 from synapse_tui.ui.widgets.throughput import Throughput
-from synapse_tui.units import format_rate, parse_rate
 
 if TYPE_CHECKING:
     from synapse_tui.ui.app import SynapseApp
@@ -45,7 +48,7 @@ if TYPE_CHECKING:
 PANE_IDS = [pane for pane, _ in PANES]
 
 
-class DashboardScreen(Screen[None]):
+class DashboardScreen(JobActions, Screen[None]):
     """Three panes and a log; below 110 columns one pane at a time behind a tab strip."""
 
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]  # noqa: RUF012
@@ -61,10 +64,12 @@ class DashboardScreen(Screen[None]):
         Binding("p", "pause_job", "Pause", show=True),
         Binding("P", "pause_all", "Pause all", show=False),
         Binding("x", "cancel_job", "Cancel", show=True),
-        Binding("r", "retry_failed", "Retry", show=True),
+        Binding("X", "cancel_all", "Cancel all", show=False),
+        Binding("r", "retry_failed", "Retry now", show=True),
         Binding("d", "drain", "Drain", show=False),
-        Binding("plus", "concurrency(1)", "Conc +", show=False),
-        Binding("minus", "concurrency(-1)", "Conc -", show=False),
+        # Not + / -: those mark by glob in the file browser. These work from every pane.
+        Binding("greater_than_sign", "concurrency(1)", "More at once", show=False),
+        Binding("less_than_sign", "concurrency(-1)", "Fewer at once", show=False),
         Binding("b", "bandwidth", "Bandwidth", show=False),
         Binding("c", "choose_collection", "Collection", show=False),
         Binding("s", "app.settings", "Settings", show=False),
@@ -76,13 +81,25 @@ class DashboardScreen(Screen[None]):
         self.directory = os.path.abspath(directory)
         self.frozen = frozen
         self.current_pane = "browser"
-        self.concurrency = 4
+        self._concurrency = 4
         self.bwlimit: float | None = None
         self.draining = False
         self.skipped_scan = 0
         self.failed_scan = 0
         self.plan: CollectionPlan | None = None
         """The data collection the next `u` registers uploads in (None: plain uploads)."""
+
+    @property
+    def concurrency(self) -> int:
+        """Uploads at once, as asked of the engine."""
+        return self._concurrency
+
+    @concurrency.setter
+    def concurrency(self, n: int) -> None:
+        self._concurrency = n
+        for summary in self.query(SummaryBar):
+            summary.concurrency = n
+            summary.paint()
 
     @property
     def synapse(self) -> SynapseApp:
@@ -108,6 +125,7 @@ class DashboardScreen(Screen[None]):
             log = EventLog(display_path(self.directory), frozen=self.frozen, id="log")
             log.border_title = "Events"
             yield log
+        yield SummaryBar(frozen=self.frozen, id="summary")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -131,6 +149,10 @@ class DashboardScreen(Screen[None]):
     @property
     def counts(self) -> JobCounts:
         return self.query_one(JobCounts)
+
+    @property
+    def summary(self) -> SummaryBar:
+        return self.query_one(SummaryBar)
 
     # -- panes ------------------------------------------------------------------------------
 
@@ -170,16 +192,32 @@ class DashboardScreen(Screen[None]):
         self.queue.apply(update.events, update.views)
         log = self.log_widget
         counts = self.counts
+        summary = self.summary
         refresh_ledger = False
+        states = self.queue.counts()
         for event in update.events:
             log.record(event)
             if isinstance(event, TotalProgress):
+                left = sum(states.get(s, 0) for s in LEFT)
                 self.query_one(OverallProgress).update_totals(
-                    event.bytes_done, event.bytes_total, event.files_done, event.files_total
+                    event.bytes_done,
+                    event.bytes_total,
+                    event.files_done,
+                    event.files_total,
+                    left,
                 )
                 self.query_one(Throughput).update_rate(event.rate)
+                summary.files_total = event.files_total
+                summary.files.add(event.files_done)
+                summary.stalled = counts.stalled = event.stalled  # no clock in it: frozen too
                 if not self.frozen:
+                    summary.rate = event.rate
+                    summary.eta = (event.eta_low, event.eta_high)
                     counts.eta = (event.eta_low, event.eta_high)
+            elif isinstance(event, BackendState):
+                self.query_one(BackendBanner).health = event
+            elif isinstance(event, JobQueued) and event.resumed:
+                summary.note_resumed(1)
             elif isinstance(event, ScanProgress):
                 self.query_one(ScanStatus).show(event)
             elif isinstance(event, JobSkipped) and event.job_id is None:
@@ -191,9 +229,12 @@ class DashboardScreen(Screen[None]):
             elif isinstance(event, FatalStop):
                 self.notify(event.error, title="Uploads stopped", severity="error")
                 self.query_one(BackendBanner).status = "STOPPED"
-        counts.counts = self.queue.counts()
+        counts.counts = states  # the queue took the whole batch before the loop
         counts.skipped_scan = self.skipped_scan
         counts.failed_scan = self.failed_scan
+        summary.counts = states
+        summary.files_total = max(summary.files_total, len(self.queue.rows_by_id))
+        summary.paint()
         if refresh_ledger:
             self.refresh_ledger()
 
@@ -221,108 +262,6 @@ class DashboardScreen(Screen[None]):
         where = f" {describe_plan(self.plan)}" if self.plan is not None else ""
         self.log_widget.add("info", f"queued {what}{where}")
         self.browser.clear_marks()
-
-    def _job(self) -> int | None:
-        row = self.queue.highlighted_job
-        if row is None:
-            self.notify("no job highlighted in the queue", severity="warning")
-            return None
-        return row.job_id
-
-    def action_pause_job(self) -> None:
-        row = self.queue.highlighted_job
-        bridge = self.synapse.bridge
-        if row is None or bridge is None:
-            self.notify("no job highlighted in the queue", severity="warning")
-            return
-        if row.state == "paused":
-            bridge.resume(row.job_id)
-        else:
-            bridge.pause(row.job_id)
-
-    def action_pause_all(self) -> None:
-        bridge = self.synapse.bridge
-        if bridge is None:
-            return
-        states = self.queue.counts()
-        runnable = sum(states.get(s, 0) for s in ("queued", "hashing", "uploading"))
-        if runnable:
-            bridge.pause_all()
-            self.log_widget.add("info", "pausing every job")
-        else:
-            bridge.resume_all()
-            self.draining = False
-            self.counts.draining = False
-            self.query_one(BackendBanner).status = ""
-            self.log_widget.add("info", "resuming every job")
-
-    def action_cancel_job(self) -> None:
-        job_id = self._job()
-        bridge = self.synapse.bridge
-        if job_id is not None and bridge is not None:
-            bridge.cancel(job_id)
-
-    def action_retry_failed(self) -> None:
-        bridge = self.synapse.bridge
-        if bridge is None:
-            return
-        failed = self.queue.counts().get("failed", 0)
-        bridge.retry_failed()
-        self.log_widget.add("info", f"retrying {failed} failed job(s)")
-
-    def action_drain(self) -> None:
-        bridge = self.synapse.bridge
-        if bridge is None:
-            return
-        self.draining = not self.draining
-        if self.draining:
-            bridge.drain()
-            self.log_widget.add("info", "draining: finishing what is in flight, starting nothing")
-        else:
-            bridge.undrain()
-            self.log_widget.add("info", "drain off: starting queued jobs again")
-        self.counts.draining = self.draining
-        self.query_one(BackendBanner).status = "draining" if self.draining else ""
-
-    def action_concurrency(self, step: int) -> None:
-        bridge = self.synapse.bridge
-        if bridge is None:
-            return
-        self.concurrency = max(1, min(64, self.concurrency + step))
-        bridge.set_concurrency(self.concurrency)
-        self.counts.concurrency = self.concurrency
-        self.notify(f"concurrency {self.concurrency}", timeout=2)
-
-    def action_bandwidth(self) -> None:
-        from synapse_tui.ui.screens.prompt import PromptScreen
-
-        def done(text: str | None) -> None:
-            if text is None:
-                return
-            try:
-                rate = parse_rate(text)
-            except ValueError as exc:
-                self.notify(str(exc), severity="error")
-                return
-            self.set_bandwidth(rate)
-
-        current = "" if self.bwlimit is None else format_rate(self.bwlimit).replace(" ", "")
-        self.app.push_screen(
-            PromptScreen(
-                "Bandwidth limit per second",
-                "e.g. 20M, 500K; 0 or empty: unlimited",
-                current.removesuffix("/s").replace("iB", ""),
-            ),
-            done,
-        )
-
-    def set_bandwidth(self, rate: float | None) -> None:
-        bridge = self.synapse.bridge
-        self.bwlimit = rate
-        if bridge is not None:
-            bridge.set_bwlimit(rate)
-        self.counts.bwlimit = rate
-        self.log_widget.add("info", f"bandwidth limit {format_rate(rate)}")
 
     @work(group="collections", exclusive=True, exit_on_error=False)
     async def action_choose_collection(self) -> None:

@@ -18,6 +18,15 @@ from synapse_tui.ui.screens.reading import ReadingScreen
 from synapse_tui.units import format_size
 
 
+def retries(d: JobDetails) -> str:
+    """Failed attempts since the job last made progress (the count resets on progress)."""
+    if d.state == "done":
+        return "—"
+    if not d.attempts:
+        return "none since the last progress"
+    return f"{d.attempts} failed attempt{'s' if d.attempts != 1 else ''} since the last progress"
+
+
 def details_table(d: JobDetails) -> Table:
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold", no_wrap=True)
@@ -32,7 +41,7 @@ def details_table(d: JobDetails) -> Table:
         ("Upload id", d.upload_id or "—"),
         ("Upload URL", d.upload_url or "—"),
         ("MD5", d.md5 or "—"),
-        ("Attempts", str(d.attempts)),
+        ("Retries", retries(d)),
         ("Resumed from", format_size(d.resumed_from) if d.resumed_from else "—"),
         ("Last error", escape_text(d.last_error) if d.last_error else "—"),
     ]

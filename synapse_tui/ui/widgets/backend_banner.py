@@ -1,13 +1,31 @@
-"""The header line: which backend uploads go to (and a loud note when it is a local one)."""
+"""The header line: which backend uploads go to, whether it answers (and a loud note when
+it is a local one)."""
 
 from __future__ import annotations
+
+import time
 
 from textual.reactive import reactive
 from textual.widgets import Static
 
+from synapse_tui.engine.events import BackendState
+from synapse_tui.engine.names import escape_text
+
+
+def describe_health(state: BackendState | None) -> str:
+    """`● reachable`, `✗ failing since 14:02:11: <error>`, or "" before anything is known."""
+    if state is None:
+        return ""
+    if state.ok or state.failing_since is None:
+        return "● reachable"
+    since = time.strftime("%H:%M:%S", time.localtime(state.failing_since))
+    error = f": {escape_text(state.error)}" if state.error else ""
+    return f"✗ failing since {since}{error}"
+
 
 class BackendBanner(Static):
-    """`synapse-tui → https://host` or `LOCAL backend (...) — uploads stay on this machine`."""
+    """`synapse-tui → https://host  ● reachable` or `LOCAL backend (...) — uploads stay on
+    this machine`; red while uploads to the backend fail."""
 
     host: reactive[str] = reactive("", init=False)
     """The API root uploads go to."""
@@ -15,6 +33,8 @@ class BackendBanner(Static):
     """True when the embedded backend runs in this process."""
     status: reactive[str] = reactive("", init=False)
     """A short state note (paused, draining, stopped)."""
+    health: reactive[BackendState | None] = reactive(None, init=False)
+    """The backend's last known state (None: nothing sent yet)."""
 
     def on_mount(self) -> None:
         self._paint()
@@ -26,16 +46,24 @@ class BackendBanner(Static):
             text = f"synapse-tui → {self.host}"
         else:
             text = "synapse-tui · no backend"
+        health = describe_health(self.health)
+        if health:
+            text += f"  {health}"
         if self.status:
             text += f"  [{self.status}]"
         self.set_class(self.local, "-local")
+        self.set_class(self.health is not None and not self.health.ok, "-failing")
         self.update(text)
 
     def watch_host(self) -> None:
+        self.health = None  # another backend (the engine restarted): nothing known of it yet
         self._paint()
 
     def watch_local(self) -> None:
         self._paint()
 
     def watch_status(self) -> None:
+        self._paint()
+
+    def watch_health(self) -> None:
         self._paint()

@@ -15,11 +15,12 @@ from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
 from synapse_tui.engine.names import display_name, display_path
+from synapse_tui.ui.folder_sizes import MarkedSizes
 from synapse_tui.ui.listing import Entry, list_folder
 from synapse_tui.units import format_size
 
 
-class FileBrowser(Tree[Entry]):
+class FileBrowser(MarkedSizes, Tree[Entry]):
     """A directory tree rooted at the dashboard's folder; `space` marks, `u` queues."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -54,6 +55,8 @@ class FileBrowser(Tree[Entry]):
         self._expanded: set[bytes] = {self.root_path}
         self._loading: set[bytes] = set()
         self._anchor: int | None = None  # `v`: the line where a range mark started
+        self.folder_sizes: dict[bytes, tuple[int, bool]] = {}
+        self._measuring: dict[bytes, int] = {}
         super().__init__(
             display_path(self.root_path), data=Entry(self.root_path, True, None), id=id
         )
@@ -140,6 +143,7 @@ class FileBrowser(Tree[Entry]):
 
     def reload(self) -> None:
         """Re-read every expanded folder from disk."""
+        self.folder_sizes.clear()
         for path in sorted(self._expanded):
             if path == self.root_path or path in self._listings:
                 self.load(path)
@@ -220,14 +224,18 @@ class FileBrowser(Tree[Entry]):
     def _marks_changed(self) -> None:
         self._invalidate()
         self.refresh()
+        self._measure_marked()
+        self.border_subtitle = self._subtitle()
+
+    def _show_subtitle(self) -> None:
         self.border_subtitle = self._subtitle()
 
     def _subtitle(self) -> str:
         parts = []
         if self.marked:
-            known = [self._size_of(p) for p in self.marked]
-            size = sum(s for s in known if s is not None)
-            parts.append(f"{len(self.marked)} marked, {format_size(size)}")
+            size, final = self.marked_size()
+            more = "" if final else "+ (counting…)"
+            parts.append(f"{len(self.marked)} marked, {format_size(size)}{more}")
         if self.name_filter:
             parts.append(f"filter: {self.name_filter}")
         if self.show_hidden:

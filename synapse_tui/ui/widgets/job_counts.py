@@ -6,7 +6,8 @@ from textual.reactive import reactive
 from textual.widgets import Static
 
 from synapse_tui.ui.widgets.live_text import set_live_text
-from synapse_tui.units import format_duration, format_rate
+from synapse_tui.ui.widgets.summary_bar import format_eta
+from synapse_tui.units import format_rate
 
 ACTIVE = ("hashing", "uploading", "finalizing", "registering")
 
@@ -28,6 +29,8 @@ class JobCounts(Static):
     """Finishing what is in flight, starting nothing new."""
     eta: reactive[tuple[float | None, float | None]] = reactive((None, None), init=False)
     """The ETA range (low, high) in seconds."""
+    stalled: reactive[bool] = reactive(False, init=False)
+    """Jobs run but no byte moved for longer than usual."""
 
     _shown = ""
 
@@ -48,19 +51,13 @@ class JobCounts(Static):
     watch_skipped_scan = watch_failed_scan = watch_concurrency = watch_bwlimit = watch_draining = (
         _watch_any
     )
-    watch_eta = _watch_any
+    watch_eta = watch_stalled = _watch_any
 
     def text(self) -> str:
         c = self.counts
         active = sum(c.get(s, 0) for s in ACTIVE)
         skipped = c.get("skipped", 0) + self.skipped_scan
-        low, high = self.eta
-        if low is None and high is None:
-            eta = "--"
-        elif low is not None and high is not None and format_duration(low) != format_duration(high):
-            eta = f"{format_duration(low)} – {format_duration(high)}"
-        else:
-            eta = format_duration(low if low is not None else high)
+        eta = format_eta(*self.eta, stalled=self.stalled)
         parts = [f"queued {c.get('queued', 0)}", f"active {active}"]
         if c.get("registering"):
             parts.append(f"registering {c['registering']}")

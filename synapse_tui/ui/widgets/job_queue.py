@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import ClassVar
 
-from rich.cells import cell_len, set_cell_size
-from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual import events
@@ -24,70 +20,28 @@ from synapse_tui.engine.events import (
     JobDone,
     JobProgress,
     JobQueued,
+    JobRetrying,
     JobStateChanged,
 )
 from synapse_tui.ui.colours import rich_style
 from synapse_tui.ui.messages import JobView
-from synapse_tui.units import format_duration, format_rate, format_size
+from synapse_tui.ui.widgets.job_rows import (
+    ACTIVE,
+    COLUMNS,
+    STATE_LABELS,
+    JobRow,
+    column_widths,
+    line_strip,
+    monotonic,
+    plain_cells,
+    state_key,
+)
 
-STATE_LABELS = {
-    "queued": ("· queued", "foreground"),
-    "hashing": ("# hashing", "secondary"),
-    "uploading": ("▲ upload", "primary"),
-    "finalizing": ("◆ final", "primary"),
-    "registering": ("◇ regist", "accent"),
-    "paused": ("‖ paused", "warning"),
-    "done": ("✓ done", "success"),
-    "skipped": ("- skip", "foreground"),
-    "failed": ("✗ failed", "error"),
-    "cancelled": ("⊘ cancel", "foreground"),
-}
-ACTIVE = ("hashing", "uploading", "finalizing", "registering")
-COLUMNS = ("State", "Name", "Size", "Progress", "Speed", "ETA", "Try")
-WIDTHS = (8, 0, 9, 10, 10, 6, 3)  # fixed widths so live values never get cropped
-FIXED = sum(WIDTHS) + 2 * len(COLUMNS) + 2  # every column but the name, with padding
-RIGHT = (False, False, True, False, True, True, True)  # right-justified columns
 NULL = Style()
+# Rows kept above the first active row when the queue follows the uploads.
+FOLLOW_CONTEXT = 2
 
-
-@dataclass
-class JobRow:
-    """The queue's own record of a job, fed by engine events."""
-
-    job_id: int
-    path: str
-    size: int
-    state: str = "queued"
-    sent: int = 0
-    rate: float = 0.0
-    eta: float | None = None
-    attempts: int = 0
-    error: str | None = None
-
-
-def progress_bar(done: int, total: int, width: int = 5) -> str:
-    fraction = 1.0 if total <= 0 else max(0.0, min(1.0, done / total))
-    filled = round(fraction * width)
-    return "█" * filled + "░" * (width - filled) + f"{fraction * 100:4.0f}%"
-
-
-def fit(text: str, width: int, right: bool = False) -> str:
-    """`text` padded (or cropped) to exactly `width` cells."""
-    n = cell_len(text)
-    if n >= width:
-        return set_cell_size(text, width)
-    pad = " " * (width - n)
-    return pad + text if right else text + pad
-
-
-def _name_width(width: int) -> int:
-    """The Name column's width in a queue `width` cells wide (the rest are fixed)."""
-    return max(10, width - FIXED + 2)
-
-
-def short_rate(rate: float) -> str:
-    """`12.3MiB/s`: a rate that fits the Speed column."""
-    return format_rate(rate).replace(" ", "")
+__all__ = ["JobQueue", "JobRow"]
 
 
 class JobQueue(ScrollView, can_focus=True):
@@ -135,13 +89,14 @@ class JobQueue(ScrollView, can_focus=True):
         Binding("pagedown", "page_down", "Page down", show=False),
         Binding("pageup", "page_up", "Page up", show=False),
         Binding("home,g", "first", "First", show=False),
-        Binding("end,G", "last", "Last", show=False),
-        Binding("plus", "screen.concurrency(1)", "Conc +", show=False),
-        Binding("minus", "screen.concurrency(-1)", "Conc -", show=False),
+        Binding("end,G", "last", "Last, follow", show=False),
+        Binding("f", "follow", "Follow", show=False),
     ]
 
     cursor_row: reactive[int] = reactive(0, init=False)
     """Index of the highlighted job (in queue order)."""
+    following: reactive[bool] = reactive(True, init=False)
+    """Keep the first active row in view while uploads run; a manual move turns it off."""
 
     class OpenJob(Message):
         """The user asked for a job's details."""
@@ -160,10 +115,13 @@ class JobQueue(ScrollView, can_focus=True):
         self._lines: dict[int, Strip] = {}  # job id -> its rendered line (cursor off)
         self._names: dict[int, str] = {}  # job id -> its path as shown (relative to base)
         self._width = 0  # the width the cached lines were made for
+        self._active: set[int] = set()  # ids of the rows in an active state
+        self._timed: set[int] = set()  # rows whose cells change with the clock (retry, stall)
 
     def on_mount(self) -> None:
         self.border_subtitle = self._summary()
         self._resize_virtual()
+        self.set_interval(1.0, self._tick)
 
     def notify_style_update(self) -> None:
         super().notify_style_update()
@@ -192,37 +150,98 @@ class JobQueue(ScrollView, can_focus=True):
                     self._names[row.job_id] = self._relative(row.path)
                     added = True
                 row.state = "queued"
+                row.state, row.pausing, row.retry = "queued", False, None
             elif isinstance(event, JobStateChanged) and event.job_id in self.rows_by_id:
                 row = self.rows_by_id[event.job_id]
+                if event.state.value != row.state:
+                    row.pausing = row.pausing and event.state.value in ACTIVE
+                    row.retry = None
                 row.state = event.state.value
                 if event.state.value not in ACTIVE:
                     row.rate, row.eta = 0.0, None
             elif isinstance(event, JobProgress) and event.job_id in self.rows_by_id:
                 row = self.rows_by_id[event.job_id]
+                if event.sent != row.sent:
+                    row.retry = None  # bytes move again
+                    row.moved(monotonic())
                 row.sent, row.rate, row.eta = event.sent, event.rate, event.eta
+            elif isinstance(event, JobRetrying) and event.job_id in self.rows_by_id:
+                row = self.rows_by_id[event.job_id]
+                row.retry = (event.attempt, event.budget, monotonic() + event.delay)
+                row.attempts = event.attempt
+                row.rate, row.eta = 0.0, None
             elif isinstance(event, JobDone) and event.job_id in self.rows_by_id:
                 row = self.rows_by_id[event.job_id]
-                row.state, row.sent = "done", row.size
+                row.state, row.sent, row.retry = "done", row.size, None
             else:
                 continue
             touched.add(row.job_id)
         for job_id, view in views.items():
             row = self.rows_by_id.get(job_id)
             if row is not None:
-                row.state, row.sent, row.attempts = view.state, view.sent, view.attempts
+                row.state, row.sent = view.state, view.sent
+                if row.retry is None or view.attempts:
+                    row.attempts = view.attempts  # a view made before the retry lags it
                 row.error = view.last_error
                 touched.add(job_id)
         if added:
             self._resize_virtual()
-        width = self.scrollable_content_region.width
         for job_id in touched:
+            row = self.rows_by_id[job_id]
+            (self._active.add if row.state in ACTIVE else self._active.discard)(job_id)
+            timed = row.retry is not None or row.state == "uploading"
+            (self._timed.add if timed else self._timed.discard)(job_id)
+        self._redraw(touched)
+        if added:
+            self.border_subtitle = self._summary()
+        if self.following:
+            self._follow()
+
+    def _redraw(self, job_ids: set[int]) -> None:
+        width = self.scrollable_content_region.width
+        for job_id in job_ids:
             cells = self._plain_cells(self.rows_by_id[job_id], width)
             if self._shown.get(job_id) != cells:  # the eye would see it: redraw the line
                 self._shown[job_id] = cells
                 self._lines.pop(job_id, None)
                 self.refresh_line(self._index[job_id] + 1)
-        if added:
-            self.border_subtitle = self._summary()
+
+    def _tick(self) -> None:
+        """Once a second: retry countdowns and stalled uploads change with the clock."""
+        if self._timed:
+            self._redraw(set(self._timed))
+
+    def mark_pausing(self, job_id: int) -> None:
+        """Say `pausing…` at once: the engine pauses when the piece in flight is sent."""
+        row = self.rows_by_id.get(job_id)
+        if row is not None and row.state not in ("paused", "done", "failed", "cancelled"):
+            row.pausing = True
+            self._redraw({job_id})
+
+    # -- following the uploads ------------------------------------------------------------
+
+    def first_active(self) -> int | None:
+        """The queue position of the first active row (None when nothing runs)."""
+        if not self._active:
+            return None
+        return min(self._index[job_id] for job_id in self._active)
+
+    def _follow(self) -> None:
+        """Bring the first active row into view (with a little context) if it is not."""
+        index = self.first_active()
+        if index is None:
+            return
+        visible = self.scrollable_content_region.height - 1  # rows under the header
+        top = round(self.scroll_y)
+        if visible <= 0 or top <= index < top + visible:
+            return  # in view, or the pane is hidden (it follows when shown: on_resize)
+        self.scroll_to(y=max(0, index - FOLLOW_CONTEXT), animate=False, immediate=True)
+        self.cursor_row = index
+
+    def watch_following(self) -> None:
+        self.border_subtitle = self._summary()
+        if self.following:
+            self._follow()
 
     def cells(self, job_id: int) -> tuple[Text, ...]:
         """The job's cells as shown, styled (State, Name, Size, Progress, Speed, ETA, Try)."""
@@ -244,7 +263,10 @@ class JobQueue(ScrollView, can_focus=True):
 
     def _summary(self) -> str:
         n = len(self.rows_by_id)
-        return f"{n} job{'s' if n != 1 else ''}" if n else "empty: mark files, press u"
+        if not n:
+            return "empty: mark files, press u"
+        follow = "following" if self.following else "f: follow"
+        return f"{n} job{'s' if n != 1 else ''} · {follow}"
 
     def _resize_virtual(self) -> None:
         size = Size(self.scrollable_content_region.width, len(self._order) + 1)
@@ -265,39 +287,14 @@ class JobQueue(ScrollView, can_focus=True):
 
     def _plain_cells(self, row: JobRow, width: int) -> tuple[str, ...]:
         """The row's cells as text, for a queue `width` cells wide."""
-        name = self._names[row.job_id]
-        name_width = _name_width(width)
-        if cell_len(name) > name_width:
-            name = "…" + name[-(name_width - 1) :]
-        label = STATE_LABELS.get(row.state, (row.state, "foreground"))[0]
-        active = row.state in ACTIVE
-        done = row.size if row.state == "done" else row.sent
-        return (
-            label,
-            name,
-            format_size(row.size),
-            progress_bar(done, row.size),
-            short_rate(row.rate) if active and row.rate > 0 else "",
-            format_duration(row.eta) if active and row.eta else "",
-            str(row.attempts) if row.attempts else "",
-        )
+        return plain_cells(row, self._names[row.job_id], column_widths(width), monotonic())
 
     def _cell_styles(self, row: JobRow) -> tuple[Style, ...]:
-        colour = STATE_LABELS.get(row.state, (row.state, "foreground"))[1]
+        colour = STATE_LABELS.get(state_key(row), (row.state, "foreground"))[1]
         state = rich_style(self.app.theme_variables.get(colour, "")) if self.is_mounted else NULL
         return (state,) + (NULL,) * (len(COLUMNS) - 1)
 
     # -- rendering --------------------------------------------------------------------------
-
-    def _strip(
-        self, cells: Sequence[str], styles: Sequence[Style], base: Style, width: int
-    ) -> Strip:
-        widths = (WIDTHS[0], _name_width(width), *WIDTHS[2:])
-        segments = []
-        for cell, style, cells_wide, right in zip(cells, styles, widths, RIGHT, strict=True):
-            segments.append(Segment(" " + fit(cell, cells_wide, right) + " ", base + style))
-        strip = Strip(segments)
-        return strip.crop_extend(0, width, base)
 
     def render_line(self, y: int) -> Strip:
         width = self.scrollable_content_region.width
@@ -307,7 +304,10 @@ class JobQueue(ScrollView, can_focus=True):
             self._shown.clear()
         if y == 0:
             header = self.get_component_rich_style("job-queue--header")
-            return self._strip(COLUMNS, (NULL,) * len(COLUMNS), header, width)
+            titles = list(COLUMNS)
+            if column_widths(width)[3] < len("Progress"):
+                titles[3] = "Done"  # the percentage only: no room for a bar
+            return line_strip(titles, (NULL,) * len(COLUMNS), header, width)
         index = round(self.scroll_y) + y - 1
         if not 0 <= index < len(self._order):
             return Strip.blank(width, self.rich_style)
@@ -315,18 +315,20 @@ class JobQueue(ScrollView, can_focus=True):
         row = self.rows_by_id[job_id]
         if index == self.cursor_row:
             cursor = self.rich_style + self.get_component_rich_style("job-queue--cursor")
-            return self._strip(self._plain_cells(row, width), (NULL,) * len(COLUMNS), cursor, width)
+            return line_strip(self._plain_cells(row, width), (NULL,) * len(COLUMNS), cursor, width)
         line = self._lines.get(job_id)
         if line is None:
             cells = self._plain_cells(row, width)
             self._shown[job_id] = cells
-            line = self._strip(cells, self._cell_styles(row), self.rich_style, width)
+            line = line_strip(cells, self._cell_styles(row), self.rich_style, width)
             self._lines[job_id] = line
         return line
 
     def on_resize(self, event: events.Resize) -> None:
         self._resize_virtual()
         self.refresh()
+        if self.following:
+            self.call_after_refresh(self._follow)
 
     # -- cursor -----------------------------------------------------------------------------
 
@@ -344,22 +346,38 @@ class JobQueue(ScrollView, can_focus=True):
             self.scroll_to(y=new - visible + 1, animate=False)
 
     def action_cursor_down(self) -> None:
+        self.following = False
         self.cursor_row += 1
 
     def action_cursor_up(self) -> None:
+        self.following = False
         self.cursor_row -= 1
 
     def action_page_down(self) -> None:
+        self.following = False
         self.cursor_row += max(1, self.scrollable_content_region.height - 2)
 
     def action_page_up(self) -> None:
+        self.following = False
         self.cursor_row -= max(1, self.scrollable_content_region.height - 2)
 
     def action_first(self) -> None:
+        self.following = False
         self.cursor_row = 0
 
     def action_last(self) -> None:
+        """`G`: the last row, and follow the uploads again."""
         self.cursor_row = len(self._order) - 1
+        self.following = True
+
+    def action_follow(self) -> None:
+        self.following = True
+
+    def on_mouse_scroll_down(self, event: events.MouseScrollDown) -> None:
+        self.following = False
+
+    def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
+        self.following = False
 
     def on_click(self, event: events.Click) -> None:
         offset = event.get_content_offset(self)
@@ -369,6 +387,7 @@ class JobQueue(ScrollView, can_focus=True):
         if 0 <= index < len(self._order):
             if index == self.cursor_row and event.chain >= 2:
                 self.action_open_job()
+            self.following = False
             self.cursor_row = index
 
     # -- actions ----------------------------------------------------------------------------

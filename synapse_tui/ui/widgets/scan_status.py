@@ -8,6 +8,11 @@ from synapse_tui.engine.events import ScanProgress
 from synapse_tui.units import format_size
 
 
+def plural(n: int, noun: str) -> str:
+    """`1 file`, `2 files`."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 class ScanStatus(Static):
     """Shown while a scan runs (and its summary after): files, bytes, duplicates, uploaded."""
 
@@ -19,8 +24,9 @@ class ScanStatus(Static):
         self.last = event
         verb = "scanned" if event.done else "scanning…"
         text = (
-            f"{verb} {event.files} files, {format_size(event.bytes)}"
-            f" · {event.duplicates} duplicates · {event.already_uploaded} already uploaded"
+            f"{verb} {plural(event.files, 'file')}, {format_size(event.bytes)}"
+            f" · {plural(event.duplicates, 'duplicate')}"
+            f" · {event.already_uploaded} already uploaded"
         )
         if event.skipped:
             text += f" · {event.skipped} skipped"
