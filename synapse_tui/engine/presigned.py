@@ -75,7 +75,9 @@ async def _presigned_for(svc: PresignedService, job: Job) -> bool:
     try:
         capable = await svc.discover()
     except TransientError as exc:  # the backend is unwell: the chunked path retries
-        svc.m.log("warning", f"{job.display}: cannot ask for the storage ({exc})", job.id)
+        if not svc.why_not:
+            svc.why_not = f"cannot ask for the storage ({exc}); chunked meanwhile"
+            svc.m.log("warning", svc.why_not, job.id)
         return False
     if not capable:
         svc.strategy_refused()
@@ -184,9 +186,9 @@ class PresignedUpload(FileUpload):
             if self.job.restarts >= 1:
                 raise ChecksumMismatch(f"the storage holds other bytes than the file: {error}")
             raise Restart(f"confirm refused: {error}")
-        if "nothing was uploaded" in lowered or "storage holds" in lowered:
-            raise Restart(f"confirm refused: {error}")
-        if "multipart" in lowered or "upload" in lowered:
+        # Nothing (or not all) landed, the multipart upload is gone, or the backend forgot
+        # the key (a new server): a new key and a new upload.
+        if any(w in lowered for w in ("uploaded", "storage holds", "multipart", "unknown file")):
             raise Restart(f"confirm refused: {error}")
         raise ServerRejected(f"confirm refused: {error}", status=400)
 
@@ -317,6 +319,16 @@ class PresignedUpload(FileUpload):
         hashing = self.loop.run_in_executor(
             io_executor(), hash_parts, self.fd, job.size, part_size, on_part, stop
         )
+
+        def hashed(done: asyncio.Future[Any]) -> None:
+            # A failed pass (the file changed, a read error) ends the parts waiting on it.
+            error = None if done.cancelled() else done.exception()
+            for future in digests.values():
+                if error is not None and not future.done():
+                    future.set_exception(error)
+                    future.exception()  # retrieved: the pass's own error is raised
+
+        hashing.add_done_callback(hashed)
         try:
             missing = [n for n in sorted(grant.parts) if grant.parts[n].etag is None]
             await self._send_parts(grant, missing, digests)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from synapse_tui.engine.journal import Journal
+from synapse_tui.engine.journal import UNFINISHED, Journal
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS presigned_files (
@@ -62,9 +62,19 @@ class PresignedJournal:
 
     def __init__(self, journal: Journal) -> None:
         self.journal = journal
-        db = journal._db
-        for statement in SCHEMA:
-            db.execute(statement)
+        with journal._tx() as db:
+            for statement in SCHEMA:
+                db.execute(statement)
+            # Grants of jobs that ended otherwise (cancelled, failed, pruned): their URLs
+            # are credentials and no use any more.
+            states = [s.value for s in UNFINISHED]
+            marks = ",".join("?" * len(states))
+            for table in ("presigned_parts", "presigned_files"):
+                db.execute(
+                    f"DELETE FROM {table} WHERE job_id NOT IN"
+                    f" (SELECT id FROM jobs WHERE state IN ({marks}))",
+                    states,
+                )
 
     def save(self, grants: dict[int, Grant]) -> None:
         """Record the grants of a batch in one write (replacing any older one of a job)."""

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from synapse_tui.engine.events import JobState
-from tests.faults.helpers import Outcome, TimedProxy, make_file, run_engine
+from tests.faults.helpers import Outcome, TimedProxy, make_file, run_engine, wait_until
 from tests.harness.embedded import EmbeddedServer
 from tests.harness.moto import MotoServer
 from tests.harness.proxy import Fault, FaultProxy, Rule
@@ -207,3 +207,23 @@ async def test_the_storage_never_sees_the_token_and_logs_never_show_urls(
         text = " ".join(outcome.logs()) + " ".join(str(e) for e in outcome.events)
         assert "Signature" not in text and "X-Amz" not in text
         assert outcome.states() == [JobState.DONE]
+
+
+async def test_a_file_changed_during_a_multipart_upload_is_never_confirmed(
+    moto: MotoServer, tmp_path: Path
+) -> None:
+    big = make_file(tmp_path / "big.bin", 3 * PART, seed=10)
+    async with stack(moto, tmp_path / "root") as (storage, server):
+
+        async def during(m: Any) -> None:
+            await wait_until(lambda: len(puts(storage)) >= 1 and puts(storage)[0].done)
+            with big.open("r+b") as f:  # same size, other bytes, a new mtime
+                f.seek(PART + 10)
+                f.write(b"changed")
+
+        outcome = await upload(
+            server, [big], tmp_path / "s", during=during, concurrency=1, bwlimit=8 << 20
+        )
+        (failed,) = outcome.failed
+        assert "changed" in failed.error
+        assert stored(server) == [] and data_files(server) == 0
