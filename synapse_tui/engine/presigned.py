@@ -17,7 +17,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import xxhash
@@ -25,15 +25,15 @@ import xxhash
 from synapse_tui.engine.errors import (
     ChecksumMismatch,
     FileChangedError,
-    LocalFileError,
     ProtocolError,
     ServerRejected,
     TransientError,
     UploadGone,
 )
 from synapse_tui.engine.events import JobState
-from synapse_tui.engine.hashing import PIECE, SCAN_PIECE, io_executor, open_regular, read_piece
+from synapse_tui.engine.hashing import PIECE, io_executor, open_regular, read_piece
 from synapse_tui.engine.presigned_batch import EXPIRY_MARGIN, PresignedService
+from synapse_tui.engine.presigned_hash import NEVER, hash_parts, ignore_parts
 from synapse_tui.engine.presigned_journal import Grant
 from synapse_tui.engine.protocol import UploadInfo
 from synapse_tui.engine.storage_http import UrlExpired
@@ -88,38 +88,6 @@ async def _presigned_for(svc: PresignedService, job: Job) -> bool:
 
 def _b64(digest: bytes) -> str:
     return base64.b64encode(digest).decode("ascii")
-
-
-def hash_parts(
-    fd: int, size: int, part_size: int, on_part: Callable[[int, bytes], None], stop: threading.Event
-) -> tuple[str, str, str]:
-    """One read pass (in a thread): each part's MD5 as it completes, then the file's SHA1,
-    xxh3 and MD5 (the MD5 only when the file is one part)."""
-    sha1, xxh, md5 = hashlib.sha1(), xxhash.xxh3_128(), hashlib.md5()
-    number, in_part, pos = 1, 0, 0
-    while pos < size:
-        if stop.is_set():
-            raise _Stopped()
-        take = min(SCAN_PIECE, size - pos, part_size - in_part)
-        try:
-            data = os.pread(fd, take, pos)
-        except OSError as exc:
-            raise LocalFileError(f"read error at byte {pos}: {exc.strerror or exc}") from None
-        if len(data) != take:
-            raise FileChangedError(f"changed during upload: short read at byte {pos}")
-        sha1.update(data)
-        xxh.update(data)
-        md5.update(data)
-        pos += take
-        in_part += take
-        if in_part == part_size or pos == size:
-            on_part(number, md5.digest())
-            whole = md5.hexdigest() if number == 1 and pos == size else ""
-            number, in_part, md5 = number + 1, 0, hashlib.md5()
-    if size == 0:
-        on_part(1, md5.digest())
-        whole = md5.hexdigest()
-    return sha1.hexdigest(), xxh.hexdigest(), whole
 
 
 class PresignedUpload(FileUpload):
@@ -206,7 +174,7 @@ class PresignedUpload(FileUpload):
             sha1 = hashlib.sha1(body).hexdigest()
         else:  # hashed in one pass, then streamed from disk in a second
             sha1, xxh, whole = await self.loop.run_in_executor(
-                io_executor(), hash_parts, self.fd, job.size, job.size, _ignore, _never
+                io_executor(), hash_parts, self.fd, job.size, job.size, ignore_parts, NEVER
             )
             if xxh != job.fingerprint:
                 raise FileChangedError("changed since the pre-scan: content differs")
@@ -400,14 +368,3 @@ class PresignedUpload(FileUpload):
 def _set(future: asyncio.Future[bytes], value: bytes) -> None:
     if not future.done():
         future.set_result(value)
-
-
-def _ignore(number: int, digest: bytes) -> None:
-    pass
-
-
-class _Stopped(Exception):
-    """The hash pass was stopped (the job ended first)."""
-
-
-_never = threading.Event()

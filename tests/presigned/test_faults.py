@@ -13,7 +13,7 @@ import hashlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from synapse_tui.engine.events import JobState
 from tests.faults.helpers import Outcome, TimedProxy, make_file, run_engine, wait_until
@@ -227,3 +227,20 @@ async def test_a_file_changed_during_a_multipart_upload_is_never_confirmed(
         (failed,) = outcome.failed
         assert "changed" in failed.error
         assert stored(server) == [] and data_files(server) == 0
+
+
+async def test_each_part_carries_the_md5_of_its_own_bytes(moto: MotoServer, tmp_path: Path) -> None:
+    data_size = 2 * PART + 999
+    big = make_file(tmp_path / "big.bin", data_size, seed=14)
+    data = big.read_bytes()
+    async with stack(moto, tmp_path / "root") as (storage, server):
+        outcome = await upload(server, [big], tmp_path / "s")
+        assert len(outcome.done) == 1, outcome.logs()
+        seen = {}
+        for request in puts(storage):
+            number = int(parse_qs(urlsplit(request.path).query)["partNumber"][0])
+            piece = data[(number - 1) * PART : number * PART]
+            seen[number] = request.headers["content-md5"]
+            assert seen[number] == base64.b64encode(hashlib.md5(piece).digest()).decode()
+            assert request.body_length == len(piece)
+        assert sorted(seen) == [1, 2, 3]
