@@ -32,7 +32,7 @@ from synapse_tui.engine.errors import (
 )
 from synapse_tui.engine.events import JobState
 from synapse_tui.engine.hashing import PIECE, io_executor, open_regular, read_piece
-from synapse_tui.engine.presigned_batch import EXPIRY_MARGIN, PresignedService
+from synapse_tui.engine.presigned_batch import BATCH, EXPIRY_MARGIN, PresignedService
 from synapse_tui.engine.presigned_hash import NEVER, hash_parts, ignore_parts
 from synapse_tui.engine.presigned_journal import Grant
 from synapse_tui.engine.protocol import UploadInfo
@@ -129,7 +129,7 @@ class PresignedUpload(FileUpload):
         if parts is not None:
             item["multipart"] = {"upload_id": grant.upload_id, "parts": parts}
         self.m.set_state(job, JobState.FINALIZING, persist=False)
-        result = await self.svc.confirm(item)
+        result = await self._confirm(item)
         if not result.get("success"):
             self._refused(str(result.get("error") or "refused"))
         data_file = result.get("data_file_id")
@@ -146,6 +146,22 @@ class PresignedUpload(FileUpload):
         )
         self.svc.drop(job, lazy=True)
         self.m.finish(job, md5 or f"sha1:{sha1}", info)
+
+    async def _confirm(self, item: dict[str, Any]) -> dict[str, Any]:
+        """Wait for the batched confirm without holding a concurrency slot: the bytes are
+        sent, and the next files' PUTs go on meanwhile (holding it, PUTs stalled for every
+        confirm). At most a batch of jobs waits like this; then they keep their slots."""
+        gate = self.m.gate
+        if len(self.svc.waiting) >= BATCH:
+            return await self.svc.confirm(item)
+        await gate.release()
+        self.m._kick()
+        try:
+            return await self.svc.confirm(item)
+        finally:
+            # Taken back whatever the capacity, for the release when the job ends: no I/O
+            # happens before it, so the gate is over by at most a few finishing jobs.
+            gate._held += 1
 
     def _refused(self, error: str) -> None:
         lowered = error.lower()
