@@ -33,7 +33,7 @@ from synapse_tui.engine.errors import (
 from synapse_tui.engine.events import JobState
 from synapse_tui.engine.hashing import PIECE, io_executor, open_regular, read_piece
 from synapse_tui.engine.presigned_batch import BATCH, EXPIRY_MARGIN, PresignedService
-from synapse_tui.engine.presigned_hash import NEVER, hash_parts, ignore_parts
+from synapse_tui.engine.presigned_hash import NEVER, hash_parts, ignore_parts, md5_range
 from synapse_tui.engine.presigned_journal import Grant
 from synapse_tui.engine.protocol import UploadInfo
 from synapse_tui.engine.storage_http import UrlExpired
@@ -145,7 +145,7 @@ class PresignedUpload(FileUpload):
             raw={"file_key": grant.file_key, "checksum": sha1, "data_file_id": data_file},
         )
         self.svc.drop(job, lazy=True)
-        self.m.finish(job, md5 or f"sha1:{sha1}", info)
+        self.m.finish(job, md5, info)
 
     async def _confirm(self, item: dict[str, Any]) -> dict[str, Any]:
         """Wait for the batched confirm without holding a concurrency slot: the bytes are
@@ -292,45 +292,37 @@ class PresignedUpload(FileUpload):
             self.m.log("info", f"{job.display}: resuming with {done} bytes of parts stored", job.id)
             job.resumed_from = done
         job.sent = done
-        digests: dict[int, asyncio.Future[bytes]] = {
-            n: self.loop.create_future() for n in grant.parts
-        }
-
-        def on_part(number: int, digest: bytes) -> None:
-            self.loop.call_soon_threadsafe(_set, digests[number], digest)
-
+        # The file's SHA1, xxh3 and MD5 in one sequential pass on a worker thread, while
+        # each part hashes its own MD5 (for Content-MD5) just before it goes: parts start
+        # at once and hash in parallel, instead of waiting for the pass to reach them.
         stop = threading.Event()
         hashing = self.loop.run_in_executor(
-            io_executor(), hash_parts, self.fd, job.size, part_size, on_part, stop
+            io_executor(), hash_parts, self.fd, job.size, job.size, ignore_parts, stop
         )
-
-        def hashed(done: asyncio.Future[Any]) -> None:
-            # A failed pass (the file changed, a read error) ends the parts waiting on it.
-            error = None if done.cancelled() else done.exception()
-            for future in digests.values():
-                if error is not None and not future.done():
-                    future.set_exception(error)
-                    future.exception()  # retrieved: the pass's own error is raised
-
-        hashing.add_done_callback(hashed)
+        missing = [n for n in sorted(grant.parts) if grant.parts[n].etag is None]
+        sending = asyncio.ensure_future(self._send_parts(grant, missing))
         try:
-            missing = [n for n in sorted(grant.parts) if grant.parts[n].etag is None]
-            await self._send_parts(grant, missing, digests)
-            sha1, xxh, _ = await hashing
+            # A failed pass (the file changed, a read error) ends the parts at once.
+            both: list[asyncio.Future[Any]] = [sending, hashing]
+            await asyncio.wait(both, return_when="FIRST_EXCEPTION")
+            if hashing.done() and hashing.exception() is not None and not sending.done():
+                sending.cancel()
+                await asyncio.gather(sending, return_exceptions=True)
+                await hashing  # raises the pass's error (FileChangedError, LocalFileError)
+            await sending
+            sha1, xxh, md5 = await hashing
         finally:
             stop.set()
-            for future in digests.values():
-                future.cancel()
-            if not hashing.done():
-                await asyncio.gather(hashing, return_exceptions=True)
+            for pending in (sending, hashing):
+                if not pending.done():
+                    pending.cancel()
+                    await asyncio.gather(pending, return_exceptions=True)
         if xxh != job.fingerprint:
             raise FileChangedError("changed during upload: content differs from the pre-scan")
         parts = [{"part_number": n, "etag": grant.parts[n].etag} for n in sorted(grant.parts)]
-        return sha1, "", parts
+        return sha1, md5, parts
 
-    async def _send_parts(
-        self, grant: Grant, numbers: list[int], digests: dict[int, asyncio.Future[bytes]]
-    ) -> None:
+    async def _send_parts(self, grant: Grant, numbers: list[int]) -> None:
         """The job's own slot sends one part; more go as the concurrency gate has room."""
         queue = list(reversed(numbers))
         running: dict[asyncio.Task[None], bool] = {}  # task -> holds an extra gate slot
@@ -346,7 +338,7 @@ class PresignedUpload(FileUpload):
                     else:
                         break
                     number = queue.pop()
-                    task = asyncio.ensure_future(self._part(grant, number, digests[number]))
+                    task = asyncio.ensure_future(self._part(grant, number))
                     running[task] = extra
                 finished, _ = await asyncio.wait(
                     running, timeout=PART_POLL if queue else None, return_when="FIRST_COMPLETED"
@@ -369,18 +361,15 @@ class PresignedUpload(FileUpload):
         await self.m.gate.release()
         self.m._kick()
 
-    async def _part(self, grant: Grant, number: int, digest: asyncio.Future[bytes]) -> None:
+    async def _part(self, grant: Grant, number: int) -> None:
         job = self.job
         part_size = grant.part_size or 0
         start = (number - 1) * part_size
         length = min(part_size, job.size - start)
-        md5 = _b64(await digest)
+        md5 = _b64(
+            await self.loop.run_in_executor(io_executor(), md5_range, self.fd, start, length)
+        )
         etag = await self._put(grant, number, start, length, md5)
         grant.parts[number].etag = etag
         self.svc.records.part_done(job.id, number, etag)
         self._progress_made()
-
-
-def _set(future: asyncio.Future[bytes], value: bytes) -> None:
-    if not future.done():
-        future.set_result(value)

@@ -45,6 +45,23 @@ def hash_parts(
     return sha1.hexdigest(), xxh.hexdigest(), whole
 
 
+def md5_range(fd: int, start: int, length: int) -> bytes:
+    """The MD5 digest of `length` bytes at `start` (a part's Content-MD5), in a thread."""
+    md5 = hashlib.md5()
+    pos, end = start, start + length
+    while pos < end:
+        take = min(SCAN_PIECE, end - pos)
+        try:
+            data = os.pread(fd, take, pos)
+        except OSError as exc:
+            raise LocalFileError(f"read error at byte {pos}: {exc.strerror or exc}") from None
+        if len(data) != take:
+            raise FileChangedError(f"changed during upload: short read at byte {pos}")
+        md5.update(data)
+        pos += take
+    return md5.digest()
+
+
 def ignore_parts(number: int, digest: bytes) -> None:
     pass
 

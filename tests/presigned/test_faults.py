@@ -244,3 +244,23 @@ async def test_each_part_carries_the_md5_of_its_own_bytes(moto: MotoServer, tmp_
             assert seen[number] == base64.b64encode(hashlib.md5(piece).digest()).decode()
             assert request.body_length == len(piece)
         assert sorted(seen) == [1, 2, 3]
+
+
+async def test_a_failed_hash_pass_fails_the_file_and_stops_its_parts(
+    moto: MotoServer, tmp_path: Path, monkeypatch: Any
+) -> None:
+    from synapse_tui.engine import presigned
+    from synapse_tui.engine.errors import FileChangedError
+
+    def short_read(*args: Any) -> Any:
+        # The pass meets a file cut short by another program (os.pread returned less).
+        raise FileChangedError("changed during upload: short read at byte 0")
+
+    monkeypatch.setattr(presigned, "hash_parts", short_read)
+    big = make_file(tmp_path / "big.bin", 3 * PART, seed=15)
+    async with stack(moto, tmp_path / "root") as (_storage, server):
+        outcome = await upload(server, [big], tmp_path / "s", bwlimit=4 << 20)
+        (failed,) = outcome.failed
+        assert "short read" in failed.error
+        assert outcome.states() == [JobState.FAILED]
+        assert stored(server) == []
