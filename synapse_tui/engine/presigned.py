@@ -17,7 +17,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import xxhash
@@ -26,16 +26,16 @@ from synapse_tui.engine.answers import DETAIL_LIMIT
 from synapse_tui.engine.errors import (
     ChecksumMismatch,
     FileChangedError,
-    LocalFileError,
     ProtocolError,
     ServerRejected,
     TransientError,
     UploadGone,
 )
 from synapse_tui.engine.events import JobState
-from synapse_tui.engine.hashing import PIECE, SCAN_PIECE, io_executor, open_regular, read_piece
+from synapse_tui.engine.hashing import PIECE, io_executor, open_regular, read_piece
 from synapse_tui.engine.names import escape_text
-from synapse_tui.engine.presigned_batch import EXPIRY_MARGIN, PresignedService
+from synapse_tui.engine.presigned_batch import BATCH, EXPIRY_MARGIN, PresignedService
+from synapse_tui.engine.presigned_hash import NEVER, hash_parts, ignore_parts, md5_range
 from synapse_tui.engine.presigned_journal import Grant
 from synapse_tui.engine.protocol import UploadInfo
 from synapse_tui.engine.storage_http import UrlExpired
@@ -83,7 +83,9 @@ async def _presigned_for(svc: PresignedService, job: Job) -> bool:
     try:
         capable = await svc.discover()
     except TransientError as exc:  # the backend is unwell: the chunked path retries
-        svc.m.log("warning", f"{job.display}: cannot ask for the storage ({exc})", job.id)
+        if not svc.why_not:
+            svc.why_not = f"cannot ask for the storage ({exc}); chunked meanwhile"
+            svc.m.log("warning", svc.why_not, job.id)
         return False
     if not capable:
         svc.strategy_refused()
@@ -94,38 +96,6 @@ async def _presigned_for(svc: PresignedService, job: Job) -> bool:
 
 def _b64(digest: bytes) -> str:
     return base64.b64encode(digest).decode("ascii")
-
-
-def hash_parts(
-    fd: int, size: int, part_size: int, on_part: Callable[[int, bytes], None], stop: threading.Event
-) -> tuple[str, str, str]:
-    """One read pass (in a thread): each part's MD5 as it completes, then the file's SHA1,
-    xxh3 and MD5 (the MD5 only when the file is one part)."""
-    sha1, xxh, md5 = hashlib.sha1(), xxhash.xxh3_128(), hashlib.md5()
-    number, in_part, pos = 1, 0, 0
-    while pos < size:
-        if stop.is_set():
-            raise _Stopped()
-        take = min(SCAN_PIECE, size - pos, part_size - in_part)
-        try:
-            data = os.pread(fd, take, pos)
-        except OSError as exc:
-            raise LocalFileError(f"read error at byte {pos}: {exc.strerror or exc}") from None
-        if len(data) != take:
-            raise FileChangedError(f"changed during upload: short read at byte {pos}")
-        sha1.update(data)
-        xxh.update(data)
-        md5.update(data)
-        pos += take
-        in_part += take
-        if in_part == part_size or pos == size:
-            on_part(number, md5.digest())
-            whole = md5.hexdigest() if number == 1 and pos == size else ""
-            number, in_part, md5 = number + 1, 0, hashlib.md5()
-    if size == 0:
-        on_part(1, md5.digest())
-        whole = md5.hexdigest()
-    return sha1.hexdigest(), xxh.hexdigest(), whole
 
 
 class PresignedUpload(FileUpload):
@@ -172,7 +142,7 @@ class PresignedUpload(FileUpload):
         if parts is not None:
             item["multipart"] = {"upload_id": grant.upload_id, "parts": parts}
         self.m.set_state(job, JobState.FINALIZING, persist=False)
-        result = await self.svc.confirm(item)
+        result = await self._confirm(item)
         if not result.get("success"):
             # Server text: escaped (it reaches terminals, logs and the journal), and cut.
             self._refused(escape_text(str(result.get("error") or "refused"))[:DETAIL_LIMIT])
@@ -188,7 +158,23 @@ class PresignedUpload(FileUpload):
             checksum=sha1,
         )  # the journal keeps its record(); file key and data file are in job.extra
         self.svc.drop(job, lazy=True)
-        self.m.finish(job, md5 or f"sha1:{sha1}", info)
+        self.m.finish(job, md5, info)
+
+    async def _confirm(self, item: dict[str, Any]) -> dict[str, Any]:
+        """Wait for the batched confirm without holding a concurrency slot: the bytes are
+        sent, and the next files' PUTs go on meanwhile (holding it, PUTs stalled for every
+        confirm). At most a batch of jobs waits like this; then they keep their slots."""
+        gate = self.m.gate
+        if len(self.svc.waiting) >= BATCH:
+            return await self.svc.confirm(item)
+        await gate.release()
+        self.m._kick()
+        try:
+            return await self.svc.confirm(item)
+        finally:
+            # Taken back whatever the capacity, for the release when the job ends: no I/O
+            # happens before it, so the gate is over by at most a few finishing jobs.
+            gate._held += 1
 
     def _refused(self, error: str) -> None:
         lowered = error.lower()
@@ -197,9 +183,9 @@ class PresignedUpload(FileUpload):
             if self.job.restarts >= 1:
                 raise ChecksumMismatch(f"the storage holds other bytes than the file: {error}")
             raise Restart(f"confirm refused: {error}")
-        if "nothing was uploaded" in lowered or "storage holds" in lowered:
-            raise Restart(f"confirm refused: {error}")
-        if "multipart" in lowered or "upload" in lowered:
+        # Nothing (or not all) landed, the multipart upload is gone, or the backend forgot
+        # the key (a new server): a new key and a new upload.
+        if any(w in lowered for w in ("uploaded", "storage holds", "multipart", "unknown file")):
             raise Restart(f"confirm refused: {error}")
         raise ServerRejected(f"confirm refused: {error}", status=400)
 
@@ -217,7 +203,7 @@ class PresignedUpload(FileUpload):
             sha1 = hashlib.sha1(body).hexdigest()
         else:  # hashed in one pass, then streamed from disk in a second
             sha1, xxh, whole = await self.loop.run_in_executor(
-                io_executor(), hash_parts, self.fd, job.size, job.size, _ignore, _never
+                io_executor(), hash_parts, self.fd, job.size, job.size, ignore_parts, NEVER
             )
             if xxh != job.fingerprint:
                 raise FileChangedError("changed since the pre-scan: content differs")
@@ -320,35 +306,37 @@ class PresignedUpload(FileUpload):
             self.m.log("info", f"{job.display}: resuming with {done} bytes of parts stored", job.id)
             job.resumed_from = done
         job.sent = done
-        digests: dict[int, asyncio.Future[bytes]] = {
-            n: self.loop.create_future() for n in grant.parts
-        }
-
-        def on_part(number: int, digest: bytes) -> None:
-            self.loop.call_soon_threadsafe(_set, digests[number], digest)
-
+        # The file's SHA1, xxh3 and MD5 in one sequential pass on a worker thread, while
+        # each part hashes its own MD5 (for Content-MD5) just before it goes: parts start
+        # at once and hash in parallel, instead of waiting for the pass to reach them.
         stop = threading.Event()
         hashing = self.loop.run_in_executor(
-            io_executor(), hash_parts, self.fd, job.size, part_size, on_part, stop
+            io_executor(), hash_parts, self.fd, job.size, job.size, ignore_parts, stop
         )
+        missing = [n for n in sorted(grant.parts) if grant.parts[n].etag is None]
+        sending = asyncio.ensure_future(self._send_parts(grant, missing))
         try:
-            missing = [n for n in sorted(grant.parts) if grant.parts[n].etag is None]
-            await self._send_parts(grant, missing, digests)
-            sha1, xxh, _ = await hashing
+            # A failed pass (the file changed, a read error) ends the parts at once.
+            both: list[asyncio.Future[Any]] = [sending, hashing]
+            await asyncio.wait(both, return_when="FIRST_EXCEPTION")
+            if hashing.done() and hashing.exception() is not None and not sending.done():
+                sending.cancel()
+                await asyncio.gather(sending, return_exceptions=True)
+                await hashing  # raises the pass's error (FileChangedError, LocalFileError)
+            await sending
+            sha1, xxh, md5 = await hashing
         finally:
             stop.set()
-            for future in digests.values():
-                future.cancel()
-            if not hashing.done():
-                await asyncio.gather(hashing, return_exceptions=True)
+            for pending in (sending, hashing):
+                if not pending.done():
+                    pending.cancel()
+                    await asyncio.gather(pending, return_exceptions=True)
         if xxh != job.fingerprint:
             raise FileChangedError("changed during upload: content differs from the pre-scan")
         parts = [{"part_number": n, "etag": grant.parts[n].etag} for n in sorted(grant.parts)]
-        return sha1, "", parts
+        return sha1, md5, parts
 
-    async def _send_parts(
-        self, grant: Grant, numbers: list[int], digests: dict[int, asyncio.Future[bytes]]
-    ) -> None:
+    async def _send_parts(self, grant: Grant, numbers: list[int]) -> None:
         """The job's own slot sends one part; more go as the concurrency gate has room."""
         queue = list(reversed(numbers))
         running: dict[asyncio.Task[None], bool] = {}  # task -> holds an extra gate slot
@@ -364,7 +352,7 @@ class PresignedUpload(FileUpload):
                     else:
                         break
                     number = queue.pop()
-                    task = asyncio.ensure_future(self._part(grant, number, digests[number]))
+                    task = asyncio.ensure_future(self._part(grant, number))
                     running[task] = extra
                 finished, _ = await asyncio.wait(
                     running, timeout=PART_POLL if queue else None, return_when="FIRST_COMPLETED"
@@ -387,29 +375,15 @@ class PresignedUpload(FileUpload):
         await self.m.gate.release()
         self.m._kick()
 
-    async def _part(self, grant: Grant, number: int, digest: asyncio.Future[bytes]) -> None:
+    async def _part(self, grant: Grant, number: int) -> None:
         job = self.job
         part_size = grant.part_size or 0
         start = (number - 1) * part_size
         length = min(part_size, job.size - start)
-        md5 = _b64(await digest)
+        md5 = _b64(
+            await self.loop.run_in_executor(io_executor(), md5_range, self.fd, start, length)
+        )
         etag = await self._put(grant, number, start, length, md5)
         grant.parts[number].etag = etag
         self.svc.records.part_done(job.id, number, etag)
         self._progress_made()
-
-
-def _set(future: asyncio.Future[bytes], value: bytes) -> None:
-    if not future.done():
-        future.set_result(value)
-
-
-def _ignore(number: int, digest: bytes) -> None:
-    pass
-
-
-class _Stopped(Exception):
-    """The hash pass was stopped (the job ended first)."""
-
-
-_never = threading.Event()

@@ -3,8 +3,8 @@ confirms and URL renewal, shared by every job of one UploadManager.
 
 URL requests: the first job to need a URL asks for itself and the next queued small files
 (up to 200 in one `presigned_upload/upload/`), journals every grant in one write, and the
-others find theirs when they start. Confirms wait until every running presigned job is
-waiting for one, 200 are pending, or `CONFIRM_LINGER` passed: one request for many files.
+others find theirs when they start. Confirms are sent when 200 are pending, when no
+other file is running or ready to start, or after `CONFIRM_LINGER`: one request for many.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ EXPIRATION = 3600  # seconds the URLs asked for stay valid
 EXPIRY_MARGIN = 120.0  # a URL this close to expiry is renewed before use
 FOLLOWER_MAX = 100 << 20  # only files this small ride along in another file's request
 LOOKAHEAD = 2 * BATCH  # job ids after the asker searched for followers
-CONFIRM_LINGER = 0.05
+CONFIRM_LINGER = 0.25  # seconds a confirm waits for company when some jobs are still sending
 UPLOAD_PATH = "data_files/presigned_upload/upload/"
 CONFIRM_PATH = "data_files/presigned_upload/confirm_upload/"
 PARTS_PATH = "data_files/presigned_upload/parts/"
@@ -155,8 +155,7 @@ class PresignedService:
             other = m.jobs.get(job_id)
             if (
                 other is not None
-                and other.state == JobState.QUEUED
-                and other.task is None
+                and other.state == JobState.QUEUED  # started or not: it has not asked yet
                 and other.size <= FOLLOWER_MAX
                 and other.upload_url is None
                 and not other.extra.get("uploaded")
@@ -256,14 +255,26 @@ class PresignedService:
 
     # -- confirms -------------------------------------------------------------------------------
 
+    @property
+    def waiting(self) -> list[Any]:
+        """The confirms not sent yet."""
+        return self._pending
+
     async def confirm(self, item: dict[str, Any]) -> dict[str, Any]:
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
-        if len(self._pending) >= min(BATCH, max(1, self.running)):
+        if len(self._pending) >= BATCH or not self._more_coming():
             self._flush()
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(CONFIRM_LINGER, self._flush)
         return await future
+
+    def _more_coming(self) -> bool:
+        """Whether another file may join soon: one running and not yet confirming, or one
+        ready to start (the dispatcher's heap; a stale entry only costs the linger)."""
+        if self.running > len(self._pending):
+            return True
+        return not self.m.draining and bool(self.m._ready)
 
     def _flush(self) -> None:
         if self._timer is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from synapse_tui.engine.journal import Journal
+from synapse_tui.engine.journal import UNFINISHED, Journal
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS presigned_files (
@@ -62,13 +62,27 @@ class PresignedJournal:
 
     def __init__(self, journal: Journal) -> None:
         self.journal = journal
-        db = journal._db
-        for statement in SCHEMA:
-            db.execute(statement)
+        with journal._tx() as db:
+            for statement in SCHEMA:
+                db.execute(statement)
+            # Grants of jobs that ended otherwise (cancelled, failed, pruned): their URLs
+            # are credentials and no use any more.
+            states = [s.value for s in UNFINISHED]
+            marks = ",".join("?" * len(states))
+            for table in ("presigned_parts", "presigned_files"):
+                db.execute(
+                    f"DELETE FROM {table} WHERE job_id NOT IN"
+                    f" (SELECT id FROM jobs WHERE state IN ({marks}))",
+                    states,
+                )
+            # The jobs that have a grant, kept in memory: most jobs never have one (chunked
+            # uploads), and a lookup per file would cost them a query each.
+            self._jobs = {int(r[0]) for r in db.execute("SELECT job_id FROM presigned_files")}
 
     def save(self, grants: dict[int, Grant]) -> None:
         """Record the grants of a batch in one write (replacing any older one of a job)."""
         now = time.time()
+        self._jobs.update(grants)
         with self.journal._tx() as db:
             for job_id, g in grants.items():
                 db.execute("DELETE FROM presigned_parts WHERE job_id = ?", (job_id,))
@@ -82,6 +96,8 @@ class PresignedJournal:
                 )
 
     def load(self, job_id: int) -> Grant | None:
+        if job_id not in self._jobs:
+            return None
         db = self.journal._db
         row = db.execute(
             "SELECT file_key, url, upload_id, part_size, expires_at FROM presigned_files"
@@ -98,10 +114,7 @@ class PresignedJournal:
         return grant
 
     def has(self, job_id: int) -> bool:
-        row = self.journal._db.execute(
-            "SELECT 1 FROM presigned_files WHERE job_id = ?", (job_id,)
-        ).fetchone()
-        return row is not None
+        return job_id in self._jobs
 
     def part_done(self, job_id: int, number: int, etag: str) -> None:
         with self.journal._tx(single=True) as db:
@@ -124,6 +137,7 @@ class PresignedJournal:
 
     def forget(self, job_id: int, *, lazy: bool = False) -> None:
         """Drop a job's grant (done, or starting again); `lazy` joins the next commit."""
+        self._jobs.discard(job_id)
         with self.journal._tx(lazy) as db:
             db.execute("DELETE FROM presigned_parts WHERE job_id = ?", (job_id,))
             db.execute("DELETE FROM presigned_files WHERE job_id = ?", (job_id,))

@@ -158,7 +158,7 @@ def _three_rows(
                 value / ceiling,
                 "info",
                 "info",
-                {"values": results[side], "moto": results["moto"]},
+                {"values": results[side], "moto": results["moto"], **_extra(results, side)},
             )
         )
     if results["sdk"]:
@@ -170,10 +170,15 @@ def _three_rows(
     return rows
 
 
+def _extra(results: dict[str, list[float]], side: str) -> dict[str, Any]:
+    return {k: v for k, v in results.items() if k.startswith(side + " peak")}
+
+
 def _large(ctx: Context, moto: MotoServer) -> list[Row]:
     s = ctx.sizes
     big = ctx.large_file(s.large)
     results: dict[str, list[float]] = {k: [] for k in ("presigned", "chunked", "sdk", "moto")}
+    results.update({"presigned peak RSS MiB": [], "chunked peak RSS MiB": []})
 
     def ours(strategy: str) -> Callable[[], None]:
         def run() -> None:
@@ -181,6 +186,7 @@ def _large(ctx: Context, moto: MotoServer) -> list[Row]:
                 m = ours_upload(ctx, b, [big], 1, 4, strategy)
             shutil.rmtree(b.root, ignore_errors=True)
             results[strategy].append(s.large / summary_seconds(m))
+            results[f"{strategy} peak RSS MiB"].append((m.peak_rss or 0) / (1 << 20))
 
         return run
 

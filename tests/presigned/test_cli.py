@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 from synapse_tui.config import load_settings
+from tests.faults.crash import Cli
+from tests.harness.embedded import EmbeddedServer
 from tests.harness.moto import CREDENTIALS, MotoServer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -60,3 +63,25 @@ def test_strategy_from_the_config_file_and_the_command_line(tmp_path: Path) -> N
     result = run("upload", str(tmp_path), "--host", "http://127.0.0.1:9", "--token", "t")
     assert result.returncode == 2
     assert "strategy must be auto, presigned or chunked" in result.stderr
+
+
+def test_presigned_uploads_register_data_units_in_a_collection(
+    s3_server: EmbeddedServer, tmp_path: Path
+) -> None:
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    (folder / "a.bin").write_bytes(b"image bytes " * 100)
+    (folder / "a.json").write_bytes(b'{"label": 1}')
+    cli = Cli(s3_server.url, s3_server.token, tmp_path / "state")
+    result = cli.run(
+        "upload", str(folder), "--json", "--strategy", "presigned", "--collection", "1",
+        "--group-by-stem", "--spec-map", "bin=image,json=meta",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (unit,) = s3_server.backend.store.data_units(1, 1)
+    sha1 = {
+        spec: hashlib.sha1((folder / name).read_bytes()).hexdigest()
+        for spec, name in (("image", "a.bin"), ("meta", "a.json"))
+    }
+    assert {spec: f["checksum"] for spec, f in unit["files"].items()} == sha1
+    assert s3_server.backend.store.list_for(1) == []  # nothing went the chunked way

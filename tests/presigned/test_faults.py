@@ -13,10 +13,10 @@ import hashlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from synapse_tui.engine.events import JobState
-from tests.faults.helpers import Outcome, TimedProxy, make_file, run_engine
+from tests.faults.helpers import Outcome, TimedProxy, make_file, run_engine, wait_until
 from tests.harness.embedded import EmbeddedServer
 from tests.harness.moto import MotoServer
 from tests.harness.proxy import Fault, FaultProxy, Rule
@@ -207,3 +207,60 @@ async def test_the_storage_never_sees_the_token_and_logs_never_show_urls(
         text = " ".join(outcome.logs()) + " ".join(str(e) for e in outcome.events)
         assert "Signature" not in text and "X-Amz" not in text
         assert outcome.states() == [JobState.DONE]
+
+
+async def test_a_file_changed_during_a_multipart_upload_is_never_confirmed(
+    moto: MotoServer, tmp_path: Path
+) -> None:
+    big = make_file(tmp_path / "big.bin", 3 * PART, seed=10)
+    async with stack(moto, tmp_path / "root") as (storage, server):
+
+        async def during(m: Any) -> None:
+            await wait_until(lambda: len(puts(storage)) >= 1 and puts(storage)[0].done)
+            with big.open("r+b") as f:  # same size, other bytes, a new mtime
+                f.seek(PART + 10)
+                f.write(b"changed")
+
+        outcome = await upload(
+            server, [big], tmp_path / "s", during=during, concurrency=1, bwlimit=8 << 20
+        )
+        (failed,) = outcome.failed
+        assert "changed" in failed.error
+        assert stored(server) == [] and data_files(server) == 0
+
+
+async def test_each_part_carries_the_md5_of_its_own_bytes(moto: MotoServer, tmp_path: Path) -> None:
+    data_size = 2 * PART + 999
+    big = make_file(tmp_path / "big.bin", data_size, seed=14)
+    data = big.read_bytes()
+    async with stack(moto, tmp_path / "root") as (storage, server):
+        outcome = await upload(server, [big], tmp_path / "s")
+        assert len(outcome.done) == 1, outcome.logs()
+        seen = {}
+        for request in puts(storage):
+            number = int(parse_qs(urlsplit(request.path).query)["partNumber"][0])
+            piece = data[(number - 1) * PART : number * PART]
+            seen[number] = request.headers["content-md5"]
+            assert seen[number] == base64.b64encode(hashlib.md5(piece).digest()).decode()
+            assert request.body_length == len(piece)
+        assert sorted(seen) == [1, 2, 3]
+
+
+async def test_a_failed_hash_pass_fails_the_file_and_stops_its_parts(
+    moto: MotoServer, tmp_path: Path, monkeypatch: Any
+) -> None:
+    from synapse_tui.engine import presigned
+    from synapse_tui.engine.errors import FileChangedError
+
+    def short_read(*args: Any) -> Any:
+        # The pass meets a file cut short by another program (os.pread returned less).
+        raise FileChangedError("changed during upload: short read at byte 0")
+
+    monkeypatch.setattr(presigned, "hash_parts", short_read)
+    big = make_file(tmp_path / "big.bin", 3 * PART, seed=15)
+    async with stack(moto, tmp_path / "root") as (_storage, server):
+        outcome = await upload(server, [big], tmp_path / "s", bwlimit=4 << 20)
+        (failed,) = outcome.failed
+        assert "short read" in failed.error
+        assert outcome.states() == [JobState.FAILED]
+        assert stored(server) == []
