@@ -184,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             from synapse_tui.ui.app import run_dashboard
 
-            return run_dashboard(settings, args.directory)
+            return run_dashboard(settings, args.directory, args.foreground)
         if args.command == "status":
             return cmd_status(settings, args)
         if args.command in ("attach", "engine"):

@@ -243,6 +243,8 @@ class EngineService:
             result = await commands.handle(self, peer, command)
         except ConfigError as exc:
             peer.send(refusal(request_id, str(exc), "config"))
+        except commands.Gone as exc:
+            peer.send(refusal(request_id, self.clean(str(exc)), "gone"))
         except (FatalError, SynapseError) as exc:
             peer.send(refusal(request_id, self.clean(str(exc)), "config"))
         except Exception as exc:  # one command failing must not take the engine down

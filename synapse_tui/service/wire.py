@@ -144,6 +144,7 @@ class Resume(Command):
 
     NAME: ClassVar[str] = "resume"
     follow: bool = True
+    keep_paused: bool = False  # jobs paused by a client's command stay paused (a dashboard)
 
 
 @dataclass
@@ -178,6 +179,14 @@ class ListJobs(Command):
     offset: int = 0
     limit: int = 100
     state: str | None = None
+    scope: str = "journal"  # "journal": every job of the host; "engine": what it holds
+
+
+@dataclass
+class Collections(Command):
+    """The backend's data collections (asked by the engine, which has the token)."""
+
+    NAME: ClassVar[str] = "collections"
 
 
 @dataclass
@@ -220,7 +229,7 @@ class Configure(Command):
 
 
 _ALL: tuple[type[Command], ...] = (Hello, Add, Resume, Control, Set, ListJobs, JobInfo)
-_ALL += (Subscribe, Status, Stop, Configure)
+_ALL += (Subscribe, Status, Stop, Configure, Collections)
 COMMANDS: dict[str, type[Command]] = {cls.NAME: cls for cls in _ALL}
 
 

@@ -15,6 +15,8 @@ class BackendBanner(Static):
     """True when the embedded backend runs in this process."""
     status: reactive[str] = reactive("", init=False)
     """A short state note (paused, draining, stopped)."""
+    engine: reactive[str] = reactive("", init=False)
+    """Where the engine runs when it is the background one (it outlives the dashboard)."""
 
     def on_mount(self) -> None:
         self._paint()
@@ -26,6 +28,8 @@ class BackendBanner(Static):
             text = f"synapse-tui → {self.host}"
         else:
             text = "synapse-tui · no backend"
+        if self.engine:
+            text += f"  · {self.engine}"
         if self.status:
             text += f"  [{self.status}]"
         self.set_class(self.local, "-local")
@@ -38,4 +42,7 @@ class BackendBanner(Static):
         self._paint()
 
     def watch_status(self) -> None:
+        self._paint()
+
+    def watch_engine(self) -> None:
         self._paint()
