@@ -69,6 +69,10 @@ class EngineOptions:
     response_timeout: float = 300.0  # body sent, no complete answer within this long
     settle_delay: float = 1.0  # after an unknown outcome, wait before re-reading the offset
     tick: float = 0.5  # progress events per job at most every `tick` seconds
+    # A paused file finishes its in-flight chunk when that takes at most this long, so a
+    # deliberate pause throws nothing away; a longer one is cut (resumed from the
+    # server's offset, as after a cut connection).
+    pause_grace: float = 5.0
     expiry: float | None = 86400.0  # server-side expiry, to warn when an ETA passes it
 
 
@@ -455,7 +459,16 @@ class UploadManager:
         job.wake.set()
         if job.task is None or job.task.done():
             self.set_state(job, JobState.PAUSED, "paused")
+        else:
+            asyncio.get_running_loop().call_later(
+                self.options.pause_grace, self._cut_for_pause, job, job.task
+            )
         self._kick()
+
+    def _cut_for_pause(self, job: Job, task: asyncio.Task[None]) -> None:
+        if job.pause_requested and job.task is task and not task.done():
+            job.pause_cut = True
+            task.cancel()
 
     def resume(self, job_id: int) -> None:
         job = self.jobs.get(job_id)
@@ -585,7 +598,7 @@ class UploadManager:
             await self._wake.wait()
 
     async def _run(self, job: Job) -> None:
-        job.pause_requested = job.cancel_requested = False
+        job.pause_requested = job.cancel_requested = job.pause_cut = False
         job.meter = Meter()
         try:
             if not job.extra.get("uploaded"):
@@ -603,6 +616,8 @@ class UploadManager:
         except asyncio.CancelledError:
             if job.cancel_requested:
                 self.set_state(job, JobState.CANCELLED, "cancelled")
+            elif job.pause_cut:
+                self.set_state(job, JobState.PAUSED, "paused")
             else:
                 raise
         except FatalError as exc:
