@@ -92,3 +92,18 @@ def test_ctrl_c_pauses_this_commands_files_and_exits_130(engine_env: Env, tmp_pa
     assert resumed.returncode == 0, resumed.stderr
     [done] = of("file_done", events(resumed.stdout))
     assert engine_env.stored(done["upload_id"]) == f.read_bytes()
+
+
+def test_paths_given_relative_are_shown_as_given(engine_env: Env, tmp_path: Path) -> None:
+    write(tmp_path / "data" / "a.bin", 10)
+    (tmp_path / "data" / "b.bin").write_bytes((tmp_path / "data" / "a.bin").read_bytes())
+    run = engine_env.run("upload", "data", "--json", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    evs = events(run.stdout)
+    assert [e["path"] for e in of("file_done", evs)] == ["data/a.bin"]
+    [skipped] = of("file_skipped", evs)
+    assert skipped == {
+        "event": "file_skipped",
+        "path": "data/b.bin",
+        "reason": "duplicate of data/a.bin",
+    }
