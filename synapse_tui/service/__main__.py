@@ -32,7 +32,7 @@ def settings_from_env() -> Settings:
     s.credentials = Credentials(raw.get("access_token"), raw.get("user_token"), raw.get("tenant"))
     s.insecure = bool(raw.get("insecure"))
     s.ca_bundle = raw.get("ca_bundle")
-    for key in ("chunk_size", "concurrency", "retries"):
+    for key in ("chunk_size", "concurrency", "retries", "upload_nice"):
         if isinstance(raw.get(key), int):
             setattr(s, key, raw[key])
     bw = raw.get("bwlimit")
@@ -54,6 +54,7 @@ def settings_to_env(settings: Settings) -> str:
             "concurrency": settings.concurrency,
             "bwlimit": settings.bwlimit,
             "retries": settings.retries,
+            "upload_nice": settings.upload_nice,
         }
     )
 

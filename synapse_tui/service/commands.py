@@ -64,6 +64,19 @@ def rotate_log_if_big(state_dir: Path) -> None:
         pass
 
 
+def renice(increment: int) -> None:
+    """Every thread of this process `increment` nice levels lower (threads started later
+    inherit it). Best effort: Linux lists its threads in /proc."""
+    if increment <= 0:
+        return
+    try:
+        base = os.getpriority(os.PRIO_PROCESS, os.getpid())
+        for tid in os.listdir("/proc/self/task"):
+            os.setpriority(os.PRIO_PROCESS, int(tid), min(19, base + increment))
+    except (OSError, ValueError):
+        pass
+
+
 def _manager(service: EngineService) -> UploadManager:
     if service.manager is None:
         raise ConfigError(

@@ -233,6 +233,10 @@ class EngineService:
                     return
                 greeted = True
                 peer.role = command.role
+                if command.role == "dashboard" and not self.interactive:
+                    # Keys first: as the dashboard's upload threads did, the engine runs
+                    # `upload_nice` levels below it once a dashboard uses it.
+                    commands.renice(self.settings.upload_nice)
                 self.interactive = self.interactive or command.role == "dashboard"
                 peer.send(reply(request_id, **self.status()))
                 continue

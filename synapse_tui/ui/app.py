@@ -173,6 +173,9 @@ class SynapseApp(App[int]):
         banner.host = status.get("host") or ""  # type: ignore[attr-defined]
         banner.local = self.local  # type: ignore[attr-defined]
         banner.engine = f"engine {status.get('pid')}, runs on when you quit"  # type: ignore[attr-defined]
+        if status.get("stopped"):  # a 401/403 stopped it before we came: settings fix it
+            banner.status = "STOPPED"  # type: ignore[attr-defined]
+            self.dashboard.log_widget.add("error", f"uploads stopped: {status['stopped']}")
         for name in ("concurrency", "bwlimit"):  # the engine's, which may be a keyboard's
             setattr(self.dashboard, name, status.get(name))
             setattr(self.dashboard.counts, name, status.get(name))
