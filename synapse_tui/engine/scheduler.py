@@ -13,7 +13,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from synapse_tui.engine.collections import CollectionPlan, Registrar
@@ -124,6 +124,9 @@ class UploadManager:
         self._locked_elsewhere: set[int] = set()
         self.registrar = Registrar(self)
         self._units_task: asyncio.Task[None] | None = None
+        # Called when an added file is a job this manager already holds (the engine service:
+        # the `upload` that added it again follows it).
+        self.on_held: Callable[[Job], None] | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -401,6 +404,8 @@ class UploadManager:
         if existing is not None:
             if existing.id not in self.jobs:
                 self._enqueue(self._job_from_record(existing), resumed=True)
+            elif self.on_held is not None:
+                self.on_held(self.jobs[existing.id])
             return
         self._new_job(item, priority, extra)
         if known is not None:

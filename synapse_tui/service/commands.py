@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from synapse_tui.engine.credentials import Credentials
 from synapse_tui.engine.errors import ConfigError, TransientError
-from synapse_tui.engine.events import ScanProgress
+from synapse_tui.engine.events import JobState, ScanProgress
 from synapse_tui.engine.scheduler import UploadManager
 from synapse_tui.service.routing import CURRENT_BATCH, Batch
 from synapse_tui.service.store import MAX_WINDOW
@@ -128,6 +128,8 @@ async def handle(service: EngineService, peer: Peer, command: Command) -> dict[s
             count = m.resume_unfinished()
             if command.keep_paused:
                 _pause_again(service, m)
+            else:  # `synapse-tui resume`: what the engine holds paused goes on too
+                count += _resume_held(service, m, batch)
         finally:
             CURRENT_BATCH.reset(token)
         service.router.check_soon(batch)
@@ -214,6 +216,17 @@ async def _scan(
 
 
 MAX_PAUSED_IDS = 10_000  # jobs paused one by one that the settings remember
+
+
+def _resume_held(service: EngineService, m: UploadManager, batch: Batch) -> int:
+    """Resume the paused jobs the engine holds (the journal's were just queued); the
+    batch follows them. Forgets the pauses a client asked for."""
+    held = [j for j in m.jobs.values() if j.state == JobState.PAUSED and j.id not in batch.jobs]
+    for job in held:
+        service.router.adopt(job)  # in this batch's context: followed, announced, resumed
+    if service.store is not None:
+        service.store.save(paused=[], paused_all=False)
+    return len(held)
 
 
 def _pause_again(service: EngineService, m: UploadManager) -> None:

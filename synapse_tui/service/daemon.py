@@ -117,6 +117,7 @@ class EngineService:
             self.settings, [self.router], make_client(self.settings), self.journal
         )
         manager.draining = bool(saved.get("draining", False))
+        manager.on_held = self.router.adopt
         manager.start()
         self.manager = self.router.manager = manager
         self.reached = False
