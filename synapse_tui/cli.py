@@ -228,7 +228,7 @@ def make_manager(settings: Settings, listeners: list[Any], client: Any = None) -
 
 
 def run_transfer(settings: Settings, args: argparse.Namespace) -> int:
-    from synapse_tui.service.client import foreground_requested
+    from synapse_tui.service.spawn import foreground_requested
 
     if not (args.foreground or foreground_requested()):
         from synapse_tui.service.front import run_via_engine

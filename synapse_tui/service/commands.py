@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,6 +13,7 @@ from synapse_tui.engine.errors import ConfigError, TransientError
 from synapse_tui.engine.events import JobState, ScanProgress
 from synapse_tui.engine.scheduler import UploadManager
 from synapse_tui.service.routing import CURRENT_BATCH, Batch
+from synapse_tui.service.spawn import LOG_LIMIT, LOG_NAME
 from synapse_tui.service.store import MAX_WINDOW
 from synapse_tui.service.wire import (
     MAX_LINE,
@@ -37,15 +37,6 @@ if TYPE_CHECKING:
     from synapse_tui.service.peer import Peer
 
 MAX_READ = MAX_LINE + 1024  # the reader's buffer: one line and a little
-LOG_NAME = "engine.log"
-LOG_LIMIT = 4 << 20  # rotated past this (engine.log -> engine.log.1)
-
-
-def fingerprint(credentials: Credentials) -> str:
-    """A short digest of the credentials: clients compare it with theirs, so the secrets
-    never cross the socket to find out whether the engine has the same ones."""
-    text = "\0".join(s or "" for s in credentials.secrets())
-    return hashlib.sha256(b"synapse-tui-credentials\0" + text.encode()).hexdigest()[:16]
 
 
 def rotate_log_if_big(state_dir: Path) -> None:

@@ -21,9 +21,9 @@ from synapse_tui.engine.scheduler import UploadManager
 from synapse_tui.service import commands
 from synapse_tui.service.peer import Peer, PeerLimits, same_user
 from synapse_tui.service.routing import Router
+from synapse_tui.service.spawn import SOCKET_NAME, fingerprint
 from synapse_tui.service.store import EngineStore
 from synapse_tui.service.wire import (
-    SOCKET_NAME,
     VERSION,
     Command,
     Hello,
@@ -287,5 +287,5 @@ class EngineService:
             "stopped": m.stopped if m is not None else None,
             "idle_timeout": self.options.lifetime.idle_timeout,
             "idle": not self.working(),
-            "credentials": commands.fingerprint(self.settings.credentials),
+            "credentials": fingerprint(self.settings.credentials),
         }

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from synapse_tui.config import Settings
+from synapse_tui.config import Settings, require_backend
 from synapse_tui.engine.errors import ConfigError
 from synapse_tui.engine.events import (
     Event,
@@ -24,11 +24,10 @@ from synapse_tui.engine.events import (
     ScanProgress,
     UnitRegistered,
 )
-from synapse_tui.engine.factory import check_backend
 from synapse_tui.engine.names import display_path
 from synapse_tui.headless import Reporter, make_reporter
 from synapse_tui.service.client import EngineClient, EngineUnavailable, Refused, connect
-from synapse_tui.service.commands import LOG_NAME, fingerprint
+from synapse_tui.service.spawn import LOG_NAME, engine_alive, fingerprint
 from synapse_tui.service.wire import (
     Add,
     Configure,
@@ -47,7 +46,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 def run_via_engine(settings: Settings, args: argparse.Namespace) -> int:
     """`upload` / `resume` through the engine: the same output and exit codes as the
     in-process run, but the uploads belong to the engine and outlive this command."""
-    check_backend(settings)  # as the in-process run: a missing backend is exit 2 at once
+    require_backend(settings)  # as the in-process run: a missing backend is exit 2 at once
     reporter = make_reporter(args.json, settings.credentials.secrets(), args.verbose)
     try:
         return asyncio.run(_follow(settings, args, reporter))
@@ -315,6 +314,12 @@ def cmd_engine(settings: Settings, args: argparse.Namespace) -> int:
             if args.action == "stop":
                 await client.request(Stop())
                 await asyncio.wait_for(client.closed.wait(), 60.0)
+                deadline = time.monotonic() + 30.0
+                while engine_alive(settings.state_dir):  # until the process has left
+                    if time.monotonic() > deadline:
+                        sys.stderr.write("synapse-tui: the engine did not exit in 30 s\n")
+                        return EXIT_FAILED
+                    await asyncio.sleep(0.02)
                 sys.stdout.write(f"engine {client.status.get('pid')} stopped\n")
                 return EXIT_OK
             status = await client.request(Status())

@@ -27,7 +27,6 @@ from synapse_tui.engine.events import (
 VERSION = 1
 # One line in either direction; a longer one is a protocol error (the peer is dropped).
 MAX_LINE = 1 << 20
-SOCKET_NAME = "engine.sock"
 
 # Engine events on the wire: `{"event": KIND, **fields}`; KIND is the name `--json`
 # already prints where there is one (file_done, file_failed, ...), the fields are the

@@ -342,7 +342,7 @@ def run_dashboard(settings: Settings, directory: str, foreground: bool = False) 
     """Open the dashboard in `directory`, attached to the background engine (started if
     none runs); `foreground`: the engine (and the local backend when no host is set) run
     in this process, as before the engine service."""
-    from synapse_tui.service.client import foreground_requested
+    from synapse_tui.service.spawn import foreground_requested
 
     if not os.path.isdir(directory):
         raise ConfigError(f"not a folder: {directory}")

@@ -343,6 +343,6 @@ class ServiceBridge:
 
 
 def _engine_running(settings: Settings) -> bool:
-    from synapse_tui.service.client import socket_answers
+    from synapse_tui.service.spawn import socket_answers
 
     return socket_answers(settings.state_dir)

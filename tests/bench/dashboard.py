@@ -118,7 +118,7 @@ async def _latency_run(
         chunk_size=chunk,
         concurrency=count,
     )
-    from synapse_tui.service.client import foreground_requested
+    from synapse_tui.service.spawn import foreground_requested
 
     service = not foreground_requested()  # the dashboard as users run it: the engine's client
     app = SynapseApp(settings, str(folder), service=service)

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from synapse_tui.service.client import engine_alive
+from synapse_tui.service.spawn import engine_alive
 from tests.harness.embedded import EmbeddedServer
 
 

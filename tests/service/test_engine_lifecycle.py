@@ -14,7 +14,8 @@ import pytest
 
 from synapse_tui.config import Settings
 from synapse_tui.engine.credentials import Credentials
-from synapse_tui.service.client import CLIENT_TIMEOUT_ENV, IDLE_ENV, connect
+from synapse_tui.service.client import connect
+from synapse_tui.service.spawn import CLIENT_TIMEOUT_ENV, IDLE_ENV
 from synapse_tui.service.wire import Hello, Subscribe, encode
 from tests.service.conftest import Env, engine_pid, wait_for
 from tests.service.test_headless_engine import events, of, write
