@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from synapse_tui.config import Settings
@@ -79,3 +80,26 @@ async def test_pause_and_quit_pauses_everything(engine_env: Env, tmp_path: Path)
     from tests.service.conftest import wait_for as wait
 
     wait(paused, what="the job paused")
+
+
+async def test_with_no_backend_configured_the_engine_hosts_the_local_one(
+    engine_env: Env, tmp_path: Path
+) -> None:
+    folder = tmp_path / "data"
+    f = write(folder / "a.bin", 10 * KIB)
+    settings = Settings(state_dir=engine_env.state)  # no host, no token
+    app = SynapseApp(settings, str(folder), service=True, progress_interval=0.05)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.bridge, ServiceBridge))
+        assert app.local and str(app.settings.host).startswith("http://127.0.0.1:")
+        await pilot.press("u")  # the highlighted file
+        queue = app.dashboard.queue
+        await wait_for(pilot, lambda: [r.state for r in queue.rows_by_id.values()] == ["done"])
+        await pilot.press("q")
+        await wait_for(pilot, lambda: not app.is_running)
+    pid = engine_pid(engine_env.state)
+    assert pid is not None  # the engine, and the backend inside it, outlive the dashboard
+    status = json.loads(engine_env.run("engine", "status", "--json").stdout)
+    assert status["local"] is True and status["pid"] == pid
+    stored = list((Path(os.environ["SYNAPSE_TUI_DATA_DIR"]) / "server").rglob("*"))
+    assert any(p.is_file() and p.read_bytes() == f.read_bytes() for p in stored)
