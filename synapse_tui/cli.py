@@ -302,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             from synapse_tui.ui.app import run_dashboard
 
-            return run_dashboard(settings, args.directory)
+            return run_dashboard(settings, args.directory, args.foreground)
         if args.command == "status":
             return cmd_status(settings, args)
         if args.command in ("attach", "engine"):
@@ -350,7 +350,7 @@ def make_manager(settings: Settings, listeners: list[Any], client: Any = None) -
 
 
 def run_transfer(settings: Settings, args: argparse.Namespace) -> int:
-    from synapse_tui.service.client import foreground_requested
+    from synapse_tui.service.spawn import foreground_requested
 
     if not (args.foreground or foreground_requested()):
         from synapse_tui.service.front import run_via_engine

@@ -162,3 +162,14 @@ def save_own_config(values: Mapping[str, Any]) -> Path:
             current[key] = value
     paths.write_private(path, (json.dumps(current, indent=2) + "\n").encode())
     return path
+
+
+def require_backend(settings: Settings) -> None:
+    """Raise ConfigError when no backend or no credentials are configured."""
+    if not settings.host:
+        raise ConfigError(
+            "no backend configured: give --host and --token, set SYNAPSE_HOST and "
+            "SYNAPSE_ACCESS_TOKEN, or run `synapse-tui serve` for a local one"
+        )
+    if not settings.credentials.present:
+        raise ConfigError("no credentials: give --token (or --user-token with --tenant)")

@@ -4,28 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from synapse_tui.config import Settings
-from synapse_tui.engine.errors import ConfigError
+from synapse_tui.config import Settings, require_backend
 from synapse_tui.engine.events import Listener
 from synapse_tui.engine.journal import Journal
 from synapse_tui.engine.protocol import ProtocolClient
 from synapse_tui.engine.scheduler import EngineOptions, UploadManager
 
 
-def check_backend(settings: Settings) -> None:
-    """Raise ConfigError when no backend or no credentials are configured."""
-    if not settings.host:
-        raise ConfigError(
-            "no backend configured: give --host and --token, set SYNAPSE_HOST and "
-            "SYNAPSE_ACCESS_TOKEN, or run `synapse-tui serve` for a local one"
-        )
-    if not settings.credentials.present:
-        raise ConfigError("no credentials: give --token (or --user-token with --tenant)")
-
-
 def make_client(settings: Settings) -> ProtocolClient:
     """A ProtocolClient for the configured backend (raises ConfigError when unset)."""
-    check_backend(settings)
+    require_backend(settings)
     assert settings.host is not None
     return ProtocolClient(
         settings.host,

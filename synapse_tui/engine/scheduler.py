@@ -13,7 +13,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from synapse_tui.engine import ownership
@@ -75,6 +75,10 @@ class EngineOptions:
     response_timeout: float = 300.0  # body sent, no complete answer within this long
     settle_delay: float = 1.0  # after an unknown outcome, wait before re-reading the offset
     tick: float = 0.5  # progress events per job at most every `tick` seconds
+    # A paused file finishes its in-flight chunk when that takes at most this long, so a
+    # deliberate pause throws nothing away; a longer one is cut (resumed from the
+    # server's offset, as after a cut connection).
+    pause_grace: float = 5.0
     expiry: float | None = 86400.0  # server-side expiry, to warn when an ETA passes it
     strategy: str = "auto"  # auto | presigned | chunked (engine/presigned.py)
 
@@ -130,6 +134,9 @@ class UploadManager:
         self._cancelled: dict[tuple[bytes, str], Job] = {}
         self.registrar = Registrar(self)
         self._units_task: asyncio.Task[None] | None = None
+        # Called when an added file is a job this manager already holds (the engine service:
+        # the `upload` that added it again follows it).
+        self.on_held: Callable[[Job], None] | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -426,6 +433,8 @@ class UploadManager:
         if existing is not None:
             if existing.id not in self.jobs:
                 self._enqueue(self._job_from_record(existing), resumed=True)
+            elif self.on_held is not None:
+                self.on_held(self.jobs[existing.id])
             return
         self._new_job(item, priority, extra)
         if known is not None:
@@ -494,7 +503,16 @@ class UploadManager:
         job.wake.set()
         if job.task is None or job.task.done():
             self.set_state(job, JobState.PAUSED, "paused")
+        else:
+            asyncio.get_running_loop().call_later(
+                self.options.pause_grace, self._cut_for_pause, job, job.task
+            )
         self._kick()
+
+    def _cut_for_pause(self, job: Job, task: asyncio.Task[None]) -> None:
+        if job.pause_requested and job.task is task and not task.done():
+            job.pause_cut = True
+            task.cancel()
 
     def resume(self, job_id: int) -> None:
         job = self.jobs.get(job_id)
@@ -618,7 +636,7 @@ class UploadManager:
             await self._wake.wait()
 
     async def _run(self, job: Job) -> None:
-        job.pause_requested = job.cancel_requested = False
+        job.pause_requested = job.cancel_requested = job.pause_cut = False
         job.meter = Meter()
         try:
             if not job.extra.get("uploaded") and not await self.registrar.borrow(job):
@@ -638,6 +656,8 @@ class UploadManager:
         except asyncio.CancelledError:
             if job.cancel_requested:
                 self.set_state(job, JobState.CANCELLED, "cancelled")
+            elif job.pause_cut:
+                self.set_state(job, JobState.PAUSED, "paused")
             elif self.stopped is not None:  # a fatal stop: leave no job "uploading"
                 self.set_state(job, JobState.PAUSED, f"stopped: {self.stopped}")
             else:

@@ -97,6 +97,7 @@ class Job:
     chunk_hashes: HashPair | None = None  # at the end of the chunk being sent, once read whole
     meter: Meter = field(default_factory=Meter)
     pause_requested: bool = False
+    pause_cut: bool = False  # the pause grace ran out mid-chunk: the request was cut
     cancel_requested: bool = False
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     restarts: int = 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import fcntl
-import json
 import logging
 import os
 import signal
@@ -14,48 +13,10 @@ import time
 from pathlib import Path
 
 from synapse_tui import paths
-from synapse_tui.config import Settings, redact
-from synapse_tui.engine.credentials import Credentials
+from synapse_tui.config import redact
 from synapse_tui.service.daemon import EngineService, Lifetime, ServiceOptions
 from synapse_tui.service.peer import PeerLimits
-
-SETTINGS_ENV = "SYNAPSE_TUI_ENGINE_SETTINGS"  # the settings, credentials included: never argv
-ENGINE_LOCK = "engine.lock"
-EXIT_ALREADY = 3
-
-
-def settings_from_env() -> Settings:
-    """The front end's resolved settings, taken out of the environment at once."""
-    raw = json.loads(os.environ.pop(SETTINGS_ENV, "{}") or "{}")
-    s = Settings()
-    s.host = raw.get("host")
-    s.credentials = Credentials(raw.get("access_token"), raw.get("user_token"), raw.get("tenant"))
-    s.insecure = bool(raw.get("insecure"))
-    s.ca_bundle = raw.get("ca_bundle")
-    for key in ("chunk_size", "concurrency", "retries"):
-        if isinstance(raw.get(key), int):
-            setattr(s, key, raw[key])
-    bw = raw.get("bwlimit")
-    s.bwlimit = float(bw) if isinstance(bw, int | float) and bw > 0 else None
-    return s
-
-
-def settings_to_env(settings: Settings) -> str:
-    c = settings.credentials
-    return json.dumps(
-        {
-            "host": settings.host,
-            "access_token": c.access_token,
-            "user_token": c.user_token,
-            "tenant": c.tenant,
-            "insecure": settings.insecure,
-            "ca_bundle": settings.ca_bundle,
-            "chunk_size": settings.chunk_size,
-            "concurrency": settings.concurrency,
-            "bwlimit": settings.bwlimit,
-            "retries": settings.retries,
-        }
-    )
+from synapse_tui.service.spawn import ENGINE_LOCK, EXIT_ALREADY, settings_from_env
 
 
 def take_engine_lock(state: Path, wait: float) -> int | None:

@@ -1,42 +1,25 @@
-"""A front end's side of the engine: find or start it (race-free), then ask and listen."""
+"""A front end's connection to the engine: find or start it (spawn.py), then ask and listen."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import itertools
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from synapse_tui import paths
 from synapse_tui.config import Settings
-from synapse_tui.service.commands import LOG_LIMIT, LOG_NAME
-from synapse_tui.service.wire import (
-    MAX_LINE,
+from synapse_tui.service.spawn import (
+    LOG_NAME,
     SOCKET_NAME,
-    Command,
-    Hello,
-    WireError,
-    decode,
-    encode,
+    EngineUnavailable,
+    foreground_requested,
+    start_engine,
 )
+from synapse_tui.service.wire import MAX_LINE, Command, Hello, WireError, decode, encode
 
-START_LOCK = "engine.start.lock"
-IDLE_ENV = "SYNAPSE_TUI_ENGINE_IDLE"  # seconds an engine a dashboard used stays idle
-CLIENT_TIMEOUT_ENV = "SYNAPSE_TUI_ENGINE_CLIENT_TIMEOUT"  # a client not reading: dropped
-FOREGROUND_ENV = "SYNAPSE_TUI_FOREGROUND"
-START_TIMEOUT = 30.0
-
-
-class EngineUnavailable(Exception):
-    """No engine answers (and none was to be started, or it could not start)."""
+__all__ = ["EngineClient", "EngineUnavailable", "Refused", "connect", "foreground_requested"]
 
 
 class Refused(Exception):
@@ -45,10 +28,6 @@ class Refused(Exception):
     def __init__(self, error: str, kind: str) -> None:
         super().__init__(error)
         self.kind = kind
-
-
-def foreground_requested() -> bool:
-    return os.environ.get(FOREGROUND_ENV, "") not in ("", "0")
 
 
 class EngineClient:
@@ -140,89 +119,3 @@ async def connect(
             raise EngineUnavailable(f"no engine runs for {state}")
         await asyncio.to_thread(start_engine, settings, local_backend)
     raise EngineUnavailable(f"the engine for {state} does not answer (see {state / LOG_NAME})")
-
-
-def socket_answers(state: Path) -> bool:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        try:
-            sock.connect(str(state / SOCKET_NAME))
-        except OSError:
-            return False
-    return True
-
-
-def engine_alive(state: Path) -> bool:
-    """Whether a live engine holds the engine lock (starting, serving or stopping)."""
-    from synapse_tui.service.__main__ import ENGINE_LOCK
-
-    try:
-        fd = os.open(state / ENGINE_LOCK, os.O_RDONLY)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
-
-
-def start_engine(settings: Settings, local_backend: bool = False) -> None:
-    """Start the engine unless another front end did meanwhile: under the start lock,
-    only one front end at a time looks and starts, so two at once get one engine."""
-    from synapse_tui.service.__main__ import SETTINGS_ENV, settings_to_env
-
-    state = paths.private_dir(Path(settings.state_dir))
-    fd = os.open(state / START_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        _lock(fd, START_TIMEOUT)
-        if socket_answers(state):
-            return
-        log_path = state / LOG_NAME
-        with contextlib.suppress(OSError):
-            if log_path.stat().st_size > LOG_LIMIT:
-                os.replace(log_path, log_path.with_name(LOG_NAME + ".1"))
-        argv = [sys.executable, "-m", "synapse_tui.service", "--state-dir", str(state)]
-        argv += ["--idle-timeout", os.environ.get(IDLE_ENV, "300")]
-        argv += ["--client-timeout", os.environ.get(CLIENT_TIMEOUT_ENV, "20")]
-        if local_backend:
-            argv.append("--local-backend")
-        env = dict(os.environ)
-        env[SETTINGS_ENV] = settings_to_env(settings)
-        log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        try:
-            child = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log_fd,
-                stderr=log_fd,
-                env=env,
-                cwd="/",
-                start_new_session=True,  # no terminal, no SIGHUP, no Ctrl-C of ours
-                close_fds=True,
-            )
-        finally:
-            os.close(log_fd)
-        deadline = time.monotonic() + START_TIMEOUT
-        while not socket_answers(state):
-            code = child.poll()
-            if code is not None and code != 3:  # 3: another engine took the lock first
-                raise EngineUnavailable(f"the engine did not start (see {log_path})")
-            if time.monotonic() > deadline:
-                raise EngineUnavailable(f"the engine did not start in time (see {log_path})")
-            time.sleep(0.02)
-    finally:
-        os.close(fd)  # releases the start lock
-
-
-def _lock(fd: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            if time.monotonic() > deadline:
-                raise EngineUnavailable("another front end is starting the engine") from None
-            time.sleep(0.02)

@@ -21,9 +21,9 @@ from synapse_tui.engine.scheduler import UploadManager
 from synapse_tui.service import commands
 from synapse_tui.service.peer import Peer, PeerLimits, same_user
 from synapse_tui.service.routing import Router
+from synapse_tui.service.spawn import SOCKET_NAME, fingerprint
 from synapse_tui.service.store import EngineStore
 from synapse_tui.service.wire import (
-    SOCKET_NAME,
     VERSION,
     Command,
     Hello,
@@ -117,6 +117,7 @@ class EngineService:
             self.settings, [self.router], make_client(self.settings), self.journal
         )
         manager.draining = bool(saved.get("draining", False))
+        manager.on_held = self.router.adopt
         manager.start()
         self.manager = self.router.manager = manager
         self.reached = False
@@ -233,6 +234,10 @@ class EngineService:
                     return
                 greeted = True
                 peer.role = command.role
+                if command.role == "dashboard" and not self.interactive:
+                    # Keys first: as the dashboard's upload threads did, the engine runs
+                    # `upload_nice` levels below it once a dashboard uses it.
+                    commands.renice(self.settings.upload_nice)
                 self.interactive = self.interactive or command.role == "dashboard"
                 peer.send(reply(request_id, **self.status()))
                 continue
@@ -243,6 +248,8 @@ class EngineService:
             result = await commands.handle(self, peer, command)
         except ConfigError as exc:
             peer.send(refusal(request_id, str(exc), "config"))
+        except commands.Gone as exc:
+            peer.send(refusal(request_id, self.clean(str(exc)), "gone"))
         except (FatalError, SynapseError) as exc:
             peer.send(refusal(request_id, self.clean(str(exc)), "config"))
         except Exception as exc:  # one command failing must not take the engine down
@@ -280,5 +287,5 @@ class EngineService:
             "stopped": m.stopped if m is not None else None,
             "idle_timeout": self.options.lifetime.idle_timeout,
             "idle": not self.working(),
-            "credentials": commands.fingerprint(self.settings.credentials),
+            "credentials": fingerprint(self.settings.credentials),
         }

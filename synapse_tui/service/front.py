@@ -4,20 +4,30 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
-from synapse_tui.config import Settings
+from synapse_tui.config import Settings, require_backend
 from synapse_tui.engine.errors import ConfigError
-from synapse_tui.engine.events import ScanProgress
-from synapse_tui.engine.factory import check_backend
+from synapse_tui.engine.events import (
+    Event,
+    JobDone,
+    JobFailed,
+    JobQueued,
+    JobSkipped,
+    ScanProgress,
+    UnitRegistered,
+)
+from synapse_tui.engine.names import display_path
 from synapse_tui.headless import Reporter, make_reporter
 from synapse_tui.service.client import EngineClient, EngineUnavailable, Refused, connect
-from synapse_tui.service.commands import LOG_NAME, fingerprint
+from synapse_tui.service.spawn import LOG_NAME, engine_alive, fingerprint
 from synapse_tui.service.wire import (
     Add,
     Configure,
@@ -36,7 +46,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 def run_via_engine(settings: Settings, args: argparse.Namespace) -> int:
     """`upload` / `resume` through the engine: the same output and exit codes as the
     in-process run, but the uploads belong to the engine and outlive this command."""
-    check_backend(settings)  # as the in-process run: a missing backend is exit 2 at once
+    require_backend(settings)  # as the in-process run: a missing backend is exit 2 at once
     reporter = make_reporter(args.json, settings.credentials.secrets(), args.verbose)
     try:
         return asyncio.run(_follow(settings, args, reporter))
@@ -76,12 +86,45 @@ async def _adopt(client: EngineClient, settings: Settings) -> None:
     )
 
 
+def _as_given(paths: list[str]) -> Callable[[Event], Event]:
+    """The engine scans absolute paths (it runs in another folder); a path the user gave
+    relative is shown as given, as the in-process run shows it."""
+    prefixes = [
+        (display_path(os.fsencode(os.path.abspath(p))), display_path(os.fsencode(p)))
+        for p in paths
+        if not os.path.isabs(p)
+    ]
+
+    def back(text: str) -> str:
+        for absolute, given in prefixes:
+            if text == absolute or text.startswith(absolute + "/"):
+                return given + text[len(absolute) :]
+        return text
+
+    def rewrite(event: Event) -> Event:
+        if not prefixes:
+            return event
+        if isinstance(event, JobSkipped):
+            reason = event.reason
+            if reason.startswith("duplicate of "):
+                reason = "duplicate of " + back(reason.removeprefix("duplicate of "))
+            return dataclasses.replace(event, path=back(event.path), reason=reason)
+        if isinstance(event, UnitRegistered):
+            return dataclasses.replace(event, paths=[back(p) for p in event.paths])
+        if isinstance(event, JobQueued | JobDone | JobFailed):
+            return dataclasses.replace(event, path=back(event.path))
+        return event
+
+    return rewrite
+
+
 async def _follow(settings: Settings, args: argparse.Namespace, reporter: Reporter) -> int:
     client = await connect(settings, "upload")
     try:
         await _adopt(client, settings)
         outcome: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         scanned = asyncio.Event()
+        shown = _as_given(list(getattr(args, "paths", None) or []))
 
         def on_event(obj: dict[str, Any]) -> None:
             if obj.get("event") == "batch_done":
@@ -90,7 +133,7 @@ async def _follow(settings: Settings, args: argparse.Namespace, reporter: Report
                 return
             event = event_from_wire(obj)
             if event is not None:
-                reporter(event)
+                reporter(shown(event))
                 if isinstance(event, ScanProgress) and event.done:
                     scanned.set()
 
@@ -271,6 +314,12 @@ def cmd_engine(settings: Settings, args: argparse.Namespace) -> int:
             if args.action == "stop":
                 await client.request(Stop())
                 await asyncio.wait_for(client.closed.wait(), 60.0)
+                deadline = time.monotonic() + 30.0
+                while engine_alive(settings.state_dir):  # until the process has left
+                    if time.monotonic() > deadline:
+                        sys.stderr.write("synapse-tui: the engine did not exit in 30 s\n")
+                        return EXIT_FAILED
+                    await asyncio.sleep(0.02)
                 sys.stdout.write(f"engine {client.status.get('pid')} stopped\n")
                 return EXIT_OK
             status = await client.request(Status())

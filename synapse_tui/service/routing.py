@@ -21,6 +21,7 @@ from synapse_tui.engine.events import (
     UnitRegistered,
 )
 from synapse_tui.engine.scheduler import UploadManager
+from synapse_tui.engine.uploader import Job
 from synapse_tui.service.peer import Peer
 from synapse_tui.service.wire import event_to_wire
 
@@ -132,6 +133,25 @@ class Router:
                 b.peer.send(wire, key and (key, b.id))
             if isinstance(event, FatalStop):
                 self.check_soon(b)
+
+    def adopt(self, job: Job) -> None:
+        """A file added again that the engine already holds: the adding batch follows it
+        (and a paused one goes on, as a new process would resume it from the journal)."""
+        batch = CURRENT_BATCH.get()
+        if batch is None or job.id in batch.jobs:
+            return
+        self.take(batch, job)
+        if batch.peer is not None and not batch.peer.subscribed:
+            queued = JobQueued(job.id, job.display, job.size, resumed=True)
+            batch.peer.send(event_to_wire(queued))
+        if job.state == JobState.PAUSED and self.manager is not None:
+            self.manager.resume(job.id)
+
+    def take(self, batch: Batch, job: Job) -> None:
+        batch.jobs.add(job.id)
+        if not job.state.terminal:
+            batch.unsettled.add(job.id)
+        self.job_batch[job.id] = batch
 
     # -- batches ----------------------------------------------------------------------------
 

@@ -77,3 +77,19 @@ class EngineStore:
             for r in rows
         ]
         return int(total), jobs
+
+
+def uploaded_paths(journal: Path, host: str) -> set[bytes]:
+    """The local paths the ledger knows as uploaded to `host`, read-only (a front end's
+    own connection: the file browser marks them)."""
+    try:
+        db = sqlite3.connect(f"file:{journal}?mode=ro", uri=True, timeout=10)
+    except sqlite3.Error:
+        return set()
+    try:
+        rows = db.execute("SELECT path FROM ledger WHERE host = ?", (host,)).fetchall()
+    except sqlite3.Error:
+        return set()
+    finally:
+        db.close()
+    return {bytes(r[0]) for r in rows}

@@ -29,7 +29,6 @@ from synapse_tui.engine.events import (
 VERSION = 1
 # One line in either direction; a longer one is a protocol error (the peer is dropped).
 MAX_LINE = 1 << 20
-SOCKET_NAME = "engine.sock"
 
 # Engine events on the wire: `{"event": KIND, **fields}`; KIND is the name `--json`
 # already prints where there is one (file_done, file_failed, ...), the fields are the
@@ -148,6 +147,7 @@ class Resume(Command):
 
     NAME: ClassVar[str] = "resume"
     follow: bool = True
+    keep_paused: bool = False  # jobs paused by a client's command stay paused (a dashboard)
 
 
 @dataclass
@@ -182,6 +182,14 @@ class ListJobs(Command):
     offset: int = 0
     limit: int = 100
     state: str | None = None
+    scope: str = "journal"  # "journal": every job of the host; "engine": what it holds
+
+
+@dataclass
+class Collections(Command):
+    """The backend's data collections (asked by the engine, which has the token)."""
+
+    NAME: ClassVar[str] = "collections"
 
 
 @dataclass
@@ -224,7 +232,7 @@ class Configure(Command):
 
 
 _ALL: tuple[type[Command], ...] = (Hello, Add, Resume, Control, Set, ListJobs, JobInfo)
-_ALL += (Subscribe, Status, Stop, Configure)
+_ALL += (Subscribe, Status, Stop, Configure, Collections)
 COMMANDS: dict[str, type[Command]] = {cls.NAME: cls for cls in _ALL}
 
 

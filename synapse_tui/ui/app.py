@@ -21,6 +21,7 @@ from synapse_tui.engine.protocol import Credentials
 from synapse_tui.ui.bridge import EngineBridge, ManagerFactory, default_factory
 from synapse_tui.ui.messages import EngineError, EngineStarted, EngineUpdate
 from synapse_tui.ui.screens.dashboard import DashboardScreen
+from synapse_tui.ui.service_bridge import ServiceBridge
 from synapse_tui.ui.themes import DEFAULT_THEME, automatic_theme, load_themes
 
 STYLES = Path(__file__).parent / "styles"
@@ -72,6 +73,7 @@ class SynapseApp(App[int]):
         frozen: bool = False,
         progress_interval: float = 0.25,
         start_engine: bool = True,
+        service: bool = False,
     ) -> None:
         super().__init__()
         self.settings = settings
@@ -81,7 +83,9 @@ class SynapseApp(App[int]):
         self.frozen = frozen
         self.progress_interval = progress_interval
         self.start_engine = start_engine
-        self.bridge: EngineBridge | None = None
+        self.service = service  # the engine is the background process, not a thread
+        self.bridge: EngineBridge | ServiceBridge | None = None
+        self.left_running: dict[str, Any] | None = None  # the engine status when we left it
         self.theme_errors: list[str] = []
         self.theme_names: list[str] = []
         self.dashboard = DashboardScreen(self.directory, frozen=frozen)
@@ -104,7 +108,9 @@ class SynapseApp(App[int]):
         self.dashboard.counts.bwlimit = self.settings.bwlimit
         for error in self.theme_errors:
             self.notify(error, title="Theme not loaded", severity="error", timeout=10)
-        if self.start_engine:
+        if self.start_engine and self.service:
+            self.run_worker(self._start_service(), group="engine", exit_on_error=False)
+        elif self.start_engine:
             self._start_bridge()
 
     def _register_themes(self) -> None:
@@ -151,6 +157,43 @@ class SynapseApp(App[int]):
         self.notify(message, title="Engine not started", severity="error", timeout=30)
         self.dashboard.log_widget.add("error", f"engine not started: {message}")
 
+    async def _start_service(self) -> None:
+        """Attach to the engine of the state folder (started when none runs); with no
+        backend configured, the engine hosts the local one, so its uploads outlive us."""
+        from synapse_tui.service.front import since
+
+        bridge = ServiceBridge(
+            self,
+            self.settings,
+            progress_interval=self.progress_interval,
+            local_backend=self.settings.host is None,
+        )
+        try:
+            await bridge.start()
+        except Exception as exc:
+            message = redact(str(exc), self.settings.credentials.secrets())
+            self.notify(message, title="Engine not started", severity="error", timeout=30)
+            self.dashboard.log_widget.add("error", f"engine not started: {message}")
+            return
+        self.bridge = bridge
+        status = bridge.status
+        banner = self.dashboard.query_one("#banner")
+        self.local = bool(status.get("local"))
+        banner.host = status.get("host") or ""  # type: ignore[attr-defined]
+        banner.local = self.local  # type: ignore[attr-defined]
+        banner.engine = f"engine {status.get('pid')}, runs on when you quit"  # type: ignore[attr-defined]
+        if status.get("stopped"):  # a 401/403 stopped it before we came: settings fix it
+            banner.status = "STOPPED"  # type: ignore[attr-defined]
+            self.dashboard.log_widget.add("error", f"uploads stopped: {status['stopped']}")
+        for name in ("concurrency", "bwlimit"):  # the engine's, which may be a keyboard's
+            setattr(self.dashboard, name, status.get(name))
+            setattr(self.dashboard.counts, name, status.get(name))
+        if not bridge.started_here:
+            text = f"attached to {since(status)}"
+            self.notify(text, title="Background engine", timeout=8)
+            self.dashboard.log_widget.add("info", text)
+        bridge.resume_journal()
+
     # -- engine messages --------------------------------------------------------------------
 
     def on_engine_update(self, message: EngineUpdate) -> None:
@@ -184,10 +227,17 @@ class SynapseApp(App[int]):
         self.push_screen(screen, lambda saved: self._settings_saved(bool(saved), screen.saved))
 
     def _settings_saved(self, saved: bool, values: dict[str, str | None]) -> None:
-        """After a fatal stop (a refused token...), saved settings start a new engine at
-        once: the stopped one never starts anything again."""
+        """The background engine is told new settings at once (the one time the token
+        crosses the socket, given by this client). An in-process engine stopped by a fatal
+        error (a refused token...) is started again with them: it never starts anything
+        again by itself."""
+        if not saved:
+            return
+        if isinstance(self.bridge, ServiceBridge):
+            self.run_worker(self._reconfigure(), group="engine", exit_on_error=False)
+            return
         bridge = self.bridge
-        if not saved or not self.start_engine or (bridge is not None and not bridge.stopped):
+        if not self.start_engine or (bridge is not None and not bridge.stopped):
             return
         creds = self.settings.credentials
         if values.get("host") and not self.local:
@@ -212,6 +262,21 @@ class SynapseApp(App[int]):
         banner.host = self.settings.host or ""  # type: ignore[attr-defined]
         self.dashboard.log_widget.add("info", "engine started again with the new settings")
 
+    async def _reconfigure(self) -> None:
+        from synapse_tui.config import load_settings
+
+        assert isinstance(self.bridge, ServiceBridge)
+        try:
+            fresh = await asyncio.to_thread(load_settings, {"state_dir": self.settings.state_dir})
+        except ConfigError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        if fresh.host is None:
+            return  # back to the local backend: from the next engine start
+        await self.bridge.configure(fresh)
+        self.settings.host, self.settings.credentials = fresh.host, fresh.credentials
+        self.dashboard.query_one("#banner").host = fresh.host  # type: ignore[attr-defined]
+
     def action_cycle_theme(self) -> None:
         names = self.theme_names or list(self.available_themes)
         index = names.index(self.theme) + 1 if self.theme in names else 0
@@ -235,6 +300,9 @@ class SynapseApp(App[int]):
         from synapse_tui.ui.screens.confirm import ConfirmScreen
 
         bridge = self.bridge
+        if isinstance(bridge, ServiceBridge):
+            await self._quit_service(bridge)
+            return
         if bridge is not None and bridge.running and await bridge.busy():
             sure = await self.push_screen_wait(
                 ConfirmScreen(
@@ -249,9 +317,28 @@ class SynapseApp(App[int]):
         await self.shutdown_engine()
         self.exit(self.exit_code)
 
+    async def _quit_service(self, bridge: ServiceBridge) -> None:
+        """Keep uploading in the background (the default while jobs run), or pause
+        everything and quit."""
+        from synapse_tui.ui.screens.quit import KEEP, PAUSE, QuitScreen
+
+        status = await bridge.engine_status() if bridge.running else {}
+        if status and not status.get("idle", True):
+            choice = await self.push_screen_wait(QuitScreen(int(status.get("active", 0))))
+            if choice not in (KEEP, PAUSE):
+                return
+            if choice == PAUSE:
+                await bridge.pause_everything()
+            else:
+                self.left_running = status
+        await self.shutdown_engine()
+        self.exit(self.exit_code)
+
     async def shutdown_engine(self) -> None:
         bridge, self.bridge = self.bridge, None
-        if bridge is not None:
+        if isinstance(bridge, ServiceBridge):
+            await bridge.aclose()  # only this client goes: the engine runs on
+        elif bridge is not None:
             await asyncio.to_thread(bridge.stop)
 
     async def on_unmount(self) -> None:
@@ -291,10 +378,16 @@ def local_settings(settings: Settings, url: str, token: str) -> Settings:
     return settings
 
 
-def run_dashboard(settings: Settings, directory: str) -> int:
-    """Open the dashboard in `directory`; starts the local backend when no host is set."""
+def run_dashboard(settings: Settings, directory: str, foreground: bool = False) -> int:
+    """Open the dashboard in `directory`, attached to the background engine (started if
+    none runs); `foreground`: the engine (and the local backend when no host is set) run
+    in this process, as before the engine service."""
+    from synapse_tui.service.spawn import foreground_requested
+
     if not os.path.isdir(directory):
         raise ConfigError(f"not a folder: {directory}")
+    if not (foreground or foreground_requested()):
+        return _run_attached(settings, directory)
     server = None
     local = False
     if settings.host is None:
@@ -316,4 +409,24 @@ def run_dashboard(settings: Settings, directory: str) -> int:
             server.stop()
     if app.return_code:  # Textual caught a crash and printed it: the shell must see it
         return app.return_code
+    return result or 0
+
+
+def _run_attached(settings: Settings, directory: str) -> int:
+    import sys
+
+    app = SynapseApp(settings, directory, service=True)
+    try:
+        result = app.run()
+    finally:
+        if app.bridge is not None:
+            app.bridge.stop()
+    left = app.left_running
+    if app.return_code:  # Textual caught a crash and printed it: the shell must see it
+        return app.return_code
+    if left:
+        sys.stdout.write(
+            f"the engine (pid {left.get('pid')}) keeps uploading in the background; "
+            "`synapse-tui` or `synapse-tui attach` follows it\n"
+        )
     return result or 0

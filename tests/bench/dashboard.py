@@ -118,7 +118,10 @@ async def _latency_run(
         chunk_size=chunk,
         concurrency=count,
     )
-    app = SynapseApp(settings, str(folder))
+    from synapse_tui.service.spawn import foreground_requested
+
+    service = not foreground_requested()  # the dashboard as users run it: the engine's client
+    app = SynapseApp(settings, str(folder), service=service)
     frames: list[Any] = []
     original = app._display
 
@@ -173,6 +176,8 @@ async def _latency_run(
         await pilot.pause()
         loaded = await series(pilot, browser, True)
         await app.shutdown_engine()
+    if service:
+        await asyncio.to_thread(stop_engine, state)
     return {"idle": idle, "loaded": loaded, "uploading": list(busy)}
 
 
@@ -297,5 +302,20 @@ def pty_run(
         thread.join(5)
         with contextlib.suppress(OSError):
             os.close(master)
+    stop_engine(state, env)
     total = sum(n for _, n in chunks)
     return PtyRun(ended - started, window, total, chunks)
+
+
+def stop_engine(state: Path, env: dict[str, str] | None = None) -> None:
+    """The background engine a dashboard started stays for its idle time: stop it."""
+    import subprocess
+
+    env = dict(env or os.environ, SYNAPSE_TUI_STATE_DIR=str(state))
+    subprocess.run(
+        [sys.executable, "-m", "synapse_tui.cli", "engine", "stop"],
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )

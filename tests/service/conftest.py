@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from synapse_tui.service.client import engine_alive
+from synapse_tui.service.spawn import engine_alive
 from tests.harness.embedded import EmbeddedServer
 
 
@@ -46,7 +46,9 @@ class Env:
     state: Path
     env: dict[str, str]
 
-    def run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, timeout: float = 60, cwd: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "synapse_tui.cli", *args],
             env=self.env,
@@ -54,6 +56,7 @@ class Env:
             text=True,
             timeout=timeout,
             stdin=subprocess.DEVNULL,
+            cwd=cwd,
         )
 
     def start(self, *args: str) -> subprocess.Popen[str]:

@@ -14,7 +14,8 @@ import pytest
 
 from synapse_tui.config import Settings
 from synapse_tui.engine.credentials import Credentials
-from synapse_tui.service.client import CLIENT_TIMEOUT_ENV, IDLE_ENV, connect
+from synapse_tui.service.client import connect
+from synapse_tui.service.spawn import CLIENT_TIMEOUT_ENV, IDLE_ENV
 from synapse_tui.service.wire import Hello, Subscribe, encode
 from tests.service.conftest import Env, engine_pid, wait_for
 from tests.service.test_headless_engine import events, of, write
@@ -92,6 +93,8 @@ def test_an_engine_a_dashboard_used_waits_its_idle_time_then_exits(
 
     pid = asyncio.run(visit())
     assert engine_pid(engine_env.state) == pid  # no job, no client: it waits a while
+    nice = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+    assert nice == 10  # a dashboard came: the engine yields the CPU to its keys
     wait_for(lambda: engine_pid(engine_env.state) is None, timeout=15, what="idle exit")
 
 
@@ -176,3 +179,40 @@ def test_an_engine_killed_with_sigkill_is_replaced_and_resumes_from_the_journal(
         True,
         False,
     )
+
+
+def test_configure_gives_the_engine_new_credentials_after_a_refusal(
+    engine_env: Env, tmp_path: Path
+) -> None:
+    from synapse_tui.service.client import Refused
+    from synapse_tui.service.wire import Add, Configure
+
+    f = write(tmp_path / "a.bin", 100 * KIB)
+    wrong = _settings(engine_env)
+    wrong.credentials = Credentials(access_token="not-the-token")
+
+    async def scenario() -> dict[str, object]:
+        client = await connect(wrong, "dashboard")
+        done: asyncio.Future[dict[str, object]] = asyncio.get_running_loop().create_future()
+
+        def on_event(obj: dict[str, object]) -> None:
+            if obj.get("event") == "batch_done" and not done.done():
+                done.set_result(obj)
+
+        client.on_event = on_event
+        try:
+            with pytest.raises(Refused) as refused:
+                await client.request(Add(paths=[str(f)]))
+            assert refused.value.kind == "config" and "not-the-token" not in str(refused.value)
+            status = await client.request(Configure(engine_env.server.url, engine_env.server.token))
+            assert status["host"] == engine_env.server.url
+            await client.request(Add(paths=[str(f)]))
+            return await asyncio.wait_for(done, 30)
+        finally:
+            await client.close()
+
+    finished = asyncio.run(scenario())
+    assert finished["left"] == 0 and finished["stopped"] is None
+    rows = job_rows(engine_env)
+    assert [r["state"] for r in rows] == ["done"]
+    assert engine_env.stored(str(rows[0]["upload_id"])) == f.read_bytes()

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import signal
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,74 @@ def test_ctrl_c_pauses_this_commands_files_and_exits_130(engine_env: Env, tmp_pa
     [job] = events(status.stdout)
     assert job["state"] == "paused"
     resumed = engine_env.run("resume", "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    [done] = of("file_done", events(resumed.stdout))
+    assert engine_env.stored(done["upload_id"]) == f.read_bytes()
+
+
+def test_paths_given_relative_are_shown_as_given(engine_env: Env, tmp_path: Path) -> None:
+    write(tmp_path / "data" / "a.bin", 10)
+    (tmp_path / "data" / "b.bin").write_bytes((tmp_path / "data" / "a.bin").read_bytes())
+    run = engine_env.run("upload", "data", "--json", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    evs = events(run.stdout)
+    assert [e["path"] for e in of("file_done", evs)] == ["data/a.bin"]
+    [skipped] = of("file_skipped", evs)
+    assert skipped == {
+        "event": "file_skipped",
+        "path": "data/b.bin",
+        "reason": "duplicate of data/a.bin",
+    }
+
+
+def test_an_upload_of_a_file_the_engine_already_holds_follows_it(
+    engine_env: Env, tmp_path: Path
+) -> None:
+    f = write(tmp_path / "slow.bin", 768 * KIB)
+    args = ("upload", str(f), "--chunk-size", "64K")
+    first = engine_env.run(*args, "--detach", "--bwlimit", "256K")
+    assert first.returncode == 0, first.stderr
+    again = engine_env.run(*args, "--json")
+    assert again.returncode == 0, again.stderr
+    evs = events(again.stdout)
+    assert of("file_queued", evs)[0]["resumed"] is True
+    [done] = of("file_done", evs)
+    assert of("summary", evs)[0]["uploaded"] == 1
+    assert engine_env.stored(done["upload_id"]) == f.read_bytes()
+
+
+def test_resume_goes_on_with_what_the_engine_holds_paused(engine_env: Env, tmp_path: Path) -> None:
+    import asyncio
+
+    from synapse_tui.config import Settings
+    from synapse_tui.engine.credentials import Credentials
+    from synapse_tui.service.client import connect
+    from synapse_tui.service.wire import Control, ListJobs
+
+    f = write(tmp_path / "slow.bin", 768 * KIB)
+    run = engine_env.run("upload", str(f), "--detach", "--bwlimit", "256K", "--chunk-size", "64K")
+    assert run.returncode == 0, run.stderr
+    settings = Settings(
+        host=engine_env.server.url,
+        credentials=Credentials(access_token=engine_env.server.token),
+        state_dir=engine_env.state,
+    )
+
+    async def scenario() -> subprocess.CompletedProcess[str]:
+        client = await connect(settings, "control", start=False)  # keeps the engine up
+        try:
+            await client.request(Control("pause"))
+            for _ in range(200):
+                page = await client.request(ListJobs(scope="engine"))
+                if page["jobs"][0]["state"] == "paused":
+                    break
+                await asyncio.sleep(0.05)
+            assert page["jobs"][0]["state"] == "paused"
+            return await asyncio.to_thread(engine_env.run, "resume", "--json")
+        finally:
+            await client.close()
+
+    resumed = asyncio.run(scenario())
     assert resumed.returncode == 0, resumed.stderr
     [done] = of("file_done", events(resumed.stdout))
     assert engine_env.stored(done["upload_id"]) == f.read_bytes()

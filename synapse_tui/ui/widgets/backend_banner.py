@@ -35,6 +35,8 @@ class BackendBanner(Static):
     """A short state note (paused, draining, stopped)."""
     health: reactive[BackendState | None] = reactive(None, init=False)
     """The backend's last known state (None: nothing sent yet)."""
+    engine: reactive[str] = reactive("", init=False)
+    """Where the engine runs when it is the background one (it outlives the dashboard)."""
 
     def on_mount(self) -> None:
         self._paint()
@@ -46,6 +48,8 @@ class BackendBanner(Static):
             text = f"synapse-tui → {self.host}"
         else:
             text = "synapse-tui · no backend"
+        if self.engine:
+            text += f"  · {self.engine}"
         health = describe_health(self.health)
         if health:
             text += f"  {health}"
@@ -66,4 +70,7 @@ class BackendBanner(Static):
         self._paint()
 
     def watch_health(self) -> None:
+        self._paint()
+
+    def watch_engine(self) -> None:
         self._paint()

@@ -1,0 +1,162 @@
+"""Finding and starting the engine: light (no engine imports), as every front end needs it."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from synapse_tui import paths
+from synapse_tui.config import Settings
+from synapse_tui.engine.credentials import Credentials
+
+SOCKET_NAME = "engine.sock"
+ENGINE_LOCK = "engine.lock"  # held (flock) by the live engine, its pid inside
+START_LOCK = "engine.start.lock"
+LOG_NAME = "engine.log"
+LOG_LIMIT = 4 << 20  # rotated past this (engine.log -> engine.log.1)
+SETTINGS_ENV = "SYNAPSE_TUI_ENGINE_SETTINGS"  # the settings, credentials included: never argv
+IDLE_ENV = "SYNAPSE_TUI_ENGINE_IDLE"  # seconds an engine a dashboard used stays idle
+CLIENT_TIMEOUT_ENV = "SYNAPSE_TUI_ENGINE_CLIENT_TIMEOUT"  # a client not reading: dropped
+FOREGROUND_ENV = "SYNAPSE_TUI_FOREGROUND"
+EXIT_ALREADY = 3  # the engine's exit status when another engine holds the lock
+START_TIMEOUT = 30.0
+
+
+class EngineUnavailable(Exception):
+    """No engine answers (and none was to be started, or it could not start)."""
+
+
+def foreground_requested() -> bool:
+    return os.environ.get(FOREGROUND_ENV, "") not in ("", "0")
+
+
+def fingerprint(credentials: Credentials) -> str:
+    """A short digest of the credentials: clients compare it with theirs, so the secrets
+    never cross the socket to find out whether the engine has the same ones."""
+    text = "\0".join(s or "" for s in credentials.secrets())
+    return hashlib.sha256(b"synapse-tui-credentials\0" + text.encode()).hexdigest()[:16]
+
+
+def settings_from_env() -> Settings:
+    """The front end's resolved settings, taken out of the environment at once."""
+    raw = json.loads(os.environ.pop(SETTINGS_ENV, "{}") or "{}")
+    s = Settings()
+    s.host = raw.get("host")
+    s.credentials = Credentials(raw.get("access_token"), raw.get("user_token"), raw.get("tenant"))
+    s.insecure = bool(raw.get("insecure"))
+    s.ca_bundle = raw.get("ca_bundle")
+    for key in ("chunk_size", "concurrency", "retries", "upload_nice"):
+        if isinstance(raw.get(key), int):
+            setattr(s, key, raw[key])
+    bw = raw.get("bwlimit")
+    s.bwlimit = float(bw) if isinstance(bw, int | float) and bw > 0 else None
+    return s
+
+
+def settings_to_env(settings: Settings) -> str:
+    c = settings.credentials
+    return json.dumps(
+        {
+            "host": settings.host,
+            "access_token": c.access_token,
+            "user_token": c.user_token,
+            "tenant": c.tenant,
+            "insecure": settings.insecure,
+            "ca_bundle": settings.ca_bundle,
+            "chunk_size": settings.chunk_size,
+            "concurrency": settings.concurrency,
+            "bwlimit": settings.bwlimit,
+            "retries": settings.retries,
+            "upload_nice": settings.upload_nice,
+        }
+    )
+
+
+def socket_answers(state: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        try:
+            sock.connect(str(state / SOCKET_NAME))
+        except OSError:
+            return False
+    return True
+
+
+def engine_alive(state: Path) -> bool:
+    """Whether a live engine holds the engine lock (starting, serving or stopping)."""
+    try:
+        fd = os.open(state / ENGINE_LOCK, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def start_engine(settings: Settings, local_backend: bool = False) -> None:
+    """Start the engine unless another front end did meanwhile: under the start lock,
+    only one front end at a time looks and starts, so two at once get one engine."""
+    state = paths.private_dir(Path(settings.state_dir))
+    fd = os.open(state / START_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        _lock(fd, START_TIMEOUT)
+        if socket_answers(state):
+            return
+        log_path = state / LOG_NAME
+        with contextlib.suppress(OSError):
+            if log_path.stat().st_size > LOG_LIMIT:
+                os.replace(log_path, log_path.with_name(LOG_NAME + ".1"))
+        argv = [sys.executable, "-m", "synapse_tui.service", "--state-dir", str(state)]
+        argv += ["--idle-timeout", os.environ.get(IDLE_ENV, "300")]
+        argv += ["--client-timeout", os.environ.get(CLIENT_TIMEOUT_ENV, "20")]
+        if local_backend:
+            argv.append("--local-backend")
+        env = dict(os.environ)
+        env[SETTINGS_ENV] = settings_to_env(settings)
+        log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            child = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log_fd,
+                stderr=log_fd,
+                env=env,
+                cwd="/",
+                start_new_session=True,  # no terminal, no SIGHUP, no Ctrl-C of ours
+                close_fds=True,
+            )
+        finally:
+            os.close(log_fd)
+        deadline = time.monotonic() + START_TIMEOUT
+        while not socket_answers(state):
+            code = child.poll()
+            if code is not None and code != EXIT_ALREADY:  # another engine took the lock
+                raise EngineUnavailable(f"the engine did not start (see {log_path})")
+            if time.monotonic() > deadline:
+                raise EngineUnavailable(f"the engine did not start in time (see {log_path})")
+            time.sleep(0.02)
+    finally:
+        os.close(fd)  # releases the start lock
+
+
+def _lock(fd: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise EngineUnavailable("another front end is starting the engine") from None
+            time.sleep(0.02)
