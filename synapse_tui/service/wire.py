@@ -13,6 +13,7 @@ from synapse_tui.engine.events import (
     Event,
     FatalStop,
     JobDone,
+    JobElsewhere,
     JobFailed,
     JobProgress,
     JobQueued,
@@ -47,6 +48,7 @@ EVENT_KINDS: dict[type[Event], str] = {
     FatalStop: "fatal",
     JobRetrying: "job_retrying",  # a backoff: the dashboard's `retry 3/12 in 40s`
     BackendState: "backend",  # reachable, or failing since (the dashboard's header)
+    JobElsewhere: "file_elsewhere",  # another synapse-tui process drives it
 }
 EVENT_TYPES: dict[str, type[Event]] = {kind: cls for cls, kind in EVENT_KINDS.items()}
 

@@ -172,3 +172,19 @@ async def test_a_client_that_does_not_take_a_batch_in_time_is_dropped() -> None:
         assert peer.dropped_reason == "it stopped reading"
     finally:
         theirs.close()
+
+
+def test_every_engine_event_has_a_wire_name() -> None:
+    """An event the engine emits without a wire name would raise in the service's listener
+    and never reach a client: every Event subclass must be named (and names unique)."""
+    import synapse_tui.engine.events as events_module
+    from synapse_tui.engine.events import Event
+    from synapse_tui.service.wire import EVENT_KINDS
+
+    kinds = {
+        obj
+        for obj in vars(events_module).values()
+        if isinstance(obj, type) and issubclass(obj, Event) and obj is not Event
+    }
+    assert kinds - set(EVENT_KINDS) == set()
+    assert len(set(EVENT_KINDS.values())) == len(EVENT_KINDS)
