@@ -30,6 +30,9 @@ def isolated_dirs(
         "SYNAPSE_PLUGIN_RUN_USER_TOKEN",
         "SYNAPSE_PLUGIN_RUN_TENANT",
         "NO_COLOR",
+        # A proxy of the machine's must not carry the tests' loopback traffic.
+        *(f"{v}_PROXY" for v in ("HTTP", "HTTPS", "ALL", "NO")),
+        *(f"{v}_proxy" for v in ("http", "https", "all", "no")),
     ):
         monkeypatch.delenv(var, raising=False)
     return base

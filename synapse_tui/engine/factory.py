@@ -16,7 +16,11 @@ def make_client(settings: Settings) -> ProtocolClient:
     require_backend(settings)
     assert settings.host is not None
     return ProtocolClient(
-        settings.host, settings.credentials, verify=settings.verify, max_connections=64
+        settings.host,
+        settings.credentials,
+        verify=settings.verify,
+        max_connections=64,
+        proxy=settings.proxy,
     )
 
 
@@ -27,6 +31,7 @@ def engine_options(settings: Settings) -> EngineOptions:
         concurrency=settings.concurrency,
         bwlimit=settings.bwlimit,
         retries=settings.retries,
+        strategy=settings.strategy,
     )
 
 

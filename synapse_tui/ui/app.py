@@ -136,17 +136,25 @@ class SynapseApp(App[int]):
         save_own_config({"theme": name})
 
     def _start_bridge(self) -> None:
+        self.bridge, error = self._launch_bridge()
+        if error is not None:
+            self._engine_not_started(error)
+
+    def _launch_bridge(self) -> tuple[EngineBridge | None, str | None]:
+        """A started bridge, or the one-line reason it did not start (waits for the engine
+        thread: call it from a worker thread once the app runs)."""
         bridge = EngineBridge(
             self, self.settings, factory=self.factory, progress_interval=self.progress_interval
         )
         try:
             bridge.start()
         except Exception as exc:
-            message = redact(str(exc), self.settings.credentials.secrets())
-            self.notify(message, title="Engine not started", severity="error", timeout=30)
-            self.dashboard.log_widget.add("error", f"engine not started: {message}")
-            return
-        self.bridge = bridge
+            return None, redact(str(exc), self.settings.credentials.secrets())
+        return bridge, None
+
+    def _engine_not_started(self, message: str) -> None:
+        self.notify(message, title="Engine not started", severity="error", timeout=30)
+        self.dashboard.log_widget.add("error", f"engine not started: {message}")
 
     async def _start_service(self) -> None:
         """Attach to the engine of the state folder (started when none runs); with no
@@ -214,28 +222,55 @@ class SynapseApp(App[int]):
     def action_settings(self) -> None:
         from synapse_tui.ui.screens.settings import SettingsScreen
 
-        self.push_screen(SettingsScreen(self.settings, local=self.local), self._settings_saved)
+        screen = SettingsScreen(self.settings, local=self.local)
+        self.push_screen(screen, lambda saved: self._settings_saved(bool(saved), screen.saved))
 
-    def _settings_saved(self, saved: bool | None) -> None:
-        """With the background engine, new settings apply now: the engine is told (the
-        one time the token crosses the socket, given by this client)."""
-        if saved and isinstance(self.bridge, ServiceBridge):
-            self.run_worker(self._reconfigure(), group="engine", exit_on_error=False)
+    def _settings_saved(self, saved: bool, values: dict[str, str | None]) -> None:
+        """With the background engine, saved settings apply at once: the engine is told
+        (the one time the token crosses the socket, given by this client). In-thread,
+        after a fatal stop (a refused token...), they start a new engine: the stopped
+        one never starts anything again."""
+        bridge = self.bridge
+        if isinstance(bridge, ServiceBridge):
+            if saved:
+                self._take_settings(values)
+                self.run_worker(self._reconfigure(), group="engine", exit_on_error=False)
+            return
+        if not saved or not self.start_engine or (bridge is not None and not bridge.stopped):
+            return
+        self._take_settings(values)
+        self._restart_engine()
+
+    def _take_settings(self, values: dict[str, str | None]) -> None:
+        creds = self.settings.credentials
+        if values.get("host") and not self.local:
+            self.settings.host = values["host"]
+        self.settings.credentials = Credentials(
+            access_token=values.get("access_token") or creds.access_token,
+            user_token=creds.user_token,
+            tenant=values.get("tenant") or creds.tenant,
+        )
 
     async def _reconfigure(self) -> None:
-        from synapse_tui.config import load_settings
-
         assert isinstance(self.bridge, ServiceBridge)
-        try:
-            fresh = await asyncio.to_thread(load_settings, {"state_dir": self.settings.state_dir})
-        except ConfigError as exc:
-            self.notify(str(exc), severity="error")
+        await self.bridge.configure(self.settings)
+        banner = self.dashboard.query_one("#banner")
+        banner.status = ""  # type: ignore[attr-defined]
+        banner.host = self.settings.host or ""  # type: ignore[attr-defined]
+        self.dashboard.log_widget.add("info", "the engine took the new settings")
+
+    @work(group="engine", exclusive=True, exit_on_error=False)
+    async def _restart_engine(self) -> None:
+        await self.shutdown_engine()  # the stopped engine: its jobs are paused, resumable
+        bridge, error = await asyncio.to_thread(self._launch_bridge)
+        if error is not None:
+            self._engine_not_started(error)
             return
-        if fresh.host is None:
-            return  # back to the local backend: from the next engine start
-        await self.bridge.configure(fresh)
-        self.settings.host, self.settings.credentials = fresh.host, fresh.credentials
-        self.dashboard.query_one("#banner").host = fresh.host  # type: ignore[attr-defined]
+        self.bridge = bridge
+        banner = self.dashboard.query_one("#banner")
+        banner.status = ""  # type: ignore[attr-defined]
+        banner.host = self.settings.host or ""  # type: ignore[attr-defined]
+        self.dashboard.log_widget.add("info", "engine started again with the new settings")
 
     def action_cycle_theme(self) -> None:
         names = self.theme_names or list(self.available_themes)
@@ -367,6 +402,8 @@ def run_dashboard(settings: Settings, directory: str, foreground: bool = False) 
             app.bridge.stop()
         if server is not None:
             server.stop()
+    if app.return_code:  # Textual caught a crash and printed it: the shell must see it
+        return app.return_code
     return result or 0
 
 
@@ -379,6 +416,8 @@ def _run_attached(settings: Settings, directory: str) -> int:
     finally:
         if app.bridge is not None:
             app.bridge.stop()
+    if app.return_code:  # Textual caught a crash and printed it: the shell must see it
+        return app.return_code
     left = app.left_running
     if left:
         sys.stdout.write(

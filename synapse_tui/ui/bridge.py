@@ -101,6 +101,12 @@ class EngineBridge:
     def running(self) -> bool:
         return self.loop is not None and self.loop.is_running()
 
+    @property
+    def stopped(self) -> bool:
+        """The engine stopped for good (a fatal error: a refused token...): a new bridge,
+        with new settings, is the way to upload again."""
+        return getattr(self.manager, "stopped", None) is not None or not self.running
+
     def stop(self, timeout: float = 30.0) -> None:
         """Close the manager (in-flight jobs become paused, resumable) and join the thread."""
         loop = self.loop

@@ -1,0 +1,400 @@
+"""Direct-to-storage uploads through presigned URLs (the SDK's bulk path), with resume.
+
+`run_upload` picks the path per job: presigned when the strategy allows it and the
+backend's storage takes it (`presigned_batch.PresignedService.discover`), chunked
+otherwise. A presigned job: get its URLs (batched with the next queued small files),
+hash the file once (SHA1 for the confirm, xxh3 against the pre-scan, MD5 per part for
+Content-MD5), PUT it (one request, or its parts in parallel within the concurrency gate
+and the bandwidth limit, each streamed from disk), then confirm it (batched).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import os
+import threading
+import time
+import weakref
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
+
+import xxhash
+
+from synapse_tui.engine.errors import (
+    ChecksumMismatch,
+    FileChangedError,
+    LocalFileError,
+    ProtocolError,
+    ServerRejected,
+    TransientError,
+    UploadGone,
+)
+from synapse_tui.engine.events import JobState
+from synapse_tui.engine.hashing import PIECE, SCAN_PIECE, io_executor, open_regular, read_piece
+from synapse_tui.engine.presigned_batch import EXPIRY_MARGIN, PresignedService
+from synapse_tui.engine.presigned_journal import Grant
+from synapse_tui.engine.protocol import UploadInfo
+from synapse_tui.engine.storage_http import UrlExpired
+from synapse_tui.engine.uploader import WHOLE_FILE_LIMIT, FileUpload, Job, Restart
+
+if TYPE_CHECKING:
+    from synapse_tui.engine.scheduler import UploadManager
+
+STRATEGIES = ("auto", "presigned", "chunked")
+PART_POLL = 0.1  # how often a multipart job looks for a free concurrency slot
+_services: weakref.WeakKeyDictionary[Any, PresignedService] = weakref.WeakKeyDictionary()
+
+
+def service(manager: UploadManager) -> PresignedService:
+    svc = _services.get(manager)
+    if svc is None:
+        svc = _services[manager] = PresignedService(manager)
+    return svc
+
+
+async def run_upload(manager: UploadManager, job: Job) -> None:
+    """Upload one job by the path its strategy and the backend allow."""
+    svc = service(manager)
+    if await _presigned_for(svc, job):
+        svc.running += 1
+        try:
+            await PresignedUpload(manager, job, svc).run()
+        finally:
+            svc.running -= 1
+    else:
+        await FileUpload(manager, job).run()
+
+
+async def _presigned_for(svc: PresignedService, job: Job) -> bool:
+    if svc.m.options.strategy == "chunked" or job.upload_url is not None:
+        if svc.known(job) is not None:
+            svc.drop(job)  # chunked from now on: the storage's URLs are no use
+        return False
+    try:
+        capable = await svc.discover()
+    except TransientError as exc:  # the backend is unwell: the chunked path retries
+        svc.m.log("warning", f"{job.display}: cannot ask for the storage ({exc})", job.id)
+        return False
+    if not capable:
+        svc.strategy_refused()
+        if svc.known(job) is not None:
+            svc.drop(job)
+    return capable
+
+
+def _b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode("ascii")
+
+
+def hash_parts(
+    fd: int, size: int, part_size: int, on_part: Callable[[int, bytes], None], stop: threading.Event
+) -> tuple[str, str, str]:
+    """One read pass (in a thread): each part's MD5 as it completes, then the file's SHA1,
+    xxh3 and MD5 (the MD5 only when the file is one part)."""
+    sha1, xxh, md5 = hashlib.sha1(), xxhash.xxh3_128(), hashlib.md5()
+    number, in_part, pos = 1, 0, 0
+    while pos < size:
+        if stop.is_set():
+            raise _Stopped()
+        take = min(SCAN_PIECE, size - pos, part_size - in_part)
+        try:
+            data = os.pread(fd, take, pos)
+        except OSError as exc:
+            raise LocalFileError(f"read error at byte {pos}: {exc.strerror or exc}") from None
+        if len(data) != take:
+            raise FileChangedError(f"changed during upload: short read at byte {pos}")
+        sha1.update(data)
+        xxh.update(data)
+        md5.update(data)
+        pos += take
+        in_part += take
+        if in_part == part_size or pos == size:
+            on_part(number, md5.digest())
+            whole = md5.hexdigest() if number == 1 and pos == size else ""
+            number, in_part, md5 = number + 1, 0, hashlib.md5()
+    if size == 0:
+        on_part(1, md5.digest())
+        whole = md5.hexdigest()
+    return sha1.hexdigest(), xxh.hexdigest(), whole
+
+
+class PresignedUpload(FileUpload):
+    """Drives one job through the presigned path (retries and pauses as FileUpload's)."""
+
+    def __init__(self, manager: UploadManager, job: Job, svc: PresignedService) -> None:
+        super().__init__(manager, job)
+        self.svc = svc
+        self.storage = svc.storage
+
+    async def run(self) -> None:
+        job = self.job
+        self.fd, _ = open_regular(job.path, job.identity)
+        try:
+            while True:
+                try:
+                    await self._once()
+                    return
+                except Restart as exc:
+                    job.restarts += 1
+                    if job.restarts > 3:
+                        raise ProtocolError(f"gave up after 3 new uploads: {exc}") from None
+                    self._warn(f"{job.display}: {exc}; starting the file again")
+                    self.svc.drop(job)
+        finally:
+            os.close(self.fd)
+
+    async def _once(self) -> None:
+        job = self.job
+        self.m.set_state(job, JobState.UPLOADING, persist=False)
+        grant = await self.svc.grant(job)
+        if grant.multipart:
+            sha1, md5, parts = await self._multipart(grant)
+        else:
+            sha1, md5 = await self._single(grant)
+            parts = None
+        self._check_identity()
+        item: dict[str, Any] = {"file_key": grant.file_key, "checksum": sha1, "size": job.size}
+        if parts is not None:
+            item["multipart"] = {"upload_id": grant.upload_id, "parts": parts}
+        self.m.set_state(job, JobState.FINALIZING, persist=False)
+        result = await self.svc.confirm(item)
+        if not result.get("success"):
+            self._refused(str(result.get("error") or "refused"))
+        data_file = result.get("data_file_id")
+        job.extra.update(data_file_id=data_file, checksum=sha1, file_key=grant.file_key)
+        info = UploadInfo(
+            id=grant.file_key,
+            url="",
+            offset=job.size,
+            status=2,
+            filename=job.name,
+            completed_at=None,
+            checksum=sha1,
+        )  # the journal keeps its record(); file key and data file are in job.extra
+        self.svc.drop(job, lazy=True)
+        self.m.finish(job, md5 or f"sha1:{sha1}", info)
+
+    def _refused(self, error: str) -> None:
+        lowered = error.lower()
+        if "checksum" in lowered:
+            self._check_identity()
+            if self.job.restarts >= 1:
+                raise ChecksumMismatch(f"the storage holds other bytes than the file: {error}")
+            raise Restart(f"confirm refused: {error}")
+        if "nothing was uploaded" in lowered or "storage holds" in lowered:
+            raise Restart(f"confirm refused: {error}")
+        if "multipart" in lowered or "upload" in lowered:
+            raise Restart(f"confirm refused: {error}")
+        raise ServerRejected(f"confirm refused: {error}", status=400)
+
+    # -- one PUT --------------------------------------------------------------------------------
+
+    async def _single(self, grant: Grant) -> tuple[str, str]:
+        job = self.job
+        self._check_identity()
+        body: bytes | None = None
+        if job.size <= WHOLE_FILE_LIMIT:  # read whole: at most a MiB in memory
+            body = read_piece(self.fd, 0, job.size, None)
+            if xxhash.xxh3_128(body).hexdigest() != job.fingerprint:
+                raise FileChangedError("changed since the pre-scan: content differs")
+            digest = hashlib.md5(body).digest()
+            sha1 = hashlib.sha1(body).hexdigest()
+        else:  # hashed in one pass, then streamed from disk in a second
+            sha1, xxh, whole = await self.loop.run_in_executor(
+                io_executor(), hash_parts, self.fd, job.size, job.size, _ignore, _never
+            )
+            if xxh != job.fingerprint:
+                raise FileChangedError("changed since the pre-scan: content differs")
+            digest = bytes.fromhex(whole)
+        await self._put(grant, None, 0, job.size, _b64(digest), body)
+        return sha1, digest.hex()
+
+    async def _put(
+        self,
+        grant: Grant,
+        number: int | None,
+        start: int,
+        length: int,
+        md5: str,
+        data: bytes | None = None,
+    ) -> str:
+        """PUT a file (number None) or one part; retries, renews expired URLs; the ETag."""
+        job = self.job
+        renewed = False
+        while True:
+            await self._shared_wait()
+            self._checkpoint()
+            if grant.expires_at - EXPIRY_MARGIN < time.time() and not renewed:
+                renewed = await self._renew(grant)
+            part = grant.parts.get(number) if number is not None else None
+            url = part.url if part is not None else grant.url
+            if url is None:
+                raise ProtocolError(f"no URL for part {number}")
+            sent = [0]
+            failure: TransientError
+            try:
+                async with asyncio.timeout(None) as watchdog:
+                    if data is not None:
+                        await self.m.bandwidth.acquire(length)
+                        watchdog.reschedule(self.loop.time() + self.options.response_timeout)
+                        etag = await self.storage.put(url, data, length, md5)
+                        self.m.count_bytes(job, length)
+                        job.sent += length
+                    else:
+                        body = self._range(start, length, watchdog, sent)
+                        etag = await self.storage.put(url, body, length, md5)
+                return etag
+            except TimeoutError:
+                failure = TransientError("no progress within the per-request deadline")
+            except UrlExpired as expired:
+                job.sent -= sent[0]
+                if renewed:
+                    raise Restart(str(expired)) from None
+                renewed = await self._renew(grant)
+                continue
+            except TransientError as transient:
+                failure = transient
+            except UploadGone as gone:
+                raise Restart(str(gone)) from None
+            job.sent -= sent[0]
+            self._check_identity()
+            await self._retry_pause(failure)
+
+    async def _renew(self, grant: Grant) -> bool:
+        if not await self.svc.renew(self.job, grant):
+            raise Restart("the storage URLs expired and the backend cannot renew them")
+        self.m.log("info", f"{self.job.display}: fresh storage URLs", self.job.id)
+        return True
+
+    def _range(
+        self, start: int, length: int, watchdog: asyncio.Timeout, sent: list[int]
+    ) -> AsyncIterator[bytes]:
+        job, options, loop = self.job, self.options, self.loop
+
+        async def gen() -> AsyncIterator[bytes]:
+            pos, end = start, start + length
+            while pos < end:
+                n = min(PIECE, end - pos)
+                rate = self.m.bandwidth.rate
+                watchdog.reschedule(loop.time() + options.stall_timeout + (n / rate if rate else 0))
+                await self.m.bandwidth.acquire(n)
+                data = await loop.run_in_executor(io_executor(), read_piece, self.fd, pos, n, None)
+                yield data
+                pos += n
+                sent[0] += n
+                job.sent += n
+                self.m.count_bytes(job, n)
+            watchdog.reschedule(loop.time() + options.response_timeout)
+
+        return gen()
+
+    # -- parts in parallel ----------------------------------------------------------------------
+
+    async def _multipart(self, grant: Grant) -> tuple[str, str, list[dict[str, Any]]]:
+        job = self.job
+        part_size = grant.part_size or 0
+        count = max(1, -(-job.size // part_size))
+        if sorted(grant.parts) != list(range(1, count + 1)):
+            raise ProtocolError(f"multipart answer lists {len(grant.parts)} parts, not {count}")
+        done = sum(
+            min(part_size, job.size - (n - 1) * part_size) for n, p in grant.parts.items() if p.etag
+        )
+        if done:
+            self.m.log("info", f"{job.display}: resuming with {done} bytes of parts stored", job.id)
+            job.resumed_from = done
+        job.sent = done
+        digests: dict[int, asyncio.Future[bytes]] = {
+            n: self.loop.create_future() for n in grant.parts
+        }
+
+        def on_part(number: int, digest: bytes) -> None:
+            self.loop.call_soon_threadsafe(_set, digests[number], digest)
+
+        stop = threading.Event()
+        hashing = self.loop.run_in_executor(
+            io_executor(), hash_parts, self.fd, job.size, part_size, on_part, stop
+        )
+        try:
+            missing = [n for n in sorted(grant.parts) if grant.parts[n].etag is None]
+            await self._send_parts(grant, missing, digests)
+            sha1, xxh, _ = await hashing
+        finally:
+            stop.set()
+            for future in digests.values():
+                future.cancel()
+            if not hashing.done():
+                await asyncio.gather(hashing, return_exceptions=True)
+        if xxh != job.fingerprint:
+            raise FileChangedError("changed during upload: content differs from the pre-scan")
+        parts = [{"part_number": n, "etag": grant.parts[n].etag} for n in sorted(grant.parts)]
+        return sha1, "", parts
+
+    async def _send_parts(
+        self, grant: Grant, numbers: list[int], digests: dict[int, asyncio.Future[bytes]]
+    ) -> None:
+        """The job's own slot sends one part; more go as the concurrency gate has room."""
+        queue = list(reversed(numbers))
+        running: dict[asyncio.Task[None], bool] = {}  # task -> holds an extra gate slot
+        own_busy = False
+        try:
+            while queue or running:
+                while queue:
+                    self._checkpoint()
+                    if not own_busy:
+                        own_busy, extra = True, False
+                    elif self.m.gate.take():
+                        extra = True
+                    else:
+                        break
+                    number = queue.pop()
+                    task = asyncio.ensure_future(self._part(grant, number, digests[number]))
+                    running[task] = extra
+                finished, _ = await asyncio.wait(
+                    running, timeout=PART_POLL if queue else None, return_when="FIRST_COMPLETED"
+                )
+                for task in finished:
+                    if running.pop(task):
+                        await self._release_slot()
+                    else:
+                        own_busy = False
+                    task.result()
+        finally:
+            for task in running:
+                task.cancel()
+            for task, extra in running.items():
+                await asyncio.gather(task, return_exceptions=True)
+                if extra:
+                    await self._release_slot()
+
+    async def _release_slot(self) -> None:
+        await self.m.gate.release()
+        self.m._kick()
+
+    async def _part(self, grant: Grant, number: int, digest: asyncio.Future[bytes]) -> None:
+        job = self.job
+        part_size = grant.part_size or 0
+        start = (number - 1) * part_size
+        length = min(part_size, job.size - start)
+        md5 = _b64(await digest)
+        etag = await self._put(grant, number, start, length, md5)
+        grant.parts[number].etag = etag
+        self.svc.records.part_done(job.id, number, etag)
+        self._progress_made()
+
+
+def _set(future: asyncio.Future[bytes], value: bytes) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+def _ignore(number: int, digest: bytes) -> None:
+    pass
+
+
+class _Stopped(Exception):
+    """The hash pass was stopped (the job ended first)."""
+
+
+_never = threading.Event()
