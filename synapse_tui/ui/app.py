@@ -227,18 +227,22 @@ class SynapseApp(App[int]):
         self.push_screen(screen, lambda saved: self._settings_saved(bool(saved), screen.saved))
 
     def _settings_saved(self, saved: bool, values: dict[str, str | None]) -> None:
-        """The background engine is told new settings at once (the one time the token
-        crosses the socket, given by this client). An in-process engine stopped by a fatal
-        error (a refused token...) is started again with them: it never starts anything
-        again by itself."""
-        if not saved:
-            return
-        if isinstance(self.bridge, ServiceBridge):
-            self.run_worker(self._reconfigure(), group="engine", exit_on_error=False)
-            return
+        """With the background engine, saved settings apply at once: the engine is told
+        (the one time the token crosses the socket, given by this client). In-thread,
+        after a fatal stop (a refused token...), they start a new engine: the stopped
+        one never starts anything again."""
         bridge = self.bridge
-        if not self.start_engine or (bridge is not None and not bridge.stopped):
+        if isinstance(bridge, ServiceBridge):
+            if saved:
+                self._take_settings(values)
+                self.run_worker(self._reconfigure(), group="engine", exit_on_error=False)
             return
+        if not saved or not self.start_engine or (bridge is not None and not bridge.stopped):
+            return
+        self._take_settings(values)
+        self._restart_engine()
+
+    def _take_settings(self, values: dict[str, str | None]) -> None:
         creds = self.settings.credentials
         if values.get("host") and not self.local:
             self.settings.host = values["host"]
@@ -247,7 +251,14 @@ class SynapseApp(App[int]):
             user_token=creds.user_token,
             tenant=values.get("tenant") or creds.tenant,
         )
-        self._restart_engine()
+
+    async def _reconfigure(self) -> None:
+        assert isinstance(self.bridge, ServiceBridge)
+        await self.bridge.configure(self.settings)
+        banner = self.dashboard.query_one("#banner")
+        banner.status = ""  # type: ignore[attr-defined]
+        banner.host = self.settings.host or ""  # type: ignore[attr-defined]
+        self.dashboard.log_widget.add("info", "the engine took the new settings")
 
     @work(group="engine", exclusive=True, exit_on_error=False)
     async def _restart_engine(self) -> None:
@@ -261,21 +272,6 @@ class SynapseApp(App[int]):
         banner.status = ""  # type: ignore[attr-defined]
         banner.host = self.settings.host or ""  # type: ignore[attr-defined]
         self.dashboard.log_widget.add("info", "engine started again with the new settings")
-
-    async def _reconfigure(self) -> None:
-        from synapse_tui.config import load_settings
-
-        assert isinstance(self.bridge, ServiceBridge)
-        try:
-            fresh = await asyncio.to_thread(load_settings, {"state_dir": self.settings.state_dir})
-        except ConfigError as exc:
-            self.notify(str(exc), severity="error")
-            return
-        if fresh.host is None:
-            return  # back to the local backend: from the next engine start
-        await self.bridge.configure(fresh)
-        self.settings.host, self.settings.credentials = fresh.host, fresh.credentials
-        self.dashboard.query_one("#banner").host = fresh.host  # type: ignore[attr-defined]
 
     def action_cycle_theme(self) -> None:
         names = self.theme_names or list(self.available_themes)
@@ -421,9 +417,9 @@ def _run_attached(settings: Settings, directory: str) -> int:
     finally:
         if app.bridge is not None:
             app.bridge.stop()
-    left = app.left_running
     if app.return_code:  # Textual caught a crash and printed it: the shell must see it
         return app.return_code
+    left = app.left_running
     if left:
         sys.stdout.write(
             f"the engine (pid {left.get('pid')}) keeps uploading in the background; "
