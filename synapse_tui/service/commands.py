@@ -388,11 +388,15 @@ async def _configure(service: EngineService, command: Configure) -> dict[str, An
     flight pause at a chunk boundary, the manager is rebuilt, the journal's unfinished
     jobs of the (new) host resume."""
     s = service.settings
+    fresh = bool(command.access_token or command.user_token)
     if command.host:
         if not command.host.startswith(("http://", "https://")):
             raise ConfigError(f"host must start with http:// or https://: {command.host}")
+        if command.host.rstrip("/") != s.host and not fresh:
+            # The credentials kept are the old host's: they never go to another one.
+            raise ConfigError("a new host needs its own credentials (--token)")
         s.host = command.host.rstrip("/")
-    if command.access_token or command.user_token:
+    if fresh:
         s.credentials = Credentials(command.access_token, command.user_token, command.tenant)
     s.insecure, s.ca_bundle = command.insecure, command.ca_bundle
     had = service.manager is not None
