@@ -9,6 +9,8 @@ _SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgtp]?)(?:i?b)?\s*", re.IGNOR
 _POWERS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
 _DURATION = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([smhd]?)\s*", re.IGNORECASE)
 _SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+# Past this no size means anything (8 EiB; SQLite's largest integer): a typo of digits.
+MAX_SIZE = (1 << 63) - 1
 
 
 def parse_size(text: str) -> int:
@@ -21,6 +23,8 @@ def parse_size(text: str) -> int:
     value = Fraction(number) * 1024 ** _POWERS[unit.lower()]
     if value.denominator != 1:
         raise ValueError(f"invalid size {text!r}: not a whole number of bytes")
+    if value > MAX_SIZE:  # float() of it raised OverflowError (a traceback for a typo)
+        raise ValueError(f"invalid size {text[:40]!r}: too large")
     return int(value)
 
 

@@ -54,6 +54,10 @@ LAZY_COMMIT_DELAY = 0.005
 # up to this many queued small files at once, in one write. Noted early is safe: after a
 # crash, resume looks for such a file's upload on the server before sending it.
 CREATING_AHEAD = 16
+# What a job's upload left in its `extra` (not its collection plan): kept when re-planned.
+_UPLOAD_KEYS = frozenset(
+    {"uploaded", "data_file_id", "checksum", "file_key", "data_file_requested"}
+)
 RELATIVE_NOT_HERE = (
     "journaled with a relative path by an older synapse-tui, and not found from this"
     " folder: run `synapse-tui resume` in the folder the upload started in"
@@ -425,6 +429,8 @@ class UploadManager:
                 return
         cancelled = self._cancelled.pop((item.path, item.fingerprint), None)
         if cancelled is not None and cancelled.state == JobState.CANCELLED:
+            if extra is not None:
+                self._replan(cancelled, extra)
             self._revive(cancelled)
             return
         existing = (
@@ -439,6 +445,18 @@ class UploadManager:
         self._new_job(item, priority, extra)
         if known is not None:
             known.add(item.fingerprint)  # now a job: the same content again is looked up
+
+    def _replan(self, job: Job, extra: dict[str, object]) -> None:
+        """A cancelled job queued again with a collection plan takes it (it kept the old
+        one, so the plan given now was lost). What the upload itself left (its data file)
+        is kept; a unit asked for in the same collection keeps the old plan whole."""
+        old = job.extra
+        unit_asked = old.get("unit_id") is not None or old.get("unit_requested")
+        if unit_asked and old.get("collection") == extra.get("collection"):
+            return  # its unit may exist already: never a second one
+        kept = {k: v for k, v in old.items() if k in _UPLOAD_KEYS}
+        job.extra = {**kept, **extra}
+        self.journal.update(job.id, extra=job.extra)
 
     def _revive(self, job: Job) -> None:
         """Queue a cancelled job again: its upload resumes where the server holds it."""

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from synapse_tui.config import Settings
+from synapse_tui.service.peer import same_user
 from synapse_tui.service.spawn import (
     LOG_NAME,
     SOCKET_NAME,
@@ -19,7 +20,18 @@ from synapse_tui.service.spawn import (
 )
 from synapse_tui.service.wire import MAX_LINE, Command, Hello, WireError, decode, encode
 
-__all__ = ["EngineClient", "EngineUnavailable", "Refused", "connect", "foreground_requested"]
+__all__ = [
+    "EngineClient",
+    "EngineUnavailable",
+    "ForeignEngine",
+    "Refused",
+    "connect",
+    "foreground_requested",
+]
+
+
+class ForeignEngine(EngineUnavailable):
+    """The socket's listener is another user's process (SO_PEERCRED): never spoken to."""
 
 
 class Refused(Exception):
@@ -92,6 +104,12 @@ async def _open(state: Path, role: str) -> EngineClient:
     reader, writer = await asyncio.open_unix_connection(
         str(state / SOCKET_NAME), limit=MAX_LINE + 1024
     )
+    if not same_user(writer):  # checked before a byte goes: a Configure carries the token
+        writer.transport.abort()
+        raise ForeignEngine(
+            f"the engine socket in {state} belongs to another user; not used "
+            "(give a --state-dir of your own)"
+        )
     client = EngineClient(reader, writer)
     try:
         client.status = await client.request(Hello(role=role), timeout=10.0)
@@ -113,6 +131,8 @@ async def connect(
     for _attempt in range(3):
         try:
             return await _open(state, role)
+        except ForeignEngine:
+            raise  # starting one would not help: its socket cannot replace that one
         except (FileNotFoundError, ConnectionRefusedError, EngineUnavailable, TimeoutError):
             pass  # none yet, a stale socket, or one that was just leaving
         if not start:

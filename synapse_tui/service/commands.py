@@ -116,9 +116,10 @@ async def handle(service: EngineService, peer: Peer, command: Command) -> dict[s
         batch = service.router.new_batch(peer if command.follow else None)
         token = CURRENT_BATCH.set(batch)
         try:
+            held = set(m.jobs)
             count = m.resume_unfinished()
             if command.keep_paused:
-                _pause_again(service, m)
+                _pause_again(service, m, [j for j in m.jobs if j not in held])
             else:  # `synapse-tui resume`: what the engine holds paused goes on too
                 count += _resume_held(service, m, batch)
         finally:
@@ -220,14 +221,14 @@ def _resume_held(service: EngineService, m: UploadManager, batch: Batch) -> int:
     return len(held)
 
 
-def _pause_again(service: EngineService, m: UploadManager) -> None:
-    """What a client paused stays paused across engine restarts (the settings table)."""
+def _pause_again(service: EngineService, m: UploadManager, loaded: list[int]) -> None:
+    """What a client paused stays paused across engine restarts (the settings table):
+    for the jobs just `loaded` from the journal only. The jobs the engine held already
+    have their live state (a dashboard attaching paused a headless upload running)."""
     saved = service.store.settings() if service.store is not None else {}
-    if saved.get("paused_all"):
-        m.pause_all()
-        return
-    for job_id in saved.get("paused", []):
-        if isinstance(job_id, int):
+    paused = {j for j in saved.get("paused", []) if isinstance(j, int)}
+    for job_id in loaded:
+        if saved.get("paused_all") or job_id in paused:
             m.pause(job_id)
 
 
@@ -388,11 +389,15 @@ async def _configure(service: EngineService, command: Configure) -> dict[str, An
     flight pause at a chunk boundary, the manager is rebuilt, the journal's unfinished
     jobs of the (new) host resume."""
     s = service.settings
+    fresh = bool(command.access_token or command.user_token)
     if command.host:
         if not command.host.startswith(("http://", "https://")):
             raise ConfigError(f"host must start with http:// or https://: {command.host}")
+        if command.host.rstrip("/") != s.host and not fresh:
+            # The credentials kept are the old host's: they never go to another one.
+            raise ConfigError("a new host needs its own credentials (--token)")
         s.host = command.host.rstrip("/")
-    if command.access_token or command.user_token:
+    if fresh:
         s.credentials = Credentials(command.access_token, command.user_token, command.tenant)
     s.insecure, s.ca_bundle = command.insecure, command.ca_bundle
     had = service.manager is not None

@@ -30,9 +30,10 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog", classes="dialog"):
-            yield Label(self.question, classes="dialog-title")
+            # Not markup: a question names a file ("[/b]" in a name raised MarkupError).
+            yield Label(self.question, classes="dialog-title", markup=False)
             if self.detail:
-                yield Label(self.detail, classes="dialog-hint")
+                yield Label(self.detail, classes="dialog-hint", markup=False)
             with Horizontal(classes="dialog-buttons"):
                 yield Button(f"{self.yes} (y)", id="yes", variant="error")
                 yield Button(f"{self.no} (n)", id="no", variant="primary")

@@ -38,6 +38,12 @@ class BackendBanner(Static):
     engine: reactive[str] = reactive("", init=False)
     """Where the engine runs when it is the background one (it outlives the dashboard)."""
 
+    def __init__(self, *, id: str | None = None) -> None:
+        # Not markup: the host and the backend's error are outside text ("[/x]" in an
+        # error raised MarkupError and took the dashboard down), the status note's
+        # brackets are meant literally.
+        super().__init__(id=id, markup=False)
+
     def on_mount(self) -> None:
         self._paint()
 
