@@ -135,7 +135,9 @@ async def run_check(settings: Settings, args: argparse.Namespace) -> int:
         out["auth"] = "not configured"
         ok = False
     else:
-        client = ProtocolClient(settings.host, settings.credentials, verify=settings.verify)
+        client = ProtocolClient(
+            settings.host, settings.credentials, verify=settings.verify, proxy=settings.proxy
+        )
         try:
             await client.ping()
             out["auth"] = "ok"

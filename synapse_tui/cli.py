@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
 import signal
@@ -16,7 +17,17 @@ from synapse_tui.config import Settings, load_settings, redact
 from synapse_tui.engine.errors import ConfigError, FatalError, SynapseError
 from synapse_tui.units import format_rate, format_size, parse_rate, parse_size
 
-COMMANDS = ("upload", "resume", "scan", "status", "check", "serve")
+COMMANDS = (
+    "upload",
+    "resume",
+    "scan",
+    "status",
+    "check",
+    "collections",
+    "serve",
+    "attach",
+    "engine",
+)
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
@@ -41,6 +52,25 @@ def _rate(text: str) -> float | None:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _count(text: str) -> int:
+    """A whole number of at least 0 (retries)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more: {text}")
+    return value
+
+
+def _positive(text: str) -> int:
+    """A whole number of at least 1 (files at once)."""
+    value = _count(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more: {text}")
+    return value
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("backend")
     g.add_argument("--host", help="API root URL (env SYNAPSE_HOST)")
@@ -50,14 +80,19 @@ def _common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--state-dir", help="journal folder (env SYNAPSE_TUI_STATE_DIR)")
     g.add_argument("--insecure", action="store_true", default=None, help="skip TLS verification")
     g.add_argument("--ca-bundle", help="CA bundle file for TLS verification")
+    g.add_argument(
+        "--proxy",
+        metavar="URL",
+        help="HTTP proxy for every request, or 'off' (default: HTTPS_PROXY, HTTP_PROXY, NO_PROXY)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="also show informational lines")
 
 
 def _transfer(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--concurrency", "-j", type=int, help="files uploaded at once (default 4)")
+    p.add_argument("--concurrency", "-j", type=_positive, help="files uploaded at once (default 4)")
     p.add_argument("--chunk-size", type=_size, help="chunk size, e.g. 50M (default 50M)")
     p.add_argument("--bwlimit", type=_rate, help="bandwidth limit per second, e.g. 20M")
-    p.add_argument("--retries", type=int, help="attempts per file without progress (default 12)")
+    p.add_argument("--retries", type=_count, help="attempts per file without progress (default 12)")
     p.add_argument(
         "--strategy",
         choices=("auto", "presigned", "chunked"),
@@ -65,6 +100,12 @@ def _transfer(p: argparse.ArgumentParser) -> None:
         "auto (default): presigned when the backend's storage takes it",
     )
     p.add_argument("--json", action="store_true", help="one JSON object per line on stdout")
+    p.add_argument(
+        "--foreground",
+        action="store_true",
+        help="upload in this process, not in the background engine "
+        "(env SYNAPSE_TUI_FOREGROUND=1; for CI jobs and containers)",
+    )
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -83,7 +124,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     up.add_argument("--force", action="store_true", help="upload even what was uploaded before")
     up.add_argument("--priority", type=int, default=0, help="higher runs first")
     col = up.add_argument_group("data collection")
-    col.add_argument("--collection", type=int, help="register each upload in this collection")
+    col.add_argument(
+        "--collection", metavar="ID|NAME", help="register each upload in this collection"
+    )
     col.add_argument("--spec", help="the file specification the files fill")
     col.add_argument(
         "--group-by-stem", action="store_true", help="files sharing a stem make one data unit"
@@ -91,6 +134,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     col.add_argument("--spec-map", default="", help="EXT=NAME,... spec by file extension")
     col.add_argument(
         "--meta", action="append", default=[], metavar="KEY=VALUE", help="meta of every unit"
+    )
+    up.add_argument(
+        "--detach", action="store_true", help="return once queued; the engine uploads on"
     )
     _transfer(up)
     _common(up)
@@ -101,21 +147,46 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
     sc = sub.add_parser("scan", help="pre-scan: sizes, duplicates, already uploaded")
     sc.add_argument("paths", nargs="+", metavar="PATH")
-    sc.add_argument("--json", action="store_true")
+    sc.add_argument("--json", action="store_true", help="one JSON object on stdout")
     _common(sc)
 
     st = sub.add_parser("status", help="show the journal")
-    st.add_argument("--json", action="store_true")
-    st.add_argument("--all", action="store_true", help="include finished jobs")
+    st.add_argument("--json", action="store_true", help="one JSON object per job on stdout")
+    st.add_argument(
+        "--all",
+        action="store_true",
+        help="every job: finished ones, and failures a later run uploaded",
+    )
+    st.add_argument(
+        "--prune",
+        action="store_true",
+        help="forget finished, failed and cancelled jobs (what was uploaded stays known)",
+    )
     _common(st)
 
     ck = sub.add_parser("check", help="pre-flight: auth, limits, disk, hash and upload rates")
     ck.add_argument("path", nargs="?", help="estimate the upload time of this path")
     ck.add_argument(
-        "--concurrency", "-j", type=int, help="files at once for the per-file probe (default 4)"
+        "--concurrency",
+        "-j",
+        type=_positive,
+        help="files at once for the per-file probe (default 4)",
     )
-    ck.add_argument("--json", action="store_true")
+    ck.add_argument("--json", action="store_true", help="one JSON object on stdout")
     _common(ck)
+
+    at = sub.add_parser("attach", help="follow the background engine's uploads live")
+    at.add_argument("--json", action="store_true", help="one JSON object per line on stdout")
+    _common(at)
+
+    en = sub.add_parser("engine", help="the background engine of this state folder")
+    en.add_argument("action", choices=("status", "stop"))
+    en.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    _common(en)
+
+    co = sub.add_parser("collections", help="list the data collections: ids, names, specs")
+    co.add_argument("--json", action="store_true", help="one JSON object per line")
+    _common(co)
 
     sv = sub.add_parser("serve", help="run the embedded Synapse-compatible backend")
     if command not in (None, "serve"):
@@ -130,12 +201,66 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def build_dashboard_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="synapse-tui", description="Open the dashboard in DIR.")
-    p.add_argument("directory", nargs="?", default=".", metavar="DIR")
+    """`synapse-tui [options] [DIR]`; its --help is the program's, so it lists the commands."""
+    commands = build_parser("--help")._subparsers
+    lines = ["commands (synapse-tui COMMAND --help for their options):"]
+    for action in commands._group_actions if commands else []:
+        for choice in getattr(action, "_choices_actions", []):
+            lines.append(f"  {choice.dest:<8}  {choice.help}")
+    p = _Parser(
+        prog="synapse-tui",
+        usage="synapse-tui [options] [DIR]\n       synapse-tui COMMAND [options] ...",
+        description="Fast, resumable uploads to a Synapse backend. "
+        "Without a command, opens the dashboard in DIR.",
+        epilog="\n".join(lines),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "directory", nargs="?", default=".", metavar="DIR", help="folder to browse (default .)"
+    )
     p.add_argument("--version", action="version", version=f"synapse-tui {__version__}")
     _transfer(p)
     _common(p)
     return p
+
+
+# Options that take a value, in any parser: needed to find the command behind them.
+_VALUED = {
+    "--host", "--token", "--user-token", "--tenant", "--state-dir", "--ca-bundle", "--proxy",
+    "--concurrency", "-j", "--chunk-size", "--bwlimit", "--retries",
+}  # fmt: skip
+
+
+def _split_command(argv: list[str]) -> tuple[int | None, str | None]:
+    """The index of the first word that is not an option or an option's value, and the word."""
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            return (i + 1, argv[i + 1]) if i + 1 < len(argv) else (None, None)
+        if not arg.startswith("-") or arg == "-":
+            return i, arg
+        i += 2 if arg in _VALUED else 1
+    return None, None
+
+
+def _route(argv: list[str]) -> tuple[list[str], bool]:
+    """Common options may come before the command (`synapse-tui --host X status`): they are
+    moved behind it. Returns the arguments and whether a command is named."""
+    index, word = _split_command(argv)
+    if index is None or word not in COMMANDS:
+        return argv, False
+    return [word, *argv[:index], *argv[index + 1 :]], True
+
+
+def _unknown_command(word: str | None) -> str | None:
+    """'unknown command ...' for a word that is close to a command and is not a path."""
+    if word is None or os.path.lexists(word):
+        return None
+    close = difflib.get_close_matches(word, COMMANDS, n=1, cutoff=0.6)
+    if not close:
+        return None
+    return f"unknown command {word!r}; did you mean {close[0]!r}?"
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -147,6 +272,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         "state_dir",
         "insecure",
         "ca_bundle",
+        "proxy",
         "chunk_size",
         "concurrency",
         "bwlimit",
@@ -157,11 +283,14 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    first = next((a for a in argv if not a.startswith("-")), None)
-    if first in COMMANDS or any(a in ("-h", "--help") for a in argv[:1]):
-        args = build_parser(first or "--help").parse_args(argv)
+    argv, named = _route(list(sys.argv[1:] if argv is None else argv))
+    if named:
+        args = build_parser(argv[0]).parse_args(argv)
     else:
+        problem = _unknown_command(_split_command(argv)[1])
+        if problem:
+            sys.stderr.write(f"synapse-tui: error: {problem}\n")
+            return EXIT_USAGE
         args = build_dashboard_parser().parse_args(argv)
         args.command = None
     try:
@@ -176,10 +305,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_dashboard(settings, args.directory)
         if args.command == "status":
             return cmd_status(settings, args)
+        if args.command in ("attach", "engine"):
+            from synapse_tui.service import front
+
+            return (front.cmd_attach if args.command == "attach" else front.cmd_engine)(
+                settings, args
+            )
         import asyncio  # here, not at the top: status and --help start faster without it
 
         if args.command == "scan":
             return asyncio.run(cmd_scan(settings, args))
+        if args.command == "collections":
+            from synapse_tui.collections_cmd import run_collections
+
+            return asyncio.run(run_collections(settings, args, make_client, _reach))
         if args.command == "check":
             from synapse_tui.check import run_check
 
@@ -197,39 +336,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def make_client(settings: Settings) -> Any:
-    """A ProtocolClient for the configured backend (raises ConfigError when unset)."""
-    from synapse_tui.engine.protocol import ProtocolClient
+    """A ProtocolClient for the configured backend (see engine/factory.py)."""
+    from synapse_tui.engine.factory import make_client as make
 
-    if not settings.host:
-        raise ConfigError(
-            "no backend configured: give --host and --token, set SYNAPSE_HOST and "
-            "SYNAPSE_ACCESS_TOKEN, or run `synapse-tui serve` for a local one"
-        )
-    if not settings.credentials.present:
-        raise ConfigError("no credentials: give --token (or --user-token with --tenant)")
-    return ProtocolClient(
-        settings.host, settings.credentials, verify=settings.verify, max_connections=64
-    )
+    return make(settings)
 
 
 def make_manager(settings: Settings, listeners: list[Any], client: Any = None) -> Any:
-    """Build an UploadManager for the configured backend (raises ConfigError when unset)."""
-    from synapse_tui.engine.journal import Journal
-    from synapse_tui.engine.scheduler import EngineOptions, UploadManager
+    """An UploadManager for the configured backend (see engine/factory.py)."""
+    from synapse_tui.engine.factory import make_manager as make
 
-    client = client or make_client(settings)
-    options = EngineOptions(
-        host=settings.host or "",
-        chunk_size=settings.chunk_size,
-        concurrency=settings.concurrency,
-        bwlimit=settings.bwlimit,
-        retries=settings.retries,
-        strategy=settings.strategy,
-    )
-    return UploadManager(client, Journal(settings.state_dir), options, listeners)
+    return make(settings, listeners, client)
 
 
 def run_transfer(settings: Settings, args: argparse.Namespace) -> int:
+    from synapse_tui.service.client import foreground_requested
+
+    if not (args.foreground or foreground_requested()):
+        from synapse_tui.service.front import run_via_engine
+
+        return run_via_engine(settings, args)
     import asyncio
 
     from synapse_tui.headless import make_reporter
@@ -248,7 +374,11 @@ def run_transfer(settings: Settings, args: argparse.Namespace) -> int:
         except BaseException:
             await client.aclose()
             raise
-        manager = make_manager(settings, [reporter], client)
+        try:
+            manager = make_manager(settings, [reporter], client)
+        except BaseException:  # a journal that cannot be used: one line, see main()
+            await client.aclose()
+            raise
 
         def on_sigint() -> None:
             nonlocal presses
@@ -268,7 +398,7 @@ def run_transfer(settings: Settings, args: argparse.Namespace) -> int:
                 )
             else:
                 count = manager.resume_unfinished()
-                if count == 0 and not args.json:
+                if count == 0 and not args.json and not reporter.summary.resumable:
                     sys.stdout.write("nothing to resume\n")
                 work = asyncio.ensure_future(manager.wait_idle())
             stop = asyncio.ensure_future(interrupted.wait())
@@ -328,9 +458,11 @@ async def _reach(client: Any) -> None:
 async def _upload_all(
     manager: Any, paths: list[str], force: bool, priority: int, plan: Any
 ) -> None:
-    await manager.add_paths(
+    totals = await manager.add_paths(
         [os.fsencode(p) for p in paths], force=force, priority=priority, plan=plan
     )
+    if totals.files == 0 and totals.failed == 0:
+        warn_no_files(paths)
     await manager.wait_idle()
 
 
@@ -340,23 +472,15 @@ async def _collection_plan(manager: Any, args: argparse.Namespace) -> Any:
         if args.spec or args.spec_map or args.group_by_stem or args.meta:
             raise ConfigError("--spec, --spec-map, --group-by-stem and --meta need --collection")
         return None
-    from synapse_tui.engine.collections import (
-        CollectionPlan,
-        fetch_collection,
-        parse_meta,
-        parse_spec_map,
-    )
-    from synapse_tui.engine.errors import UploadGone
+    from synapse_tui.engine.catalog import resolve_collection
+    from synapse_tui.engine.collections import CollectionPlan, parse_meta, parse_spec_map
 
     try:
         spec_map = parse_spec_map(args.spec_map)
         meta = parse_meta(args.meta)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    try:
-        collection = await fetch_collection(manager.client, args.collection)
-    except UploadGone:
-        raise ConfigError(f"no data collection {args.collection} on the backend") from None
+    collection = await resolve_collection(manager.client, args.collection)  # an id or a name
     plan = CollectionPlan(collection, args.spec, args.group_by_stem, spec_map, meta)
     plan.validate()
     return plan
@@ -378,13 +502,14 @@ async def cmd_scan(settings: Settings, args: argparse.Namespace) -> int:
     duplicates: list[dict[str, str]] = []
     uploaded: list[dict[str, str]] = []
     refused: list[dict[str, str]] = []
-    errors = 0
+    failed: list[dict[str, str]] = []  # named paths that cannot be read: missing, special
     started = time.monotonic()
     async for batch in scan([os.fsencode(p) for p in args.paths]):
         for item in batch:
             if not isinstance(item, FoundFile):
-                refused.append({"path": item.display, "reason": item.reason})
-                errors += int(item.error)
+                (failed if item.error else refused).append(
+                    {"path": item.display, "reason": item.reason}
+                )
                 continue
             files += 1
             nbytes += item.identity.size
@@ -398,13 +523,19 @@ async def cmd_scan(settings: Settings, args: argparse.Namespace) -> int:
                 if entry:
                     uploaded.append({"path": item.display, "upload_id": entry.upload_id})
     seconds = time.monotonic() - started
+    # Counts under the names `upload --json` uses for its scan event; the lists beside them.
     result = {
         "event": "scan",
         "files": files,
         "bytes": nbytes,
-        "duplicates": duplicates,
-        "already_uploaded": uploaded,
-        "skipped": refused,
+        "duplicates": len(duplicates),
+        "already_uploaded": len(uploaded),
+        "skipped": len(refused),
+        "failed": len(failed),
+        "duplicate_paths": duplicates,
+        "already_uploaded_paths": uploaded,
+        "skipped_paths": refused,
+        "failed_paths": failed,
         "seconds": round(seconds, 3),
         "hash_rate": round(nbytes / seconds, 1) if seconds > 0 else None,
     }
@@ -417,25 +548,75 @@ async def cmd_scan(settings: Settings, args: argparse.Namespace) -> int:
             sys.stdout.write(f"uploaded   {u['path']} (upload {u['upload_id']})\n")
         for r in refused:
             sys.stderr.write(f"skipped    {r['path']}: {r['reason']}\n")
+        for r in failed:
+            sys.stderr.write(f"failed     {r['path']}: {r['reason']}\n")
         rate = nbytes / seconds if seconds > 0 else 0.0
         sys.stdout.write(
             f"{files} files, {format_size(nbytes)}; {len(duplicates)} duplicates, "
-            f"{len(uploaded)} already uploaded, {len(refused)} skipped; "
+            f"{len(uploaded)} already uploaded, {len(refused)} skipped, {len(failed)} failed; "
             f"hashed at {format_rate(rate)} in {seconds:.2f}s\n"
         )
+    if files == 0 and not failed:
+        warn_no_files(args.paths)
     if journal:
         journal.close()
-    return EXIT_FAILED if errors else EXIT_OK
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def warn_no_files(paths: list[str]) -> None:
+    """An empty folder is not an error, but the person should hear that nothing was found."""
+    from synapse_tui.engine.names import display_path
+
+    shown = ", ".join(display_path(os.fsencode(p)) for p in paths)
+    sys.stderr.write(f"synapse-tui: warning: no files found in {shown}\n")
+
+
+def _current(journal: Any, failed: Any) -> list[Any]:
+    """What `status` shows by default: unfinished jobs, and failures not since uploaded (a
+    later run of the same path on the same host that completed hides the failure)."""
+    from synapse_tui.engine.journal import UNFINISHED
+
+    jobs = journal.jobs((*UNFINISHED, failed))
+    uploaded: dict[str, dict[bytes, Any]] = {}
+    shown = []
+    for job in jobs:
+        if job.state == failed:
+            if job.host not in uploaded:
+                uploaded[job.host] = journal.uploaded_paths(job.host)
+            entry = uploaded[job.host].get(bytes(job.path))
+            if entry is not None and entry.completed_at >= job.updated_at:
+                continue
+        shown.append(job)
+    return shown
 
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    import sqlite3
+
     from synapse_tui.engine.events import JobState
-    from synapse_tui.engine.journal import UNFINISHED, Journal
+    from synapse_tui.engine.journal import FINISHED, Journal
+    from synapse_tui.engine.journal_files import JournalError
     from synapse_tui.engine.names import display_path
 
-    journal = Journal(settings.state_dir)
+    journal = Journal(settings.state_dir)  # a damaged or unreadable one: JournalError
     try:
-        jobs = journal.jobs() if args.all else journal.jobs((*UNFINISHED, JobState.FAILED))
+        if args.prune:
+            pruned, kept = journal.prune(FINISHED)
+            if args.json:
+                sys.stdout.write(json.dumps({"event": "pruned", "pruned": pruned, "kept": kept}))
+                sys.stdout.write("\n")
+            else:
+                note = f" (kept {kept} holding collection records)" if kept else ""
+                sys.stdout.write(f"pruned {pruned} finished, failed or cancelled jobs{note}\n")
+            if not args.all:
+                return EXIT_OK
+        try:
+            jobs = journal.jobs() if args.all else _current(journal, JobState.FAILED)
+        except sqlite3.DatabaseError as exc:  # damage deeper in the file than its first pages
+            raise JournalError(
+                f"cannot read the journal {journal.path}: {exc}; move it aside and run again"
+                " to start a new journal"
+            ) from None
         rows: list[dict[str, Any]] = []
         for job in jobs:
             state = job.state.value

@@ -44,6 +44,7 @@ class Settings:
     bwlimit: float | None = None
     insecure: bool = False
     ca_bundle: str | None = None
+    proxy: str | None = None  # an HTTP proxy URL or "off"; None: the environment's (as the SDK)
     retries: int = 12
     strategy: str = "auto"  # auto | presigned | chunked
     theme: str | None = None
@@ -123,6 +124,12 @@ def load_settings(
             settings.upload_nice = int(nice)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    if settings.credentials.user_token and not settings.credentials.tenant:
+        raise ConfigError(
+            "a user token needs a tenant: give --tenant (or set SYNAPSE_PLUGIN_RUN_TENANT)"
+        )
+    if settings.retries < 0:
+        raise ConfigError("retries must be 0 or more")
     if settings.chunk_size < 1:
         raise ConfigError("chunk size must be at least 1 byte")
     if not 1 <= settings.concurrency <= 64:
@@ -135,6 +142,11 @@ def load_settings(
         settings.strategy = str(strategy)
     settings.insecure = bool(pick("insecure"))
     settings.ca_bundle = pick("ca_bundle")
+    settings.proxy = pick("proxy")
+    if settings.proxy is not None:
+        from synapse_tui.engine.proxy import Proxies
+
+        Proxies(str(settings.proxy))  # a bad URL: one line now, not at the first request
     settings.theme = pick("theme")
     return settings
 

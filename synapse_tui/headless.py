@@ -17,6 +17,7 @@ from synapse_tui.engine.events import (
     Event,
     FatalStop,
     JobDone,
+    JobElsewhere,
     JobFailed,
     JobQueued,
     JobSkipped,
@@ -121,6 +122,7 @@ class Summary:
     skipped: int = 0
     failed: int = 0
     resumable: int = 0
+    elsewhere: int = 0  # left to another synapse-tui process that drives (or drove) them
     started: float = field(default_factory=time.monotonic)
     fatal: str | None = None
 
@@ -132,6 +134,7 @@ class Summary:
             "skipped": self.skipped,
             "failed": self.failed,
             "resumable": self.resumable,
+            "elsewhere": self.elsewhere,
             "units": self.units,
             "bytes": self.uploaded_bytes,
             "seconds": round(elapsed, 3),
@@ -143,7 +146,8 @@ class Summary:
     def exit_code(self) -> int:
         if self.fatal:
             return 2
-        return 1 if (self.failed or self.resumable) else 0
+        # A file left to another process was not uploaded by this run: not a success here.
+        return 1 if (self.failed or self.resumable or self.elsewhere) else 0
 
 
 class Reporter:
@@ -175,6 +179,8 @@ class Reporter:
                 s.failed += 1
         elif isinstance(event, FatalStop):
             s.fatal = self.clean(event.error)
+        elif isinstance(event, JobElsewhere):
+            s.elsewhere += 1
         elif isinstance(event, UnitRegistered):
             s.units += 1
         self.show(event)
@@ -243,6 +249,8 @@ class JsonReporter(Reporter):
             self.error_line(f"error: {event.path}: {event.error}")
         elif isinstance(event, JobSkipped):
             self.emit({"event": "file_skipped", "path": event.path, "reason": event.reason})
+        elif isinstance(event, JobElsewhere):
+            self.emit({"event": "file_elsewhere", "path": event.path, "reason": event.reason})
         elif isinstance(event, UnitRegistered):
             self.emit(
                 {
@@ -285,6 +293,7 @@ class JsonReporter(Reporter):
                     "duplicates": event.duplicates,
                     "already_uploaded": event.already_uploaded,
                     "skipped": event.skipped,
+                    "failed": event.failed,
                 }
             )
         elif isinstance(event, LogMessage) and (event.level != "info" or self.verbose):
@@ -332,6 +341,8 @@ class TextReporter(Reporter):
             self._print(self.err, f"{tag}  {event.path}: {event.error}")
         elif isinstance(event, JobSkipped):
             self._print(self.out, f"skipped  {event.path}: {event.reason}")
+        elif isinstance(event, JobElsewhere):
+            self._print(self.err, f"elsewhere {event.path}: {event.reason}")
         elif isinstance(event, UnitRegistered):
             names = ", ".join(event.paths)
             self._print(
@@ -347,7 +358,7 @@ class TextReporter(Reporter):
                 self.out,
                 f"scanned  {event.files} files, {format_size(event.bytes)}"
                 f" ({event.duplicates} duplicates, {event.already_uploaded} already uploaded,"
-                f" {event.skipped} skipped)",
+                f" {event.skipped} skipped, {event.failed} failed)",
             )
         elif isinstance(event, TotalProgress):
             self._progress(event)
@@ -381,6 +392,7 @@ class TextReporter(Reporter):
             f"{d['uploaded']} uploaded ({format_size(d['bytes'])} in {d['seconds']:.1f}s,"
             f" {format_rate(d['rate'])}), {d['skipped']} skipped, {d['failed']} failed"
             + (f", {d['resumable']} left resumable" if d["resumable"] else "")
+            + (f", {d['elsewhere']} left to another synapse-tui" if d["elsewhere"] else "")
             + "\n"
         )
         self.flush_soon(self.out)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import stat
+import sys
 from pathlib import Path
 
 import platformdirs
@@ -36,10 +38,44 @@ def sdk_config_file() -> Path:
 
 
 def private_dir(path: Path) -> Path:
-    """Create `path` (and parents) and make it 0700; returns it."""
-    path.mkdir(parents=True, exist_ok=True)
+    """Make sure `path` exists; returns it.
+
+    A folder created here is made 0700 (its parents, created too when missing, keep the
+    default mode). A folder that already exists is the user's: it is used as it is, never
+    chmod-ed (`--root ~` once made the home folder private), with one line on stderr when
+    other users may read it.
+    """
+    try:
+        path.mkdir(parents=True)
+    except FileExistsError:
+        if not path.is_dir():
+            raise NotADirectoryError(f"not a folder: {path}") from None
+        _warn_if_shared(path)
+        return path
     os.chmod(path, 0o700)
     return path
+
+
+_warned: set[str] = set()
+
+
+def _warn_if_shared(path: Path) -> None:
+    """One stderr line per folder and process when group or others may read `path`."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    key = os.path.realpath(path)
+    if mode & 0o044 and key not in _warned:
+        _warned.add(key)
+        sys.stderr.write(
+            f"synapse-tui: warning: {path} is readable by other users (mode"
+            f" {stat.S_IMODE(mode):04o}); using it as it is (`chmod 700` it to keep it private)\n"
+        )
+        sys.stderr.flush()
+
+
+_replace = os.replace  # a seam: a test fails the rename for this module alone
 
 
 def write_private(path: Path, data: bytes) -> None:
@@ -52,7 +88,7 @@ def write_private(path: Path, data: bytes) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-    os.replace(tmp, path)
+    _replace(tmp, path)
     dfd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dfd)

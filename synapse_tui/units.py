@@ -1,39 +1,48 @@
-"""Parse and format sizes, rates and durations (K/M/G/T are powers of 1024)."""
+"""Parse and format sizes, rates and durations (K/M/G/T are powers of 1024): one parser each."""
 
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b?)?\s*(?:/s)?\s*$", re.IGNORECASE)
+_SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgtp]?)(?:i?b)?\s*", re.IGNORECASE)
 _POWERS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$", re.IGNORECASE)
+_DURATION = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([smhd]?)\s*", re.IGNORECASE)
 _SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_size(text: str) -> int:
-    """'50M' -> 52428800. Accepts bytes or K/M/G/T/P suffixes (also KiB, MB: all x1024)."""
-    match = _SIZE.match(str(text))
+    """'50M' -> 52428800. Bytes or K/M/G/T/P suffixes (also KiB, MB: all x1024); a whole
+    number of bytes only: '1.5G' is fine, '1.5' or '0.3K' is refused."""
+    match = _SIZE.fullmatch(str(text))
     if not match:
-        raise ValueError(f"not a size: {text!r} (use bytes or a K/M/G/T suffix, e.g. 50M)")
-    number, unit, _ = match.groups()
-    return int(float(number) * 1024 ** _POWERS[unit.lower()])
+        raise ValueError(f"invalid size {text!r}: use bytes or a K/M/G/T suffix, e.g. 50M")
+    number, unit = match.groups()
+    value = Fraction(number) * 1024 ** _POWERS[unit.lower()]
+    if value.denominator != 1:
+        raise ValueError(f"invalid size {text!r}: not a whole number of bytes")
+    return int(value)
 
 
 def parse_rate(text: str) -> float | None:
-    """A bandwidth limit per second; '0', 'off', 'none' and '' mean unlimited."""
-    if str(text).strip().lower() in ("", "0", "off", "none", "unlimited"):
+    """A bandwidth limit per second ('20M', '20M/s'); '0', 'off', 'none', '' mean unlimited."""
+    text = str(text).strip()
+    if text.lower() in ("", "0", "off", "none", "unlimited"):
         return None
-    value = parse_size(text)
+    value = parse_size(text[:-2] if text.lower().endswith("/s") else text)
     return float(value) if value > 0 else None
 
 
 def parse_duration(text: str) -> float:
-    """'90' / '90s' / '15m' / '2h' / '1d' -> seconds."""
-    match = _DURATION.match(str(text))
+    """'90' / '90s' / '15m' / '2h' / '1.5d' -> seconds, more than zero."""
+    match = _DURATION.fullmatch(str(text))
     if not match:
-        raise ValueError(f"not a duration: {text!r} (use seconds or an s/m/h/d suffix)")
+        raise ValueError(f"invalid duration {text!r}: use seconds or an s/m/h/d suffix, e.g. 12h")
     number, unit = match.groups()
-    return float(number) * _SECONDS[unit.lower()]
+    seconds = float(number) * _SECONDS[unit.lower()]
+    if seconds <= 0:
+        raise ValueError(f"invalid duration {text!r}: must be more than zero")
+    return seconds
 
 
 def format_size(n: float) -> str:

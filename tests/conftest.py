@@ -20,12 +20,19 @@ def isolated_dirs(
     monkeypatch.setenv("SYNAPSE_TUI_CONFIG_DIR", str(base / "config"))
     monkeypatch.setenv("SYNAPSE_TUI_STATE_DIR", str(base / "state"))
     monkeypatch.setenv("SYNAPSE_TUI_DATA_DIR", str(base / "data"))
+    # Uploads run in the test's own process (or its CLI subprocess), as before the engine
+    # service: the crash harness kills the CLI and expects the uploads to stop with it.
+    # tests/service/ unsets this and runs the same contracts through the engine.
+    monkeypatch.setenv("SYNAPSE_TUI_FOREGROUND", "1")
     for var in (
         "SYNAPSE_HOST",
         "SYNAPSE_ACCESS_TOKEN",
         "SYNAPSE_PLUGIN_RUN_USER_TOKEN",
         "SYNAPSE_PLUGIN_RUN_TENANT",
         "NO_COLOR",
+        # A proxy of the machine's must not carry the tests' loopback traffic.
+        *(f"{v}_PROXY" for v in ("HTTP", "HTTPS", "ALL", "NO")),
+        *(f"{v}_proxy" for v in ("http", "https", "all", "no")),
     ):
         monkeypatch.delenv(var, raising=False)
     return base

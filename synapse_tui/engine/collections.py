@@ -3,27 +3,30 @@
 Every step is journaled before and after its request. A rerun after a crash between steps
 finishes only what is missing: a data unit whose creation was sent but not recorded is
 looked up on the server (by its files' checksums and stem) before it is ever sent again.
+
+A file whose content another file of the same run has (a "twin") is not uploaded again: it
+waits for that file's data file and names the same checksum in its own unit. If that file
+fails, is paused or cancelled, the twin uploads its own bytes: it is never left out.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from synapse_tui.engine.catalog import Collection, fetch_collection, list_collections
 from synapse_tui.engine.errors import ConfigError, FileError, ProtocolError
-from synapse_tui.engine.names import display_name
+from synapse_tui.engine.names import display_name, escape_text
 from synapse_tui.engine.protocol import ProtocolClient
 
+__all__ = ["Collection", "CollectionPlan", "Registrar", "fetch_collection", "list_collections"]
+
 UNITS_PER_REQUEST = 100
-
-
-@dataclass(frozen=True)
-class Collection:
-    id: int
-    name: str
-    specs: tuple[str, ...]
+LIST_PAGE_SIZE = 1000  # units per page when looking for lost ones
+LIST_PAGES_MAX = 10_000  # a bound on that walk, whatever the server answers
 
 
 @dataclass
@@ -112,34 +115,6 @@ def parse_meta(pairs: Sequence[str]) -> dict[str, str]:
     return out
 
 
-async def fetch_collection(client: ProtocolClient, collection_id: int) -> Collection:
-    data = await client.get_json(
-        f"data_collections/{collection_id}/", {"expand": "file_specifications"}
-    )
-    if not isinstance(data, dict):
-        raise ProtocolError("data collection answer is not an object")
-    specs = []
-    for spec in data.get("file_specifications") or []:
-        name = spec.get("name") if isinstance(spec, dict) else spec
-        if isinstance(name, str):
-            specs.append(name)
-    return Collection(int(data.get("id", collection_id)), str(data.get("name", "")), tuple(specs))
-
-
-async def list_collections(client: ProtocolClient) -> list[Collection]:
-    data = await client.get_json("data_collections/", {"expand": "file_specifications"})
-    items = data.get("results", []) if isinstance(data, dict) else data
-    out = []
-    for item in items if isinstance(items, list) else []:
-        if isinstance(item, dict) and "id" in item:
-            specs = tuple(
-                s.get("name", "") if isinstance(s, dict) else str(s)
-                for s in item.get("file_specifications") or []
-            )
-            out.append(Collection(int(item["id"]), str(item.get("name", "")), specs))
-    return out
-
-
 def unit_body(collection: int, members: list[dict[str, Any]]) -> dict[str, Any]:
     """The data unit for a group of registered files (each: spec, checksum, path, meta)."""
     files = {m["spec"]: {"checksum": m["checksum"], "path": m["path"]} for m in members}
@@ -164,11 +139,101 @@ def same_unit(found: dict[str, Any], wanted: dict[str, Any]) -> bool:
     return found_files == wanted_files and stem == wanted["meta"].get("origin_file_stem")
 
 
+async def existing_units(client: ProtocolClient, collection: int) -> list[dict[str, Any]]:
+    """Every data unit of `collection` the server lists, page after page (a DRF page or, from
+    an older server, a bare list)."""
+    out: list[dict[str, Any]] = []
+    for number in range(1, LIST_PAGES_MAX + 1):
+        params = {"data_collection": str(collection), "page_size": str(LIST_PAGE_SIZE)}
+        if number > 1:
+            params["page"] = str(number)
+        data = await client.get_json("data_units/", params)
+        if isinstance(data, list):
+            return out + [u for u in data if isinstance(u, dict)]
+        results = data.get("results") if isinstance(data, dict) else None
+        if not isinstance(results, list):
+            raise ProtocolError("data unit list is neither a page nor a list")
+        out.extend(u for u in results if isinstance(u, dict))
+        if not data.get("next") or not results:
+            break
+    return out
+
+
 class Registrar:
     """Runs the data file and data unit steps for jobs whose upload is complete."""
 
     def __init__(self, manager: Any) -> None:
         self.m = manager
+        self._waiting: dict[int, list[asyncio.Future[None]]] = {}  # original job id -> twins
+        manager.subscribe(self._on_event)
+
+    # -- twins: the same content twice in one run ------------------------------------------
+
+    def _on_event(self, event: Any) -> None:
+        from synapse_tui.engine.events import JobStateChanged
+
+        if isinstance(event, JobStateChanged) and event.job_id in self._waiting:
+            self._wake(event.job_id)
+
+    def _wake(self, job_id: int) -> None:
+        for future in self._waiting.pop(job_id, []):
+            if not future.done():
+                future.set_result(None)
+
+    def _original(self, job: Any) -> Any:
+        """The job of this run that uploads the twin's content (one with a data file first)."""
+        same = [
+            j
+            for j in self.m.jobs.values()
+            if j is not job
+            and not j.extra.get("twin")
+            and j.fingerprint == job.fingerprint
+            and j.size == job.size
+        ]
+        same.sort(key=lambda j: (not j.extra.get("data_file_id"), j.state.terminal, j.id))
+        return same[0] if same else None
+
+    async def borrow(self, job: Any) -> bool:
+        """For a twin: wait for its original's data file and take it (True), or say it must
+        upload its own bytes (False: the original failed, paused or is not in this run)."""
+        from synapse_tui.engine.events import JobState
+        from synapse_tui.engine.uploader import Paused
+
+        if not job.extra.get("twin"):
+            return False
+        while True:
+            original = self._original(job)
+            if original is None:  # not in this run (a resume): uploaded by an earlier one?
+                entry = self.m.journal.uploaded(self.m.options.host, job.fingerprint, job.size)
+                if entry is None:
+                    return False
+                job.upload_id, job.md5 = entry.upload_id, entry.md5
+                job.extra["uploaded"] = True  # its data file is asked for next
+                self.m.journal.update(job.id, upload_id=job.upload_id, md5=job.md5, extra=job.extra)
+                return True
+            if original.extra.get("data_file_id") and original.extra.get("checksum"):
+                job.upload_id, job.md5 = original.upload_id, original.md5
+                job.extra.update(
+                    uploaded=True,
+                    data_file_id=original.extra["data_file_id"],
+                    checksum=original.extra["checksum"],
+                )
+                self.m.journal.update(job.id, upload_id=job.upload_id, md5=job.md5, extra=job.extra)
+                self.m.log("info", f"{job.display}: same content as {original.display}", job.id)
+                return True
+            running = original.task is not None and not original.task.done()
+            if original.state.terminal or original.state == JobState.PAUSED or not running:
+                return False
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiting.setdefault(original.id, []).append(future)
+            woken = asyncio.ensure_future(job.wake.wait())
+            try:
+                await asyncio.wait({future, woken}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                woken.cancel()
+            if job.pause_requested:
+                raise Paused()
+            job.wake.clear()
 
     async def _retrying(self, job: Any, op: Any) -> Any:
         from synapse_tui.engine.errors import TransientError
@@ -202,7 +267,8 @@ class Registrar:
         job.extra["data_file_id"] = data["id"]
         job.extra["checksum"] = data.get("checksum") or job.md5
         self.m.journal.update(job.id, extra=job.extra)
-        self.m.log("info", f"{job.display}: data file {data['id']}", job.id)
+        self.m.log("info", f"{job.display}: data file {escape_text(str(data['id']))}", job.id)
+        self._wake(job.id)  # its twins take this data file
 
     def pending(self) -> list[Any]:
         from synapse_tui.engine.events import JobState
@@ -244,12 +310,9 @@ class Registrar:
     ) -> None:
         lost = [it for it in items if any(j.extra.get("unit_requested") for j in it[0])]
         if lost:  # sent before a crash, maybe created: look before sending again
-            existing = await self.m.client.get_json(
-                "data_units/", {"data_collection": str(collection)}
-            )
-            existing = existing.get("results", []) if isinstance(existing, dict) else existing
+            existing = await existing_units(self.m.client, collection)
             for members, body in lost:
-                match = next((u for u in existing or [] if same_unit(u, body)), None)
+                match = next((u for u in existing if same_unit(u, body)), None)
                 if match is not None:
                     self._record(members, match)
                     items.remove((members, body))

@@ -3,6 +3,7 @@
 SynapseError
 ├── TransientError          retry with backoff (connection, timeout, 408, 429, 5xx)
 │   └── OutcomeUnknown      the request may have been applied: GET the state first
+│       └── Busy            409: another request writes to this upload; wait, GET, go on
 ├── FatalError              stop every job, no retry loop
 │   ├── AuthError           401 / 403
 │   ├── OriginError         a server URL outside the configured origin (token withheld)
@@ -35,6 +36,18 @@ class TransientError(SynapseError):
 
 class OutcomeUnknown(TransientError):
     """The request may or may not have been applied; the server's state is the truth."""
+
+
+class Busy(OutcomeUnknown):
+    """409: another request (often our own timed-out one) is still writing to the upload.
+
+    `wait` is the server's Retry-After for this upload only: it holds back this job, not
+    every job as a 429's `retry_after` does.
+    """
+
+    def __init__(self, message: str, *, wait: float | None = None) -> None:
+        super().__init__(message)
+        self.wait = wait
 
 
 class FatalError(SynapseError):

@@ -50,6 +50,7 @@ class ScanProgress(Event):
     already_uploaded: int
     skipped: int
     done: bool = False
+    failed: int = 0  # named paths that cannot be uploaded (missing, special): not skips
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +128,28 @@ class TotalProgress(Event):
     eta_low: float | None
     eta_high: float | None
     counts: dict[str, int] = field(default_factory=dict)
+    stalled: bool = False  # jobs are active but no byte moved for longer than usual
+
+
+@dataclass(frozen=True, slots=True)
+class JobRetrying(Event):
+    """A transient error: the job waits `delay` seconds, then makes attempt `attempt`."""
+
+    job_id: int
+    attempt: int
+    budget: int  # attempts allowed before the job is left paused (resumable)
+    delay: float
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class BackendState(Event):
+    """The backend answers again (`ok`), or uploads to it fail since `failing_since`
+    (seconds since the epoch) with `error`."""
+
+    ok: bool
+    failing_since: float | None
+    error: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,3 +169,13 @@ class UnitRegistered(Event):
     unit_id: object
     collection: int
     paths: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class JobElsewhere(Event):
+    """Another synapse-tui process drives this job, or has finished it: this one left it
+    alone (the headless summary counts these as `elsewhere`)."""
+
+    job_id: int
+    path: str
+    reason: str

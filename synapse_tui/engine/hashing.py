@@ -58,6 +58,28 @@ def io_executor() -> ThreadPoolExecutor:
         return _executor
 
 
+_walkers: ThreadPoolExecutor | None = None
+WALKERS = 4  # folders walked at once; more scans wait for a walker, never for a reader
+
+
+def walk_executor() -> ThreadPoolExecutor:
+    """The threads that walk folders, apart from `io_executor`.
+
+    A walker blocks while its scan's queue is full, until the hashing it waits for runs:
+    in the shared pool, four scans at once on two cores were four blocked walkers and no
+    thread left to hash or read, and the engine froze.
+    """
+    global _walkers
+    with _executor_lock:
+        if _walkers is None:
+            _walkers = ThreadPoolExecutor(
+                max_workers=WALKERS,
+                thread_name_prefix="synapse-walk",
+                initializer=lower_this_thread,
+            )
+        return _walkers
+
+
 @dataclass(frozen=True, slots=True)
 class Identity:
     """What must not change while a file is uploaded: size, mtime, inode, device."""
@@ -126,6 +148,12 @@ def file_kind(mode: int) -> str:
     return "special file"
 
 
+# The system calls that open and read a file to upload, as seams: a test injects a failure
+# here for the engine alone, not for every thread of the process (servers run in-process).
+_open = os.open
+_pread = os.pread
+
+
 def open_regular(path: bytes, expected: Identity | None = None) -> tuple[int, Identity]:
     """Open a regular file for reading (never blocks on a FIFO) and check its identity.
 
@@ -136,7 +164,7 @@ def open_regular(path: bytes, expected: Identity | None = None) -> tuple[int, Id
     if not _still(path, expected):
         check_regular(path)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        fd = _open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         raise LocalFileError(exc.strerror or str(exc)) from None
     try:
@@ -176,7 +204,7 @@ class HashPair:
 def read_piece(fd: int, offset: int, length: int, hashes: HashPair | None) -> bytes:
     """Read exactly `length` bytes at `offset` (in a worker thread) and hash them if asked."""
     try:
-        data = os.pread(fd, length, offset)
+        data = _pread(fd, length, offset)
     except OSError as exc:
         raise LocalFileError(f"read error at byte {offset}: {exc.strerror or exc}") from None
     if len(data) != length:
@@ -258,13 +286,5 @@ def xxh3_file(
         if total != ident.size:
             raise FileChangedError(f"size changed while hashing ({ident.size} -> {total} bytes)")
         return h.hexdigest(), total
-    finally:
-        os.close(fd)
-
-
-def md5_file(path: bytes) -> str:
-    fd, ident = open_regular(path)
-    try:
-        return hash_prefix(fd, ident.size).md5.hexdigest()
     finally:
         os.close(fd)

@@ -2,7 +2,8 @@
 
 Survives `kill -9` at any point: WAL mode, one transaction per change, and the server's
 offset is always re-read before resuming, so a stale journal offset costs at most a chunk.
-Never stores credentials. Files are 0600 in a 0700 folder.
+Never stores credentials. Files are 0600, in a folder made 0700 if synapse-tui creates it.
+A damaged or emptied journal is moved aside and reported (see journal_files).
 
 A write may be *lazy* (`complete(..., lazy=True)`): it joins a transaction that commits when
 the flush scheduled with `defer_commits` runs (the engine: within 5 ms), or earlier with the
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from synapse_tui.engine import journal_files
 from synapse_tui.engine.events import JobState
 from synapse_tui.engine.hashing import Identity
 
@@ -78,6 +80,8 @@ CREATE TABLE IF NOT EXISTS ledger (
 );
 """
 
+# What `status --prune` forgets (the ledger of uploads stays).
+FINISHED = (JobState.DONE, JobState.SKIPPED, JobState.FAILED, JobState.CANCELLED)
 UNFINISHED = (
     JobState.QUEUED,
     JobState.HASHING,
@@ -217,10 +221,6 @@ class _Checkpointer:
             db.close()
 
 
-class JobLocked(Exception):
-    """Another process drives this job."""
-
-
 class Journal:
     """The state database. Calls are short and synchronous; one instance per process."""
 
@@ -230,13 +230,30 @@ class Journal:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        directory.mkdir(parents=True, exist_ok=True)
-        os.chmod(directory, 0o700)
         self.path = directory / self.FILENAME
-        if not self.path.exists():
-            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-        os.chmod(self.path, 0o600)
-        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        journal_files.prepare(directory, self.path)  # raises JournalError (one line)
+        try:
+            self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise journal_files.unusable(self.path, exc) from None
+        try:
+            self._open()
+        except (sqlite3.Error, OSError) as exc:
+            self._db.close()
+            raise journal_files.unusable(self.path, exc) from None
+        self._checkpointer = _Checkpointer(self.path)
+        self._commits = 0
+        self._held: dict[int, int] = {}  # job id -> its lock file's fd (-1: a byte of jobs.lock)
+        self._lock_fd = -1
+        self._use_ofd = _OFD_SETLK is not None
+        self._schedule: Callable[[Callable[[], None]], object] | None = None
+        self._lazy_open = False  # a transaction of lazy writes waits for flush()
+        self._batches = 0
+        self._unlock_after_commit: set[int] = set()
+
+    def _open(self) -> None:
+        """Set the connection up and make the tables: the first reads of the file, where
+        SQLite finds a damaged one."""
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL mode survives any process crash; only an OS crash may lose the last
@@ -246,8 +263,6 @@ class Journal:
         # Checkpoints run on their own thread (see _Checkpointer); this connection does one
         # itself only if the WAL outgrew 64 MiB all the same.
         self._db.execute(f"PRAGMA wal_autocheckpoint={self.BACKSTOP_PAGES}")
-        self._checkpointer = _Checkpointer(self.path)
-        self._commits = 0
         for statement in SCHEMA.split(";"):
             if statement.strip():
                 self._db.execute(statement)
@@ -255,12 +270,7 @@ class Journal:
             extra = Path(str(self.path) + suffix)
             if extra.exists():
                 os.chmod(extra, 0o600)
-        self._held: dict[int, int] = {}  # job id -> its lock file's fd (-1: a byte of jobs.lock)
-        self._lock_fd = -1
-        self._use_ofd = _OFD_SETLK is not None
-        self._schedule: Callable[[Callable[[], None]], object] | None = None
-        self._lazy_open = False  # a transaction of lazy writes waits for flush()
-        self._batches = 0
+        journal_files.note_initialised(self.path)
 
     def defer_commits(self, schedule: Callable[[Callable[[], None]], object] | None) -> None:
         """Let lazy writes wait for `schedule(flush)` (a timer on the engine's loop); None:
@@ -275,6 +285,9 @@ class Journal:
             self._db.execute("COMMIT")
             self._lazy_open = False
             self._committed()
+        waiting, self._unlock_after_commit = self._unlock_after_commit, set()
+        for job_id in waiting:
+            self.unlock(job_id)
 
     def _committed(self) -> None:
         self._commits += 1
@@ -442,6 +455,22 @@ class Journal:
         ).fetchone()
         return JobRecord.from_row(row) if row else None
 
+    def relative_unfinished(self) -> list[JobRecord]:
+        """Unfinished jobs with a relative path (journaled by an older synapse-tui,
+        relative to the folder it ran in, which the journal does not know)."""
+        rows = self._db.execute(
+            "SELECT * FROM jobs WHERE hex(substr(path, 1, 1)) != '2F' AND state IN"
+            f" ({','.join('?' * len(UNFINISHED))})",
+            [s.value for s in UNFINISHED],
+        )
+        return [JobRecord.from_row(r) for r in rows]
+
+    def set_path(self, job_id: int, path: bytes) -> None:
+        with self._tx(single=True) as db:
+            db.execute(
+                "UPDATE jobs SET path = ?, updated_at = ? WHERE id = ?", (path, time.time(), job_id)
+            )
+
     def known_fingerprints(self, host: str, fingerprints: list[str]) -> set[str]:
         """Which of `fingerprints` the ledger or an unfinished job of `host` has: one query
         for a scan batch instead of two per file (the others need no lookup)."""
@@ -551,14 +580,19 @@ class Journal:
                 (job.host, job.fingerprint, job.size, md5, upload_id, job.path, now),
             )
 
-    def prune(self, states: tuple[JobState, ...]) -> int:
+    def prune(self, states: tuple[JobState, ...]) -> tuple[int, int]:
+        """Delete the jobs in `states`; (deleted, kept). Kept: jobs holding collection steps
+        (`extra`), which a later run reads so that it never registers a file twice. The
+        ledger of uploads is untouched: what was uploaded stays known."""
         marks = ",".join("?" * len(states))
+        values = [s.value for s in states]
         with self._tx() as db:
-            cur = db.execute(
-                f"DELETE FROM jobs WHERE state IN ({marks})", [s.value for s in states]
-            )
+            cur = db.execute(f"DELETE FROM jobs WHERE state IN ({marks}) AND extra IS NULL", values)
             db.execute("DELETE FROM job_errors WHERE job_id NOT IN (SELECT id FROM jobs)")
-        return cur.rowcount
+            (kept,) = db.execute(
+                f"SELECT COUNT(*) FROM jobs WHERE state IN ({marks})", values
+            ).fetchone()
+        return cur.rowcount, kept
 
     def registered(self, host: str, fingerprint: str, collection: Any) -> Any | None:
         """The data unit id of this content in this collection, if a job registered it."""
@@ -620,6 +654,8 @@ class Journal:
         grew with every job ever run).
         """
         if job_id in self._held:
+            if job_id in self._unlock_after_commit:
+                self._unlock_after_commit.discard(job_id)  # taken again: keep it
             return True
         if self._use_ofd and _OFD_SETLK is not None:
             if self._lock_fd < 0:
@@ -647,6 +683,12 @@ class Journal:
         return True
 
     def unlock(self, job_id: int) -> None:
+        """Release a job's lock; while lazy writes wait, once they are committed: another
+        process that takes the lock must read what this one wrote under it (a job done
+        here, re-read there as still queued, would be uploaded twice)."""
+        if self._lazy_open and job_id in self._held:
+            self._unlock_after_commit.add(job_id)
+            return
         fd = self._held.pop(job_id, None)
         if fd == -1 and _OFD_SETLK is not None:
             fcntl.fcntl(self._lock_fd, _OFD_SETLK, _flock(fcntl.F_UNLCK, job_id))

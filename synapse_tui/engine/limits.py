@@ -61,12 +61,12 @@ class Bandwidth:
 
 
 class Gate:
-    """A semaphore whose capacity can change while tasks hold it."""
+    """A semaphore whose capacity can change while tasks hold it (the scheduler polls
+    `free()`/`take()` when woken; nothing waits on the gate itself)."""
 
     def __init__(self, capacity: int) -> None:
         self._capacity = max(1, capacity)
         self._held = 0
-        self._cond = asyncio.Condition()
 
     @property
     def capacity(self) -> int:
@@ -80,9 +80,7 @@ class Gate:
         return self._held < self._capacity
 
     async def set_capacity(self, capacity: int) -> None:
-        async with self._cond:
-            self._capacity = max(1, capacity)
-            self._cond.notify_all()
+        self._capacity = max(1, capacity)
 
     def take(self) -> bool:
         if self._held < self._capacity:
@@ -91,9 +89,7 @@ class Gate:
         return False
 
     async def release(self) -> None:
-        async with self._cond:
-            self._held = max(0, self._held - 1)
-            self._cond.notify_all()
+        self._held = max(0, self._held - 1)
 
 
 class Backoff:

@@ -142,8 +142,7 @@ class PresignedUpload(FileUpload):
             filename=job.name,
             completed_at=None,
             checksum=sha1,
-            raw={"file_key": grant.file_key, "checksum": sha1, "data_file_id": data_file},
-        )
+        )  # the journal keeps its record(); file key and data file are in job.extra
         self.svc.drop(job, lazy=True)
         self.m.finish(job, md5, info)
 

@@ -1,17 +1,13 @@
-"""The Synapse chunked-upload wire protocol on httpx: requests, answers and error mapping."""
+"""The Synapse chunked-upload wire protocol on httpx: requests, deadlines and upload lists."""
 
-# Credentials and redact live in credentials.py (no httpx), re-exported here.
+# Credentials and redact live in credentials.py (no httpx), UploadInfo and the error mapping
+# in answers.py; both are re-exported here.
 
 from __future__ import annotations
 
-import email.utils
-import importlib.util
-import json
-import os
+import asyncio
 import secrets
 import ssl
-import sys
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,37 +16,51 @@ from urllib.parse import urlsplit
 import httpx
 
 from synapse_tui import __version__
+from synapse_tui.engine.answers import (
+    MAX_RETRY_AFTER,
+    UploadInfo,
+    parse_retry_after,
+    raise_for_answer,
+)
 from synapse_tui.engine.credentials import Credentials, redact
 from synapse_tui.engine.errors import (
-    AlreadyComplete,
     AuthError,
-    ChecksumMismatch,
-    OffsetMismatch,
+    ConfigError,
     OriginError,
     OutcomeUnknown,
     ProtocolError,
-    ServerRejected,
     SynapseError,
     TLSError,
     TransientError,
     UploadGone,
 )
-from synapse_tui.engine.transport import LeanTransport
+from synapse_tui.engine.names import escape_text
+from synapse_tui.engine.proxy import Proxies
+from synapse_tui.engine.transport import AnswerTooLarge, LeanTransport
 
-if importlib.util.find_spec("sniffio") is None:
-    # httpcore runs `import sniffio` on every request and lock; without the package each
-    # attempt walks sys.path (a tenth of the client's CPU with many small files). None in
-    # sys.modules makes the import fail at once, with the same outcome (asyncio).
-    sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
+__all__ = [
+    "MAX_RETRY_AFTER",
+    "Credentials",
+    "ProtocolClient",
+    "Timeouts",
+    "UploadInfo",
+    "join_url",
+    "parse_retry_after",
+    "raise_for_answer",
+    "redact",
+]
 
-# Retry-After values above this are capped: a server asking for an hour is not obeyed blindly.
-MAX_RETRY_AFTER = 300.0
 USER_AGENT = f"synapse-tui/{__version__}"
+# Recovery reads the caller's upload list; a paginated one is followed this far at most.
+MAX_LIST_PAGES = 50
+MAX_LIST_ITEMS = 10_000
 
 
 @dataclass(frozen=True)
 class Timeouts:
-    """Per-request timeouts in seconds; finalize gets a read timeout that grows with size."""
+    """Timeouts in seconds: per operation (connect, each read, each write, a pool slot) and
+    per request (an overall deadline, so a drip-fed answer cannot hold a request forever;
+    a chunk's PUT has the uploader's own deadlines). Finalize's grow with the file's size."""
 
     connect: float = 15.0
     read: float = 120.0
@@ -58,61 +68,22 @@ class Timeouts:
     pool: float = 60.0
     finalize_base: float = 300.0
     finalize_rate: float = 20 * 1024 * 1024  # bytes/s the server is assumed to re-hash at least
+    check: float = 20.0  # the start-up check (ping), whole
+    request: float = 300.0  # any other request but a chunk's PUT and finalize, whole
 
     def default(self) -> httpx.Timeout:
         return httpx.Timeout(connect=self.connect, read=self.read, write=self.write, pool=self.pool)
 
+    def finalize_deadline(self, size: int) -> float:
+        return self.finalize_base + size / self.finalize_rate
+
     def finalize(self, size: int) -> httpx.Timeout:
-        read = self.finalize_base + size / self.finalize_rate
+        read = self.finalize_deadline(size)
         return httpx.Timeout(connect=self.connect, read=read, write=self.write, pool=self.pool)
 
 
-@dataclass(frozen=True)
-class UploadInfo:
-    """The server's view of one chunked upload."""
-
-    id: str
-    url: str
-    offset: int
-    status: int
-    filename: str | None
-    completed_at: str | None
-    checksum: str | None
-    raw: dict[str, Any]
-
-    @property
-    def complete(self) -> bool:
-        return self.status == 2 or bool(self.completed_at)
-
-    @classmethod
-    def parse(cls, data: Any) -> UploadInfo:
-        if not isinstance(data, dict):
-            raise ProtocolError(f"server answered {type(data).__name__}, expected a JSON object")
-        try:
-            offset = data["offset"]
-            upload_id = data["id"]
-            url = data["url"]
-            if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
-                raise TypeError("offset")
-            if not isinstance(url, str) or not isinstance(upload_id, str | int):
-                raise TypeError("url/id")
-        except (KeyError, TypeError) as exc:
-            raise ProtocolError(f"server answer lacks a valid {exc.args[0]!s}") from None
-        status = data.get("status")
-        return cls(
-            id=str(upload_id),
-            url=url,
-            offset=offset,
-            status=status if isinstance(status, int) else 0,
-            filename=data.get("filename"),
-            completed_at=data.get("completed_at"),
-            checksum=data.get("checksum") if isinstance(data.get("checksum"), str) else None,
-            raw=data,
-        )
-
-
 def join_url(root: str, path: str) -> str:
-    """`root` with a path prefix + a relative API path, as PROTOCOL.md says."""
+    """`root` with a path prefix + a relative API path, as docs/protocol.md says."""
     return root.rstrip("/") + "/" + path.lstrip("/")
 
 
@@ -121,83 +92,6 @@ def _origin(url: str) -> tuple[str, str, int]:
     scheme = parts.scheme.lower()
     port = parts.port or (443 if scheme == "https" else 80)
     return scheme, (parts.hostname or "").lower(), port
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date), capped."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    if seconds != seconds:  # NaN
-        return None
-    return max(0.0, min(seconds, MAX_RETRY_AFTER))
-
-
-def _detail(response: httpx.Response) -> tuple[str, dict[str, Any]]:
-    """The server's message for a failed request, and the JSON body if there is one."""
-    try:
-        data = response.json()
-    except ValueError:
-        text = response.text.strip().replace("\n", " ")
-        return (text[:300] or response.reason_phrase or f"HTTP {response.status_code}"), {}
-    if isinstance(data, dict):
-        detail = data.get("detail", data)
-        return _flatten(detail)[:300], data
-    if isinstance(data, list) and data:
-        return str(data[0])[:300], {}
-    return f"HTTP {response.status_code}", {}
-
-
-def _flatten(detail: Any) -> str:
-    """DRF error bodies as one line: {"file": ["The submitted file is empty."]} -> "file: ..."."""
-    if isinstance(detail, str):
-        return detail
-    if isinstance(detail, list):
-        return "; ".join(_flatten(d) for d in detail)
-    if isinstance(detail, dict):
-        return "; ".join(f"{k}: {_flatten(v)}" for k, v in detail.items())
-    return json.dumps(detail)
-
-
-def raise_for_answer(response: httpx.Response) -> None:
-    """Map a non-2xx answer to the engine's error tree (see errors.py)."""
-    code = response.status_code
-    if 200 <= code < 300:
-        return
-    message, data = _detail(response)
-    if 300 <= code < 400:
-        raise ProtocolError(f"server redirected ({code}); redirects are not followed")
-    if code in (401, 403):
-        raise AuthError(f"authentication failed ({code}): {message}")
-    if code in (404, 410):
-        raise UploadGone(
-            f"upload {'expired' if code == 410 else 'not found'}: {message}", status=code
-        )
-    if code == 408 or code == 429 or (code >= 500 and code != 507):
-        raise TransientError(
-            f"server busy ({code}): {message}",
-            retry_after=parse_retry_after(response.headers.get("Retry-After")),
-        )
-    if code == 400:
-        lowered = message.lower()
-        if "offsets do not match" in lowered:
-            expected = data.get("expected_offset", data.get("offset"))
-            provided = data.get("provided_offset", -1)
-            if isinstance(expected, int):
-                raise OffsetMismatch(expected, provided if isinstance(provided, int) else -1)
-        if "already been marked" in lowered and "complete" in lowered:
-            raise AlreadyComplete(message)
-        if "checksum does not match" in lowered:
-            raise ChecksumMismatch("server says the checksum does not match")
-    raise ServerRejected(f"server refused ({code}): {message}", status=code)
 
 
 BodyFactory = Callable[[], AsyncIterator[bytes]]
@@ -218,6 +112,7 @@ class ProtocolClient:
         timeouts: Timeouts | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         max_connections: int = 32,
+        proxy: str | None = None,
     ) -> None:
         if urlsplit(host).scheme not in ("http", "https"):
             raise ValueError(f"host must start with http:// or https://: {host!r}")
@@ -230,13 +125,13 @@ class ProtocolClient:
         # "/" that ends the authority) has the root's origin without being parsed.
         self._origin_prefix = f"{root.scheme}://{root.netloc}/"
         if transport is None:
-            if os.environ.get("SYNAPSE_TUI_HTTPCORE"):
-                limits = httpx.Limits(
-                    max_connections=max_connections, max_keepalive_connections=max_connections
-                )
-                transport = httpx.AsyncHTTPTransport(verify=verify, limits=limits, trust_env=False)
-            else:
-                transport = LeanTransport(verify=verify, max_connections=max_connections)
+            # Proxies as the official SDK finds them, or `proxy` (engine/proxy.py).
+            proxies = Proxies(proxy)
+            transport = LeanTransport(
+                verify=verify,
+                max_connections=max_connections,
+                proxies=proxies if proxies.active else None,
+            )
         # Requests go straight to the transport, not through an httpx.AsyncClient: the
         # engine uses none of its redirect, cookie, auth or event-hook machinery, and that
         # layer cost as much CPU per request as the transport itself (many small files).
@@ -294,15 +189,22 @@ class ProtocolClient:
         method: str,
         url: str,
         *,
+        what: str,
+        deadline: float | None,
         content: Any = None,
         headers: dict[str, str] | None = None,
         data: dict[str, str] | None = None,
         json_body: Any = None,
         timeout: httpx.Timeout | None = None,
         idempotent: bool = False,
+        anonymous: bool = False,
     ) -> httpx.Response:
+        """One request; `what` names it in errors ("finalize", "start-up check"), and
+        `deadline` bounds it whole: connect, send, and the answer to its last byte."""
         target = self._checked_url(url)
-        all_headers = {**self._base_headers, **self.credentials.headers()}
+        all_headers = {**self._base_headers}
+        if not anonymous:
+            all_headers.update(self.credentials.headers())
         if headers:
             all_headers.update(headers)
         # A body of pieces and known length (Content-Length set) goes in as a stream as it
@@ -312,32 +214,41 @@ class ProtocolClient:
         if isinstance(content, AsyncIterator) and "Content-Length" in all_headers:
             stream = _Stream(content)
             all_headers.setdefault("Host", target.netloc.decode("ascii"))
+        unknown = TransientError if idempotent else OutcomeUnknown
+        whole = asyncio.timeout(deadline)
         try:
-            request = httpx.Request(
-                method,
-                target,
-                headers=all_headers,
-                content=None if stream is not None else content,
-                stream=stream,
-                data=data,
-                json=json_body,
-                extensions={
-                    "timeout": self._default_timeout if timeout is None else timeout.as_dict()
-                },
-            )
-            response = await self._transport.handle_async_request(request)
-            response.request = request
-            try:
-                await response.aread()
-            finally:
-                await response.aclose()
+            async with whole:
+                request = httpx.Request(
+                    method,
+                    target,
+                    headers=all_headers,
+                    content=None if stream is not None else content,
+                    stream=stream,
+                    data=data,
+                    json=json_body,
+                    extensions={
+                        "timeout": self._default_timeout if timeout is None else timeout.as_dict()
+                    },
+                )
+                response = await self._transport.handle_async_request(request)
+                response.request = request
+                try:
+                    await response.aread()
+                finally:
+                    await response.aclose()
+        except TimeoutError:
+            if not whole.expired():
+                raise
+            assert deadline is not None
+            raise unknown(f"{what}: no complete answer within {_seconds(deadline)}") from None
+        except AnswerTooLarge as exc:
+            raise ProtocolError(f"{what}: {exc}") from None
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             if _tls_refusal(exc):  # never retried, never downgraded to plain HTTP
                 raise TLSError(f"TLS failure with {self.root}: {_exc_text(exc)}") from None
             raise TransientError(f"cannot connect to {self.root}: {_exc_text(exc)}") from None
         except httpx.TransportError as exc:
-            kind = TransientError if idempotent else OutcomeUnknown
-            raise kind(f"{method} interrupted: {_exc_text(exc)}") from None
+            raise unknown(f"{what}: {method} interrupted: {_exc_text(exc)}") from None
         try:
             raise_for_answer(response)
         except SynapseError as exc:  # a server may echo the token back in its message
@@ -369,7 +280,8 @@ class ProtocolClient:
         length: int,
         total: int,
     ) -> UploadInfo:
-        """PUT one chunk: `url` None creates the upload (first chunk, start 0)."""
+        """PUT one chunk: `url` None creates the upload (first chunk, start 0). No overall
+        deadline here: the uploader bounds a chunk by its progress (stall, answer)."""
         target = url or self.url("chunked_upload/")
         stream, content_length, content_type = multipart_body(filename, body, length)
         headers = {
@@ -377,7 +289,9 @@ class ProtocolClient:
             "Content-Type": content_type,
             "Content-Length": str(content_length),
         }
-        response = await self._send("PUT", target, content=stream, headers=headers)
+        response = await self._send(
+            "PUT", target, what="chunk", deadline=None, content=stream, headers=headers
+        )
         return self._upload_info(response)
 
     async def upload_whole(
@@ -389,55 +303,128 @@ class ProtocolClient:
         )
         headers = {"Content-Type": content_type, "Content-Length": str(content_length)}
         response = await self._send(
-            "POST", self.url("chunked_upload/"), content=stream, headers=headers
+            "POST",
+            self.url("chunked_upload/"),
+            what="upload",
+            deadline=self.timeouts.request,
+            content=stream,
+            headers=headers,
         )
         return self._upload_info(response)
 
     async def finalize(self, url: str, md5: str, size: int) -> UploadInfo:
         response = await self._send(
-            "POST", url, data={"md5": md5}, timeout=self.timeouts.finalize(size)
+            "POST",
+            url,
+            what="finalize",
+            deadline=self.timeouts.finalize_deadline(size),
+            data={"md5": md5},
+            timeout=self.timeouts.finalize(size),
         )
         return self._upload_info(response)
 
     async def state(self, url: str) -> UploadInfo:
-        response = await self._send("GET", url, idempotent=True)
+        response = await self._send(
+            "GET", url, what="upload state", deadline=self.timeouts.request, idempotent=True
+        )
         return self._upload_info(response)
 
     async def ping(self) -> None:
         """Reach the backend and check the credentials, cheaply: a GET of an upload id that
-        cannot exist answers 404 when all is well, 401/403 when the token is refused."""
+        cannot exist answers 404 when all is well, 401/403 when the token is refused.
+
+        A URL that serves no API (a wrong path, e.g. `/api` missing or extra) answers 404
+        too, so the 404 is checked once more without the token: an API refuses that (401/403)
+        before it looks for the upload; a path nobody serves still says 404 (ConfigError)."""
+        url = self.url("chunked_upload/00000000-0000-0000-0000-000000000000/")
         try:
             await self._send(
                 "GET",
-                self.url("chunked_upload/00000000-0000-0000-0000-000000000000/"),
+                url,
+                what="start-up check",
+                deadline=self.timeouts.check,
                 idempotent=True,
             )
-        except UploadGone:
             return
+        except UploadGone:
+            pass
+        try:
+            await self._send(
+                "GET",
+                url,
+                what="start-up check",
+                deadline=self.timeouts.check,
+                idempotent=True,
+                anonymous=True,
+            )
+        except AuthError:
+            return
+        except UploadGone:
+            raise ConfigError(
+                f"no Synapse API at this URL: {self.root} answers 404 for its upload path "
+                "(check the path of --host, e.g. a missing or extra /api)"
+            ) from None
 
     async def list_uploads(self) -> list[UploadInfo]:
-        response = await self._send("GET", self.url("chunked_upload/"), idempotent=True)
-        data = self._json(response)
-        if isinstance(data, dict) and isinstance(data.get("results"), list):
-            data = data["results"]
-        if not isinstance(data, list):
-            raise ProtocolError("upload list is not a JSON list")
-        out = []
-        for item in data:
-            try:
-                out.append(UploadInfo.parse(item))
-            except ProtocolError:
-                continue
+        """The caller's uploads, every page of them (DRF pagination: `results` and `next`),
+        up to MAX_LIST_PAGES pages and MAX_LIST_ITEMS items; `next` must stay in the origin.
+        Past a bound, ProtocolError: recovery then knows it cannot tell, and says so."""
+        out: list[UploadInfo] = []
+        url: str | None = self.url("chunked_upload/")
+        seen: set[str] = set()
+        pages = 0
+        while url is not None:
+            if pages >= MAX_LIST_PAGES or len(out) >= MAX_LIST_ITEMS:
+                raise ProtocolError(
+                    f"upload list longer than {pages} pages ({len(out)} uploads); not read further"
+                )
+            if url in seen:
+                raise ProtocolError("upload list pages link back to a page already read")
+            seen.add(url)
+            pages += 1
+            response = await self._send(
+                "GET", url, what="upload list", deadline=self.timeouts.request, idempotent=True
+            )
+            data = self._json(response)
+            url = None
+            if isinstance(data, dict) and isinstance(data.get("results"), list):
+                following = data.get("next")
+                if isinstance(following, str) and following:
+                    url = self.check_origin(following)
+                data = data["results"]
+            if not isinstance(data, list):
+                raise ProtocolError("upload list is not a JSON list")
+            for item in data:
+                try:
+                    out.append(UploadInfo.parse(item))
+                except ProtocolError:
+                    continue
         return out
 
     async def get_json(self, path: str, params: dict[str, str] | None = None) -> Any:
         url = self.url(path)
         if params:
             url = str(httpx.URL(url, params=params))
-        return self._json(await self._send("GET", url, idempotent=True))
+        response = await self._send(
+            "GET", url, what=f"GET {path}", deadline=self.timeouts.request, idempotent=True
+        )
+        return self._json(response)
 
     async def post_json(self, path: str, body: Any, timeout: httpx.Timeout | None = None) -> Any:
-        return self._json(await self._send("POST", self.url(path), json_body=body, timeout=timeout))
+        """POST a JSON body; `timeout` for a request the server may take long over (its read
+        timeout then also lengthens the whole request's deadline)."""
+        deadline = self.timeouts.request
+        if timeout is not None and timeout.read is not None:
+            deadline = max(deadline, timeout.read + (timeout.connect or 0.0))
+        response = await self._send(
+            "POST",
+            self.url(path),
+            what=f"POST {path}",
+            deadline=deadline,
+            json_body=body,
+            timeout=timeout,
+        )
+        return self._json(response)
 
 
 class _Stream(httpx.AsyncByteStream):
@@ -466,8 +453,12 @@ def _tls_refusal(exc: BaseException) -> bool:
     return False
 
 
+def _seconds(value: float) -> str:
+    return f"{value:.0f}s" if value >= 10 else f"{value:.1f}s"
+
+
 def _exc_text(exc: BaseException) -> str:
-    text = str(exc).strip()
+    text = escape_text(str(exc).strip())  # may quote the server's own bytes
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 

@@ -7,9 +7,8 @@ import errno
 import os
 import stat
 import threading
-import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Iterable, Iterator
+from dataclasses import dataclass
 
 from synapse_tui.engine.errors import FileError
 from synapse_tui.engine.hashing import (
@@ -17,6 +16,7 @@ from synapse_tui.engine.hashing import (
     Identity,
     file_kind,
     io_executor,
+    walk_executor,
     xxh3_file,
 )
 from synapse_tui.engine.names import display_path
@@ -46,19 +46,6 @@ class Refused:
     @property
     def display(self) -> str:
         return display_path(self.path)
-
-
-@dataclass
-class ScanStats:
-    files: int = 0
-    bytes: int = 0
-    refused: int = 0
-    hash_seconds: float = 0.0
-    started: float = field(default_factory=time.monotonic)
-
-    @property
-    def elapsed(self) -> float:
-        return time.monotonic() - self.started
 
 
 def walk(paths: Iterable[bytes]) -> Iterator[tuple[bytes, os.stat_result] | Refused]:
@@ -154,7 +141,8 @@ async def scan(
     """Walk `paths` and hash every regular file with xxh3_128, yielding results in batches.
 
     Several batches hash at once in threads (two cores hash two files at once); the walk
-    itself also runs in a thread, so the event loop never blocks on the disk.
+    itself runs in a walker thread (`walk_executor`), so the event loop never blocks on the
+    disk and a walker waiting for room in the queue never holds a thread hashing needs.
     """
     cancel = cancel or threading.Event()
     parallel = parallel or max(2, os.cpu_count() or 2)
@@ -188,7 +176,7 @@ async def scan(
         finally:
             put(None)
 
-    walker = loop.run_in_executor(executor, producer)
+    walker = loop.run_in_executor(walk_executor(), producer)  # blocks: never a hashing thread
     pending: list[asyncio.Future[list[FoundFile | Refused]]] = []
     done_walking = False
     try:
@@ -218,6 +206,3 @@ async def scan(
             except asyncio.QueueEmpty:
                 await asyncio.sleep(0.01)
         await walker
-
-
-ProgressFn = Callable[[ScanStats], None]

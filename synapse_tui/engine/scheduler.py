@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from synapse_tui.engine import ownership
 from synapse_tui.engine.collections import CollectionPlan, Registrar
 from synapse_tui.engine.errors import FatalError, FileError, SynapseError
 from synapse_tui.engine.events import (
@@ -33,6 +34,7 @@ from synapse_tui.engine.events import (
     ScanProgress,
     TotalProgress,
 )
+from synapse_tui.engine.health import BackendHealth
 from synapse_tui.engine.journal import JobKey, JobRecord, Journal
 from synapse_tui.engine.limits import Backoff, Bandwidth, Gate
 from synapse_tui.engine.meter import Meter
@@ -52,6 +54,10 @@ LAZY_COMMIT_DELAY = 0.005
 # up to this many queued small files at once, in one write. Noted early is safe: after a
 # crash, resume looks for such a file's upload on the server before sending it.
 CREATING_AHEAD = 16
+RELATIVE_NOT_HERE = (
+    "journaled with a relative path by an older synapse-tui, and not found from this"
+    " folder: run `synapse-tui resume` in the folder the upload started in"
+)
 
 
 @dataclass
@@ -81,7 +87,6 @@ class ScanTotals:
     already_uploaded: int = 0
     skipped: int = 0
     failed: int = 0
-    hashed_bytes: int = 0
     seconds: float = 0.0
 
 
@@ -104,6 +109,7 @@ class UploadManager:
         self.gate = Gate(options.concurrency)
         self.backoff = Backoff(options.backoff_base, options.backoff_cap)
         self.meter = Meter()
+        self.health = BackendHealth(self.emit)
         self.draining = False
         self.stopped: str | None = None  # the fatal error that stopped everything
         self.scan_totals = ScanTotals()
@@ -119,6 +125,9 @@ class UploadManager:
         self._ready: list[tuple[int, int, int, Job]] = []
         self._ready_seq = itertools.count()
         self._locked_elsewhere: set[int] = set()
+        # Cancelled jobs with an upload on the server, by (path, fingerprint): queueing the
+        # same file again resumes that upload instead of orphaning it.
+        self._cancelled: dict[tuple[bytes, str], Job] = {}
         self.registrar = Registrar(self)
         self._units_task: asyncio.Task[None] | None = None
 
@@ -187,6 +196,8 @@ class UploadManager:
             values["last_error"] = message
         if persist:
             self.journal.update(job.id, **values)
+        if state == JobState.CANCELLED and job.upload_url is not None:
+            self._cancelled[(job.path, job.fingerprint)] = job
         self.emit(JobStateChanged(job.id, state, message))
 
     def note_creating(self, job: Job) -> None:
@@ -232,8 +243,9 @@ class UploadManager:
         # commit for both): lost to a crash, resume finds the upload complete on the
         # server. A job that goes on to register has its note committed at once.
         lazy = state == JobState.DONE
+        self.health.ok()
         self.journal.complete(
-            key, md5, info.id, job.resumed_from, info.raw, state, job.extra, lazy=lazy
+            key, md5, info.id, job.resumed_from, info.record(), state, job.extra, lazy=lazy
         )
         job.state = state
         self.emit(JobStateChanged(job.id, state))
@@ -271,8 +283,7 @@ class UploadManager:
         if resumed and not self.journal.try_lock(job.id):
             # Another process drives it: its journal row (state, offset) is not ours to write.
             job.state = JobState.QUEUED
-            self._locked_elsewhere.add(job.id)
-            self.log("warning", f"{job.display}: another synapse-tui drives it", job.id)
+            ownership.elsewhere(self, job)
         elif resumed:
             self.journal.unlock(job.id)
             if job.state != JobState.QUEUED:
@@ -283,8 +294,15 @@ class UploadManager:
     def resume_unfinished(self) -> int:
         """Queue every unfinished job of this host from the journal (paused ones too)."""
         count = 0
+        # An older journal's relative paths: made absolute where this folder holds the file.
+        relative = {r.id for r in ownership.adopt_relative(self.journal)}
         for rec in self.journal.unfinished(self.options.host):
             if rec.id in self.jobs:
+                continue
+            if rec.id in relative:  # left as it is, resumable from its own folder
+                self.emit(
+                    JobFailed(None, display_path(rec.path), RELATIVE_NOT_HERE, resumable=True)
+                )
                 continue
             self._enqueue(self._job_from_record(rec), resumed=True)
             count += 1
@@ -306,7 +324,9 @@ class UploadManager:
         started = time.monotonic()
         last_emit = 0.0
         try:
-            async for batch in scan([os.fsencode(p) for p in paths]):
+            ownership.adopt_relative(self.journal)  # so an older job of these files is found
+            absolute = [ownership.absolute(os.fsencode(p)) for p in paths]
+            async for batch in scan(absolute):
                 with self.journal.batch():  # one commit for the batch's new jobs
                     known = self.journal.known_fingerprints(
                         self.options.host,
@@ -318,7 +338,6 @@ class UploadManager:
                             continue
                         totals.files += 1
                         totals.bytes += item.identity.size
-                        totals.hashed_bytes += item.identity.size
                         self._accept(item, totals, seen, force, priority, plan, known)
                 now = time.monotonic()
                 if now - last_emit >= self.options.tick:
@@ -365,11 +384,13 @@ class UploadManager:
                 self.emit(JobFailed(None, item.display, str(exc)))
                 return
         if not force:
-            if key in seen:
+            if key in seen and extra is None:
                 totals.duplicates += 1
                 self.emit(JobSkipped(None, item.display, f"duplicate of {seen[key]}"))
                 return
-            seen[key] = item.display
+            if key in seen and extra is not None:  # its unit needs it: see Registrar.borrow
+                extra["twin"] = True
+            seen.setdefault(key, item.display)
             entry = (
                 self.journal.uploaded(host, item.fingerprint, item.identity.size)
                 if lookup
@@ -392,6 +413,10 @@ class UploadManager:
                     JobSkipped(None, item.display, f"already uploaded (upload {entry.upload_id})")
                 )
                 return
+        cancelled = self._cancelled.pop((item.path, item.fingerprint), None)
+        if cancelled is not None and cancelled.state == JobState.CANCELLED:
+            self._revive(cancelled)
+            return
         existing = (
             self.journal.find_unfinished(item.path, item.fingerprint, host) if lookup else None
         )
@@ -402,6 +427,15 @@ class UploadManager:
         self._new_job(item, priority, extra)
         if known is not None:
             known.add(item.fingerprint)  # now a job: the same content again is looked up
+
+    def _revive(self, job: Job) -> None:
+        """Queue a cancelled job again: its upload resumes where the server holds it."""
+        job.cancel_requested = job.pause_requested = False
+        job.reset_retries()
+        self.log("info", f"{job.display}: queued again, resuming its cancelled upload", job.id)
+        self.set_state(job, JobState.QUEUED)
+        self.emit(JobQueued(job.id, job.display, job.size, resumed=True))
+        self._kick()
 
     def _new_job(
         self,
@@ -437,8 +471,9 @@ class UploadManager:
                 totals.bytes,
                 totals.duplicates,
                 totals.already_uploaded,
-                totals.skipped + totals.failed,
+                totals.skipped,
                 done=done and self._scans == 0,
+                failed=totals.failed,
             )
         )
 
@@ -489,7 +524,10 @@ class UploadManager:
         self._kick()
 
     def retry_failed(self) -> int:
+        """Queue the failed jobs again, and cut short the backoff of the ones retrying."""
         count = 0
+        for job in self._running:
+            job.wake.set()  # a job in `_sleep` retries now; one not sleeping ignores it
         for job in self.jobs.values():
             if job.state == JobState.FAILED:
                 job.reset_retries()
@@ -528,17 +566,6 @@ class UploadManager:
 
     # -- dispatch ---------------------------------------------------------------------------
 
-    def _runnable(self) -> list[Job]:
-        jobs = [
-            j
-            for j in self.jobs.values()
-            if j.state == JobState.QUEUED
-            and (j.task is None or j.task.done())
-            and j.id not in self._locked_elsewhere
-        ]
-        jobs.sort(key=lambda j: (-j.priority, j.id))
-        return jobs
-
     def _not_running(self, job: Job, _task: object) -> None:
         self._running.discard(job)
 
@@ -546,7 +573,7 @@ class UploadManager:
         heapq.heappush(self._ready, (-job.priority, job.id, next(self._ready_seq), job))
 
     def _pop_runnable(self) -> Job | None:
-        """The queued job to start next (what _runnable()[0] would be), or None."""
+        """The queued job to start next (highest priority, then oldest), or None."""
         later: list[tuple[int, int, int, Job]] = []
         found: Job | None = None
         while self._ready:
@@ -574,8 +601,10 @@ class UploadManager:
             if not self.draining and self.stopped is None:
                 while self.gate.free() and (job := self._pop_runnable()) is not None:
                     if not self.journal.try_lock(job.id):
-                        self._locked_elsewhere.add(job.id)
-                        self.log("warning", f"{job.display}: another synapse-tui drives it", job.id)
+                        ownership.elsewhere(self, job)
+                        continue
+                    if not ownership.claim(self, job):  # another process finished it
+                        self.journal.unlock(job.id)
                         continue
                     self.gate.take()
                     job.task = asyncio.create_task(self._run(job), name=f"job-{job.id}")
@@ -589,7 +618,7 @@ class UploadManager:
         job.pause_requested = job.cancel_requested = False
         job.meter = Meter()
         try:
-            if not job.extra.get("uploaded"):
+            if not job.extra.get("uploaded") and not await self.registrar.borrow(job):
                 from synapse_tui.engine.presigned import run_upload  # chooses the path per job
 
                 await run_upload(self, job)
@@ -606,6 +635,8 @@ class UploadManager:
         except asyncio.CancelledError:
             if job.cancel_requested:
                 self.set_state(job, JobState.CANCELLED, "cancelled")
+            elif self.stopped is not None:  # a fatal stop: leave no job "uploading"
+                self.set_state(job, JobState.PAUSED, f"stopped: {self.stopped}")
             else:
                 raise
         except FatalError as exc:
@@ -641,7 +672,10 @@ class UploadManager:
             if other.task is not None and not other.task.done():
                 other.pause_requested = True
                 other.task.cancel()
-            elif other.state == JobState.QUEUED:
+            elif other.id in self._locked_elsewhere:
+                continue  # another process drives it: its row is not ours to write
+            elif other.state == JobState.QUEUED or other.state.active:
+                # active without a task: registered, waiting for its data unit step
                 self.set_state(other, JobState.PAUSED, f"stopped: {exc}")
         self.emit(FatalStop(str(exc)))
         self._kick()
@@ -690,6 +724,15 @@ class UploadManager:
         else:
             self._idle.set()
 
+    def is_idle(self) -> bool:
+        """Nothing runs and nothing will start (what wait_idle waits for), asked now."""
+        self._update_idle()
+        return self._idle.is_set()
+
+    def driven_elsewhere(self, job_id: int) -> bool:
+        """Another process holds this job's lock: it will not start here."""
+        return job_id in self._locked_elsewhere
+
     async def wait_idle(self) -> None:
         """Until nothing runs and nothing will start (queue empty, drained or stopped)."""
         while True:
@@ -729,6 +772,7 @@ class UploadManager:
                 eta_low=low,
                 eta_high=high,
                 counts={state.value: entry[0] for state, entry in by_state.items()},
+                stalled=remaining > 0 and self.meter.stalled() and bool(self._running),
             )
         )
 
@@ -755,7 +799,3 @@ class UploadManager:
                     )
             if dirty or self.active():
                 self._emit_totals()
-
-
-def describe(path: bytes) -> str:
-    return display_path(path)

@@ -8,11 +8,13 @@ connection with a `getpeername` and a `poll` each time a request is assigned. Fo
 
 This transport does only what the engine asks of it: HTTP/1.1 over asyncio streams
 (TCP, or TLS with httpx's own SSL context), keep-alive with a bounded pool, request
-bodies of known length or chunked, responses by Content-Length, chunked or to EOF.
-Idle connections expire after 5 s, as in httpx. No proxies (the engine's client
-does not read proxy settings), no HTTP/2, no upgrades. It raises httpx's own
+bodies of known length or chunked, responses by Content-Length, chunked or to EOF,
+capped at `max_answer` bytes (decoded gzip/deflate included: decoded here, bounded).
+Idle connections expire after 5 s, as in httpx. HTTP proxies (engine/proxy.py): a
+CONNECT tunnel to https origins, absolute-form requests to http ones. No HTTP/2, no
+upgrades. It raises httpx's own
 exceptions (ConnectError, ReadTimeout, ...), so everything above it, retries
-included, is unchanged. `SYNAPSE_TUI_HTTPCORE=1` puts httpx's default transport back.
+included, is unchanged.
 """
 
 from __future__ import annotations
@@ -22,10 +24,16 @@ import contextlib
 import os
 import ssl
 import time
+import zlib
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
 import httpx
+
+from synapse_tui.engine import forget_httpx_stub
+from synapse_tui.engine.proxy import Proxies
+
+forget_httpx_stub()  # httpx is imported: see engine/__init__.py
 
 T = TypeVar("T")
 
@@ -39,7 +47,36 @@ _READ_SIZE = 64 << 10  # a socket read: below glibc's mmap threshold
 COALESCE_LIMIT = 64 << 10  # request pieces up to this much in total go out in one write
 EAGER_LIMIT = 64 << 10  # an answer this small is read whole before it is handed on
 _NO_BODY_STATUS = frozenset({204, 304})
+# The largest answer body taken, decoded: every answer of the API is a small JSON document
+# (an upload's state, a page of a list), so anything near this is a broken or hostile server.
+MAX_ANSWER_BYTES = 1 << 20
+# Interim (1xx) answers taken before the final one: a server may send a few, not a stream.
+MAX_INTERIM = 8
+_DECODED = frozenset({b"gzip", b"x-gzip", b"deflate"})
 _Head = tuple[int, bytes, list[tuple[bytes, bytes]], bool]
+
+
+class AnswerTooLarge(httpx.RemoteProtocolError):
+    """The answer's body is over the transport's cap (raw, or once decoded)."""
+
+
+def _decode(raw: bytes, encoding: bytes, limit: int, request: httpx.Request) -> bytes:
+    """A gzip or deflate body decoded, never to more than `limit` bytes (a compression
+    bomb stops at the cap instead of filling memory)."""
+    if encoding == b"gzip" or encoding == b"x-gzip":
+        wbits = zlib.MAX_WBITS | 16
+    elif raw[:1] and (raw[0] & 0x0F) == 8 and int.from_bytes(raw[:2], "big") % 31 == 0:
+        wbits = zlib.MAX_WBITS  # deflate as RFC 9110 means it: a zlib stream
+    else:
+        wbits = -zlib.MAX_WBITS  # deflate as some servers send it: raw
+    decoder = zlib.decompressobj(wbits)
+    try:
+        out = decoder.decompress(raw, limit + 1)
+    except zlib.error as exc:
+        raise httpx.DecodingError(f"bad {encoding.decode('latin-1')} body: {exc}") from None
+    if len(out) > limit or decoder.unconsumed_tail:
+        raise AnswerTooLarge(f"answer larger than {limit} bytes once decoded", request=request)
+    return out
 
 
 class _Reader(asyncio.StreamReader):
@@ -58,17 +95,24 @@ class _Reader(asyncio.StreamReader):
             super().set_exception(exc)
 
     def buffered(self) -> int:
-        """Bytes received and not yet read: a read of at most this many cannot wait."""
-        return len(self._buffer)  # type: ignore[attr-defined]  # StreamReader's, since 3.4
+        """Bytes received and not yet read: a read of at most this many cannot wait.
+
+        StreamReader's private `_buffer` (there since 3.4); were it gone, 0: every read
+        then runs under its deadline, as it would anyway (tests/engine/test_import_patches.py
+        fails first)."""
+        buffer = getattr(self, "_buffer", None)
+        return len(buffer) if buffer is not None else 0
 
 
 class _Connection:
-    __slots__ = ("idle_since", "reader", "writer")
+    __slots__ = ("idle_since", "proxy_head", "reader", "target_prefix", "writer")
 
     def __init__(self, reader: _Reader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
         self.idle_since = 0.0
+        self.target_prefix = b""  # through an http proxy: `http://host:port` (absolute form)
+        self.proxy_head = b""  # through an http proxy: its Proxy-Authorization line
 
     def reusable(self) -> bool:
         """Idle and still open: the server has not closed it (its FIN sets EOF at once)."""
@@ -96,8 +140,12 @@ class LeanTransport(httpx.AsyncBaseTransport):
         verify: bool | str = True,
         max_connections: int = 32,
         keepalive_expiry: float = KEEPALIVE_EXPIRY,
+        max_answer: int = MAX_ANSWER_BYTES,
+        proxies: Proxies | None = None,
     ) -> None:
+        self._proxies = proxies
         self._verify = verify
+        self.max_answer = max_answer
         self._expiry = keepalive_expiry
         self._ssl: ssl.SSLContext | None = None
         self._max = max_connections
@@ -128,7 +176,12 @@ class LeanTransport(httpx.AsyncBaseTransport):
         loop = asyncio.get_running_loop()
         reader = _Reader(limit=_HEAD_LIMIT, loop=loop)
         protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+        route = self._proxies.route(scheme, host, port) if self._proxies is not None else None
         try:
+            if route is not None:  # engine/proxy.py: the tunnel or the proxy's connection
+                return await _within(
+                    self._via_proxy(route, reader, protocol, scheme, host, port, tls), timeout
+                )
             sock_transport, _ = await _within(
                 loop.create_connection(
                     lambda: protocol,
@@ -148,6 +201,32 @@ class LeanTransport(httpx.AsyncBaseTransport):
             sock_transport.max_size = _READ_SIZE  # type: ignore[attr-defined]
         writer = asyncio.StreamWriter(sock_transport, protocol, reader, loop)
         return _Connection(reader, writer)
+
+    async def _via_proxy(
+        self,
+        route: Any,
+        reader: _Reader,
+        protocol: asyncio.StreamReaderProtocol,
+        scheme: str,
+        host: str,
+        port: int,
+        tls: ssl.SSLContext | None,
+    ) -> _Connection:
+        loop = asyncio.get_running_loop()
+        proxy = route.proxy
+        sock_transport, _ = await loop.create_connection(lambda: protocol, proxy.host, proxy.port)
+        writer = asyncio.StreamWriter(sock_transport, protocol, reader, loop)
+        conn = _Connection(reader, writer)
+        try:
+            if tls is not None:
+                await proxy.tunnel(reader, writer, host, port, tls)
+            else:
+                conn.target_prefix = route.request_prefix(scheme, host, port)
+                conn.proxy_head = proxy.head_lines()
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     def _take_idle(self, key: tuple[str, str, int]) -> _Connection | None:
         idle = self._idle.get(key)
@@ -207,22 +286,32 @@ class LeanTransport(httpx.AsyncBaseTransport):
                 answer = await self._read_head(conn, request, timeouts.get("read"))
             status, reason, headers, http11 = answer
             body = _Body(self, conn, key, request, headers, status, http11, timeouts.get("read"))
+            if body.length is not None and body.length > self.max_answer:
+                raise AnswerTooLarge(
+                    f"answer of {body.length} bytes, over the {self.max_answer}-byte cap",
+                    request=request,
+                )
         except BaseException:
             if conn is not None:
                 conn.close()
             slots.release()
             raise
         extensions = {"http_version": b"HTTP/1.1", "reason_phrase": reason}
-        if body.small():  # an upload's JSON answer: read here, the connection goes back now
+        if body.small() or body.encoding is not None:
+            # An upload's JSON answer: read here, the connection goes back now. An encoded
+            # one is read whole too, to be decoded here under the cap (httpx's decoders
+            # have no output limit).
             try:
                 content = b"".join([piece async for piece in body])
             except BaseException:
                 await body.aclose()  # cancelled mid-read: the connection is not reusable
                 raise
-            if body.encoded:  # gzip, deflate: httpx decodes it as it takes it
-                return httpx.Response(
-                    status, headers=headers, content=content, extensions=extensions
-                )
+            if body.encoding is not None:
+                # gzip and deflate (what is asked for) are decoded; anything else is left
+                # as it came, for the JSON reader to refuse.
+                if body.encoding in _DECODED:
+                    content = _decode(content, body.encoding, self.max_answer, request)
+                headers = [(n, v) for n, v in headers if n.lower() != b"content-encoding"]
             response = httpx.Response(
                 status, headers=headers, stream=httpx.ByteStream(content), extensions=extensions
             )
@@ -235,7 +324,8 @@ class LeanTransport(httpx.AsyncBaseTransport):
 
     async def _send(self, conn: _Connection, request: httpx.Request, timeout: float | None) -> None:
         url = request.url
-        lines = [request.method.encode("ascii"), b" ", url.raw_path, b" HTTP/1.1\r\n"]
+        target = conn.target_prefix + url.raw_path
+        lines = [request.method.encode("ascii"), b" ", target, b" HTTP/1.1\r\n", conn.proxy_head]
         chunked = False
         for name, value in request.headers.raw:
             if name.lower() == b"transfer-encoding" and value.lower() == b"chunked":
@@ -281,12 +371,15 @@ class LeanTransport(httpx.AsyncBaseTransport):
         self, conn: _Connection, request: httpx.Request, timeout: float | None
     ) -> _Head:
         try:
-            while True:
+            for _ in range(MAX_INTERIM + 1):
                 head = await _within(conn.reader.readuntil(b"\r\n\r\n"), timeout)
                 answer = _parse_head(head, request)
                 if answer[0] >= 200 or answer[0] == 101:
                     return answer
                 # 1xx (100 Continue, 103 Early Hints): a final answer follows
+            raise httpx.RemoteProtocolError(
+                f"more than {MAX_INTERIM} interim (1xx) answers", request=request
+            )
         except TimeoutError:
             raise httpx.ReadTimeout("timed out waiting for the answer", request=request) from None
         except asyncio.IncompleteReadError:
@@ -344,7 +437,8 @@ class _Body(httpx.AsyncByteStream):
         self._timeout = timeout
         self._length: int | None = None
         self._chunked = False
-        self.encoded = False  # a Content-Encoding other than identity
+        self._limit = owner.max_answer
+        self.encoding: bytes | None = None  # a Content-Encoding other than identity
         keep = http11
         for name, value in headers:
             lname = name.lower()
@@ -357,13 +451,20 @@ class _Body(httpx.AsyncByteStream):
             elif lname == b"connection":
                 keep = keep and b"close" not in value.lower()
             elif lname == b"content-encoding":
-                self.encoded = self.encoded or value.strip().lower() not in (b"", b"identity")
+                coding = value.strip().lower()
+                if coding not in (b"", b"identity"):
+                    self.encoding = coding
         if request.headers.get("connection", "").lower() == "close":
             keep = False
         self._empty = request.method == "HEAD" or status in _NO_BODY_STATUS or status < 200
         if not self._empty and not self._chunked and self._length is None:
             keep = False  # read to EOF
         self._keep = keep
+
+    @property
+    def length(self) -> int | None:
+        """The body's declared Content-Length (None: chunked, to EOF, or none)."""
+        return None if self._empty or self._chunked else self._length
 
     def small(self) -> bool:
         """A body of a known length up to EAGER_LIMIT (or none at all)."""
@@ -377,11 +478,17 @@ class _Body(httpx.AsyncByteStream):
             return
         request = self._request
         reader, timeout = conn.reader, self._timeout
+        taken = 0
         try:
             if self._empty:
                 pass
             elif self._chunked:
                 async for piece in self._read_chunked(reader, timeout):
+                    taken += len(piece)
+                    if taken > self._limit:
+                        raise AnswerTooLarge(
+                            f"answer over the {self._limit}-byte cap", request=request
+                        )
                     yield piece
             elif self._length is not None:
                 left = self._length
@@ -394,7 +501,15 @@ class _Body(httpx.AsyncByteStream):
                     left -= n
             else:
                 while piece := await _within(reader.read(_READ_PIECE), timeout):
+                    taken += len(piece)
+                    if taken > self._limit:
+                        raise AnswerTooLarge(
+                            f"answer over the {self._limit}-byte cap", request=request
+                        )
                     yield piece
+        except AnswerTooLarge:
+            self._drop()
+            raise
         except TimeoutError:
             self._drop()
             raise httpx.ReadTimeout("timed out reading the answer", request=request) from None

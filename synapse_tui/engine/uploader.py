@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from synapse_tui.engine.errors import (
     AlreadyComplete,
+    Busy,
     ChecksumMismatch,
     FileChangedError,
     OffsetMismatch,
@@ -25,7 +26,7 @@ from synapse_tui.engine.errors import (
     TransientError,
     UploadGone,
 )
-from synapse_tui.engine.events import JobState
+from synapse_tui.engine.events import JobRetrying, JobState
 from synapse_tui.engine.hashing import (
     PIECE,
     HashPair,
@@ -52,6 +53,9 @@ WHOLE_FILE_LIMIT = 1 << 20
 INLINE_READ_LIMIT = 64 << 10
 # Retry lines say how long the job has been failing once it is this many seconds.
 FAILING_NOTE_AFTER = 10.0
+# A 409's Retry-After is obeyed up to this: the writer it waits for is usually our own
+# timed-out request, which the server ends well before this.
+MAX_BUSY_WAIT = 60.0
 
 
 class Paused(Exception):
@@ -96,6 +100,7 @@ class Job:
     cancel_requested: bool = False
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     restarts: int = 0
+    high_water: int = 0  # the highest offset the server acknowledged for this upload
     failing_since: float | None = None  # first failure since the last progress (backoff clock)
     task: asyncio.Task[None] | None = None
     creating_noted: bool = False  # the journal holds a creating_since noted ahead for it
@@ -171,6 +176,8 @@ class FileUpload:
             raise RetriesExhausted(f"gave up after {job.attempts} attempts{over}: {message}")
         delay = self.m.backoff.delay(job.attempts, exc.retry_after)
         delay = max(delay, self.m.backoff.shared_wait())
+        if isinstance(exc, Busy) and exc.wait is not None:  # this upload's, not every job's
+            delay = max(delay, min(exc.wait, MAX_BUSY_WAIT))
         since = f", failing for {format_duration(failing)}" if failing >= FAILING_NOTE_AFTER else ""
         self.m.log(
             "warning",
@@ -178,6 +185,8 @@ class FileUpload:
             f"retry {job.attempts}/{self.options.retries} in {delay:.1f}s{since}",
             job.id,
         )
+        self.m.emit(JobRetrying(job.id, job.attempts, self.options.retries, delay, message))
+        self.m.health.failing(message)
         await self._sleep(delay)
 
     async def _sleep(self, delay: float) -> None:
@@ -205,7 +214,19 @@ class FileUpload:
             await self._sleep(wait)
 
     def _progress_made(self) -> None:
-        self.job.reset_retries()  # the retry budget resets whenever the offset advances
+        """The retry budget resets when the offset passes the highest the server ever
+        acknowledged: a server that drops back and takes the same bytes again makes none."""
+        job = self.job
+        if job.offset > job.high_water:
+            job.high_water = job.offset
+            job.reset_retries()
+        self.m.health.ok()
+
+    async def _not_kept(self, offset: int) -> None:
+        """A chunk that did not move the server's offset costs one attempt of the budget."""
+        await self._retry_pause(
+            TransientError(f"server does not keep the data (offset stuck at {offset})")
+        )
 
     # -- body -------------------------------------------------------------------------------
 
@@ -285,7 +306,7 @@ class FileUpload:
     def _reset_upload(self) -> None:
         job = self.job
         job.upload_id = job.upload_url = None
-        job.offset = job.sent = 0
+        job.offset = job.sent = job.high_water = 0
         job.hashes = HashPair()
         job.chunk_hashes = None
         job.creating_since = None
@@ -347,6 +368,7 @@ class FileUpload:
             job.resumed_from = info.offset
             self.journal.update(job.id, resumed_from=info.offset)
         await self._align_to(info.offset)
+        job.high_water = info.offset
 
     async def _adopt_orphan(self) -> None:
         """A crash between creating the upload and noting its id: find it by name and size."""
@@ -354,7 +376,10 @@ class FileUpload:
         first = min(job.chunk_size, job.size)
         try:
             uploads = await self._with_retries(self.client.list_uploads)
-        except (UploadGone, ProtocolError):
+        except (UploadGone, ProtocolError) as exc:
+            self._warn(f"{job.display}: cannot search the server's uploads ({exc})")
+            job.creating_since = None
+            self.journal.update(job.id, creating_since=None)
             return
         known = {j.upload_id for j in self.journal.jobs() if j.upload_id}
         candidates = [
@@ -407,6 +432,8 @@ class FileUpload:
                 return
             except OffsetMismatch as exc:
                 self._keep_read(working, end)
+                if exc.expected <= start:  # it asks for what was just sent, or less
+                    await self._not_kept(exc.expected)
                 await self._realign(exc.expected, start, end)
                 return
             except OutcomeUnknown as exc:
@@ -431,6 +458,8 @@ class FileUpload:
                 )
             if info.offset != end:
                 self._keep_read(working, end)
+                if info.offset <= start:  # a 200 that kept nothing (or lost what it had)
+                    await self._not_kept(info.offset)
                 await self._realign(info.offset, start, end)
                 return
             job.hashes = working if working is not None else job.chunk_hashes
@@ -502,15 +531,16 @@ class FileUpload:
         self.journal.update(job.id, md5=md5)
         while True:
             await self._shared_wait()
+            answered = False  # the finalize POST answered 200 (else `info` is a GET's)
             try:
                 info = await self.client.finalize(job.upload_url, md5, job.size)
-                break
+                answered = True
             except (OutcomeUnknown, AlreadyComplete) as exc:
                 if isinstance(exc, OutcomeUnknown):
                     await self._retry_pause(exc)
                 info = await self._with_retries(lambda: self.client.state(job.upload_url or ""))
-                if info.complete:
-                    break
+                if not info.complete and isinstance(exc, OutcomeUnknown):
+                    continue  # counted already: finalize again
             except ChecksumMismatch:
                 local = await self._rehash_whole()
                 if local != md5:
@@ -522,8 +552,16 @@ class FileUpload:
                 raise Restart("server checksum does not match the file's") from None
             except TransientError as exc:
                 await self._retry_pause(exc)
+                continue
             except UploadGone as exc:
                 raise Restart(f"upload gone before finalize ({exc})") from None
+            if info.complete:
+                break
+            if answered:  # a 200 that does not say complete: the server's state decides
+                info = await self._with_retries(lambda: self.client.state(job.upload_url or ""))
+                if info.complete:
+                    break
+            await self._retry_pause(TransientError(_not_completed(info)))
         await self._complete_from_server(info, md5)
 
     async def _rehash_whole(self) -> str:
@@ -603,6 +641,18 @@ class FileUpload:
         job.upload_id, job.upload_url = info.id, info.url
         job.creating_since = None  # the journal clears it as it notes the job complete
         self.m.count_bytes(job, job.size)
+        if not info.complete:  # the server's state decides, not the POST's answer
+            info = await self._with_retries(lambda: self.client.state(job.upload_url or ""))
+        if not info.complete:
+            # The bytes are there but the upload is not complete: finalize it as a chunked
+            # upload would be (bounded by the retry budget, resumable after).
+            if info.offset != job.size:
+                raise ProtocolError(f"server holds {info.offset} bytes of {job.size}")
+            self.journal.update(job.id, upload_id=info.id, upload_url=info.url, offset=info.offset)
+            job.offset = job.sent = job.high_water = info.offset
+            job.hashes = hashes
+            await self._finalize()
+            return
         await self._complete_from_server(info, md5)
 
     async def _find_whole(self, md5: str) -> UploadInfo | None:
@@ -610,7 +660,9 @@ class FileUpload:
         job = self.job
         try:
             uploads = await self._with_retries(self.client.list_uploads)
-        except (UploadGone, ProtocolError):
+        except (UploadGone, ProtocolError) as exc:
+            self._warn(f"{job.display}: cannot search the server's uploads ({exc})")
+            job.creating_since = None
             return None
         known = {j.upload_id for j in self.journal.jobs() if j.upload_id}
         alike = [
@@ -630,3 +682,8 @@ class FileUpload:
             )
         job.creating_since = None
         return None
+
+
+def _not_completed(info: UploadInfo) -> str:
+    done_at = "no completed_at" if not info.completed_at else f"completed_at {info.completed_at}"
+    return f"server has not completed the upload after finalize (status {info.status}, {done_at})"

@@ -19,6 +19,7 @@ from synapse_tui.server import chunked, collections
 from synapse_tui.server.backend import Backend
 from synapse_tui.server.config import ServerConfig
 from synapse_tui.server.errors import NOT_FOUND
+from synapse_tui.server.limits import idle_limited
 
 Handler = Callable[..., Awaitable[Response]]
 
@@ -37,8 +38,10 @@ def _endpoint(backend: Backend, handler: Handler, *params: str) -> Callable[[Req
 
 
 # The `chunked_upload/` endpoints by method: routed by Starlette, PUT and POST also by _App.
+# Starlette allows HEAD wherever GET is: it is answered as GET, without the body.
 _UPLOAD_HANDLERS: dict[str, Handler] = {
     "GET": chunked.get,
+    "HEAD": chunked.get,
     "PUT": chunked.put_chunk,
     "POST": chunked.post,
 }
@@ -63,19 +66,7 @@ def _routes(backend: Backend) -> list[BaseRoute]:
             _endpoint(backend, chunked.download, "upload_id"),
             methods=["GET"],
         ),
-        Route(
-            "/data_collections/",
-            _endpoint(backend, collections.list_collections),
-            methods=["GET"],
-        ),
-        Route(
-            "/data_collections/{collection_id:int}/",
-            _endpoint(backend, collections.get_collection, "collection_id"),
-            methods=["GET"],
-        ),
-        Route("/data_files/", _endpoint(backend, collections.create_data_file), methods=["POST"]),
-        Route("/data_units/", _endpoint(backend, collections.list_data_units), methods=["GET"]),
-        Route("/data_units/", _endpoint(backend, collections.create_data_units), methods=["POST"]),
+        *collections.routes(backend, _endpoint),
         *_presigned_routes(backend),
     ]
 
@@ -117,12 +108,15 @@ class _App(Starlette):
     def __init__(self, backend: Backend, prefix: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._backend = backend
+        self._body_timeout = backend.config.body_timeout
         self._collection = f"{prefix}/chunked_upload/"
         self._item = re.compile(re.escape(self._collection) + "([^/]+)/")
         self._handlers = {m: _UPLOAD_HANDLERS[m] for m in ("PUT", "POST")}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         handler = self._handlers.get(scope.get("method", "")) if scope["type"] == "http" else None
+        if scope["type"] == "http":  # a stalled body must not hold its upload forever
+            receive = idle_limited(receive, self._body_timeout)
         if handler is not None:
             path = scope["path"]
             root = scope.get("root_path", "")

@@ -7,7 +7,9 @@ import concurrent.futures
 import contextlib
 import errno
 import logging
+import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -19,6 +21,7 @@ from synapse_tui.server.config import ServerConfig
 from synapse_tui.server.errors import ApiError, not_found
 from synapse_tui.server.sessions import Sessions
 from synapse_tui.server.store import COMPLETE, Store, Upload, is_upload_id
+from synapse_tui.server.users import NO_USER
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -46,7 +49,7 @@ class Backend:
         self.auth = Authenticator(config.tokens)
         from synapse_tui.server.collections import Collections
 
-        self.collections = Collections(config.collections)
+        self.collections = Collections(config)
         self.executor = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="synapse-io")
         self._catch_ups: dict[str, asyncio.Task[None]] = {}
         self._stopping = threading.Event()
@@ -71,11 +74,21 @@ class Backend:
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
-    async def owner(self, request: Request) -> int:
-        """The numeric user of the request's credentials, or a 401 ApiError."""
+    async def owner(self, request: Request, create: bool = False) -> int:
+        """The numeric user of the request's credentials, or a 401 ApiError.
+
+        An owner that never stored anything has no row: NO_USER (which owns nothing)
+        unless `create`, which only a request about to record an upload passes. So
+        20,000 tenant headers on one token read 20,000 times and write nothing.
+        """
         key = self.auth.owner_key(request.headers)
         cached = self.store.cached_user(key)
-        return cached if cached is not None else await self.run(self.store.user_id, key)
+        if cached is not None:
+            return cached
+        if create:
+            return await self.run(self.store.user_id, key)
+        found = self.store.find_user(key)
+        return NO_USER if found is None else found
 
     def api_base(self, request: Request) -> str:
         """Absolute API root as the client reached it, e.g. `http://127.0.0.1:8000/api`.
@@ -186,9 +199,32 @@ class Backend:
             await asyncio.sleep(interval)
             try:
                 await self.sweep()
-            except Exception:  # keep sweeping; a bad pass is logged, not fatal
-                log.exception("expiry sweep failed")
+            except Exception as exc:  # keep sweeping; a bad pass is logged, not fatal
+                if disk_full(exc) or database_full(exc):
+                    warn_full(exc)  # not a traceback every pass while the disk is full
+                else:
+                    log.exception("expiry sweep failed")
 
 
 def disk_full(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def database_full(exc: BaseException) -> bool:
+    """SQLITE_FULL: the database (or the disk under it) cannot grow."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code == sqlite3.SQLITE_FULL or str(exc) == "database or disk is full"
+
+
+_FULL_WARNING_EVERY = 60.0
+_last_full_warning = [float("-inf")]
+
+
+def warn_full(exc: BaseException) -> None:
+    """One log line a minute while the disk is full (every request would see it)."""
+    now = time.monotonic()
+    if now - _last_full_warning[0] >= _FULL_WARNING_EVERY:
+        _last_full_warning[0] = now
+        log.warning("storage is full, answering 507: %s", exc)

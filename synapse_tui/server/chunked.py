@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
+import sqlite3
 import sys
 import uuid
 from datetime import UTC, datetime
@@ -21,13 +22,23 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
 from synapse_tui.server import files
-from synapse_tui.server.backend import Backend, disk_full
+from synapse_tui.server.backend import (
+    INSUFFICIENT_STORAGE,
+    Backend,
+    database_full,
+    disk_full,
+    warn_full,
+)
 from synapse_tui.server.errors import ApiError, json_response, not_found
 from synapse_tui.server.multipart import boundary_of
 from synapse_tui.server.receive import Received, read_small_body, receive_file
 from synapse_tui.server.store import COMPLETE, UPLOADING, Upload
 
-_RANGE = re.compile(r"bytes ([0-9]+)-([0-9]+)/([0-9]+)")
+# At most 19 digits each, and below 2**63 (SQLite's integers): int() of 5,000 digits
+# raises ValueError, a 20-digit one overflows the row.
+_RANGE = re.compile(r"bytes ([0-9]{1,19})-([0-9]{1,19})/([0-9]{1,19})")
+_RANGE_NUMBER = re.compile(r"[0-9]{1,19}")
+_MAX_OFFSET = (1 << 63) - 1
 _EMPTY_RANGE = re.compile(r"bytes \*/0")
 _MULTIPART_SLACK = 1 << 20  # room for boundaries and text fields around the file part
 FILENAME_MAX = 255
@@ -73,6 +84,8 @@ def parse_range(value: str | None) -> tuple[int, int, int]:
     if not match:
         raise ApiError(400, HEADER_ERROR)
     start, end, total = (int(g) for g in match.groups())
+    if total > _MAX_OFFSET:
+        raise ApiError(400, HEADER_ERROR)
     if total == 0 and start == 0 and end == 0:
         return 0, 0, 0  # alias of `bytes */0`: there is no byte 0 in an empty file
     if end < start:
@@ -121,7 +134,7 @@ async def _stream(
         )
     except OSError as exc:
         if disk_full(exc):
-            raise ApiError(507, "Insufficient storage") from None
+            raise ApiError(507, INSUFFICIENT_STORAGE) from None
         raise
 
 
@@ -145,7 +158,7 @@ async def put_chunk(backend: Backend, request: Request, upload_id: str | None) -
     start, length, total = parse_range(request.headers.get("content-range"))
     _check_limit(backend, total)
     if upload_id is None:
-        return await _create(backend, request, owner, start, length, total)
+        return await _create(backend, request, start, length, total)
     upload = backend.find(owner, upload_id)
     await backend.check_writable(upload)
     backend.acquire(upload.id)
@@ -198,7 +211,7 @@ def _release_after(backend: Backend, upload_id: str, commit: asyncio.Future[Any]
 
 
 async def _create(
-    backend: Backend, request: Request, owner: int, start: int, length: int, total: int
+    backend: Backend, request: Request, start: int, length: int, total: int
 ) -> Response:
     if start != 0:
         raise ApiError(400, "Offsets do not match", expected_offset=0, provided_offset=start)
@@ -219,6 +232,7 @@ async def _create(
         md5 = hashlib.md5()
         try:
             await _stream(backend, request, upload_id, 0, length, md5, validate)
+            owner = await backend.owner(request, create=True)  # its first upload makes the row
         except BaseException:
             files.remove(backend.store.path_for(upload_id))
             raise
@@ -256,7 +270,7 @@ async def post(backend: Backend, request: Request, upload_id: str | None) -> Res
     """POST chunked_upload/<id>/ finalizes; POST chunked_upload/ takes a whole file."""
     owner = await backend.owner(request)
     if upload_id is None:
-        return await _post_whole(backend, request, owner)
+        return await _post_whole(backend, request)
     fields = await read_small_body(request)
     checksum = fields.get("md5")
     if not checksum or not isinstance(checksum, str):
@@ -287,10 +301,10 @@ async def post(backend: Backend, request: Request, upload_id: str | None) -> Res
         _release_after(backend, upload.id, commit)
 
 
-async def _post_whole(backend: Backend, request: Request, owner: int) -> Response:
+async def _post_whole(backend: Backend, request: Request) -> Response:
     limit = backend.config.max_bytes
     declared = request.headers.get("content-length", "")
-    body_size = int(declared) if declared.isdigit() else None
+    body_size = int(declared) if _RANGE_NUMBER.fullmatch(declared) else None
     if limit is not None and body_size is not None and body_size > limit + _MULTIPART_SLACK:
         raise ApiError(413, f"Size of file exceeds the limit ({limit} bytes)")
     if body_size is not None:
@@ -319,6 +333,7 @@ async def _post_whole(backend: Backend, request: Request, owner: int) -> Respons
         cap = sys.maxsize if limit is None else limit
         try:
             await _stream(backend, request, upload_id, 0, cap, md5, validate)
+            owner = await backend.owner(request, create=True)
         except BaseException:
             files.remove(backend.store.path_for(upload_id))
             raise
@@ -355,7 +370,8 @@ async def download(backend: Backend, request: Request, upload_id: str) -> Respon
 
 
 async def guarded(coro: Any) -> Response:
-    """Run a handler: ApiError -> its JSON; a vanished client -> nothing useful to send."""
+    """Run a handler: ApiError -> its JSON; a vanished client -> nothing useful to send;
+    a full disk, even where only SQLite noticed it (its commit failed) -> 507."""
     try:
         response: Response = await coro
         return response
@@ -363,3 +379,8 @@ async def guarded(coro: Any) -> Response:
         return error.response()
     except ClientDisconnect:
         return JSONResponse({"detail": "Client disconnected"}, status_code=400)
+    except (sqlite3.OperationalError, OSError) as exc:
+        if not (disk_full(exc) or database_full(exc)):
+            raise
+        warn_full(exc)
+        return ApiError(507, INSUFFICIENT_STORAGE).response()

@@ -1,55 +1,20 @@
-"""`synapse-tui serve`: arguments, size/duration parsing, and running uvicorn in the foreground."""
+"""`synapse-tui serve`: its arguments, and running uvicorn in the foreground."""
 
 from __future__ import annotations
 
 import argparse
 import os
-import re
 import secrets
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from synapse_tui.server.config import DEFAULT_EXPIRE_AFTER, ServerConfig
+from synapse_tui.server.config import DEFAULT_BODY_TIMEOUT, DEFAULT_EXPIRE_AFTER, ServerConfig
+from synapse_tui.server.specs import parse_collection
+from synapse_tui.units import parse_duration, parse_size  # the one parser of each
 
 T = TypeVar("T")
 TOKEN_ENV = "SYNAPSE_TUI_SERVE_TOKEN"
-_SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)(?:i?b)?\s*", re.IGNORECASE)
-_DURATION = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([smhd]?)\s*", re.IGNORECASE)
-_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-_DURATION_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def parse_size(text: str) -> int:
-    """`1048576`, `512K`, `10M`, `1.5G`, `2TiB` -> bytes (powers of 1024)."""
-    match = _SIZE.fullmatch(text)
-    if not match:
-        raise ValueError(f"invalid size {text!r}: use bytes or a K/M/G/T suffix, e.g. 10G")
-    number, unit = match.groups()
-    if "." in number and not unit:
-        raise ValueError(f"invalid size {text!r}: a byte count is a whole number")
-    return int(float(number) * _SIZE_UNITS[unit.lower()])
-
-
-def parse_duration(text: str) -> float:
-    """`90`, `30s`, `15m`, `12h`, `1.5d` -> seconds (must be positive)."""
-    match = _DURATION.fullmatch(text)
-    if not match:
-        raise ValueError(f"invalid duration {text!r}: use seconds or an s/m/h/d suffix, e.g. 12h")
-    number, unit = match.groups()
-    seconds = float(number) * _DURATION_UNITS[unit.lower()]
-    if seconds <= 0:
-        raise ValueError(f"invalid duration {text!r}: must be more than zero")
-    return seconds
-
-
-def parse_collection(text: str) -> tuple[str, list[str]]:
-    """`images:image,meta` -> ("images", ["image", "meta"])."""
-    name, sep, rest = text.partition(":")
-    specs = [s.strip() for s in rest.split(",") if s.strip()]
-    if not sep or not name.strip() or not specs or len(set(specs)) != len(specs):
-        raise ValueError(f"invalid collection {text!r}: use NAME:spec1,spec2 (distinct specs)")
-    return name.strip(), specs
 
 
 def _argtype(fn: Callable[[str], T]) -> Callable[[str], T]:
@@ -65,16 +30,22 @@ def _argtype(fn: Callable[[str], T]) -> Callable[[str], T]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `synapse-tui serve`."""
-    parser.add_argument("--bind", default="127.0.0.1", help="address to listen on (loopback)")
-    parser.add_argument("--port", type=int, default=8000, help="TCP port (0 picks a free one)")
-    parser.add_argument("--root", help="storage folder (default: <data dir>/server)")
+    parser.add_argument(
+        "--bind", default="127.0.0.1", help="address to listen on (default %(default)s)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=8000, help="TCP port, 0 picks a free one (default %(default)s)"
+    )
+    parser.add_argument("--root", help="storage folder (default <data dir>/server)")
     parser.add_argument(
         "--token",
         action="append",
         help=f"access token (repeatable; env {TOKEN_ENV}); generated and printed when absent",
     )
     parser.add_argument(
-        "--max-bytes", type=_argtype(parse_size), help="largest file accepted, e.g. 20G"
+        "--max-bytes",
+        type=_argtype(parse_size),
+        help="largest file accepted, e.g. 20G (default: no limit)",
     )
     parser.add_argument(
         "--expire-after",
@@ -82,14 +53,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_EXPIRE_AFTER,
         help="drop incomplete uploads this long after their last chunk (default 1d)",
     )
-    parser.add_argument("--prefix", default="", help="URL path prefix of the API, e.g. /api")
+    parser.add_argument(
+        "--body-timeout",
+        type=_argtype(parse_duration),
+        default=DEFAULT_BODY_TIMEOUT,
+        help="answer 408 and free the upload when a request body sends nothing this long"
+        " (default 60s)",
+    )
+    parser.add_argument(
+        "--prefix", default="", help="URL path prefix of the API, e.g. /api (default: none)"
+    )
     parser.add_argument(
         "--collection",
         action="append",
         type=_argtype(parse_collection),
         default=[],
         metavar="NAME:SPEC,...",
-        help="data collection with its file specifications (repeatable)",
+        help="data collection and its file specifications, each spec[*][?][:type]"
+        " (* primary, ? optional; type image|video|audio|text|pcd|data), repeatable",
     )
     parser.add_argument(
         "--storage",
@@ -143,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
             expire_after=args.expire_after,
             prefix=args.prefix,
             collections=args.collection,
+            body_timeout=args.body_timeout,
             **_storage_options(args),
         )
     except ValueError as exc:
@@ -172,6 +154,8 @@ def run(args: argparse.Namespace) -> int:
     if generated:
         print(f"Access token (shown once): {tokens[0]}")
         print(f"  export SYNAPSE_HOST={url} SYNAPSE_ACCESS_TOKEN={tokens[0]}")
+    for line in app.state.backend.collections.describe():
+        print(line)
     sys.stdout.flush()
     try:
         uvicorn.Server(uvicorn_config(app)).run(sockets=[sock])

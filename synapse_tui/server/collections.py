@@ -1,47 +1,96 @@
-"""Data collections (from `--collection`), data files and data units, Synapse-style.
+"""Data collections (from `--collection`), DRF page-number pagination, and the routes of the
+data workflow (collections, data files, data units).
 
-Errors here are DRF serializer errors: `{"field": ["message"]}` without `detail`.
 Collections are visible to every token; data files and units belong to their creator.
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
 
 from synapse_tui.server.backend import Backend
 from synapse_tui.server.errors import ApiError, json_response, not_found
-from synapse_tui.server.store import COMPLETE, is_upload_id
+from synapse_tui.server.signing import Signer, load_secret
+from synapse_tui.server.specs import FileSpec, normalize
 
-REQUIRED = "This field is required."
+PAGE_SIZE = 100  # DRF PageNumberPagination: page_size when the client gives none
+MAX_PAGE_SIZE = 1000  # ... and the most a client may ask for
 
 
 class Collections:
-    """The configured collections, ids from 1 in command-line order."""
+    """The configured collections, ids from 1 in command-line order, and the URL signer."""
 
-    def __init__(self, collections: list[tuple[str, list[str]]]) -> None:
-        self.by_id: dict[int, tuple[str, list[str]]] = {
-            i: (name, list(specs)) for i, (name, specs) in enumerate(collections, start=1)
+    def __init__(self, config: Any) -> None:
+        self.by_id: dict[int, tuple[str, list[FileSpec]]] = {
+            i: (name, normalize(list(specs)))
+            for i, (name, specs) in enumerate(config.collections, start=1)
         }
+        self.signer = Signer(load_secret(config.root))
+
+    def spec(self, collection_id: int, name: str) -> FileSpec | None:
+        return next((s for s in self.by_id[collection_id][1] if s.name == name), None)
 
     def render(self, collection_id: int) -> dict[str, Any]:
         name, specs = self.by_id[collection_id]
         return {
             "id": collection_id,
             "name": name,
-            "file_specifications": [{"name": s, "is_required": True} for s in specs],
+            "file_specifications": [s.render(i) for i, s in enumerate(specs, start=1)],
         }
+
+    def describe(self) -> Iterator[str]:
+        """One line per collection for `serve`'s start-up message."""
+        for cid, (name, specs) in self.by_id.items():
+            syntax = ",".join(s.syntax() for s in specs)
+            yield f"Data collection {cid}: {name} ({syntax})  --collection {cid}"
+
+
+def page_bounds(request: Request) -> tuple[int, int]:
+    """(page, page_size) of the query, as DRF reads them: a bad page_size means the default,
+    a large one the maximum; a page that is not a positive integer is a 404."""
+    raw_size = request.query_params.get("page_size", "")
+    size = int(raw_size) if raw_size.isdigit() and int(raw_size) > 0 else PAGE_SIZE
+    raw_page = request.query_params.get("page", "1")
+    if not raw_page.isdigit() or int(raw_page) < 1 or len(raw_page) > 12:
+        raise ApiError(404, "Invalid page.")
+    return int(raw_page), min(size, MAX_PAGE_SIZE)
+
+
+def page(
+    backend: Backend, request: Request, count: int, number: int, size: int, results: list[Any]
+) -> dict[str, Any]:
+    """The DRF page (`count`, `next`, `previous`, `results`); absolute next/previous URLs."""
+    if number > 1 and (number - 1) * size >= count:
+        raise ApiError(404, "Invalid page.")
+    base = backend.api_base(request) + request.url.path.removeprefix(backend.config.prefix)
+
+    def link(n: int) -> str:
+        query = [(k, v) for k, v in request.query_params.multi_items() if k != "page"]
+        if n > 1:
+            query.append(("page", str(n)))
+        return base + ("?" + urlencode(query) if query else "")
+
+    return {
+        "count": count,
+        "next": link(number + 1) if number * size < count else None,
+        "previous": link(number - 1) if number > 1 else None,
+        "results": results,
+    }
 
 
 async def list_collections(backend: Backend, request: Request) -> Response:
     await backend.owner(request)
-    results = [backend.collections.render(i) for i in sorted(backend.collections.by_id)]
-    return json_response(
-        {"count": len(results), "next": None, "previous": None, "results": results}
-    )
+    number, size = page_bounds(request)
+    ids = sorted(backend.collections.by_id)
+    chosen = ids[(number - 1) * size : number * size]
+    results = [backend.collections.render(i) for i in chosen]
+    return json_response(page(backend, request, len(ids), number, size, results))
 
 
 async def get_collection(backend: Backend, request: Request, collection_id: int) -> Response:
@@ -51,98 +100,36 @@ async def get_collection(backend: Backend, request: Request, collection_id: int)
     return json_response(backend.collections.render(collection_id))
 
 
-async def _json(request: Request) -> Any:
-    body = await request.body()
-    try:
-        return json.loads(body) if body.strip() else {}
-    except ValueError as exc:
-        raise ApiError(400, f"JSON parse error - {exc}") from None
+Endpoint = Callable[..., Callable[[Request], Any]]
 
 
-async def create_data_file(backend: Backend, request: Request) -> Response:
-    """POST data_files/ {"chunked_upload": id}: register a complete upload of the caller."""
-    owner = await backend.owner(request)
-    data = await _json(request)
-    if not isinstance(data, dict):
-        raise ApiError(400, "Invalid data. Expected a dictionary.")
-    upload_id = data.get("chunked_upload")
-    if upload_id in (None, ""):
-        raise ApiError.raw(400, {"chunked_upload": [REQUIRED]})
-    upload_id = str(upload_id)
-    upload = backend.store.get(upload_id) if is_upload_id(upload_id) else None
-    if upload is None or upload.owner != owner:
-        raise ApiError.raw(
-            400, {"chunked_upload": [f'Invalid pk "{upload_id}" - object does not exist.']}
-        )
-    if upload.status != COMPLETE:
-        raise ApiError.raw(400, {"chunked_upload": ["The chunked upload is not complete."]})
-    record = await backend.run(backend.store.add_data_file, owner, upload, backend.now())
-    body = {k: record[k] for k in ("id", "checksum", "size", "chunked_upload")}
-    return json_response(body, status=201)
+def routes(backend: Backend, endpoint: Endpoint) -> list[BaseRoute]:
+    """The data workflow's routes; `endpoint(backend, handler, *path params)` wraps each."""
+    from synapse_tui.server import datafiles, units
 
-
-def _unit_errors(backend: Backend, owner: int, item: Any) -> dict[str, Any]:
-    if not isinstance(item, dict):
-        return {"non_field_errors": ["Invalid data. Expected a dictionary."]}
-    errors: dict[str, Any] = {}
-    collection_id = item.get("data_collection")
-    specs: list[str] | None = None
-    if collection_id is None:
-        errors["data_collection"] = [REQUIRED]
-    elif type(collection_id) is not int or collection_id not in backend.collections.by_id:
-        errors["data_collection"] = [f'Invalid pk "{collection_id}" - object does not exist.']
-    else:
-        specs = backend.collections.by_id[collection_id][1]
-    unit_files = item.get("files")
-    if unit_files is None:
-        errors["files"] = [REQUIRED]
-    elif not isinstance(unit_files, dict) or not unit_files:
-        errors["files"] = ["Expected a non-empty object of file specification to file."]
-    else:
-        file_errors: dict[str, list[str]] = {}
-        for spec, entry in unit_files.items():
-            problems = []
-            if specs is not None and spec not in specs:
-                problems.append(f'"{spec}" is not a file specification of this collection.')
-            checksum = entry.get("checksum") if isinstance(entry, dict) else None
-            if not isinstance(entry, dict) or not isinstance(entry.get("path", ""), str):
-                problems.append('Expected {"checksum": ..., "path": ...}.')
-            elif not isinstance(checksum, str) or not checksum:
-                problems.append("checksum: " + REQUIRED)
-            elif not backend.store.has_data_file(owner, checksum.lower()):
-                problems.append(f"No data file with checksum {checksum}.")
-            if problems:
-                file_errors[spec] = problems
-        if file_errors:
-            errors["files"] = file_errors
-    if not isinstance(item.get("meta", {}), dict):
-        errors["meta"] = ["Expected a dictionary."]
-    return errors
-
-
-async def create_data_units(backend: Backend, request: Request) -> Response:
-    """POST data_units/ with one unit or a list; all are created or none."""
-    owner = await backend.owner(request)
-    data = await _json(request)
-    many = isinstance(data, list)
-    items = data if many else [data]
-    if many and not items:
-        raise ApiError.raw(400, {"non_field_errors": ["This list may not be empty."]})
-    errors = [_unit_errors(backend, owner, item) for item in items]
-    if any(errors):
-        raise ApiError.raw(400, errors if many else errors[0])
-    units = [(item["data_collection"], item["files"], item.get("meta") or {}) for item in items]
-    created = await backend.run(backend.store.add_data_units, owner, units, backend.now())
-    return json_response(created if many else created[0], status=201)
-
-
-async def list_data_units(backend: Backend, request: Request) -> Response:
-    """GET data_units/[?data_collection=<id>]: the caller's units, oldest first."""
-    owner = await backend.owner(request)
-    raw = request.query_params.get("data_collection")
-    collection: int | None = None
-    if raw:
-        if not raw.isdigit():
-            raise ApiError.raw(400, {"data_collection": ["A valid integer is required."]})
-        collection = int(raw)
-    return json_response(backend.store.data_units(owner, collection))
+    return [
+        Route("/data_collections/", endpoint(backend, list_collections), methods=["GET"]),
+        Route(
+            "/data_collections/{collection_id:int}/",
+            endpoint(backend, get_collection, "collection_id"),
+            methods=["GET"],
+        ),
+        Route("/data_files/", endpoint(backend, datafiles.create), methods=["POST"]),
+        Route(
+            "/data_files/verify_checksums/",
+            endpoint(backend, datafiles.verify_checksums),
+            methods=["POST"],
+        ),
+        Route(
+            "/data_files/{file_id:int}/download/{name}",
+            endpoint(backend, datafiles.download, "file_id", "name"),
+            methods=["GET"],
+        ),
+        Route("/data_units/", endpoint(backend, units.list_units), methods=["GET"]),
+        Route("/data_units/", endpoint(backend, units.create_units), methods=["POST"]),
+        Route(
+            "/data_units/{unit_id:int}/",
+            endpoint(backend, units.get_unit, "unit_id"),
+            methods=["GET"],
+        ),
+    ]

@@ -6,8 +6,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 DEFAULT_EXPIRE_AFTER = 86400.0
+DEFAULT_BODY_TIMEOUT = 60.0
 DEFAULT_MULTIPART = 100 << 20  # presigned: larger files go multipart, in parts of this size
 
 
@@ -16,7 +18,8 @@ class ServerConfig:
     """What `create_app` and `BackgroundServer` need to serve uploads.
 
     `clock` returns the wall-clock time in seconds; tests inject a fake one to
-    drive expiry without sleeping.
+    drive expiry without sleeping. `body_timeout` is how long a request body may
+    send nothing before it is answered 408 and its upload freed.
     """
 
     root: Path
@@ -24,7 +27,9 @@ class ServerConfig:
     max_bytes: int | None = None
     expire_after: float = DEFAULT_EXPIRE_AFTER
     prefix: str = ""
-    collections: list[tuple[str, list[str]]] = field(default_factory=list)
+    # (name, specs): a spec is a `specs.FileSpec` or, the old form, just its name
+    collections: list[tuple[str, list[Any]]] = field(default_factory=list)
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
     storage: str | None = None  # s3://BUCKET[/PREFIX]: presigned uploads go there
     s3_endpoint: str | None = None
     multipart_threshold: int = DEFAULT_MULTIPART
@@ -40,20 +45,29 @@ class ServerConfig:
             raise ValueError("max_bytes must not be negative")
         if not self.expire_after > 0:
             raise ValueError("expire_after must be positive")
+        if not self.body_timeout > 0:
+            raise ValueError("body_timeout must be positive")
         self.prefix = normalize_prefix(self.prefix)
+        from synapse_tui.server.specs import normalize
+
         if self.storage is not None:
             from synapse_tui.server.storage_s3 import S3_MIN_PART, StorageSpec
 
             StorageSpec.parse(self.storage)
             if self.part_size < S3_MIN_PART or self.multipart_threshold < 0:
                 raise ValueError("part size must be at least 5 MiB (S3's smallest part)")
-        self.collections = [(name, list(specs)) for name, specs in self.collections]
         names = [name for name, _ in self.collections]
         if len(set(names)) != len(names):
             raise ValueError("collection names must be unique")
+        normalized: list[tuple[str, list[Any]]] = []
         for name, specs in self.collections:
-            if not name or not specs or not all(specs) or len(set(specs)) != len(specs):
-                raise ValueError(f"collection {name!r} needs a name and distinct spec names")
+            try:
+                if not name:
+                    raise ValueError("needs a name")
+                normalized.append((name, list(normalize(list(specs)))))
+            except ValueError as exc:
+                raise ValueError(f"collection {name!r} {exc}") from None
+        self.collections = normalized
 
 
 def normalize_prefix(prefix: str) -> str:

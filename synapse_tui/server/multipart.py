@@ -23,6 +23,9 @@ from urllib.parse import parse_qsl
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 MAX_FIELD_BYTES = 64 * 1024
+MAX_FIELDS = 64  # text fields of one form (file parts are not kept: not counted)
+_PLAIN_HEAD = 4096  # a part head longer than this is not the plain shape
+MAX_FIELDS_BYTES = 1 << 20  # all text fields of one form together (their count: MAX_FIELDS)
 
 
 class FormError(ValueError):
@@ -30,7 +33,7 @@ class FormError(ValueError):
 
 
 # `form-data; name="x"` with an optional `; filename="y"`, nothing escaped or repeated.
-_SIMPLE_DISPOSITION = re.compile(rb'form-data; name="([^"\\]*)"(; filename="[^"\\]*")?')
+_SIMPLE_DISPOSITION = re.compile(rb'form-data; name="([^"\\]*)"(; filename="([^"\\]*)")?')
 _SIMPLE_CONTENT_TYPE = re.compile(r"multipart/form-data; boundary=([0-9A-Za-z'()+_,./:=?-]{1,70})")
 
 
@@ -60,15 +63,18 @@ class StreamingForm:
         self.fields: dict[str, str] = {}
         self.file_seen = False
         self.file_size = 0
+        self.file_name: str | None = None  # the `file` part's filename, as the client sent it
         self.complete = False
         self._file_field = file_field
         self._sink = sink
         self._header_field = bytearray()
         self._header_value = bytearray()
         self._headers: dict[bytes, bytes] = {}
+        self._field_count = 0
         self._kind = "skip"  # "file", "field" or "skip" for the current part
         self._name = ""
         self._value = bytearray()
+        self._fields_size = 0
         self._chunk: bytes = b""
         self._view = memoryview(b"")
         self._parser = MultipartParser(
@@ -125,12 +131,17 @@ class StreamingForm:
         self._name = params.get(b"name", b"").decode("utf-8", "replace")
         self._value = bytearray()
         if self._name == self._file_field:
+            if not self.file_seen and b"filename" in params:
+                self.file_name = params[b"filename"].decode("utf-8", "replace")
             self._kind = "skip" if self.file_seen else "file"
             self.file_seen = True
         elif b"filename" in params:
             self._kind = "skip"  # other uploaded files are not ours to store
         else:
             self._kind = "field"
+            self._field_count += 1
+            if self._field_count > MAX_FIELDS:
+                raise FormError("Too many form fields")
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
         kind = self._kind
@@ -142,6 +153,9 @@ class StreamingForm:
         elif kind == "field":
             if len(self._value) + end - start > MAX_FIELD_BYTES:
                 raise FormError(f"Form field {self._name!r} is too large")
+            self._fields_size += end - start
+            if self._fields_size > MAX_FIELDS_BYTES:
+                raise FormError("The form's fields are too large")
             self._value += data[start:end]
 
     def _part_end(self) -> None:
@@ -160,6 +174,7 @@ class WholeForm:
     fields: dict[str, str] = field(default_factory=dict)
     file_seen: bool = False
     file_size: int = 0
+    file_name: str | None = None
 
 
 def parse_whole(
@@ -177,6 +192,7 @@ def parse_whole(
     view = memoryview(body)
     form = WholeForm()
     content: memoryview | None = None
+    texts = 0
     pos = len(delimiter)
     while True:
         after = body[pos : pos + 2]
@@ -187,7 +203,7 @@ def parse_whole(
         if after != b"\r\n":
             return None
         head_end = body.find(b"\r\n\r\n", pos)
-        if head_end < 0:
+        if head_end < 0 or head_end - pos > _PLAIN_HEAD:  # python-multipart caps heads
             return None
         disposition = None
         for line in body[pos + 2 : head_end].split(b"\r\n"):
@@ -213,9 +229,12 @@ def parse_whole(
             if not form.file_seen:  # a second file part is skipped, as when streaming
                 form.file_seen = True
                 content = view[start:end]
+                if simple.group(3) is not None:
+                    form.file_name = simple.group(3).decode("utf-8", "replace")
         elif simple.group(2) is None:  # a text field (other files are not ours to store)
-            if end - start > MAX_FIELD_BYTES:
-                return None
+            texts += 1
+            if end - start > MAX_FIELD_BYTES or texts > MAX_FIELDS:
+                return None  # the streaming parser says why
             text = body[start:end].decode("utf-8", "replace")
             form.fields.setdefault(part_name, text)
         pos = end + 2 + len(delimiter)

@@ -122,7 +122,7 @@ class PresignedService:
     # -- upload/ ------------------------------------------------------------------------------
 
     async def upload(self, request: Request) -> Response:
-        owner = await self.backend.owner(request)
+        owner = await self.backend.owner(request, create=True)  # it records the grants
         storage = self._storage()
         data = await _json_object(request)
         expires = _expiration(data)

@@ -53,6 +53,7 @@ class Received:
     file_seen: bool
     size: int
     md5: Any = field(repr=False)
+    file_name: str | None = None  # the `file` part's filename
 
 
 class _Batch:
@@ -306,7 +307,7 @@ async def receive_file(
             raise ApiError(400, str(exc)) from None
         assert form is not None
         pieces, size = batch.take()
-        received = Received(dict(form.fields), form.file_seen, form.file_size, md5)
+        received = Received(dict(form.fields), form.file_seen, form.file_size, md5, form.file_name)
         if writer is None:
             # A small body, all in memory: one pool task hashes and checks it, then opens,
             # writes, fsyncs and closes (nothing is written if it is refused).
@@ -341,12 +342,12 @@ async def read_small_body(request: Request) -> dict[str, Any]:
     form = StreamingForm(boundary, sink=None) if boundary is not None else None
     try:
         async for data in request.stream():
+            size += len(data)  # a form too: its file parts are skipped, but not forever
+            if size > SMALL_BODY_LIMIT:
+                raise ApiError(413, "Request body is too large")
             if form is not None:
                 form.feed(data)
                 continue
-            size += len(data)
-            if size > SMALL_BODY_LIMIT:
-                raise ApiError(413, "Request body is too large")
             chunks.append(data)
         if form is not None:
             form.close()

@@ -22,9 +22,13 @@ STOP_TIMEOUT = 10.0
 
 
 def http_protocol() -> Any:
-    """httptools when installed (faster; our lean subclass of uvicorn's), else h11."""
+    """httptools when installed (faster; our lean subclass of uvicorn's), else h11.
+
+    Either is our subclass of uvicorn's: both cap the request head (limits.py)."""
     if importlib.util.find_spec("httptools") is None:
-        return "h11"
+        from synapse_tui.server.h11_protocol import CappedH11Protocol
+
+        return CappedH11Protocol
     from synapse_tui.server.http_protocol import LeanHttpToolsProtocol
 
     return LeanHttpToolsProtocol
@@ -68,27 +72,8 @@ def api_url(host: str, port: int, prefix: str) -> str:
     return f"http://{shown}:{port}{prefix}"
 
 
-# uvicorn stops reading a connection whenever more than 64 KiB of body waits for
-# the app, and starts again on the app's next receive(): with 256 KiB socket reads
-# that is two epoll_ctl calls per read, a fifth of the loop's time while a chunk
-# streams in. 1 MiB per connection keeps a read or four buffered instead.
-BODY_HIGH_WATER = 1 << 20
-
-
-def _raise_body_high_water() -> None:
-    for name in ("h11_impl", "httptools_impl"):
-        try:
-            module = importlib.import_module(f"uvicorn.protocols.http.{name}")
-        except ImportError:  # httptools not installed
-            continue
-        current = getattr(module, "HIGH_WATER_LIMIT", None)
-        if isinstance(current, int) and current < BODY_HIGH_WATER:
-            setattr(module, "HIGH_WATER_LIMIT", BODY_HIGH_WATER)  # noqa: B010 (a module global)
-
-
 def uvicorn_config(app: Starlette, **overrides: Any) -> uvicorn.Config:
     """Quiet (warnings only, no access log: headers carry tokens), graceful on stop."""
-    _raise_body_high_water()
     options: dict[str, Any] = {
         "log_level": "warning",
         "access_log": False,
@@ -107,12 +92,16 @@ class BackgroundServer:
 
     `start()` blocks until the socket accepts and returns the API root URL;
     `stop()` is graceful and idempotent. `app` is the Starlette app once started.
+    `http` overrides the protocol class (tests run the h11 one too).
     """
 
-    def __init__(self, config: ServerConfig, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, config: ServerConfig, host: str = "127.0.0.1", port: int = 0, http: Any = None
+    ) -> None:
         self.config = config
         self.host = host
         self.port = port
+        self.http = http
         self.url = ""
         self.app: Starlette | None = None
         self._server: uvicorn.Server | None = None
@@ -130,7 +119,10 @@ class BackgroundServer:
             sock.close()
             raise
         # log_config=None: leave the host application's logging alone.
-        server = uvicorn.Server(uvicorn_config(self.app, log_config=None))
+        overrides: dict[str, Any] = {"log_config": None}
+        if self.http is not None:
+            overrides["http"] = self.http
+        server = uvicorn.Server(uvicorn_config(self.app, **overrides))
         self._server = server
         self._thread = threading.Thread(
             target=self._run, args=(server, sock), name="synapse-tui-server", daemon=True

@@ -1,4 +1,4 @@
-"""SQLite records of the embedded backend (uploads, users, data files and units) + file layout.
+"""SQLite records of the embedded backend (uploads, users; data files and units in records.py).
 
 Layout under the root (0700): `uploads.sqlite3` (WAL), `files/<upload uuid>` (0600),
 `lock` (held with flock while a server uses the root). Storage paths come only from
@@ -24,7 +24,8 @@ from typing import Any
 
 from synapse_tui.server import files
 from synapse_tui.server.group_commit import GroupCommitter
-from synapse_tui.server.records import DataRecords
+from synapse_tui.server.records import DataRecords, migrate
+from synapse_tui.server.users import UserCache
 
 try:
     import fcntl
@@ -55,24 +56,6 @@ CREATE TABLE IF NOT EXISTS uploads (
     expired INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS uploads_by_owner ON uploads(owner, created_at);
-CREATE TABLE IF NOT EXISTS data_files (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    owner INTEGER NOT NULL REFERENCES users(id),
-    chunked_upload TEXT NOT NULL UNIQUE,
-    checksum TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    created_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS data_files_by_checksum ON data_files(owner, checksum);
-CREATE TABLE IF NOT EXISTS data_units (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    owner INTEGER NOT NULL REFERENCES users(id),
-    data_collection INTEGER NOT NULL,
-    files TEXT NOT NULL,
-    meta TEXT NOT NULL,
-    created_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS data_units_by_owner ON data_units(owner, data_collection);
 """
 
 
@@ -84,16 +67,20 @@ _FREE_FOR = 0.5  # seconds a reading of the free space stands for
 _free_seen: dict[Path, tuple[float, int]] = {}
 
 
-def disk_free(path: Path) -> int:
+def disk_free(
+    path: Path,
+    clock: Callable[[], float] = time.monotonic,
+    usage: Callable[[Path], Any] = shutil.disk_usage,
+) -> int:
     """Free bytes on the file system of `path`, read at most every half second (tests
-    monkeypatch this). `statvfs` on a busy disk took ~4% of the loop thread's samples
-    with one call per small file; a write past the real free space still gets ENOSPC,
-    answered 507 like the early check."""
-    now = time.monotonic()
+    monkeypatch this, or give `clock` and `usage`). `statvfs` on a busy disk took ~4% of
+    the loop thread's samples with one call per small file; a write past the real free
+    space still gets ENOSPC, answered 507 like the early check."""
+    now = clock()
     seen = _free_seen.get(path)
     if seen is not None and now - seen[0] < _FREE_FOR:
         return seen[1]
-    free = shutil.disk_usage(path).free
+    free = usage(path).free
     if len(_free_seen) > 16:
         _free_seen.clear()
     _free_seen[path] = (now, free)
@@ -163,9 +150,10 @@ class Store(DataRecords):
         self._conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
         self._rows: GroupCommitter | None = None
-        self._users: dict[str, int] = {}
+        self._users = UserCache()
         try:
             self._conn().executescript(_SCHEMA)
+            migrate(self._conn())  # the data files and units tables (records.py)
             self._rows = GroupCommitter(self._connect(), lambda: files.sync_dir(self.files_dir))
             for suffix in ("", "-wal", "-shm"):
                 p = Path(str(self.db_path) + suffix)
@@ -252,17 +240,26 @@ class Store(DataRecords):
             db.executemany("INSERT OR IGNORE INTO users(key) VALUES (?)", [(k,) for k in keys])
             for key in keys:
                 (uid,) = db.execute("SELECT id FROM users WHERE key = ?", (key,)).fetchone()
-                self._users[key] = int(uid)
+                self._users.put(key, int(uid))
+
+    def find_user(self, key: str) -> int | None:
+        """The numeric id of an owner key (a hash of the credentials), if it has one."""
+        row = self._conn().execute("SELECT id FROM users WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        self._users.put(key, int(row[0]))
+        return int(row[0])
 
     def user_id(self, key: str) -> int:
-        """The numeric id of an owner key (a hash of the credentials), created on first use."""
+        """The numeric id of an owner key, created if needed: only for an owner about to
+        store an upload, so the rows grow with uploads, not with tenant headers."""
         cached = self._users.get(key)
         if cached is not None:
             return cached
         with self._tx() as db:
             db.execute("INSERT OR IGNORE INTO users(key) VALUES (?)", (key,))
             (uid,) = db.execute("SELECT id FROM users WHERE key = ?", (key,)).fetchone()
-        self._users[key] = int(uid)
+        self._users.put(key, int(uid))
         return int(uid)
 
     # -- uploads -------------------------------------------------------------

@@ -130,17 +130,25 @@ class SynapseApp(App[int]):
         save_own_config({"theme": name})
 
     def _start_bridge(self) -> None:
+        self.bridge, error = self._launch_bridge()
+        if error is not None:
+            self._engine_not_started(error)
+
+    def _launch_bridge(self) -> tuple[EngineBridge | None, str | None]:
+        """A started bridge, or the one-line reason it did not start (waits for the engine
+        thread: call it from a worker thread once the app runs)."""
         bridge = EngineBridge(
             self, self.settings, factory=self.factory, progress_interval=self.progress_interval
         )
         try:
             bridge.start()
         except Exception as exc:
-            message = redact(str(exc), self.settings.credentials.secrets())
-            self.notify(message, title="Engine not started", severity="error", timeout=30)
-            self.dashboard.log_widget.add("error", f"engine not started: {message}")
-            return
-        self.bridge = bridge
+            return None, redact(str(exc), self.settings.credentials.secrets())
+        return bridge, None
+
+    def _engine_not_started(self, message: str) -> None:
+        self.notify(message, title="Engine not started", severity="error", timeout=30)
+        self.dashboard.log_widget.add("error", f"engine not started: {message}")
 
     # -- engine messages --------------------------------------------------------------------
 
@@ -171,7 +179,37 @@ class SynapseApp(App[int]):
     def action_settings(self) -> None:
         from synapse_tui.ui.screens.settings import SettingsScreen
 
-        self.push_screen(SettingsScreen(self.settings, local=self.local))
+        screen = SettingsScreen(self.settings, local=self.local)
+        self.push_screen(screen, lambda saved: self._settings_saved(bool(saved), screen.saved))
+
+    def _settings_saved(self, saved: bool, values: dict[str, str | None]) -> None:
+        """After a fatal stop (a refused token...), saved settings start a new engine at
+        once: the stopped one never starts anything again."""
+        bridge = self.bridge
+        if not saved or not self.start_engine or (bridge is not None and not bridge.stopped):
+            return
+        creds = self.settings.credentials
+        if values.get("host") and not self.local:
+            self.settings.host = values["host"]
+        self.settings.credentials = Credentials(
+            access_token=values.get("access_token") or creds.access_token,
+            user_token=creds.user_token,
+            tenant=values.get("tenant") or creds.tenant,
+        )
+        self._restart_engine()
+
+    @work(group="engine", exclusive=True, exit_on_error=False)
+    async def _restart_engine(self) -> None:
+        await self.shutdown_engine()  # the stopped engine: its jobs are paused, resumable
+        bridge, error = await asyncio.to_thread(self._launch_bridge)
+        if error is not None:
+            self._engine_not_started(error)
+            return
+        self.bridge = bridge
+        banner = self.dashboard.query_one("#banner")
+        banner.status = ""  # type: ignore[attr-defined]
+        banner.host = self.settings.host or ""  # type: ignore[attr-defined]
+        self.dashboard.log_widget.add("info", "engine started again with the new settings")
 
     def action_cycle_theme(self) -> None:
         names = self.theme_names or list(self.available_themes)
@@ -275,4 +313,6 @@ def run_dashboard(settings: Settings, directory: str) -> int:
             app.bridge.stop()
         if server is not None:
             server.stop()
+    if app.return_code:  # Textual caught a crash and printed it: the shell must see it
+        return app.return_code
     return result or 0

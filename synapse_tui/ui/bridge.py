@@ -44,7 +44,7 @@ ManagerFactory = Callable[[Settings, list[Any]], Any]
 
 
 def default_factory(settings: Settings, listeners: list[Any]) -> Any:
-    from synapse_tui.cli import make_manager
+    from synapse_tui.engine.factory import make_manager
 
     return make_manager(settings, listeners)
 
@@ -100,6 +100,12 @@ class EngineBridge:
     @property
     def running(self) -> bool:
         return self.loop is not None and self.loop.is_running()
+
+    @property
+    def stopped(self) -> bool:
+        """The engine stopped for good (a fatal error: a refused token...): a new bridge,
+        with new settings, is the way to upload again."""
+        return getattr(self.manager, "stopped", None) is not None or not self.running
 
     def stop(self, timeout: float = 30.0) -> None:
         """Close the manager (in-flight jobs become paused, resumable) and join the thread."""

@@ -3,7 +3,8 @@
 Every target is a ratio measured side by side in this run on this machine: the two sides
 run alternately for N rounds (the order flips each round) and the medians are compared.
 Files are read once beforehand, so every side meets them in the page cache ("cached").
-Results: tests/bench/results/last.json and last.md (git-ignored).
+Results: tests/bench/results/last.json and last.md (git-ignored: docs/performance.md
+keeps the tables worth keeping, dated).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from tests.bench import support
 from tests.bench.cases import CASES, Context, Row, Sizes
 from tests.bench.presigned_cases import case_presigned
 from tests.bench.support import machine_facts, say, sdk_python
@@ -159,6 +161,7 @@ def merged(folder: Path, rows: list[Row]) -> list[Row]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    support.ALLOW_INSTALL = True  # run by hand: a missing reference tool may be installed
     only = {int(x) for x in args.only.split(",") if x.strip()} or None
     rounds = args.rounds or (1 if args.quick else 3)
     own_tmp = args.workdir is None

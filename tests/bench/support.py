@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import glob
 import json
 import os
 import platform
@@ -60,14 +59,20 @@ def machine_facts() -> dict[str, object]:
 # -- reference tools ---------------------------------------------------------------------------
 
 _apt_updated = False
+# Only `python -m tests.bench.run` (run by hand) sets this: under pytest a missing tool is
+# reported, never installed (tests do not reach a registry; .ci/run installs the packages).
+ALLOW_INSTALL = False
 
 
 def ensure_tool(name: str, package: str) -> str | None:
-    """Path of `name`, installing `package` with apt-get when missing (update once)."""
+    """Path of `name`; when missing and ALLOW_INSTALL, installs `package` with apt-get."""
     global _apt_updated
     found = shutil.which(name)
     if found:
         return found
+    if not ALLOW_INSTALL:
+        say(f"{name} missing (Debian package {package}); its reference is skipped")
+        return None
     apt = shutil.which("apt-get")
     if apt is None:
         say(f"{name} missing and no apt-get to install {package}")
@@ -284,74 +289,22 @@ def drf_server(tmp: Path) -> Iterator[Backend]:
 
 # -- the official client's interpreter ---------------------------------------------------------
 
-SDK_VENV = Path.home() / ".cache" / "synapse-tui" / "sdk-venv"
-
-
-def _has_sdk(python: str) -> bool:
-    try:
-        proc = subprocess.run(
-            [python, "-c", "import synapse_sdk.clients.backend"],
-            capture_output=True,
-            timeout=120,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return proc.returncode == 0
-
-
-def _python312() -> str | None:
-    candidates = [shutil.which(n) for n in ("python3.13", "python3.12")]
-    candidates += sorted(glob.glob(str(Path.home() / ".pyenv/versions/3.1[2-9]*/bin/python3")))
-    for c in candidates:
-        if not c:
-            continue
-        with contextlib.suppress(OSError, subprocess.SubprocessError):
-            out = subprocess.run(
-                [c, "-c", "import sys; print(sys.version_info >= (3, 12))"],
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
-            if out.stdout.strip() == "True":
-                return c
-    return None
-
 
 def sdk_python() -> tuple[str | None, str]:
-    """(interpreter with synapse-sdk, how it was found) or (None, why not)."""
+    """(interpreter with synapse-sdk, how it was found) or (None, why not). The bench, run by
+    hand, builds the environment when missing (tests/harness/sdk_env.py; never in the home)."""
+    from tests.harness import sdk_env
+
+    found, how = sdk_env.find()
+    if found is not None:
+        return str(found), how
+    if os.environ.get(sdk_env.ENV_VAR):
+        return None, how
+    say(f"building {sdk_env.DEFAULT_VENV} with synapse-sdk (once)")
     try:
-        from tests.harness.sdk_env import sdk_python as harness_sdk_python  # type: ignore
-    except ImportError:
-        harness_sdk_python = None
-    if harness_sdk_python is not None:
-        with contextlib.suppress(Exception):
-            found = harness_sdk_python()
-            if found and _has_sdk(str(found)):
-                return str(found), "tests/harness/sdk_env.py"
-    env_python = os.environ.get("SYNAPSE_TUI_SDK_PYTHON")
-    if env_python:
-        if _has_sdk(env_python):
-            return env_python, "SYNAPSE_TUI_SDK_PYTHON"
-        say(f"SYNAPSE_TUI_SDK_PYTHON={env_python} cannot import synapse_sdk; trying {SDK_VENV}")
-    venv_python = SDK_VENV / "bin" / "python"
-    if venv_python.exists() and _has_sdk(str(venv_python)):
-        return str(venv_python), f"reused {SDK_VENV}"
-    base = _python312()
-    if base is None:
-        return None, "no Python >= 3.12 on PATH or under ~/.pyenv/versions (synapse-sdk needs it)"
-    say(f"creating {SDK_VENV} with {base} and installing synapse-sdk (once)")
-    try:
-        subprocess.run([base, "-m", "venv", str(SDK_VENV)], check=True, timeout=300)
-        subprocess.run(
-            [str(venv_python), "-m", "pip", "install", "-q", "synapse-sdk"],
-            check=True,
-            timeout=1800,
-        )
-    except (OSError, subprocess.SubprocessError) as exc:
-        return None, f"could not create the SDK venv at {SDK_VENV}: {exc}"
-    if not _has_sdk(str(venv_python)):
-        return None, f"synapse-sdk does not import in {SDK_VENV}"
-    return str(venv_python), f"created {SDK_VENV}"
+        return str(sdk_env.build()), f"built {sdk_env.DEFAULT_VENV}"
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        return None, f"could not build the synapse-sdk environment: {exc}"
 
 
 def sdk_upload(python: str, backend: Backend, chunk: int, paths: list[Path]) -> Measured:

@@ -171,19 +171,21 @@ def test_resume_after_sigkill_resends_at_most_one_chunk(backend: Backend, tmp_pa
     assert job["state"] == "done" and job["offset"] == size
 
 
-def test_journal_behind_the_server_resumes_from_the_server_offset(
+async def test_journal_behind_the_server_resumes_from_the_server_offset(
     backend: Backend, tmp_path: Path
 ) -> None:
     """A crash after a chunk landed but before the journal noted it."""
+    from synapse_tui.engine.journal import Journal
+    from synapse_tui.engine.scan import FoundFile, scan
+
     src = write(tmp_path / "f.bin", 3 * MIB)
     state = tmp_path / "st"
-    slow = cli(
-        ["upload", str(src), "--chunk-size", "1M", "--retries", "0", "--json"],
-        backend.url + "/nonexistent-prefix",
-        backend.token,
-        state,
-    )
-    assert slow.returncode != 0  # nothing uploaded; the journal has the job
+    # The job as the killed process journaled it (nothing uploaded yet).
+    found = [i async for batch in scan([os.fsencode(src)]) for i in batch]
+    assert isinstance(found[0], FoundFile)
+    journal = Journal(state)
+    journal.add_job(found[0].path, found[0].identity, found[0].fingerprint, backend.url, MIB)
+    journal.close()
     db = sqlite3.connect(state / "journal.sqlite3")
     # Send the first chunk by hand, as the killed process did, and leave the journal at 0.
     first = src.read_bytes()[: 1 * MIB]
@@ -296,10 +298,13 @@ def test_scan_reports_duplicates_and_what_this_backend_already_has(
     assert run.returncode == 0, run.stderr
     [result] = of("scan", events(run.stdout))
     assert (result["files"], result["bytes"]) == (3, 605 * KIB)
-    assert result["duplicates"] == [
+    assert result["duplicate_paths"] == [
         {"path": str(data / "copy_of_a.bin"), "duplicate_of": str(first)}
     ]
-    assert result["already_uploaded"] == [{"path": str(other), "upload_id": done["upload_id"]}]
+    assert result["duplicates"] == 1 and result["already_uploaded"] == 1  # counts, as upload's
+    assert result["already_uploaded_paths"] == [
+        {"path": str(other), "upload_id": done["upload_id"]}
+    ]
     # Without a backend the scan still finds the duplicate, and knows of no uploads.
     alone = subprocess.run(
         [sys.executable, "-m", "synapse_tui.cli", "scan", str(data), "--json"],
@@ -314,7 +319,7 @@ def test_scan_reports_duplicates_and_what_this_backend_already_has(
         timeout=60,
     )
     [result] = of("scan", events(alone.stdout))
-    assert len(result["duplicates"]) == 1 and result["already_uploaded"] == []
+    assert result["duplicates"] == 1 and result["already_uploaded_paths"] == []
 
 
 def _check(backend: Backend, path: Path, state: Path, token: str | None = None) -> Any:

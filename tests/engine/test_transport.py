@@ -106,7 +106,11 @@ async def test_sends_a_body_of_unknown_length_chunked() -> None:
             yield bytes([65 + i]) * (100_000 * (i + 1))
 
     server = Server(echo_forever())
-    async with server as url, httpx.AsyncClient(transport=LeanTransport()) as client:
+    # The echo is 1.5 MB: over the default answer cap (MAX_ANSWER_BYTES), so a larger cap.
+    async with (
+        server as url,
+        httpx.AsyncClient(transport=LeanTransport(max_answer=4 << 20)) as client,
+    ):
         response = await client.put(url + "/up", content=pieces())
     expected = b"".join(bytes([65 + i]) * (100_000 * (i + 1)) for i in range(5))
     assert response.content == b"PUT /up HTTP/1.1|" + expected

@@ -60,6 +60,7 @@ class Cli:
     token: str
     state_dir: Path
     extra_env: dict[str, str] = field(default_factory=dict)
+    cwd: Path = REPO_ROOT  # the folder the CLI runs in (relative paths start there)
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -82,7 +83,7 @@ class Cli:
         proc = subprocess.run(
             self.argv(args, wrapper),
             env=self.env(),
-            cwd=REPO_ROOT,
+            cwd=self.cwd,
             capture_output=True,
             timeout=timeout,
             stdin=subprocess.DEVNULL,
@@ -98,7 +99,7 @@ class Cli:
         proc = subprocess.Popen(
             self.argv(args, wrapper),
             env=self.env(),
-            cwd=REPO_ROOT,
+            cwd=self.cwd,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,

@@ -260,7 +260,8 @@ def test_second_ctrl_c_forces_exit(drf: DrfServer, tmp_path: Path) -> None:
 
 def test_two_processes_on_one_state_folder(drf: DrfServer, tmp_path: Path) -> None:
     """While one process uploads a file, a second `resume` on the same state folder leaves
-    it alone (another process drives it); the first finishes; one upload on the server."""
+    it alone (another process drives it) and says so (exit 1: it uploaded nothing); the
+    first finishes; one upload on the server."""
     f = make_file(tmp_path / "two-processes.bin", SIZE)
     with recording_proxy(drf.port) as tp:
         proxy = tp.proxy
@@ -276,8 +277,12 @@ def test_two_processes_on_one_state_folder(drf: DrfServer, tmp_path: Path) -> No
             result = first.collect(timeout=30)
         finally:
             first.ensure_dead()
-        assert second.returncode == 0, second.stderr
-        assert "another synapse-tui drives it" in second.stdout
+        # It uploaded nothing: exit 1, the file counted as left to the other process.
+        assert second.returncode == 1, second.stderr
+        assert second.summary["elsewhere"] == 1
+        [elsewhere] = second.of("file_elsewhere")
+        assert elsewhere["path"] == str(f)
+        assert "another synapse-tui drives it" in elsewhere["reason"]
         assert second.of("file_done") == [] and second.of("file_failed") == []
         assert during == "uploading"  # the second process did not rewrite the job's state
         assert result.returncode == 0, result.stderr

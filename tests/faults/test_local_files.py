@@ -316,7 +316,7 @@ async def test_unreadable_file(
             raise PermissionError(errno.EACCES, "Permission denied", str(path))
         return real_open(path, flags, *args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(hashing.os, "open", guarded_open)
+    monkeypatch.setattr(hashing, "_open", guarded_open)  # the engine's seam, not os.open
     out = await run_engine(via(proxy), drf.token, [bad, good], tmp_path / "state")
     assert [d.path for d in out.done] == [str(good)]
     assert [(e.path, "Permission denied" in e.error) for e in out.failed] == [(str(bad), True)]
@@ -338,7 +338,7 @@ async def test_io_error_mid_read(
             raise OSError(errno.EIO, "Input/output error")
         return real_pread(fd, n, offset)
 
-    monkeypatch.setattr(hashing.os, "pread", failing_pread)
+    monkeypatch.setattr(hashing, "_pread", failing_pread)  # the engine's seam, not os.pread
     out = await run_engine(via(proxy), drf.token, [bad, good], tmp_path / "state")
     assert [d.path for d in out.done] == [str(good)]
     [failed] = out.failed

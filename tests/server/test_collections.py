@@ -11,10 +11,12 @@ IMAGES = {
     "id": 1,
     "name": "images",
     "file_specifications": [
-        {"name": "image", "is_required": True},
-        {"name": "meta", "is_required": True},
+        {"id": 1, "name": "image", "file_type": "image", "is_required": True,
+         "is_primary": True, "function_type": "main", "index": 1},
+        {"id": 2, "name": "meta", "file_type": "data", "is_required": True,
+         "is_primary": False, "function_type": "sub", "index": 2},
     ],
-}
+}  # fmt: skip
 
 
 def test_collections(embedded_server: EmbeddedServer, client: httpx.Client) -> None:
@@ -41,8 +43,13 @@ def test_data_files(embedded_server: EmbeddedServer, client: httpx.Client) -> No
     done = upload(client, srv.url, b"pixels", token=srv.token, chunk=6)
     r = data_file(client, srv, done["id"], srv.token)
     assert r.status_code == 201
-    assert r.json() == {"id": r.json()["id"], "checksum": md5(b"pixels"), "size": 6,
-                        "chunked_upload": done["id"]}  # fmt: skip
+    body = r.json()
+    assert {k: body[k] for k in ("checksum", "size", "chunked_upload", "file_name_original")} == {
+        "checksum": md5(b"pixels"), "size": 6, "chunked_upload": done["id"],
+        "file_name_original": "file.bin",
+    }  # fmt: skip
+    assert isinstance(body["id"], int) and body["created_at"].endswith("Z")
+    assert client.get(body["file"]).content == b"pixels"  # signed: no token needed
     assert data_file(client, srv, done["id"], srv.token).json()["id"] == r.json()["id"]
 
     partial = put(client, srv.url + "/chunked_upload/", b"abc", token=srv.token, total=10).json()
@@ -71,16 +78,20 @@ def test_data_units(embedded_server: EmbeddedServer, client: httpx.Client) -> No
     unit = {"data_collection": 1, "files": files, "meta": {"origin": "a"}}
     r = client.post(srv.url + "/data_units/", json=unit, headers=auth(srv.token))
     assert r.status_code == 201
-    assert r.json() == {"id": r.json()["id"], **unit}
+    made = r.json()
+    assert (made["data_collection"], made["meta"], made["groups"]) == (1, {"origin": "a"}, [])
+    for spec, entry in files.items():
+        assert {k: made["files"][spec][k] for k in entry} == entry
+    assert made["files"]["image"]["is_primary"] and not made["files"]["meta"]["is_primary"]
     r = client.post(srv.url + "/data_units/", json=[unit, {**unit, "meta": {}}],
                     headers=auth(srv.token))  # fmt: skip
     assert r.status_code == 201 and [u["meta"] for u in r.json()] == [{"origin": "a"}, {}]
     listed = client.get(srv.url + "/data_units/?data_collection=1", headers=auth(srv.token))
-    assert len(listed.json()) == 3
-    assert (
-        client.get(srv.url + "/data_units/?data_collection=2", headers=auth(srv.token)).json() == []
-    )
-    assert client.get(srv.url + "/data_units/", headers=auth(srv.other_token)).json() == []
+    assert listed.json()["count"] == 3 and len(listed.json()["results"]) == 3
+    other = client.get(srv.url + "/data_units/?data_collection=2", headers=auth(srv.token))
+    assert other.json()["results"] == []
+    foreign = client.get(srv.url + "/data_units/", headers=auth(srv.other_token)).json()
+    assert foreign["count"] == 0
 
 
 def test_data_unit_checks(embedded_server: EmbeddedServer, client: httpx.Client) -> None:
@@ -105,6 +116,6 @@ def test_data_unit_checks(embedded_server: EmbeddedServer, client: httpx.Client)
     r = post([{"data_collection": 1, "files": good}, {"data_collection": 1}])
     assert r.status_code == 400
     assert r.json() == [{}, {"files": ["This field is required."]}]
-    assert client.get(srv.url + "/data_units/", headers=auth(srv.token)).json() == []
+    assert client.get(srv.url + "/data_units/", headers=auth(srv.token)).json()["count"] == 0
     r = client.post(srv.url + "/data_units/", content=b"{nope", headers=auth(srv.token))
     assert r.status_code == 400 and r.json()["detail"].startswith("JSON parse error")

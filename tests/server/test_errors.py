@@ -1,4 +1,4 @@
-"""The error table of PROTOCOL.md, row by row, against the embedded backend (plus its fixes)."""
+"""The error table of docs/protocol.md, row by row, against the embedded backend and its fixes."""
 
 from __future__ import annotations
 
@@ -382,16 +382,18 @@ def test_free_space_is_read_at_most_every_half_second(
         reads.append(path)
         return Usage()
 
-    monkeypatch.setattr(store_module.time, "monotonic", lambda: clock[0])
-    monkeypatch.setattr(store_module.shutil, "disk_usage", usage)
+    def now() -> float:
+        return clock[0]
+
+    # Seams, not process-wide patches of time.monotonic or shutil: servers run in-process.
     monkeypatch.setattr(store_module, "_free_seen", {})
     root = Path(str(tmp_path))
-    assert store_module.disk_free(root) == 1234
+    assert store_module.disk_free(root, now, usage) == 1234
     clock[0] += 0.4
     Usage.free = 99
-    assert store_module.disk_free(root) == 1234 and len(reads) == 1  # the same reading
+    assert store_module.disk_free(root, now, usage) == 1234 and len(reads) == 1  # the same
     clock[0] += 0.2
-    assert store_module.disk_free(root) == 99 and len(reads) == 2  # read again
+    assert store_module.disk_free(root, now, usage) == 99 and len(reads) == 2  # read again
 
 
 def test_the_api_base_follows_the_host_each_request_used(

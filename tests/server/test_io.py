@@ -12,6 +12,7 @@ import socket
 import stat
 import threading
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -53,17 +54,34 @@ def test_accepted_connections_turn_nagle_off() -> None:
     assert asyncio.run(_accepted_nodelay(sock)) != 0
 
 
-def test_uvicorn_keeps_more_than_one_read_of_body_buffered(tmp_path: Path) -> None:
+def test_our_protocol_keeps_more_than_one_read_of_body_buffered(tmp_path: Path) -> None:
+    """Reading pauses only past BODY_HIGH_WATER of body waiting for the app, and that is
+    our protocol's own limit: uvicorn's module globals are left alone for other servers."""
+    from types import SimpleNamespace
+
+    from synapse_tui.server.http_protocol import BODY_HIGH_WATER, LeanHttpToolsProtocol
+
+    before = {}
+    for name in ("h11_impl", "httptools_impl", "flow_control"):
+        module = importlib.import_module(f"uvicorn.protocols.http.{name}")
+        before[name] = module.HIGH_WATER_LIMIT
     runner.uvicorn_config(create_app(ServerConfig(root=tmp_path, tokens=["t"])))
-    checked = 0
-    for name in ("h11_impl", "httptools_impl"):
-        try:
-            module = importlib.import_module(f"uvicorn.protocols.http.{name}")
-        except ImportError:
-            continue
-        assert module.HIGH_WATER_LIMIT >= runner.BODY_HIGH_WATER
-        checked += 1
-    assert checked >= 1
+    for name, value in before.items():
+        module = importlib.import_module(f"uvicorn.protocols.http.{name}")
+        assert value == module.HIGH_WATER_LIMIT, name
+    paused: list[int] = []
+    proto: Any = LeanHttpToolsProtocol.__new__(LeanHttpToolsProtocol)
+    proto.parser = SimpleNamespace(should_upgrade=lambda: False)
+    proto.cycle = SimpleNamespace(
+        response_complete=False, body=b"", message_event=SimpleNamespace(set=lambda: None)
+    )
+    proto.flow = SimpleNamespace(pause_reading=lambda: paused.append(len(proto.cycle.body)))
+    piece = b"x" * (256 << 10)
+    for _ in range(BODY_HIGH_WATER // len(piece)):
+        proto.on_body(piece)
+    assert paused == [] and len(proto.cycle.body) == BODY_HIGH_WATER  # four reads waiting
+    proto.on_body(piece)
+    assert paused == [BODY_HIGH_WATER + len(piece)]
 
 
 def test_a_chunk_reaches_the_disk_while_it_streams(

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness.embedded import EmbeddedServer
-from tests.harness.sdk_env import sdk_python
+from tests.harness.sdk_env import find
 from tests.server.helpers import auth, md5
 
 SCRIPT = """
@@ -24,9 +24,9 @@ print(json.dumps(client.create_chunked_upload(path, chunk_size=int(chunk))))
 
 @pytest.fixture(scope="module")
 def sdk() -> Path:
-    python = sdk_python()
+    python, why = find()
     if python is None:
-        pytest.skip("no Python >= 3.12 with synapse-sdk (set SYNAPSE_TUI_SDK_PYTHON to one)")
+        pytest.skip(why)
     return python
 
 

@@ -39,6 +39,7 @@ class SettingsScreen(ModalScreen[bool]):
         super().__init__()
         self.settings = settings
         self.local = local
+        self.saved: dict[str, str | None] = {}  # what was saved (read by the app)
 
     def compose(self) -> ComposeResult:
         creds = self.settings.credentials
@@ -98,5 +99,9 @@ class SettingsScreen(ModalScreen[bool]):
         except OSError as exc:
             self.notify(f"cannot save: {exc}", severity="error")
             return
-        self.notify(f"saved to {path}; restart synapse-tui to use it", title="Settings")
+        self.saved = values
+        self.notify(
+            f"saved to {path}; used from the next launch, or now if uploads were stopped",
+            title="Settings",
+        )
         self.dismiss(True)

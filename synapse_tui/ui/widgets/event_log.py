@@ -11,6 +11,7 @@ from synapse_tui.engine.events import (
     Event,
     FatalStop,
     JobDone,
+    JobElsewhere,
     JobFailed,
     JobQueued,
     JobSkipped,
@@ -71,3 +72,5 @@ class EventLog(RichLog):
             self.add("ok", f"data unit {event.unit_id} in collection {event.collection}: {files}")
         elif isinstance(event, FatalStop):
             self.add("error", f"stopped: {event.error}")
+        elif isinstance(event, JobElsewhere):
+            self.add("warning", f"{self.short(event.path)}: {event.reason}")

@@ -24,6 +24,8 @@ class ScanStatus(Static):
         )
         if event.skipped:
             text += f" · {event.skipped} skipped"
+        if event.failed:
+            text += f" · {event.failed} failed"
         self.set_class(not event.done, "-running")
         self.add_class("-shown")
         self.update(text)

@@ -1,0 +1,1 @@
+"""The engine as a background service per state folder, and its clients."""

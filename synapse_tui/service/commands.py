@@ -1,0 +1,310 @@
+"""What the engine does for each command of the wire protocol."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from synapse_tui.engine.credentials import Credentials
+from synapse_tui.engine.errors import ConfigError, TransientError
+from synapse_tui.engine.events import ScanProgress
+from synapse_tui.engine.scheduler import UploadManager
+from synapse_tui.service.routing import CURRENT_BATCH, Batch
+from synapse_tui.service.wire import (
+    MAX_LINE,
+    Add,
+    Command,
+    Configure,
+    Control,
+    JobInfo,
+    ListJobs,
+    Resume,
+    Set,
+    Status,
+    Stop,
+    Subscribe,
+    event_to_wire,
+)
+
+if TYPE_CHECKING:
+    from synapse_tui.service.daemon import EngineService
+    from synapse_tui.service.peer import Peer
+
+MAX_READ = MAX_LINE + 1024  # the reader's buffer: one line and a little
+LOG_NAME = "engine.log"
+LOG_LIMIT = 4 << 20  # rotated past this (engine.log -> engine.log.1)
+
+
+def fingerprint(credentials: Credentials) -> str:
+    """A short digest of the credentials: clients compare it with theirs, so the secrets
+    never cross the socket to find out whether the engine has the same ones."""
+    text = "\0".join(s or "" for s in credentials.secrets())
+    return hashlib.sha256(b"synapse-tui-credentials\0" + text.encode()).hexdigest()[:16]
+
+
+def rotate_log_if_big(state_dir: Path) -> None:
+    """Past LOG_LIMIT the log becomes engine.log.1 and stdout/stderr (where the engine's
+    log lines and any crash go) move to a fresh file."""
+    path = state_dir / LOG_NAME
+    try:
+        if os.fstat(2).st_size < LOG_LIMIT or not path.exists():
+            return
+        os.replace(path, path.with_name(LOG_NAME + ".1"))
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def _manager(service: EngineService) -> UploadManager:
+    if service.manager is None:
+        raise ConfigError(
+            "no backend configured: give --host and --token, set SYNAPSE_HOST and "
+            "SYNAPSE_ACCESS_TOKEN, or run `synapse-tui serve` for a local one"
+        )
+    if service.stopping:
+        raise ConfigError(f"the engine is stopping ({service.stopping})")
+    return service.manager
+
+
+async def _reach(service: EngineService, m: UploadManager) -> None:
+    """The backend answers and takes the credentials, before anything is queued (as the
+    in-process CLI checks before it opens the journal)."""
+    if service.reached:
+        return
+    for attempt in range(3):
+        try:
+            await m.client.ping()
+            service.reached = True
+            return
+        except TransientError as exc:
+            if attempt == 2:
+                raise ConfigError(f"backend unreachable: {exc}") from None
+            await asyncio.sleep(0.5 * (attempt + 1))
+
+
+async def handle(service: EngineService, peer: Peer, command: Command) -> dict[str, Any]:
+    """The reply's fields; raises ConfigError / SynapseError for a refusal."""
+    if isinstance(command, Status):
+        return service.status()
+    if isinstance(command, Subscribe):
+        peer.subscribed = True
+        return service.status()
+    if isinstance(command, Stop):
+        service.request_stop(f"asked by client {peer.number} ({peer.role})")
+        return {}
+    if isinstance(command, Add):
+        return await _add(service, peer, command)
+    if isinstance(command, Resume):
+        m = _manager(service)
+        await _reach(service, m)
+        batch = service.router.new_batch(peer if command.follow else None)
+        token = CURRENT_BATCH.set(batch)
+        try:
+            count = m.resume_unfinished()
+        finally:
+            CURRENT_BATCH.reset(token)
+        service.router.check_soon(batch)
+        return {"batch": batch.id, "count": count}
+    if isinstance(command, Control):
+        return _control(service, peer, command)
+    if isinstance(command, Set):
+        return await _set(service, command)
+    if isinstance(command, ListJobs):
+        return _list(service, command)
+    if isinstance(command, JobInfo):
+        return _job(service, command.job)
+    if isinstance(command, Configure):
+        return await _configure(service, command)
+    raise ConfigError(f"{command.NAME} is not a command here")
+
+
+async def _add(service: EngineService, peer: Peer, command: Add) -> dict[str, Any]:
+    from synapse_tui.engine.collections import (
+        CollectionPlan,
+        fetch_collection,
+        parse_meta,
+        parse_spec_map,
+    )
+    from synapse_tui.engine.errors import UploadGone
+
+    m = _manager(service)
+    await _reach(service, m)
+    plan = None
+    if command.collection is not None:
+        try:
+            spec_map = parse_spec_map(command.spec_map)
+            meta = parse_meta(command.meta)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        try:
+            collection = await fetch_collection(m.client, command.collection)
+        except UploadGone:
+            raise ConfigError(f"no data collection {command.collection} on the backend") from None
+        plan = CollectionPlan(collection, command.spec, command.group_by_stem, spec_map, meta)
+        plan.validate()
+    if command.chunk_size is not None:
+        if command.chunk_size < 1:
+            raise ConfigError("chunk size must be at least 1 byte")
+        m.options.chunk_size = command.chunk_size  # the engine's default from now on
+    batch = service.router.new_batch(peer if command.follow else None, command.collection)
+    paths = [os.fsencode(p) for p in command.paths]
+    token = CURRENT_BATCH.set(batch)
+    try:  # the task copies the context: the scan's events carry the batch
+        batch.task = asyncio.create_task(
+            _scan(service, batch, m, paths, command.force, command.priority, plan),
+            name=f"add-{batch.id}",
+        )
+    finally:
+        CURRENT_BATCH.reset(token)
+    return {"batch": batch.id}
+
+
+async def _scan(
+    service: EngineService,
+    batch: Batch,
+    m: UploadManager,
+    paths: list[bytes],
+    force: bool,
+    priority: int,
+    plan: Any,
+) -> None:
+    try:
+        t = await m.add_paths(paths, force=force, priority=priority, plan=plan)
+        if batch.peer is not None:  # the batch's own scan line (the engine's counts all)
+            scan = ScanProgress(
+                t.files, t.bytes, t.duplicates, t.already_uploaded, t.skipped + t.failed, True
+            )
+            batch.peer.send(event_to_wire(scan))
+    except asyncio.CancelledError:
+        pass
+    except Exception as exc:
+        m.log("error", service.clean(f"queueing failed: {type(exc).__name__}: {exc}"))
+    finally:
+        if batch.peer is None:
+            service.router.forget(batch)
+        else:
+            service.router.check_soon(batch)
+
+
+def _control(service: EngineService, peer: Peer, command: Control) -> dict[str, Any]:
+    m = _manager(service)
+    action = command.action
+    if command.batch is not None:
+        batch = service.router.batches.get(command.batch)
+        if batch is None or batch.peer is not peer:
+            return {"left": 0}
+        if batch.task is not None:
+            batch.task.cancel()
+        if action != "pause":
+            raise ConfigError("a batch can only be paused")
+        for job_id in batch.jobs:
+            m.pause(job_id)
+        return {"left": service.router.left(batch)}
+    simple = {"retry": m.retry_failed, "drain": m.drain, "undrain": m.undrain}
+    if action in simple:
+        simple[action]()
+        if action in ("drain", "undrain") and service.store is not None:
+            service.store.save(draining=m.draining)
+        return {}
+    per_job = {"pause": m.pause, "resume": m.resume, "cancel": m.cancel}
+    if action not in per_job:
+        raise ConfigError(f"unknown action {action!r}")
+    if command.job is not None:
+        per_job[action](command.job)
+    elif action == "pause":
+        m.pause_all()
+    elif action == "resume":
+        m.resume_all()
+        if service.store is not None:
+            service.store.save(draining=False)
+    else:
+        raise ConfigError("cancel needs a job")
+    return {}
+
+
+async def _set(service: EngineService, command: Set) -> dict[str, Any]:
+    m = _manager(service)
+    if command.concurrency is not None:
+        await m.set_concurrency(command.concurrency)
+    if command.bwlimit is not None:
+        m.set_bwlimit(command.bwlimit if command.bwlimit > 0 else None)
+    if command.job is not None and command.priority is not None:
+        m.set_priority(command.job, command.priority)
+    changed = (command.concurrency, command.bwlimit) != (None, None)
+    if service.store is not None and changed and command.persist:
+        service.store.save(concurrency=m.options.concurrency, bwlimit=m.options.bwlimit or 0)
+    return {"concurrency": m.options.concurrency, "bwlimit": m.options.bwlimit}
+
+
+def _list(service: EngineService, command: ListJobs) -> dict[str, Any]:
+    m = service.manager
+    if m is None or service.store is None:
+        return {"total": 0, "jobs": [], "counts": {}}
+    total, rows = service.store.window(m.options.host, command.offset, command.limit, command.state)
+    for row in rows:  # what only the engine's memory knows: the live state and bytes sent
+        job = m.jobs.get(row["id"])
+        if job is not None:
+            row.update(state=job.state.value, sent=job.sent, attempts=job.attempts)
+            row["last_error"] = job.last_error
+    counts = service.router.last_totals.counts if service.router.last_totals else {}
+    return {"total": total, "offset": command.offset, "jobs": rows, "counts": counts}
+
+
+def _job(service: EngineService, job_id: int) -> dict[str, Any]:
+    m = service.manager
+    job = m.jobs.get(job_id) if m is not None else None
+    if m is None or job is None:
+        return {"job": None}
+    return {
+        "job": {
+            "job_id": job.id,
+            "path": job.display,
+            "size": job.size,
+            "state": job.state.value,
+            "upload_id": job.upload_id,
+            "upload_url": job.upload_url,
+            "offset": job.offset,
+            "sent": job.sent,
+            "md5": job.md5,
+            "attempts": job.attempts,
+            "resumed_from": job.resumed_from,
+            "last_error": job.last_error,
+            "errors": m.journal.errors(job_id),
+            "collection": job.extra.get("collection"),
+            "spec": job.extra.get("spec"),
+            "data_file_id": job.extra.get("data_file_id"),
+            "unit_id": job.extra.get("unit_id"),
+        }
+    }
+
+
+async def _configure(service: EngineService, command: Configure) -> dict[str, Any]:
+    """New backend or credentials (also after a 401/403 stopped everything): the jobs in
+    flight pause at a chunk boundary, the manager is rebuilt, the journal's unfinished
+    jobs of the (new) host resume."""
+    s = service.settings
+    if command.host:
+        if not command.host.startswith(("http://", "https://")):
+            raise ConfigError(f"host must start with http:// or https://: {command.host}")
+        s.host = command.host.rstrip("/")
+    if command.access_token or command.user_token:
+        s.credentials = Credentials(command.access_token, command.user_token, command.tenant)
+    s.insecure, s.ca_bundle = command.insecure, command.ca_bundle
+    had = service.manager is not None
+    if service.manager is not None:
+        await service.quiesce("paused: reconfiguring")
+        service.manager = service.router.manager = None
+    with contextlib.suppress(ConfigError):
+        service.build_manager()
+    if service.manager is None:
+        raise ConfigError("no backend configured")
+    await _reach(service, service.manager)
+    resumed = service.manager.resume_unfinished() if had else 0
+    return {"resumed": resumed, **service.status()}

@@ -1,0 +1,297 @@
+"""Headless front ends of the engine: `upload`/`resume` (follow or detach), `attach`, `engine`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+from synapse_tui.config import Settings
+from synapse_tui.engine.errors import ConfigError
+from synapse_tui.engine.events import ScanProgress
+from synapse_tui.engine.factory import check_backend
+from synapse_tui.headless import Reporter, make_reporter
+from synapse_tui.service.client import EngineClient, EngineUnavailable, Refused, connect
+from synapse_tui.service.commands import LOG_NAME, fingerprint
+from synapse_tui.service.wire import (
+    Add,
+    Configure,
+    Control,
+    Resume,
+    Set,
+    Status,
+    Stop,
+    Subscribe,
+    event_from_wire,
+)
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def run_via_engine(settings: Settings, args: argparse.Namespace) -> int:
+    """`upload` / `resume` through the engine: the same output and exit codes as the
+    in-process run, but the uploads belong to the engine and outlive this command."""
+    check_backend(settings)  # as the in-process run: a missing backend is exit 2 at once
+    reporter = make_reporter(args.json, settings.credentials.secrets(), args.verbose)
+    try:
+        return asyncio.run(_follow(settings, args, reporter))
+    except Refused as exc:
+        if exc.kind == "config":
+            raise ConfigError(str(exc)) from None
+        sys.stderr.write(f"synapse-tui: error: {exc}\n")
+        return EXIT_FAILED
+    except EngineUnavailable as exc:
+        raise ConfigError(str(exc)) from None
+
+
+async def _adopt(client: EngineClient, settings: Settings) -> None:
+    """The engine must upload where this command would, with its credentials. An idle one
+    is reconfigured (this command gives its own credentials); a busy one is not taken."""
+    status = client.status
+    same = status.get("host") == settings.host and status.get("credentials") == fingerprint(
+        settings.credentials
+    )
+    if same:
+        return
+    if status.get("active") or status.get("queued") or status.get("clients", 1) > 1:
+        raise ConfigError(
+            f"the engine of this state folder works for {status.get('host')}; wait for it, "
+            "stop it (`synapse-tui engine stop`), or use --foreground or another --state-dir"
+        )
+    c = settings.credentials
+    client.status = await client.request(
+        Configure(
+            settings.host,
+            c.access_token,
+            c.user_token,
+            c.tenant,
+            settings.insecure,
+            settings.ca_bundle,
+        )
+    )
+
+
+async def _follow(settings: Settings, args: argparse.Namespace, reporter: Reporter) -> int:
+    client = await connect(settings, "upload")
+    try:
+        await _adopt(client, settings)
+        outcome: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        scanned = asyncio.Event()
+
+        def on_event(obj: dict[str, Any]) -> None:
+            if obj.get("event") == "batch_done":
+                if not outcome.done():
+                    outcome.set_result(obj)
+                return
+            event = event_from_wire(obj)
+            if event is not None:
+                reporter(event)
+                if isinstance(event, ScanProgress) and event.done:
+                    scanned.set()
+
+        client.on_event = on_event
+        if getattr(args, "concurrency", None):
+            await client.request(Set(concurrency=args.concurrency, persist=False))
+        if getattr(args, "bwlimit", None) is not None:
+            await client.request(Set(bwlimit=args.bwlimit, persist=False))
+        if args.command == "upload":
+            batch = await client.request(
+                Add(
+                    paths=[os.path.abspath(p) for p in args.paths],
+                    force=args.force,
+                    priority=args.priority,
+                    chunk_size=args.chunk_size,
+                    collection=args.collection,
+                    spec=args.spec,
+                    group_by_stem=args.group_by_stem,
+                    spec_map=args.spec_map,
+                    meta=list(args.meta),
+                )
+            )
+        else:
+            batch = await client.request(Resume())
+            if batch.get("count") == 0 and not args.json:
+                sys.stdout.write("nothing to resume\n")
+        if getattr(args, "detach", False):
+            if args.command == "upload":
+                await _wait(scanned, client)
+            return _detached(reporter, client.status, args.json)
+        return await _until_done(client, reporter, batch["batch"], outcome, settings)
+    finally:
+        await client.close()
+
+
+async def _wait(event: asyncio.Event, client: EngineClient) -> None:
+    waiter = asyncio.ensure_future(event.wait())
+    gone = asyncio.ensure_future(client.closed.wait())
+    await asyncio.wait({waiter, gone}, return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    gone.cancel()
+
+
+def _detached(reporter: Reporter, status: dict[str, Any], json_mode: bool) -> int:
+    reporter.flush()
+    pid = status.get("pid")
+    if json_mode:
+        sys.stdout.write(json.dumps({"event": "detached", "engine_pid": pid}) + "\n")
+    else:
+        sys.stdout.write(
+            f"queued in the engine (pid {pid}); `synapse-tui attach` follows the uploads, "
+            "`synapse-tui status` shows them\n"
+        )
+    sys.stdout.flush()
+    return EXIT_OK
+
+
+async def _until_done(
+    client: EngineClient,
+    reporter: Reporter,
+    batch_id: int,
+    outcome: asyncio.Future[dict[str, Any]],
+    settings: Settings,
+) -> int:
+    loop = asyncio.get_running_loop()
+    interrupted = asyncio.Event()
+    presses = 0
+
+    def on_sigint() -> None:
+        nonlocal presses
+        presses += 1
+        if presses > 1:
+            os._exit(EXIT_INTERRUPTED)  # second Ctrl-C forces
+        interrupted.set()
+
+    loop.add_signal_handler(signal.SIGINT, on_sigint)
+    loop.add_signal_handler(signal.SIGTERM, on_sigint)
+    stop = asyncio.ensure_future(interrupted.wait())
+    gone = asyncio.ensure_future(client.closed.wait())
+    waits: set[asyncio.Future[Any]] = {outcome, stop, gone}
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    stop.cancel()
+    gone.cancel()
+    if interrupted.is_set() and not outcome.done():
+        # Ctrl-C pauses this command's files (each at its next chunk boundary) and leaves
+        # the rest of the engine alone.
+        left = 0
+        try:
+            answer = await client.request(Control("pause", batch=batch_id), timeout=10.0)
+            left = int(answer.get("left", 0))
+        except (Refused, EngineUnavailable, TimeoutError):
+            pass
+        reporter.flush()
+        sys.stderr.write(
+            f"\ninterrupted: {left} unfinished file(s) saved; "
+            "run `synapse-tui resume` to finish them\n"
+        )
+        return EXIT_INTERRUPTED
+    if not outcome.done():
+        reporter.flush()
+        log = os.path.join(settings.state_dir, LOG_NAME)
+        sys.stderr.write(
+            f"synapse-tui: error: the engine went away (see {log}); "
+            "`synapse-tui resume` finishes the unfinished files\n"
+        )
+        return EXIT_FAILED
+    done = outcome.result()
+    left = int(done.get("left") or 0)
+    if done.get("stopped"):
+        reporter.error_line(f"the engine stopped ({done['stopped']}): {left} file(s) left")
+    extra = left - reporter.summary.resumable
+    if extra > 0:  # paused by someone else, or by the engine stopping: resumable
+        reporter.summary.resumable += extra
+    reporter.finish()
+    return reporter.summary.exit_code
+
+
+# -- attach and engine ------------------------------------------------------------------------
+
+
+def since(status: dict[str, Any]) -> str:
+    started = time.strftime("%H:%M", time.localtime(float(status.get("started", 0))))
+    return f"the engine running since {started}, {status.get('active', 0)} active"
+
+
+def cmd_attach(settings: Settings, args: argparse.Namespace) -> int:
+    reporter = make_reporter(args.json, settings.credentials.secrets(), args.verbose)
+
+    async def attach() -> int:
+        try:
+            client = await connect(settings, "attach", start=False)
+        except EngineUnavailable as exc:
+            sys.stderr.write(f"{exc}\n")
+            return EXIT_OK
+        try:
+            idle = asyncio.Event()
+
+            def on_event(obj: dict[str, Any]) -> None:
+                if obj.get("event") == "engine_idle":
+                    idle.set()
+                    return
+                event = event_from_wire(obj)
+                if event is not None:
+                    reporter(event)
+
+            client.on_event = on_event
+            status = await client.request(Subscribe())
+            if not args.json:
+                sys.stderr.write(f"attached to {since(status)}\n")
+            if status.get("idle"):
+                idle.set()
+            loop = asyncio.get_running_loop()
+            stop = asyncio.Event()
+            loop.add_signal_handler(signal.SIGINT, stop.set)
+            waits = [asyncio.ensure_future(e.wait()) for e in (idle, stop, client.closed)]
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for w in waits:
+                w.cancel()
+            reporter.finish()
+            return EXIT_INTERRUPTED if stop.is_set() else reporter.summary.exit_code
+        finally:
+            await client.close()
+
+    return asyncio.run(attach())
+
+
+def cmd_engine(settings: Settings, args: argparse.Namespace) -> int:
+    async def run() -> int:
+        try:
+            client = await connect(settings, "control", start=False)
+        except EngineUnavailable:
+            if args.json:
+                sys.stdout.write(json.dumps({"event": "engine", "running": False}) + "\n")
+            else:
+                sys.stdout.write(f"no engine runs for {settings.state_dir}\n")
+            return EXIT_OK
+        try:
+            if args.action == "stop":
+                await client.request(Stop())
+                await asyncio.wait_for(client.closed.wait(), 60.0)
+                sys.stdout.write(f"engine {client.status.get('pid')} stopped\n")
+                return EXIT_OK
+            status = await client.request(Status())
+            for key in ("reply", "ok"):
+                status.pop(key, None)
+            if args.json:
+                sys.stdout.write(json.dumps({"event": "engine", "running": True, **status}) + "\n")
+                return EXIT_OK
+            bw = status.get("bwlimit")
+            sys.stdout.write(
+                f"engine pid {status['pid']}: {since(status)}, {status.get('jobs', 0)} jobs, "
+                f"{status.get('clients', 0) - 1} other client(s)\n"
+                f"  host {status.get('host')}{' (local backend)' if status.get('local') else ''}\n"
+                f"  concurrency {status.get('concurrency')}, bandwidth "
+                f"{'no limit' if not bw else f'{bw:.0f} B/s'}"
+                f"{', draining' if status.get('draining') else ''}\n"
+            )
+            if status.get("stopped"):
+                sys.stdout.write(f"  stopped: {status['stopped']}\n")
+            return EXIT_OK
+        finally:
+            await client.close()
+
+    return asyncio.run(run())

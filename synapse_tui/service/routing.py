@@ -1,0 +1,220 @@
+"""Which client gets which engine event: subscribers get all, a batch's follower its own."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+from synapse_tui.engine.events import (
+    Event,
+    FatalStop,
+    JobProgress,
+    JobQueued,
+    JobState,
+    JobStateChanged,
+    LogMessage,
+    ScanProgress,
+    TotalProgress,
+    UnitRegistered,
+)
+from synapse_tui.engine.scheduler import UploadManager
+from synapse_tui.service.peer import Peer
+from synapse_tui.service.wire import event_to_wire
+
+# The batch whose `add` is running: events emitted inside its task (the scan, queued
+# files, refused files) carry it; events of its jobs' own tasks are matched by job id.
+CURRENT_BATCH: contextvars.ContextVar[Batch | None] = contextvars.ContextVar(
+    "synapse_batch", default=None
+)
+_UNSETTLED = frozenset(
+    {
+        JobState.QUEUED,
+        JobState.HASHING,
+        JobState.UPLOADING,
+        JobState.FINALIZING,
+        JobState.REGISTERING,
+    }
+)
+
+
+@dataclass(eq=False)
+class Batch:
+    """The jobs one `add` (or `resume`) queued, followed by the client that asked."""
+
+    id: int
+    peer: Peer | None
+    collection: int | None = None
+    jobs: set[int] = field(default_factory=set)
+    unsettled: set[int] = field(default_factory=set)
+    task: asyncio.Task[Any] | None = None
+    done: bool = False
+
+
+class Router:
+    """The engine's one listener. Cost per event: the subscribers plus one batch."""
+
+    def __init__(self) -> None:
+        self.manager: UploadManager | None = None
+        self.peers: set[Peer] = set()
+        self.batches: dict[int, Batch] = {}
+        self.job_batch: dict[int, Batch] = {}
+        self.last_totals: TotalProgress | None = None
+        self._ids = itertools.count(1)
+        self._check: set[Batch] = set()
+        self._check_handle: asyncio.Handle | None = None
+
+    def new_batch(self, peer: Peer | None, collection: int | None = None) -> Batch:
+        batch = Batch(next(self._ids), peer, collection)
+        self.batches[batch.id] = batch
+        if peer is not None:
+            peer.batches.add(batch.id)
+        return batch
+
+    def forget(self, batch: Batch) -> None:
+        batch.done = True
+        self.batches.pop(batch.id, None)
+        for job_id in batch.jobs:
+            if self.job_batch.get(job_id) is batch:
+                del self.job_batch[job_id]
+
+    def peer_gone(self, peer: Peer) -> None:
+        self.peers.discard(peer)
+        for batch_id in list(peer.batches):
+            batch = self.batches.get(batch_id)
+            if batch is not None:
+                batch.peer = None  # its jobs go on; nobody follows them
+                if batch.task is None or batch.task.done():
+                    self.forget(batch)
+
+    # -- the listener -----------------------------------------------------------------------
+
+    def __call__(self, event: Event) -> None:
+        batch = CURRENT_BATCH.get()
+        job_id = getattr(event, "job_id", None)
+        if isinstance(event, JobQueued) and batch is not None:
+            batch.jobs.add(event.job_id)
+            batch.unsettled.add(event.job_id)
+            self.job_batch[event.job_id] = batch
+        owner = batch or (self.job_batch.get(job_id) if job_id is not None else None)
+        if isinstance(event, JobStateChanged) and owner is not None:
+            if event.state in _UNSETTLED:
+                owner.unsettled.add(event.job_id)
+            else:
+                owner.unsettled.discard(event.job_id)
+            self.check_soon(owner)
+        if isinstance(event, TotalProgress):
+            self.last_totals = event
+        wire = event_to_wire(event)
+        key = _coalesce_key(event)
+        for peer in self.peers:
+            if peer.subscribed:
+                peer.send(wire, key)
+        targets: list[Batch] = []
+        if owner is not None:
+            targets.append(owner)
+        elif isinstance(event, FatalStop) or (isinstance(event, LogMessage) and job_id is None):
+            targets = list(self.batches.values())  # concerns everyone: a 429, a fatal stop
+        elif isinstance(event, UnitRegistered):
+            targets = [b for b in self.batches.values() if b.collection == event.collection]
+        if isinstance(event, TotalProgress):
+            for b in list(self.batches.values()):
+                if b.peer is not None and not b.peer.subscribed:
+                    b.peer.send(event_to_wire(self.batch_totals(b)), ("total", b.id))
+                self.check_soon(b)  # a drained or stopped engine settles a batch on a tick
+            return
+        if isinstance(event, ScanProgress):
+            return  # a batch gets its own scan line when its scan ends (commands._scan)
+        for b in targets:
+            if b.peer is not None and not b.peer.subscribed:
+                b.peer.send(wire, key and (key, b.id))
+            if isinstance(event, FatalStop):
+                self.check_soon(b)
+
+    # -- batches ----------------------------------------------------------------------------
+
+    def batch_totals(self, batch: Batch) -> TotalProgress:
+        """The batch's own totals, as the engine's are for all (O(jobs of the batch))."""
+        m = self.manager
+        assert m is not None
+        total = done = files_done = 0
+        rate = 0.0
+        for job_id in batch.jobs:
+            job = m.jobs.get(job_id)
+            if job is None or job.state == JobState.CANCELLED:
+                continue
+            total += job.size
+            if job.state == JobState.DONE:
+                done += job.size
+                files_done += 1
+            else:
+                done += job.sent
+            if job.state.active:
+                rate += job.meter.rate()
+        eta = (total - done) / rate if rate > 0 else None
+        return TotalProgress(done, total, files_done, len(batch.jobs), rate, eta, eta, eta)
+
+    def check_soon(self, batch: Batch) -> None:
+        """Settle checks run after the current emit sequence (a job's "done" state comes
+        just before its JobDone event, which must reach the client first)."""
+        self._check.add(batch)
+        if self._check_handle is None:
+            self._check_handle = asyncio.get_running_loop().call_soon(self._run_checks)
+
+    def _run_checks(self) -> None:
+        self._check_handle = None
+        batches, self._check = self._check, set()
+        for batch in batches:
+            if not batch.done and self.settled(batch):
+                self.finish(batch)
+
+    def settled(self, batch: Batch) -> bool:
+        """Nothing of the batch runs and nothing of it will start without someone asking."""
+        m = self.manager
+        if m is None or (batch.task is not None and not batch.task.done()):
+            return False
+        held = m.draining or m.stopped is not None
+        for job_id in batch.unsettled:
+            job = m.jobs.get(job_id)
+            if job is None:
+                continue
+            if job.task is not None and not job.task.done():
+                return False
+            waiting = job.state == JobState.QUEUED and (held or m.driven_elsewhere(job_id))
+            if not waiting:
+                return False
+        return True
+
+    def left(self, batch: Batch) -> int:
+        m = self.manager
+        if m is None:
+            return 0
+        return sum(
+            1 for j in batch.jobs if (job := m.jobs.get(j)) is not None and not job.state.terminal
+        )
+
+    def finish(self, batch: Batch, stopped: str | None = None) -> None:
+        if batch.done:
+            return
+        if batch.peer is not None:
+            batch.peer.send(
+                {
+                    "event": "batch_done",
+                    "batch": batch.id,
+                    "left": self.left(batch),
+                    "stopped": stopped,
+                }
+            )
+        self.forget(batch)
+
+
+def _coalesce_key(event: Event) -> Any:
+    if isinstance(event, JobProgress):
+        return ("job", event.job_id)
+    if isinstance(event, TotalProgress):
+        return "total"
+    if isinstance(event, ScanProgress) and not event.done:
+        return "scan"
+    return None

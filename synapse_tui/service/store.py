@@ -1,0 +1,79 @@
+"""The engine's own rows in the journal file: its settings, and windows of the queue."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from synapse_tui.engine.names import display_path
+
+SCHEMA = "CREATE TABLE IF NOT EXISTS engine_settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+MAX_WINDOW = 1000  # rows per `list` answer: a client asks for what it shows
+
+
+class EngineStore:
+    """A connection of its own to the journal's database (WAL: readers never block the
+    engine's writer), so the journal's module stays the engine's."""
+
+    def __init__(self, path: Path) -> None:
+        self._db = sqlite3.connect(path, timeout=10, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA busy_timeout=10000")
+        self._db.execute(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def settings(self) -> dict[str, Any]:
+        rows = self._db.execute("SELECT key, value FROM engine_settings").fetchall()
+        out: dict[str, Any] = {}
+        for row in rows:
+            try:
+                out[row["key"]] = json.loads(row["value"])
+            except ValueError:
+                continue  # a row this version cannot read: its default instead
+        return out
+
+    def save(self, **values: Any) -> None:
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            for key, value in values.items():
+                self._db.execute(
+                    "INSERT INTO engine_settings(key, value) VALUES (?, ?) "
+                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    (key, json.dumps(value)),
+                )
+
+    def window(
+        self, host: str, offset: int, limit: int, state: str | None
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """(rows matching, up to `limit` of them from `offset`), by id, from the index:
+        what the engine holds in memory is laid over them by the caller."""
+        limit = max(0, min(MAX_WINDOW, limit))
+        where, args = "host = ?", [host]
+        if state:
+            where += " AND state = ?"
+            args.append(state)
+        (total,) = self._db.execute(f"SELECT COUNT(*) FROM jobs WHERE {where}", args).fetchone()
+        rows = self._db.execute(
+            "SELECT id, path, size, state, offset, attempts, last_error, upload_id, md5 "
+            f"FROM jobs WHERE {where} ORDER BY id LIMIT ? OFFSET ?",
+            [*args, limit, max(0, offset)],
+        ).fetchall()
+        jobs = [
+            {
+                "id": r["id"],
+                "path": display_path(r["path"]),
+                "size": r["size"],
+                "state": r["state"],
+                "sent": r["offset"],
+                "attempts": r["attempts"],
+                "last_error": r["last_error"],
+                "upload_id": r["upload_id"],
+                "md5": r["md5"],
+            }
+            for r in rows
+        ]
+        return int(total), jobs

@@ -1,0 +1,278 @@
+"""The engine's wire protocol: versioned NDJSON over a Unix socket, typed both ways."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from synapse_tui.engine.events import (
+    Event,
+    FatalStop,
+    JobDone,
+    JobFailed,
+    JobProgress,
+    JobQueued,
+    JobSkipped,
+    JobState,
+    JobStateChanged,
+    LogMessage,
+    ScanProgress,
+    TotalProgress,
+    UnitRegistered,
+)
+
+VERSION = 1
+# One line in either direction; a longer one is a protocol error (the peer is dropped).
+MAX_LINE = 1 << 20
+SOCKET_NAME = "engine.sock"
+
+# Engine events on the wire: `{"event": KIND, **fields}`; KIND is the name `--json`
+# already prints where there is one (file_done, file_failed, ...), the fields are the
+# dataclass's own (so `--json`'s keys, plus job_id and a few more).
+EVENT_KINDS: dict[type[Event], str] = {
+    JobQueued: "file_queued",
+    JobDone: "file_done",
+    JobFailed: "file_failed",
+    JobSkipped: "file_skipped",
+    UnitRegistered: "unit_created",
+    TotalProgress: "progress",
+    ScanProgress: "scan",
+    LogMessage: "log",
+    JobStateChanged: "job_state",
+    JobProgress: "job_progress",
+    FatalStop: "fatal",
+}
+EVENT_TYPES: dict[str, type[Event]] = {kind: cls for cls, kind in EVENT_KINDS.items()}
+
+
+class WireError(ValueError):
+    """A line that is not valid protocol: the peer is dropped."""
+
+
+def encode(obj: dict[str, Any]) -> bytes:
+    """One line of NDJSON. ASCII-only, so file names that are not UTF-8 (carried as
+    surrogate escapes, `os.fsdecode`) survive the trip."""
+    line = json.dumps(obj, ensure_ascii=True, separators=(",", ":")).encode() + b"\n"
+    if len(line) > MAX_LINE:
+        raise WireError(f"line of {len(line)} bytes is over the {MAX_LINE} limit")
+    return line
+
+
+def decode(line: bytes) -> dict[str, Any]:
+    if len(line) > MAX_LINE:
+        raise WireError("line too long")
+    try:
+        obj = json.loads(line)
+    except ValueError as exc:
+        raise WireError(f"not JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise WireError("a line must hold a JSON object")
+    return obj
+
+
+def event_to_wire(event: Event) -> dict[str, Any]:
+    kind = EVENT_KINDS[type(event)]
+    out: dict[str, Any] = {"event": kind}
+    for f in dataclasses.fields(event):
+        value = getattr(event, f.name)
+        out[f.name] = value.value if isinstance(value, JobState) else value
+    return out
+
+
+def event_from_wire(obj: dict[str, Any]) -> Event | None:
+    """The engine event a line carries, or None for the service's own events."""
+    cls = EVENT_TYPES.get(obj.get("event", ""))
+    if cls is None:
+        return None
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {k: v for k, v in obj.items() if k in names}
+    if cls is JobStateChanged:
+        kwargs["state"] = JobState(kwargs["state"])
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise WireError(f"bad {obj.get('event')} event: {exc}") from None
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Command:
+    """A request from a client; `{"cmd": NAME, "id": n, **fields}` on the wire."""
+
+    NAME: ClassVar[str] = ""
+
+    def to_wire(self, request_id: int) -> dict[str, Any]:
+        return {"cmd": self.NAME, "id": request_id, **dataclasses.asdict(self)}
+
+
+@dataclass
+class Hello(Command):
+    """First line of every client. `role`: dashboard, upload, attach or control."""
+
+    NAME: ClassVar[str] = "hello"
+    version: int = VERSION
+    role: str = "control"
+    pid: int = field(default_factory=os.getpid)
+
+
+@dataclass
+class Add(Command):
+    """Scan and queue paths (file names as `os.fsdecode` strings). `follow`: this
+    connection gets the events of these jobs and a `batch_done` when they settle."""
+
+    NAME: ClassVar[str] = "add"
+    paths: list[str] = field(default_factory=list)
+    force: bool = False
+    priority: int = 0
+    chunk_size: int | None = None
+    follow: bool = True
+    collection: int | None = None
+    spec: str | None = None
+    group_by_stem: bool = False
+    spec_map: str = ""
+    meta: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Resume(Command):
+    """Queue the journal's unfinished jobs of the engine's host (paused ones too)."""
+
+    NAME: ClassVar[str] = "resume"
+    follow: bool = True
+
+
+@dataclass
+class Control(Command):
+    """pause | resume | cancel | retry | drain | undrain, on `job` (an id), a `batch`
+    (this connection's) or everything (neither given)."""
+
+    NAME: ClassVar[str] = "control"
+    action: str = "pause"
+    job: int | None = None
+    batch: int | None = None
+
+
+@dataclass
+class Set(Command):
+    """Engine settings (kept in the journal across restarts); None leaves one as is.
+    `bwlimit` 0 means no limit."""
+
+    NAME: ClassVar[str] = "set"
+    concurrency: int | None = None
+    bwlimit: float | None = None
+    job: int | None = None
+    priority: int | None = None
+    persist: bool = True  # False: for this engine's life only (a command line's --bwlimit)
+
+
+@dataclass
+class ListJobs(Command):
+    """A window of the queue, in job id order, optionally of one state, plus the totals."""
+
+    NAME: ClassVar[str] = "list"
+    offset: int = 0
+    limit: int = 100
+    state: str | None = None
+
+
+@dataclass
+class JobInfo(Command):
+    NAME: ClassVar[str] = "job"
+    job: int = 0
+
+
+@dataclass
+class Subscribe(Command):
+    """Every event of the engine from now on (progress coalesced, latest wins)."""
+
+    NAME: ClassVar[str] = "subscribe"
+
+
+@dataclass
+class Status(Command):
+    NAME: ClassVar[str] = "status"
+
+
+@dataclass
+class Stop(Command):
+    """Start nothing new, let in-flight chunks finish (a few seconds at most), exit."""
+
+    NAME: ClassVar[str] = "stop"
+
+
+@dataclass
+class Configure(Command):
+    """New backend settings: the engine pauses its jobs, reconnects, resumes them. The
+    only command that carries secrets, and only when the client has them to give."""
+
+    NAME: ClassVar[str] = "configure"
+    host: str | None = None
+    access_token: str | None = None
+    user_token: str | None = None
+    tenant: str | None = None
+    insecure: bool = False
+    ca_bundle: str | None = None
+
+
+_ALL: tuple[type[Command], ...] = (Hello, Add, Resume, Control, Set, ListJobs, JobInfo)
+_ALL += (Subscribe, Status, Stop, Configure)
+COMMANDS: dict[str, type[Command]] = {cls.NAME: cls for cls in _ALL}
+
+
+def command_from_wire(obj: dict[str, Any]) -> tuple[int, Command]:
+    """(request id, command); unknown fields are ignored (newer clients), unknown commands
+    and wrong types are a WireError."""
+    cls = COMMANDS.get(str(obj.get("cmd")))
+    if cls is None:
+        raise WireError(f"unknown command {obj.get('cmd')!r}")
+    request_id = obj.get("id")
+    if not isinstance(request_id, int):
+        raise WireError("a command needs an integer id")
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name in obj:
+            kwargs[f.name] = obj[f.name]
+    try:
+        command = cls(**kwargs)
+    except TypeError as exc:
+        raise WireError(f"bad {cls.NAME}: {exc}") from None
+    _check_types(command)
+    return request_id, command
+
+
+_SIMPLE = {"int": int, "str": str, "bool": bool, "float": (int, float)}
+
+
+def _check_types(command: Command) -> None:
+    """The annotations are strings (`from __future__`); check the simple ones."""
+    for f in dataclasses.fields(command):
+        value = getattr(command, f.name)
+        kinds = [k.strip() for k in str(f.type).split("|")]
+        if value is None and "None" in kinds:
+            continue
+        if kinds[0].startswith("list["):
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise WireError(f"{command.NAME}.{f.name} must be a list of strings")
+            continue
+        allowed: tuple[type, ...] = ()
+        for k in kinds:
+            t = _SIMPLE.get(k)
+            if t is not None:
+                allowed += t if isinstance(t, tuple) else (t,)
+        ok = isinstance(value, allowed) and not (isinstance(value, bool) and bool not in allowed)
+        if allowed and not ok:
+            raise WireError(f"{command.NAME}.{f.name} has the wrong type")
+
+
+def reply(request_id: int, **fields: Any) -> dict[str, Any]:
+    return {"reply": request_id, "ok": True, **fields}
+
+
+def refusal(request_id: int, error: str, kind: str = "error") -> dict[str, Any]:
+    """`kind`: "config" (the client exits 2, as for a bad option) or "error"."""
+    return {"reply": request_id, "ok": False, "error": error, "kind": kind}
