@@ -94,7 +94,9 @@ def test_uploads_outlive_the_terminal_and_the_limit_stays(
 
     tmux.launch(engine_env.env, str(folder))
     wait_for(lambda: "attached to the engine running since" in tmux.screen(), what="attached")
-    wait_for(lambda: re.search(r"✓ done +big\.bin", tmux.screen()), what="the job shown done")
+    # The row's state cell, then the name: the column width is the queue's to choose.
+    done_row = re.compile(r"✓ done\s+big\.bin")
+    wait_for(lambda: done_row.search(tmux.screen()), what="the job shown done")
     assert "limit 256.0 KiB/s" in tmux.screen()
     tmux("kill-server")
 
