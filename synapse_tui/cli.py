@@ -406,7 +406,7 @@ def run_transfer(settings: Settings, args: argparse.Namespace) -> int:
             if interrupted.is_set():
                 work.cancel()
                 await manager.close("interrupted")
-                left = len(manager.journal.unfinished(settings.host))
+                left = manager.journal.count_unfinished(settings.host)
                 reporter.flush()
                 sys.stderr.write(
                     f"\ninterrupted: {left} unfinished file(s) saved; "

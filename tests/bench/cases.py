@@ -62,6 +62,7 @@ class Sizes:
     dashboard_file: int = 256 * MiB
     dashboard_presses: int = 100
     dashboard_latency_file: int = 512 * MiB  # 6a: long enough for the presses under load
+    million: tuple[int, int] = (100_000, 1_000_000)  # 9: queue sizes whose peak RSS is compared
 
     @classmethod
     def full(cls) -> Sizes:
@@ -97,6 +98,7 @@ class Sizes:
             dashboard_file=32 * MiB,
             dashboard_presses=40,
             dashboard_latency_file=32 * MiB,
+            million=(2_000, 20_000),
         )
 
 
