@@ -9,7 +9,7 @@ from synapse_tui.engine.errors import ConfigError
 from synapse_tui.engine.events import Listener
 from synapse_tui.engine.journal import Journal
 from synapse_tui.engine.protocol import ProtocolClient
-from synapse_tui.engine.scheduler import EngineOptions, UploadManager
+from synapse_tui.engine.scheduler import SMALL_BOOST, EngineOptions, UploadManager
 
 
 def check_backend(settings: Settings) -> None:
@@ -41,6 +41,8 @@ def engine_options(settings: Settings) -> EngineOptions:
         host=settings.host or "",
         chunk_size=settings.chunk_size,
         concurrency=settings.concurrency,
+        # Unless the user chose a concurrency, small files go SMALL_BOOST to a slot.
+        small_boost=1 if settings.concurrency_given else SMALL_BOOST,
         bwlimit=settings.bwlimit,
         retries=settings.retries,
         strategy=settings.strategy,

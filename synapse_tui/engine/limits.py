@@ -76,20 +76,20 @@ class Gate:
     def held(self) -> int:
         return self._held
 
-    def free(self) -> bool:
-        return self._held < self._capacity
+    def free(self, weight: int = 1) -> bool:
+        return self._held + weight <= self._capacity
 
     async def set_capacity(self, capacity: int) -> None:
         self._capacity = max(1, capacity)
 
-    def take(self) -> bool:
-        if self._held < self._capacity:
-            self._held += 1
+    def take(self, weight: int = 1) -> bool:
+        if self._held + weight <= self._capacity:
+            self._held += weight
             return True
         return False
 
-    async def release(self) -> None:
-        self._held = max(0, self._held - 1)
+    async def release(self, weight: int = 1) -> None:
+        self._held = max(0, self._held - weight)
 
 
 class Backoff:

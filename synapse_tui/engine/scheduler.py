@@ -68,6 +68,9 @@ RELATIVE_NOT_HERE = (
 # Queued jobs held in memory ahead of dispatch, read from the journal's queue index a page
 # at a time when fewer than half are left: the rest of the queue is only journal rows.
 LOOKAHEAD = 256
+# At the default concurrency, small files in flight per slot (EngineOptions.small_boost):
+# see docs/scale.md for the measurements that chose it.
+SMALL_BOOST = 4
 _NO_FLOOR = 1 << 62
 
 
@@ -88,6 +91,10 @@ class EngineOptions:
     tick: float = 0.5  # progress events per job at most every `tick` seconds
     expiry: float | None = 86400.0  # server-side expiry, to warn when an ETA passes it
     strategy: str = "auto"  # auto | presigned | chunked (engine/presigned.py)
+    # Small files (one request each) in flight per slot of `concurrency`: they are bound by
+    # round trips, not bandwidth, so more of them at once is faster; large files keep one
+    # slot each (the `concurrency` the user sees). 1: every file takes a slot (`-j` given).
+    small_boost: int = 1
 
 
 @dataclass
@@ -125,7 +132,7 @@ class UploadManager:
         self._journal_queued = False  # queued rows may wait in the journal, not in memory
         self._floor = _NO_FLOOR  # the lowest priority in the look-ahead (a higher one refreshes it)
         self.bandwidth = Bandwidth(options.bwlimit)
-        self.gate = Gate(options.concurrency)
+        self.gate = Gate(options.concurrency * options.small_boost)
         self.backoff = Backoff(options.backoff_base, options.backoff_cap)
         self.meter = Meter()
         self.health = BackendHealth(self.emit)
@@ -733,8 +740,8 @@ class UploadManager:
         self._kick()
 
     async def set_concurrency(self, n: int) -> None:
-        await self.gate.set_capacity(max(1, min(64, n)))
-        self.options.concurrency = self.gate.capacity
+        self.options.concurrency = max(1, min(64, n))
+        await self.gate.set_capacity(self.options.concurrency * self.options.small_boost)
         self._kick()
 
     def set_bwlimit(self, rate: float | None) -> None:
@@ -795,6 +802,10 @@ class UploadManager:
             self._wake.clear()
             if not self.draining and self.stopped is None:
                 while self.gate.free() and (job := self._pop_runnable()) is not None:
+                    weight = 1 if fits_whole(job) else self.options.small_boost
+                    if not self.gate.free(weight):  # a large file waits for a whole slot
+                        self._push_ready(job)
+                        break
                     if not self.journal.try_lock(job.id):
                         ownership.elsewhere(self, job)
                         continue
@@ -802,7 +813,8 @@ class UploadManager:
                         self.journal.unlock(job.id)
                         self._maybe_release(job)
                         continue
-                    self.gate.take()
+                    self.gate.take(weight)
+                    job.slot = weight
                     job.task = asyncio.create_task(self._run(job), name=f"job-{job.id}")
                     self._running.add(job)
                     job.task.add_done_callback(functools.partial(self._not_running, job))
@@ -848,7 +860,7 @@ class UploadManager:
         finally:
             job.sent = job.offset if job.state != JobState.DONE else job.size
             self.journal.unlock(job.id)
-            await self.gate.release()
+            await self.gate.release(job.slot)
             self._dirty.add(job.id)
             self._kick()
             asyncio.get_running_loop().call_soon(self._maybe_release, job)  # once its task ends

@@ -104,6 +104,7 @@ class Job:
     failing_since: float | None = None  # first failure since the last progress (backoff clock)
     task: asyncio.Task[None] | None = None
     creating_noted: bool = False  # the journal holds a creating_since noted ahead for it
+    slot: int = 1  # the weight it holds of the concurrency gate while it runs
     counted_sent: int = 0  # `sent` as the manager's counters hold it (engine/states.py)
 
     def reset_retries(self) -> None:
