@@ -41,7 +41,6 @@ class Settings:
     state_dir: Path = field(default_factory=paths.state_dir)
     chunk_size: int = DEFAULT_CHUNK
     concurrency: int = DEFAULT_CONCURRENCY
-    concurrency_given: bool = False  # set by -j, the environment or the config file
     bwlimit: float | None = None
     insecure: bool = False
     ca_bundle: str | None = None
@@ -117,7 +116,6 @@ def load_settings(
             settings.chunk_size = parse_size(str(chunk))
         if (conc := pick("concurrency")) is not None:
             settings.concurrency = int(conc)
-            settings.concurrency_given = True
         if (bw := pick("bwlimit")) is not None:
             settings.bwlimit = parse_rate(str(bw))
         if (retries := pick("retries")) is not None:

@@ -41,8 +41,7 @@ def engine_options(settings: Settings) -> EngineOptions:
         host=settings.host or "",
         chunk_size=settings.chunk_size,
         concurrency=settings.concurrency,
-        # Unless the user chose a concurrency, small files go SMALL_BOOST to a slot.
-        small_boost=1 if settings.concurrency_given else SMALL_BOOST,
+        small_boost=SMALL_BOOST,  # a slot carries one large file or SMALL_BOOST small ones
         bwlimit=settings.bwlimit,
         retries=settings.retries,
         strategy=settings.strategy,

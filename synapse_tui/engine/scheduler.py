@@ -92,8 +92,8 @@ class EngineOptions:
     expiry: float | None = 86400.0  # server-side expiry, to warn when an ETA passes it
     strategy: str = "auto"  # auto | presigned | chunked (engine/presigned.py)
     # Small files (one request each) in flight per slot of `concurrency`: they are bound by
-    # round trips, not bandwidth, so more of them at once is faster; large files keep one
-    # slot each (the `concurrency` the user sees). 1: every file takes a slot (`-j` given).
+    # round trips, not bandwidth, so more of them at once is faster; a large file takes a
+    # whole slot. The front ends use SMALL_BOOST; 1: every file takes a slot.
     small_boost: int = 1
 
 
@@ -132,7 +132,7 @@ class UploadManager:
         self._journal_queued = False  # queued rows may wait in the journal, not in memory
         self._floor = _NO_FLOOR  # the lowest priority in the look-ahead (a higher one refreshes it)
         self.bandwidth = Bandwidth(options.bwlimit)
-        self.gate = Gate(options.concurrency * options.small_boost)
+        self.gate = Gate(options.concurrency, options.small_boost)
         self.backoff = Backoff(options.backoff_base, options.backoff_cap)
         self.meter = Meter()
         self.health = BackendHealth(self.emit)
@@ -740,8 +740,8 @@ class UploadManager:
         self._kick()
 
     async def set_concurrency(self, n: int) -> None:
-        self.options.concurrency = max(1, min(64, n))
-        await self.gate.set_capacity(self.options.concurrency * self.options.small_boost)
+        await self.gate.set_capacity(max(1, min(64, n)))
+        self.options.concurrency = self.gate.capacity
         self._kick()
 
     def set_bwlimit(self, rate: float | None) -> None:
