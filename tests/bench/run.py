@@ -27,7 +27,7 @@ from tests.bench.scale_cases import case_million
 from tests.bench.support import machine_facts, say, sdk_python
 
 CASES[8] = case_presigned  # presigned into S3-compatible storage (moto)
-CASES[9] = case_million  # 100k and 1M queued files: peak RSS, flat (~30 min in full)
+CASES[9] = case_million  # 100k and 1M queued files: peak RSS, flat (the longest case)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 HEADERS = ("case", "ours", "theirs / reference", "ratio", "target", "result")

@@ -34,6 +34,7 @@ def peak(ctx: Context, count: int) -> tuple[float, float]:
     """(peak RSS MiB, wall seconds) of one `upload --foreground` of `count` tiny files at
     the default settings: the engine runs in the measured process (the background engine
     would be a process of its own, outside /usr/bin/time's count)."""
+    ctx.work.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f"bench-million-{count}-", dir=ctx.work))
     try:
         say(f"data: {count:,} files of {TINY} B (generated, removed after)")
