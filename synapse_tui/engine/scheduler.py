@@ -278,10 +278,15 @@ class UploadManager:
         elif self._room_for(job.priority):
             self._hold(job)
 
+    def _lookahead(self) -> int:
+        """Queued jobs held that this process may start: those another process drives stay
+        held and queued here, and must not take the look-ahead's room (nor stop its refill)."""
+        return max(0, self._held_queued - len(self._locked_elsewhere))
+
     def _room_for(self, priority: int) -> bool:
         """Whether a queued job of `priority` joins the look-ahead now; if not, it waits
         as a journal row (read back in (priority, id) order with its page)."""
-        if self._held_queued < LOOKAHEAD and not self._journal_queued:
+        if self._lookahead() < LOOKAHEAD and not self._journal_queued:
             return True
         if priority > self._floor:
             self._drop_lookahead()
@@ -307,9 +312,9 @@ class UploadManager:
     def _refill(self) -> None:
         """Read the next page of queued jobs from the journal's queue index."""
         self._journal_queued = False
-        if self._held_queued == 0:
+        if self._lookahead() == 0:
             self._floor = _NO_FLOOR  # _hold lowers it
-        want = LOOKAHEAD - self._held_queued
+        want = LOOKAHEAD - self._lookahead()
         # The held jobs' rows may still read `queued` (a running job's state is journaled
         # late): read past them.
         for rec in self.session.queued(len(self.jobs) + want + 1):
@@ -776,7 +781,7 @@ class UploadManager:
         """The queued job to start next (highest priority, then oldest), or None."""
         later: list[tuple[int, int, int, Job]] = []
         found: Job | None = None
-        if self._journal_queued and self._held_queued <= LOOKAHEAD // 2:
+        if self._journal_queued and self._lookahead() <= LOOKAHEAD // 2:
             self._refill()  # the next page of the queue, by index
         while self._ready:
             entry = heapq.heappop(self._ready)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from pathlib import Path
 
@@ -187,3 +188,24 @@ async def test_recovery_reads_the_journal_by_index_never_whole(tmp_path: Path) -
         assert len(m.jobs) <= LOOKAHEAD  # the rest are rows, read a page at a time
         await m.wait_idle()
     assert len(done(events)) == 200
+
+
+async def test_jobs_driven_elsewhere_do_not_stall_the_lookahead(tmp_path: Path) -> None:
+    """Jobs whose lock another process holds stay held (queued) here: more of them than half
+    the look-ahead must not stop the next page from being read."""
+    tiny_files(tmp_path / "src", 30)
+    state = tmp_path / "state"
+    events: list[Event] = []
+    async with manager(FakeServer(), state, events) as m:
+        m.drain()
+        await m.add_paths([str(tmp_path / "src")])
+        ids = [j.id for j in m.window(0, 100)]
+        other = Journal(state)  # another holder of the locks, as another process would be
+        try:
+            for job_id in ids[:6]:  # the first 6 of the queue: more than LOOKAHEAD // 2
+                assert other.try_lock(job_id)
+            m.undrain()
+            await asyncio.wait_for(m.wait_idle(), 30)
+            assert len(done(events)) == 24
+        finally:
+            other.close()
