@@ -89,7 +89,12 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _transfer(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--concurrency", "-j", type=_positive, help="files uploaded at once (default 4)")
+    p.add_argument(
+        "--concurrency",
+        "-j",
+        type=_positive,
+        help="upload slots (default 4): each carries one large file or 4 small ones",
+    )
     p.add_argument("--chunk-size", type=_size, help="chunk size, e.g. 50M (default 50M)")
     p.add_argument("--bwlimit", type=_rate, help="bandwidth limit per second, e.g. 20M")
     p.add_argument("--retries", type=_count, help="attempts per file without progress (default 12)")
@@ -406,7 +411,7 @@ def run_transfer(settings: Settings, args: argparse.Namespace) -> int:
             if interrupted.is_set():
                 work.cancel()
                 await manager.close("interrupted")
-                left = len(manager.journal.unfinished(settings.host))
+                left = manager.journal.count_unfinished(settings.host)
                 reporter.flush()
                 sys.stderr.write(
                     f"\ninterrupted: {left} unfinished file(s) saved; "

@@ -8,7 +8,7 @@ from synapse_tui.config import Settings, require_backend
 from synapse_tui.engine.events import Listener
 from synapse_tui.engine.journal import Journal
 from synapse_tui.engine.protocol import ProtocolClient
-from synapse_tui.engine.scheduler import EngineOptions, UploadManager
+from synapse_tui.engine.scheduler import SMALL_BOOST, EngineOptions, UploadManager
 
 
 def make_client(settings: Settings) -> ProtocolClient:
@@ -29,6 +29,7 @@ def engine_options(settings: Settings) -> EngineOptions:
         host=settings.host or "",
         chunk_size=settings.chunk_size,
         concurrency=settings.concurrency,
+        small_boost=SMALL_BOOST,  # a slot carries one large file or SMALL_BOOST small ones
         bwlimit=settings.bwlimit,
         retries=settings.retries,
         strategy=settings.strategy,

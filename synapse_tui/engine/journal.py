@@ -62,6 +62,8 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
 CREATE INDEX IF NOT EXISTS jobs_fingerprint ON jobs(fingerprint);
+CREATE INDEX IF NOT EXISTS jobs_queue ON jobs(state, priority DESC, id);
+CREATE INDEX IF NOT EXISTS jobs_upload_id ON jobs(upload_id) WHERE upload_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS job_errors (
     job_id INTEGER NOT NULL,
     at REAL NOT NULL,
@@ -272,6 +274,11 @@ class Journal:
                 os.chmod(extra, 0o600)
         journal_files.note_initialised(self.path)
 
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The connection, for index queries of this process (engine/session.py)."""
+        return self._db
+
     def defer_commits(self, schedule: Callable[[Callable[[], None]], object] | None) -> None:
         """Let lazy writes wait for `schedule(flush)` (a timer on the engine's loop); None:
         commit each write at once again (after committing what waits)."""
@@ -446,6 +453,44 @@ class Journal:
     def unfinished(self, host: str | None = None) -> list[JobRecord]:
         jobs = self.jobs(UNFINISHED)
         return [j for j in jobs if host is None or j.host == host]
+
+    def unfinished_pages(self, host: str, page: int = 500) -> Iterator[JobRecord]:
+        """The unfinished jobs of `host`, state by state and by id, a page at a time from
+        the state index: recovery never reads the whole table at once."""
+        for state in UNFINISHED:
+            after = 0
+            while True:
+                rows = self._db.execute(
+                    "SELECT * FROM jobs INDEXED BY jobs_state WHERE state = ? AND id > ?"
+                    " ORDER BY id LIMIT ?",
+                    (state.value, after, page),
+                ).fetchall()
+                for row in rows:
+                    if row["host"] == host:
+                        yield JobRecord.from_row(row)
+                if len(rows) < page:
+                    break
+                after = rows[-1]["id"]
+
+    def count_unfinished(self, host: str) -> int:
+        marks = ",".join("?" * len(UNFINISHED))
+        (n,) = self._db.execute(
+            f"SELECT COUNT(*) FROM jobs WHERE host = ? AND state IN ({marks})",
+            (host, *[s.value for s in UNFINISHED]),
+        ).fetchone()
+        return int(n)
+
+    def known_upload_ids(self, upload_ids: list[str]) -> set[str]:
+        """Which of `upload_ids` a job of this journal holds (by index, a few at a time)."""
+        known: set[str] = set()
+        for start in range(0, len(upload_ids), 500):
+            part = upload_ids[start : start + 500]
+            rows = self._db.execute(
+                f"SELECT upload_id FROM jobs WHERE upload_id IN ({','.join('?' * len(part))})",
+                part,
+            )
+            known.update(r[0] for r in rows)
+        return known
 
     def find_unfinished(self, path: bytes, fingerprint: str, host: str) -> JobRecord | None:
         row = self._db.execute(

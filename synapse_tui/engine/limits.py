@@ -64,32 +64,36 @@ class Gate:
     """A semaphore whose capacity can change while tasks hold it (the scheduler polls
     `free()`/`take()` when woken; nothing waits on the gate itself)."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, unit: int = 1) -> None:
+        # `capacity` slots of `unit` weight each: a task takes a weight of 1..unit (a small
+        # file 1, a large one a whole slot: see EngineOptions.small_boost).
+        self._unit = max(1, unit)
         self._capacity = max(1, capacity)
         self._held = 0
 
     @property
     def capacity(self) -> int:
+        """In slots (what the user sets as concurrency)."""
         return self._capacity
 
     @property
     def held(self) -> int:
         return self._held
 
-    def free(self) -> bool:
-        return self._held < self._capacity
+    def free(self, weight: int = 1) -> bool:
+        return self._held + weight <= self._capacity * self._unit
 
     async def set_capacity(self, capacity: int) -> None:
         self._capacity = max(1, capacity)
 
-    def take(self) -> bool:
-        if self._held < self._capacity:
-            self._held += 1
+    def take(self, weight: int = 1) -> bool:
+        if self.free(weight):
+            self._held += weight
             return True
         return False
 
-    async def release(self) -> None:
-        self._held = max(0, self._held - 1)
+    async def release(self, weight: int = 1) -> None:
+        self._held = max(0, self._held - weight)
 
 
 class Backoff:

@@ -78,7 +78,7 @@ def claim(m: UploadManager, job: Job) -> bool:
         if state == JobState.REGISTERING:
             elsewhere(m, job, "another synapse-tui registers it")
             return False
-        job.state = state
+        m.transition(job, state)  # the row says it already: counted, not written
         if rec is not None:
             job.upload_id, job.md5, job.last_error = rec.upload_id, rec.md5, rec.last_error
             job.extra = rec.extra

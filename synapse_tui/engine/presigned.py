@@ -347,7 +347,7 @@ class PresignedUpload(FileUpload):
                     self._checkpoint()
                     if not own_busy:
                         own_busy, extra = True, False
-                    elif self.m.gate.take():
+                    elif self.m.gate.take(self.m.options.small_boost):
                         extra = True
                     else:
                         break
@@ -372,7 +372,7 @@ class PresignedUpload(FileUpload):
                     await self._release_slot()
 
     async def _release_slot(self) -> None:
-        await self.m.gate.release()
+        await self.m.gate.release(self.m.options.small_boost)
         self.m._kick()
 
     async def _part(self, grant: Grant, number: int) -> None:

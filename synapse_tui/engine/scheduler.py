@@ -13,7 +13,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from synapse_tui.engine import ownership
@@ -41,9 +41,16 @@ from synapse_tui.engine.meter import Meter
 from synapse_tui.engine.names import display_path
 from synapse_tui.engine.protocol import ProtocolClient, UploadInfo
 from synapse_tui.engine.scan import FoundFile, Refused, scan
+from synapse_tui.engine.session import SeenKey, Session
+from synapse_tui.engine.states import Counters, check
 from synapse_tui.engine.uploader import Job, Paused, RetriesExhausted, fits_whole
 
 log = logging.getLogger("synapse_tui.engine")
+
+
+def _by_id(job: Job) -> int:
+    return job.id
+
 
 # How long a finished upload's journal note may wait for company: the next ordinary
 # write (a batch of "creating" notes, a state change) or this timer commits it, along
@@ -62,6 +69,13 @@ RELATIVE_NOT_HERE = (
     "journaled with a relative path by an older synapse-tui, and not found from this"
     " folder: run `synapse-tui resume` in the folder the upload started in"
 )
+# Queued jobs held in memory ahead of dispatch, read from the journal's queue index a page
+# at a time when fewer than half are left: the rest of the queue is only journal rows.
+LOOKAHEAD = 256
+# At the default concurrency, small files in flight per slot (EngineOptions.small_boost):
+# see docs/scale.md for the measurements that chose it.
+SMALL_BOOST = 4
+_NO_FLOOR = 1 << 62
 
 
 @dataclass
@@ -85,6 +99,10 @@ class EngineOptions:
     pause_grace: float = 5.0
     expiry: float | None = 86400.0  # server-side expiry, to warn when an ETA passes it
     strategy: str = "auto"  # auto | presigned | chunked (engine/presigned.py)
+    # Small files (one request each) in flight per slot of `concurrency`: they are bound by
+    # round trips, not bandwidth, so more of them at once is faster; a large file takes a
+    # whole slot. The front ends use SMALL_BOOST; 1: every file takes a slot.
+    small_boost: int = 1
 
 
 @dataclass
@@ -112,9 +130,17 @@ class UploadManager:
         self.journal = journal
         self.options = options
         self.listeners: list[Listener] = list(listeners)
+        # The jobs held in memory: active, the look-ahead of queued jobs, paused ones, and
+        # those another process drives. Every other job of this manager is only a journal
+        # row (see `session`): `get`, `window` and `totals` answer for all of them.
         self.jobs: dict[int, Job] = {}
+        self.session = Session(journal)
+        self.counters = Counters()
+        self._held_queued = 0  # jobs in `jobs` whose state is QUEUED
+        self._journal_queued = False  # queued rows may wait in the journal, not in memory
+        self._floor = _NO_FLOOR  # the lowest priority in the look-ahead (a higher one refreshes it)
         self.bandwidth = Bandwidth(options.bwlimit)
-        self.gate = Gate(options.concurrency)
+        self.gate = Gate(options.concurrency, options.small_boost)
         self.backoff = Backoff(options.backoff_base, options.backoff_cap)
         self.meter = Meter()
         self.health = BackendHealth(self.emit)
@@ -170,7 +196,7 @@ class UploadManager:
         for job in running:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await job.task  # type: ignore[misc]
-        for job in self.jobs.values():
+        for job in list(self.jobs.values()):
             if not job.state.terminal and job.state != JobState.PAUSED and job.state.active:
                 self.set_state(job, JobState.PAUSED, message)
         self._emit_totals()
@@ -198,9 +224,7 @@ class UploadManager:
     ) -> None:
         """Change a job's state and tell the listeners; `persist=False` leaves the journal
         to a write the caller makes next anyway (one write instead of two)."""
-        job.state = state
-        if state == JobState.QUEUED:
-            self._push_ready(job)
+        self.transition(job, state)
         values: dict[str, object] = {"state": state}
         if message and state in (JobState.FAILED, JobState.PAUSED):
             job.last_error = message
@@ -210,6 +234,108 @@ class UploadManager:
         if state == JobState.CANCELLED and job.upload_url is not None:
             self._cancelled[(job.path, job.fingerprint)] = job
         self.emit(JobStateChanged(job.id, state, message))
+        self._maybe_release(job)
+
+    def transition(self, job: Job, state: JobState) -> None:
+        """The one place a job's state changes (`set_state` journals and tells around it):
+        checked against the table of engine/states.py, counted, queued for dispatch."""
+        old = job.state
+        check(old, state)
+        self.counters.leave(old, job.size, job.counted_sent)
+        job.counted_sent = job.size if state == JobState.DONE else job.sent
+        self.counters.enter(state, job.size, job.counted_sent)
+        job.state = state
+        if self.jobs.get(job.id) is job:
+            self._held_queued += (state == JobState.QUEUED) - (old == JobState.QUEUED)
+        if state == JobState.QUEUED:
+            self._offer(job)
+
+    def _hold(self, job: Job) -> None:
+        """Keep `job` in memory (it is about to run, or runs)."""
+        if self.jobs.get(job.id) is job:
+            return
+        self.jobs[job.id] = job
+        if job.state == JobState.QUEUED:
+            self._held_queued += 1
+            self._floor = min(self._floor, job.priority)
+            self._push_ready(job)
+
+    def _release(self, job: Job) -> None:
+        """Forget `job` in memory: from now on it is its journal row and its counters."""
+        if self.jobs.get(job.id) is not job:
+            return
+        del self.jobs[job.id]
+        if job.state == JobState.QUEUED:
+            self._held_queued -= 1
+            self._journal_queued = True
+        self.counters.add_sent(job.state, job.sent - job.counted_sent)
+        job.counted_sent = job.sent
+
+    def _maybe_release(self, job: Job) -> None:
+        """A job that will not run again here leaves memory; its row says the rest."""
+        if (
+            job.state.terminal
+            and (job.task is None or job.task.done())
+            and job.id not in self._locked_elsewhere
+            and job.extra.get("collection") is None  # the registrar pairs twins in memory
+        ):
+            self._release(job)
+
+    def _offer(self, job: Job) -> None:
+        """A job became queued: into the look-ahead if it has room (or the job outranks
+        it), else it waits in the journal for the next page."""
+        if self.jobs.get(job.id) is job:
+            self._push_ready(job)
+        elif self._room_for(job.priority):
+            self._hold(job)
+
+    def _lookahead(self) -> int:
+        """Queued jobs held that this process may start: those another process drives stay
+        held and queued here, and must not take the look-ahead's room (nor stop its refill)."""
+        return max(0, self._held_queued - len(self._locked_elsewhere))
+
+    def _room_for(self, priority: int) -> bool:
+        """Whether a queued job of `priority` joins the look-ahead now; if not, it waits
+        as a journal row (read back in (priority, id) order with its page)."""
+        if self._lookahead() < LOOKAHEAD and not self._journal_queued:
+            return True
+        if priority > self._floor:
+            self._drop_lookahead()
+            return True
+        self._journal_queued = True
+        return False
+
+    def _drop_lookahead(self) -> None:
+        """Send the look-ahead back to the journal: a higher priority arrived, and the next
+        page is read in (priority, id) order again."""
+        for other in list(self.jobs.values()):
+            if (
+                other.state == JobState.QUEUED
+                and (other.task is None or other.task.done())
+                and not other.creating_noted  # its noted POST is answered here
+                and other.id not in self._locked_elsewhere
+            ):
+                self._release(other)
+        self._ready = [e for e in self._ready if self.jobs.get(e[1]) is e[3]]
+        heapq.heapify(self._ready)
+        self._floor = _NO_FLOOR  # _hold lowers it
+
+    def _refill(self) -> None:
+        """Read the next page of queued jobs from the journal's queue index."""
+        self._journal_queued = False
+        if self._lookahead() == 0:
+            self._floor = _NO_FLOOR  # _hold lowers it
+        want = LOOKAHEAD - self._lookahead()
+        # The held jobs' rows may still read `queued` (a running job's state is journaled
+        # late): read past them.
+        for rec in self.session.queued(len(self.jobs) + want + 1):
+            if rec.id in self.jobs:
+                continue
+            if want <= 0:
+                self._journal_queued = True
+                break
+            self._hold(self._job_from_record(rec))
+            want -= 1
 
     def note_creating(self, job: Job) -> None:
         """Journal `job.creating_since` before its whole-file POST, unless an earlier call
@@ -258,7 +384,7 @@ class UploadManager:
         self.journal.complete(
             key, md5, info.id, job.resumed_from, info.record(), state, job.extra, lazy=lazy
         )
-        job.state = state
+        self.transition(job, state)
         self.emit(JobStateChanged(job.id, state))
         self.emit(JobDone(job.id, job.display, job.size, md5, info.id, job.resumed_from))
 
@@ -284,22 +410,32 @@ class UploadManager:
             resumed_from=rec.resumed_from or 0,
             creating_since=rec.creating_since,
             extra=rec.extra,
+            counted_sent=rec.offset,
         )
 
-    def _enqueue(self, job: Job, resumed: bool) -> None:
-        self.jobs[job.id] = job
-        self._push_ready(job)
+    def _enqueue(self, rec: JobRecord, resumed: bool) -> None:
+        """Make the journal row `rec` a job of this manager: counted, and held in memory
+        only if the look-ahead has room for it (else it waits as a row)."""
+        if not self.session.add(rec.id):
+            return  # already one of ours
+        self.counters.enter(rec.state, rec.size, rec.offset)
         # A job this process just created is queued and known to no other process (its row
         # is not even committed yet): only a job from the journal may be driven elsewhere.
-        if resumed and not self.journal.try_lock(job.id):
+        if resumed and not self.journal.try_lock(rec.id):
             # Another process drives it: its journal row (state, offset) is not ours to write.
-            job.state = JobState.QUEUED
+            job = self._job_from_record(rec)
+            self.transition(job, JobState.QUEUED)
+            self._hold(job)  # held, never dispatched: see _locked_elsewhere
             ownership.elsewhere(self, job)
         elif resumed:
-            self.journal.unlock(job.id)
-            if job.state != JobState.QUEUED:
-                self.set_state(job, JobState.QUEUED)
-        self.emit(JobQueued(job.id, job.display, job.size, resumed))
+            self.journal.unlock(rec.id)
+            if rec.state != JobState.QUEUED:
+                self.set_state(self._job_from_record(rec), JobState.QUEUED)
+            elif self._room_for(rec.priority):
+                self._hold(self._job_from_record(rec))
+        elif self._room_for(rec.priority):
+            self._hold(self._job_from_record(rec))
+        self.emit(JobQueued(rec.id, display_path(rec.path), rec.size, resumed))
         self._kick()
 
     def resume_unfinished(self) -> int:
@@ -307,15 +443,15 @@ class UploadManager:
         count = 0
         # An older journal's relative paths: made absolute where this folder holds the file.
         relative = {r.id for r in ownership.adopt_relative(self.journal)}
-        for rec in self.journal.unfinished(self.options.host):
-            if rec.id in self.jobs:
+        for rec in self.journal.unfinished_pages(self.options.host):
+            if self.session.has(rec.id):
                 continue
             if rec.id in relative:  # left as it is, resumable from its own folder
                 self.emit(
                     JobFailed(None, display_path(rec.path), RELATIVE_NOT_HERE, resumable=True)
                 )
                 continue
-            self._enqueue(self._job_from_record(rec), resumed=True)
+            self._enqueue(rec, resumed=True)
             count += 1
         return count
 
@@ -331,7 +467,9 @@ class UploadManager:
         totals = ScanTotals()
         self._scans += 1
         self._idle.clear()
-        seen: dict[tuple[int, str], str] = {}
+        # Duplicates within this scan: an index in the journal's TEMP tables, read and
+        # written once per batch (a dict of every file met would grow with the folder).
+        scan_id = self.session.new_scan()
         started = time.monotonic()
         last_emit = 0.0
         try:
@@ -339,10 +477,13 @@ class UploadManager:
             absolute = [ownership.absolute(os.fsencode(p)) for p in paths]
             async for batch in scan(absolute):
                 with self.journal.batch():  # one commit for the batch's new jobs
+                    found = [i for i in batch if not isinstance(i, Refused)]
                     known = self.journal.known_fingerprints(
-                        self.options.host,
-                        [i.fingerprint for i in batch if not isinstance(i, Refused)],
+                        self.options.host, [i.fingerprint for i in found]
                     )
+                    keys = [(i.identity.size, i.fingerprint) for i in found]
+                    seen = self.session.seen(scan_id, keys) if not force else {}
+                    before = set(seen)
                     for item in batch:
                         if isinstance(item, Refused):
                             self._refused(item, totals)
@@ -350,12 +491,14 @@ class UploadManager:
                         totals.files += 1
                         totals.bytes += item.identity.size
                         self._accept(item, totals, seen, force, priority, plan, known)
+                    self.session.note_seen(scan_id, {k: seen[k] for k in seen if k not in before})
                 now = time.monotonic()
                 if now - last_emit >= self.options.tick:
                     last_emit = now
                     self._emit_scan(totals)
         finally:
             totals.seconds = time.monotonic() - started
+            self.session.end_scan(scan_id)
             self._scans -= 1
             self._merge_scan(totals)
             self._emit_scan(totals, done=True)
@@ -374,7 +517,7 @@ class UploadManager:
         self,
         item: FoundFile,
         totals: ScanTotals,
-        seen: dict[tuple[int, str], str],
+        seen: dict[SeenKey, str],
         force: bool,
         priority: int,
         plan: CollectionPlan | None = None,
@@ -437,10 +580,10 @@ class UploadManager:
             self.journal.find_unfinished(item.path, item.fingerprint, host) if lookup else None
         )
         if existing is not None:
-            if existing.id not in self.jobs:
-                self._enqueue(self._job_from_record(existing), resumed=True)
-            elif self.on_held is not None:
-                self.on_held(self.jobs[existing.id])
+            if not self.session.has(existing.id):
+                self._enqueue(existing, resumed=True)
+            elif self.on_held is not None:  # the engine service: the adding batch follows it
+                self.on_held(self.jobs.get(existing.id) or self._job_from_record(existing))
             return
         self._new_job(item, priority, extra)
         if known is not None:
@@ -487,7 +630,7 @@ class UploadManager:
         if upload_id is not None:
             self.journal.update(rec.id, upload_id=upload_id, md5=md5)
             rec = self.journal.get(rec.id)
-        self._enqueue(self._job_from_record(rec), resumed=False)
+        self._enqueue(rec, resumed=False)
 
     def _merge_scan(self, totals: ScanTotals) -> None:
         t = self.scan_totals
@@ -513,8 +656,45 @@ class UploadManager:
         self._wake.set()
         self._update_idle()
 
-    def pause(self, job_id: int) -> None:
+    def get(self, job_id: int) -> Job | None:
+        """A job of this manager: the one in memory, else a copy read from its journal row
+        (changing the copy changes nothing: use the control methods)."""
         job = self.jobs.get(job_id)
+        if job is not None:
+            return job
+        rec = self.session.get(job_id)
+        return self._job_from_record(rec) if rec is not None else None
+
+    def window(self, offset: int, limit: int, state: JobState | None = None) -> list[Job]:
+        """Jobs of this manager by id from `offset` (those in `state`), read by index
+        from the journal: a queue view's page costs its length, whatever the queue's.
+        Jobs in memory are given as they are now (their row may lag a few ms)."""
+        if state is not None and state.active:
+            # Active states live in memory (journaled late): no row to read.
+            live = sorted((j for j in self.jobs.values() if j.state == state), key=_by_id)
+            return live[offset : offset + limit]
+        out: list[Job] = []
+        for rec in self.session.window(offset, max(0, limit), state):
+            job = self.jobs.get(rec.id) or self._job_from_record(rec)
+            if state is None or job.state == state:
+                out.append(job)
+        return out
+
+    def _loaded(self, job_id: int) -> Job | None:
+        """The job to act on: held in memory, or read from its row (not held: a state
+        change offers it to the look-ahead if it becomes queued)."""
+        return self.get(job_id)
+
+    def _each(self, state: JobState) -> Iterator[Job]:
+        """Every job of this manager in `state`: those in memory, then the rows, a page at
+        a time (a bulk pause or retry of a million jobs holds one page)."""
+        yield from [j for j in self.jobs.values() if j.state == state]
+        for rec in self.session.each(state):
+            if rec.id not in self.jobs:
+                yield self._job_from_record(rec)
+
+    def pause(self, job_id: int) -> None:
+        job = self._loaded(job_id)
         if job is None or job.state.terminal or job.state == JobState.PAUSED:
             return
         job.pause_requested = True
@@ -533,7 +713,7 @@ class UploadManager:
             task.cancel()
 
     def resume(self, job_id: int) -> None:
-        job = self.jobs.get(job_id)
+        job = self._loaded(job_id)
         if job is None:
             return
         job.pause_requested = False
@@ -545,14 +725,31 @@ class UploadManager:
     def pause_all(self) -> None:
         for job_id in list(self.jobs):
             self.pause(job_id)
+        with self.journal.batch():  # the queue's rows: one commit
+            for job in self._each(JobState.QUEUED):
+                if job.id in self.jobs:
+                    self.pause(job.id)
+                else:
+                    self._pause_row(job)
+
+    def _pause_row(self, job: Job) -> None:
+        if job.id not in self._locked_elsewhere:
+            self.set_state(job, JobState.PAUSED, "paused")
 
     def resume_all(self) -> None:
         self.draining = False
         for job_id in list(self.jobs):
             self.resume(job_id)
+        with self.journal.batch():
+            for job in self._each(JobState.PAUSED):
+                if job.id not in self.jobs:
+                    job.reset_retries()
+                    self.set_state(job, JobState.QUEUED)
+                    self.journal.update(job.id, attempts=0)
+        self._kick()
 
     def cancel(self, job_id: int) -> None:
-        job = self.jobs.get(job_id)
+        job = self._loaded(job_id)
         if job is None or job.state.terminal:
             return
         job.cancel_requested = True
@@ -567,12 +764,13 @@ class UploadManager:
         count = 0
         for job in self._running:
             job.wake.set()  # a job in `_sleep` retries now; one not sleeping ignores it
-        for job in self.jobs.values():
-            if job.state == JobState.FAILED:
+        with self.journal.batch():
+            for job in self._each(JobState.FAILED):
                 job.reset_retries()
                 job.restarts = 0
                 job.cancel_requested = job.pause_requested = False
                 self.set_state(job, JobState.QUEUED)
+                self.journal.update(job.id, attempts=0)  # read back with its page
                 count += 1
         self._kick()
         return count
@@ -596,11 +794,12 @@ class UploadManager:
         self.options.bwlimit = self.bandwidth.rate
 
     def set_priority(self, job_id: int, priority: int) -> None:
-        job = self.jobs.get(job_id)
+        job = self._loaded(job_id)
         if job is not None:
             job.priority = priority
-            self._push_ready(job)
             self.journal.update(job_id, priority=priority)
+            if job.state == JobState.QUEUED:
+                self._offer(job)
             self._kick()
 
     # -- dispatch ---------------------------------------------------------------------------
@@ -610,11 +809,20 @@ class UploadManager:
 
     def _push_ready(self, job: Job) -> None:
         heapq.heappush(self._ready, (-job.priority, job.id, next(self._ready_seq), job))
+        if len(self._ready) > 4 * LOOKAHEAD + len(self.jobs):  # stale entries: drop them
+            self._ready = [
+                e
+                for e in self._ready
+                if self.jobs.get(e[1]) is e[3] and e[3].state == JobState.QUEUED
+            ]
+            heapq.heapify(self._ready)
 
     def _pop_runnable(self) -> Job | None:
         """The queued job to start next (highest priority, then oldest), or None."""
         later: list[tuple[int, int, int, Job]] = []
         found: Job | None = None
+        if self._journal_queued and self._lookahead() <= LOOKAHEAD // 2:
+            self._refill()  # the next page of the queue, by index
         while self._ready:
             entry = heapq.heappop(self._ready)
             priority, job_id, _, job = entry
@@ -639,13 +847,19 @@ class UploadManager:
             self._wake.clear()
             if not self.draining and self.stopped is None:
                 while self.gate.free() and (job := self._pop_runnable()) is not None:
+                    weight = 1 if fits_whole(job) else self.options.small_boost
+                    if not self.gate.free(weight):  # a large file waits for a whole slot
+                        self._push_ready(job)
+                        break
                     if not self.journal.try_lock(job.id):
                         ownership.elsewhere(self, job)
                         continue
                     if not ownership.claim(self, job):  # another process finished it
                         self.journal.unlock(job.id)
+                        self._maybe_release(job)
                         continue
-                    self.gate.take()
+                    self.gate.take(weight)
+                    job.slot = weight
                     job.task = asyncio.create_task(self._run(job), name=f"job-{job.id}")
                     self._running.add(job)
                     job.task.add_done_callback(functools.partial(self._not_running, job))
@@ -693,9 +907,10 @@ class UploadManager:
         finally:
             job.sent = job.offset if job.state != JobState.DONE else job.size
             self.journal.unlock(job.id)
-            await self.gate.release()
+            await self.gate.release(job.slot)
             self._dirty.add(job.id)
             self._kick()
+            asyncio.get_running_loop().call_soon(self._maybe_release, job)  # once its task ends
 
     def fail(self, job: Job, message: str) -> None:
         self._fail(job, message)
@@ -709,7 +924,7 @@ class UploadManager:
         if self.stopped is not None:
             return
         self.stopped = str(exc)
-        for other in self.jobs.values():
+        for other in list(self.jobs.values()):
             if other.task is not None and not other.task.done():
                 other.pause_requested = True
                 other.task.cancel()
@@ -718,6 +933,10 @@ class UploadManager:
             elif other.state == JobState.QUEUED or other.state.active:
                 # active without a task: registered, waiting for its data unit step
                 self.set_state(other, JobState.PAUSED, f"stopped: {exc}")
+        with self.journal.batch():  # the queue's rows that wait in the journal
+            for row in self._each(JobState.QUEUED):
+                if row.id not in self.jobs:
+                    self.set_state(row, JobState.PAUSED, f"stopped: {exc}")
         self.emit(FatalStop(str(exc)))
         self._kick()
 
@@ -734,7 +953,7 @@ class UploadManager:
             return
         if self._scans or self.active() or self.stopped is not None:
             return
-        if any(j.state == JobState.QUEUED for j in self.jobs.values()) and not self.draining:
+        if self._queued_here() and not self.draining:
             return
         if self.registrar.pending():
             self._units_task = asyncio.create_task(self._register_units(), name="units")
@@ -754,16 +973,22 @@ class UploadManager:
         units = self._units_task is not None and not self._units_task.done()
         busy = units or self._scans > 0 or bool(self.active())
         if not busy and not self.draining and self.stopped is None:
-            busy = any(
-                j.state == JobState.QUEUED and j.id not in self._locked_elsewhere
-                for j in self.jobs.values()
-            )
+            busy = self._queued_here() > 0
         if not busy and self.registrar.pending() and self.stopped is None:
             busy = True  # the units step is about to start
         if busy:
             self._idle.clear()
         else:
             self._idle.set()
+
+    def _queued_here(self) -> int:
+        """Queued jobs this process will start (from the counters: no pass over the queue)."""
+        elsewhere = sum(
+            1
+            for job_id in self._locked_elsewhere
+            if (j := self.jobs.get(job_id)) is not None and j.state == JobState.QUEUED
+        )
+        return self.counters.count[JobState.QUEUED] - elsewhere
 
     def is_idle(self) -> bool:
         """Nothing runs and nothing will start (what wait_idle waits for), asked now."""
@@ -784,38 +1009,34 @@ class UploadManager:
             if self._idle.is_set():
                 return
 
-    def _emit_totals(self) -> None:
-        # One pass over the jobs (every tick, so it must stay cheap for 100,000 files: five
-        # passes took 126 ms a tick there, this one ~14 ms): count, bytes and bytes sent
-        # by state; cancelled jobs count for neither the total nor the done bytes.
-        by_state = {state: [0, 0, 0] for state in JobState}
+    def totals(self) -> TotalProgress:
+        """Totals over every job of this manager, from the counters kept on each state
+        change plus the bytes the jobs in memory sent since: O(jobs in memory), never
+        O(queue). Cancelled jobs count for neither the total nor the done bytes."""
+        c = self.counters
+        done = c.bytes_done()
         for job in self.jobs.values():
-            entry = by_state[job.state]
-            entry[0] += 1
-            entry[1] += job.size
-            entry[2] += job.sent
-        total = done = 0
-        for state, (_count, size, sent) in by_state.items():
-            if state != JobState.CANCELLED:
-                total += size
-                done += size if state == JobState.DONE else sent
+            if job.state not in (JobState.DONE, JobState.CANCELLED):
+                done += job.sent - job.counted_sent
+        total = c.bytes_total()
         rate = self.meter.sample()
         remaining = max(0, total - done)
         low, high = self.meter.eta_range(remaining)
-        self.emit(
-            TotalProgress(
-                bytes_done=done,
-                bytes_total=total,
-                files_done=by_state[JobState.DONE][0],
-                files_total=len(self.jobs),
-                rate=rate,
-                eta=self.meter.eta(remaining),
-                eta_low=low,
-                eta_high=high,
-                counts={state.value: entry[0] for state, entry in by_state.items()},
-                stalled=remaining > 0 and self.meter.stalled() and bool(self._running),
-            )
+        return TotalProgress(
+            bytes_done=done,
+            bytes_total=total,
+            files_done=c.count[JobState.DONE],
+            files_total=c.files,
+            rate=rate,
+            eta=self.meter.eta(remaining),
+            eta_low=low,
+            eta_high=high,
+            counts={state.value: n for state, n in c.count.items()},
+            stalled=remaining > 0 and self.meter.stalled() and bool(self._running),
         )
+
+    def _emit_totals(self) -> None:
+        self.emit(self.totals())
 
     async def _tick_loop(self) -> None:
         warned_expiry: set[int] = set()

@@ -105,6 +105,8 @@ class Job:
     failing_since: float | None = None  # first failure since the last progress (backoff clock)
     task: asyncio.Task[None] | None = None
     creating_noted: bool = False  # the journal holds a creating_since noted ahead for it
+    slot: int = 1  # the weight it holds of the concurrency gate while it runs
+    counted_sent: int = 0  # `sent` as the manager's counters hold it (engine/states.py)
 
     def reset_retries(self) -> None:
         """A fresh retry budget: after progress, a resume or a retry of a failed job."""
@@ -382,12 +384,12 @@ class FileUpload:
             job.creating_since = None
             self.journal.update(job.id, creating_since=None)
             return
-        known = {j.upload_id for j in self.journal.jobs() if j.upload_id}
-        candidates = [
-            u
-            for u in uploads
-            if u.filename == job.name and not u.complete and u.offset == first and u.id not in known
+        alike = [
+            u for u in uploads if u.filename == job.name and not u.complete and u.offset == first
         ]
+        # Only the few alike are looked up (by index): never the whole journal read.
+        known = self.journal.known_upload_ids([u.id for u in alike])
+        candidates = [u for u in alike if u.id not in known]
         if len(candidates) == 1:
             found = candidates[0]
             self.client.check_origin(found.url)
@@ -665,12 +667,11 @@ class FileUpload:
             self._warn(f"{job.display}: cannot search the server's uploads ({exc})")
             job.creating_since = None
             return None
-        known = {j.upload_id for j in self.journal.jobs() if j.upload_id}
-        alike = [
-            u
-            for u in uploads
-            if u.complete and u.filename == job.name and u.offset == job.size and u.id not in known
+        same = [
+            u for u in uploads if u.complete and u.filename == job.name and u.offset == job.size
         ]
+        known = self.journal.known_upload_ids([u.id for u in same])
+        alike = [u for u in same if u.id not in known]
         for u in alike:
             if (u.checksum or "").lower() == md5:
                 self.client.check_origin(u.url)

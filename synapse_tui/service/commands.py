@@ -358,7 +358,7 @@ def _list(service: EngineService, command: ListJobs) -> dict[str, Any]:
 
 def _job(service: EngineService, job_id: int) -> dict[str, Any]:
     m = service.manager
-    job = m.jobs.get(job_id) if m is not None else None
+    job = m.get(job_id) if m is not None else None
     if m is None or job is None:
         return {"job": None}
     return {

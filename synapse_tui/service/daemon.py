@@ -279,7 +279,7 @@ class EngineService:
             "clients": len(self.router.peers),
             "active": active,
             "queued": (counts.get(JobState.QUEUED.value, 0) if m is not None else 0),
-            "jobs": len(m.jobs) if m is not None else 0,
+            "jobs": m.counters.files if m is not None else 0,
             "counts": counts,
             "concurrency": m.options.concurrency if m is not None else self.settings.concurrency,
             "bwlimit": m.options.bwlimit if m is not None else self.settings.bwlimit,

@@ -50,6 +50,9 @@ class Batch:
     collection: int | None = None
     jobs: set[int] = field(default_factory=set)
     unsettled: set[int] = field(default_factory=set)
+    # Each job's last known state and size, from the events: the engine holds only the
+    # active jobs and its look-ahead in memory, the rest are journal rows.
+    known: dict[int, tuple[JobState, int]] = field(default_factory=dict)
     task: asyncio.Task[Any] | None = None
     done: bool = False
 
@@ -98,9 +101,12 @@ class Router:
         if isinstance(event, JobQueued) and batch is not None:
             batch.jobs.add(event.job_id)
             batch.unsettled.add(event.job_id)
+            batch.known[event.job_id] = (JobState.QUEUED, event.size)
             self.job_batch[event.job_id] = batch
         owner = batch or (self.job_batch.get(job_id) if job_id is not None else None)
         if isinstance(event, JobStateChanged) and owner is not None:
+            size = owner.known.get(event.job_id, (event.state, 0))[1]
+            owner.known[event.job_id] = (event.state, size)
             if event.state in _UNSETTLED:
                 owner.unsettled.add(event.job_id)
             else:
@@ -163,15 +169,20 @@ class Router:
         rate = 0.0
         for job_id in batch.jobs:
             job = m.jobs.get(job_id)
-            if job is None or job.state == JobState.CANCELLED:
+            if job is None:  # not in the engine's memory: as its last event left it
+                state, size = batch.known.get(job_id, (JobState.CANCELLED, 0))
+                sent = size if state == JobState.DONE else 0
+            else:
+                state, size, sent = job.state, job.size, job.sent
+            if state == JobState.CANCELLED:
                 continue
-            total += job.size
-            if job.state == JobState.DONE:
-                done += job.size
+            total += size
+            if state == JobState.DONE:
+                done += size
                 files_done += 1
             else:
-                done += job.sent
-            if job.state.active:
+                done += sent
+            if job is not None and state.active:
                 rate += job.meter.rate()
         eta = (total - done) / rate if rate > 0 else None
         return TotalProgress(done, total, files_done, len(batch.jobs), rate, eta, eta, eta)
@@ -198,7 +209,10 @@ class Router:
         held = m.draining or m.stopped is not None
         for job_id in batch.unsettled:
             job = m.jobs.get(job_id)
-            if job is None:
+            if job is None:  # a journal row: queued there, or settled
+                state = batch.known.get(job_id, (JobState.DONE, 0))[0]
+                if state == JobState.QUEUED and not held:
+                    return False
                 continue
             if job.task is not None and not job.task.done():
                 return False
@@ -212,7 +226,11 @@ class Router:
         if m is None:
             return 0
         return sum(
-            1 for j in batch.jobs if (job := m.jobs.get(j)) is not None and not job.state.terminal
+            1
+            for j in batch.jobs
+            if not (
+                job.state if (job := m.jobs.get(j)) else batch.known.get(j, (JobState.DONE, 0))[0]
+            ).terminal
         )
 
     def finish(self, batch: Batch, stopped: str | None = None) -> None:

@@ -220,9 +220,8 @@ class EngineBridge:
         self._batch, self._progress, self._total, self._scan = [], {}, None, None
         self._touched = set()
         views: dict[int, JobView] = {}
-        jobs = self.manager.jobs
         for job_id in touched:
-            job = jobs.get(job_id)
+            job = self.manager.get(job_id)  # in memory, or its journal row once finished
             if job is not None:
                 views[job_id] = JobView(
                     job_id, job.state.value, job.sent, job.size, job.attempts, job.last_error
@@ -312,7 +311,7 @@ class EngineBridge:
 
     async def job_details(self, job_id: int) -> JobDetails | None:
         def gather() -> JobDetails | None:
-            job = self.manager.jobs.get(job_id)
+            job = self.manager.get(job_id)
             if job is None:
                 return None
             return JobDetails(
@@ -355,6 +354,6 @@ class EngineBridge:
             m = self.manager
             if m.active() or self._tasks:
                 return True
-            return not m.draining and any(j.state.value == "queued" for j in m.jobs.values())
+            return not m.draining and m.totals().counts.get("queued", 0) > 0
 
         return await self.ask(check)

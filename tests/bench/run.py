@@ -23,9 +23,11 @@ from pathlib import Path
 from tests.bench import support
 from tests.bench.cases import CASES, Context, Row, Sizes
 from tests.bench.presigned_cases import case_presigned
+from tests.bench.scale_cases import case_million
 from tests.bench.support import machine_facts, say, sdk_python
 
 CASES[8] = case_presigned  # presigned into S3-compatible storage (moto)
+CASES[9] = case_million  # 100k and 1M queued files: peak RSS, flat (the longest case)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 HEADERS = ("case", "ours", "theirs / reference", "ratio", "target", "result")
@@ -93,10 +95,11 @@ def run_suite(
         "case 3 (peak RSS): one run per configuration, the worst value.",
         "All files cached (read once before timing; nothing dropped from the page cache).",
         "ours = wall time of the whole `synapse-tui` command (interpreter start-up included), "
-        "except 2a, 4 and 7, which use the CLI's own summary clock (its batch, start-up and "
+        "except 2a and 7, which use the CLI's own summary clock (its batch, start-up and "
         "imports excluded) like the other side: synapse-sdk = the time of its upload calls in "
         "one process (import excluded); 7 = the same client against two backends. "
-        "Whole-command rates are kept in last.json.",
+        "Case 4 times both sides as whole commands (the SDK's driver too), at the default "
+        "settings. Whole-command rates are kept in last.json.",
         "Each upload side gets a fresh server process, storage root and state dir; the "
         "roots of many small files are deleted only at the end (deleting thousands of "
         "files between rounds slows ext4's next allocations).",

@@ -42,6 +42,9 @@ class FakeManager:
     def resume_unfinished(self) -> int:
         return 3
 
+    def get(self, job_id: int) -> FakeJob | None:
+        return self.jobs.get(job_id)
+
     def emit(self, event: Any) -> None:
         for listener in self.listeners:
             listener(event)
