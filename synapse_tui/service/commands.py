@@ -318,10 +318,15 @@ class Gone(Exception):
 
 
 def _engine_window(m: UploadManager, command: ListJobs) -> tuple[int, list[dict[str, Any]]]:
-    """The jobs the engine holds, by id. Linear in the jobs held: issue 21's queue in the
-    journal makes this an index read."""
-    jobs = [j for j in m.jobs.values() if command.state in (None, j.state.value)]
-    start = max(0, command.offset)
+    """The jobs the engine holds, by id: a page read by index from the journal (issue 21),
+    live state for those in memory; the count from the engine's counters."""
+    try:
+        state = JobState(command.state) if command.state else None
+    except ValueError:
+        return 0, []
+    limit = max(0, min(MAX_WINDOW, command.limit))
+    jobs = m.window(max(0, command.offset), limit, state)
+    total = m.counters.files if state is None else m.counters.count[state]
     rows = [
         {
             "id": j.id,
@@ -334,9 +339,9 @@ def _engine_window(m: UploadManager, command: ListJobs) -> tuple[int, list[dict[
             "upload_id": j.upload_id,
             "md5": j.md5,
         }
-        for j in jobs[start : start + max(0, min(MAX_WINDOW, command.limit))]
+        for j in jobs
     ]
-    return len(jobs), rows
+    return total, rows
 
 
 def _list(service: EngineService, command: ListJobs) -> dict[str, Any]:

@@ -67,7 +67,10 @@ async def test_small_files_go_in_batches_and_land_intact(
     # 192 queued, 200 more, the last 50 (a request retried after a timeout counts twice).
     # Confirms batched: far fewer requests than files.
     asked = requests["data_files/presigned_upload/upload/"]
-    assert asked[:2] == [200, 200] and sum(asked) >= 450 and len(asked) <= 4, asked
+    # Up to 200 files a request, and few requests (how full each is depends on how many
+    # files are in flight when one goes: 16 small files per 4 slots at the defaults).
+    assert asked[0] == 200 and max(asked) <= 200, asked
+    assert sum(asked) >= 450 and len(asked) <= 4, asked
     confirmed = requests["data_files/presigned_upload/confirm_upload/"]
     assert max(confirmed) >= 8 and len(confirmed) <= 450 // 4, confirmed
     # Nothing went through the chunked path, and no URL stays in the journal.
