@@ -168,6 +168,7 @@ class SynapseApp(App[int]):
             progress_interval=self.progress_interval,
             local_backend=self.settings.host is None,
         )
+        wanted = self.settings.host  # the bridge takes the engine's host into settings
         try:
             await bridge.start()
         except Exception as exc:
@@ -177,6 +178,16 @@ class SynapseApp(App[int]):
             return
         self.bridge = bridge
         status = bridge.status
+        engine_host = status.get("host") or ""
+        if wanted and engine_host and engine_host != wanted:
+            # One engine per state folder: it keeps the backend it was started for.
+            text = (
+                f"the engine of this state folder uploads to {engine_host}, not"
+                f" {wanted}: stop it (`synapse-tui engine stop`) or use another"
+                " --state-dir"
+            )
+            self.notify(text, title="Another backend", severity="warning", timeout=15)
+            self.dashboard.log_widget.add("warning", text)
         banner = self.dashboard.query_one("#banner")
         self.local = bool(status.get("local"))
         banner.host = status.get("host") or ""  # type: ignore[attr-defined]
@@ -277,7 +288,9 @@ class SynapseApp(App[int]):
         names = self.theme_names or list(self.available_themes)
         index = names.index(self.theme) + 1 if self.theme in names else 0
         self.theme = names[index % len(names)]
-        self.notify(f"theme {self.theme}", timeout=2)
+        # No toast per press (twenty presses covered the panes): the colours change where
+        # the eye already is, and the event log says which theme it is.
+        self.dashboard.log_widget.add("info", f"theme {self.theme}")
 
     @work(group="details", exclusive=True, exit_on_error=False)
     async def show_job(self, job_id: int) -> None:

@@ -103,3 +103,25 @@ async def test_with_no_backend_configured_the_engine_hosts_the_local_one(
     assert status["local"] is True and status["pid"] == pid
     stored = list((Path(os.environ["SYNAPSE_TUI_DATA_DIR"]) / "server").rglob("*"))
     assert any(p.is_file() and p.read_bytes() == f.read_bytes() for p in stored)
+
+
+async def test_a_dashboard_for_another_host_says_the_engine_keeps_its_own(
+    engine_env: Env, tmp_path: Path
+) -> None:
+    """One engine per state folder keeps the backend it was started for: a dashboard given
+    another --host attaches to it all the same, and says so instead of failing silently."""
+    folder = tmp_path / "data"
+    write(folder / "a.bin", 4 * KIB)
+    run = engine_env.run("upload", str(folder / "a.bin"), "--detach")
+    assert run.returncode == 0, run.stderr
+    app = _app(engine_env, folder)
+    app.settings.host = "http://127.0.0.1:9/other"
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.bridge, ServiceBridge))
+        log = "\n".join(app.dashboard.log_widget.lines_written)
+        assert f"uploads to {engine_env.server.url}, not http://127.0.0.1:9/other" in log
+        await pilot.press("q")
+        await wait_for(pilot, lambda: isinstance(app.screen, QuitScreen) or not app.is_running)
+        if app.is_running:
+            await pilot.press("k")
+            await wait_for(pilot, lambda: not app.is_running)

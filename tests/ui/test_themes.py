@@ -65,3 +65,17 @@ async def test_t_cycles_and_choice_is_remembered(app_factory: Any) -> None:
     async with again.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
         assert again.theme == "synapse-light"
+
+
+async def test_t_pressed_many_times_piles_no_toasts(app_factory: Any) -> None:
+    """Twenty presses of `t` used to stack twenty toasts over the panes: the theme now shows
+    itself, and the event log names it."""
+    app = app_factory(start_engine=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        before = len(app._notifications)
+        for _ in range(20):
+            await pilot.press("t")
+        await pilot.pause()
+        assert len(app._notifications) == before
+        assert any(f"theme {app.theme}" in line for line in app.dashboard.log_widget.lines_written)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 
 from rich.text import Text
 from textual.widgets import RichLog
@@ -31,7 +32,9 @@ class EventLog(RichLog):
         super().__init__(id=id, markup=False, highlight=False, wrap=True, max_lines=2000)
         self.base = base.rstrip("/") + "/" if base else ""
         self.frozen = frozen
-        self.lines_written: list[str] = []
+        # The plain text of the last lines, as shown (bounded like the log: a batch of a
+        # million files writes a million lines).
+        self.lines_written: deque[str] = deque(maxlen=2000)
 
     def add(self, level: str, message: str) -> None:
         stamp = "--:--:--" if self.frozen else time.strftime("%H:%M:%S")
