@@ -257,7 +257,7 @@ class Journal:
         """Set the connection up and make the tables: the first reads of the file, where
         SQLite finds a damaged one."""
         self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._wal()
         # NORMAL in WAL mode survives any process crash; only an OS crash may lose the last
         # commits, and the server's offset is re-read on resume anyway.
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -273,6 +273,22 @@ class Journal:
             if extra.exists():
                 os.chmod(extra, 0o600)
         journal_files.note_initialised(self.path)
+
+    def _wal(self, patience: float = 30.0) -> None:
+        """Switch to WAL. Two processes opening a new journal at once: the switch of one
+        meets the other's lock and SQLite answers "database is locked" at once, without
+        its busy handler, so it is tried again here for as long as busy_timeout waits."""
+        deadline = time.monotonic() + patience
+        delay = 0.005
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(0.1, delay * 2)
 
     @property
     def connection(self) -> sqlite3.Connection:
