@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -36,3 +37,14 @@ def isolated_dirs(
     ):
         monkeypatch.delenv(var, raising=False)
     return base
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """SYNAPSE_TUI_SKIP_SNAPSHOTS=1 (CI's run on the lowest allowed versions): skip the
+    snapshot comparisons, which hold the drawing of the Textual release that made them."""
+    if os.environ.get("SYNAPSE_TUI_SKIP_SNAPSHOTS") != "1":
+        return
+    skip = pytest.mark.skip(reason="snapshots are drawn by the Textual release that made them")
+    for item in items:
+        if "snap_compare" in getattr(item, "fixturenames", ()):
+            item.add_marker(skip)
