@@ -6,7 +6,6 @@ import argparse
 import difflib
 import json
 import os
-import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -363,12 +362,10 @@ def run_transfer(settings: Settings, args: argparse.Namespace) -> int:
         return run_via_engine(settings, args)
     import asyncio
 
-    from synapse_tui.headless import make_reporter
+    from synapse_tui.headless import catch_interrupts, make_reporter
 
     reporter = make_reporter(args.json, settings.credentials.secrets(), args.verbose)
     manager: Any = None
-    interrupted = asyncio.Event()
-    presses = 0
 
     async def transfer() -> int:
         nonlocal manager
@@ -385,15 +382,7 @@ def run_transfer(settings: Settings, args: argparse.Namespace) -> int:
             await client.aclose()
             raise
 
-        def on_sigint() -> None:
-            nonlocal presses
-            presses += 1
-            if presses > 1:
-                os._exit(EXIT_INTERRUPTED)  # second Ctrl-C forces
-            interrupted.set()
-
-        loop.add_signal_handler(signal.SIGINT, on_sigint)
-        loop.add_signal_handler(signal.SIGTERM, on_sigint)
+        interrupted = catch_interrupts(loop)
         manager.start()
         try:
             if args.command == "upload":

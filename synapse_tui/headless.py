@@ -7,6 +7,7 @@ import atexit
 import contextlib
 import json
 import os
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -404,3 +405,21 @@ def make_reporter(json_mode: bool, secrets: list[str], verbose: bool = False) ->
         return JsonReporter(sys.stdout, sys.stderr, secrets, verbose)
     live = sys.stdout.isatty()
     return TextReporter(sys.stdout, sys.stderr, secrets, verbose, live=live)
+
+
+def catch_interrupts(loop: asyncio.AbstractEventLoop) -> asyncio.Event:
+    """Ctrl-C and SIGTERM set the event returned (the command saves its state and exits
+    130); a second Ctrl-C exits at once."""
+    interrupted = asyncio.Event()
+    presses = 0
+
+    def on_signal() -> None:
+        nonlocal presses
+        presses += 1
+        if presses > 1:
+            os._exit(130)  # second Ctrl-C forces
+        interrupted.set()
+
+    loop.add_signal_handler(signal.SIGINT, on_signal)
+    loop.add_signal_handler(signal.SIGTERM, on_signal)
+    return interrupted

@@ -25,7 +25,7 @@ from synapse_tui.engine.events import (
     UnitRegistered,
 )
 from synapse_tui.engine.names import display_path
-from synapse_tui.headless import Reporter, make_reporter
+from synapse_tui.headless import Reporter, catch_interrupts, make_reporter
 from synapse_tui.service.client import EngineClient, EngineUnavailable, Refused, connect
 from synapse_tui.service.spawn import LOG_NAME, engine_alive, fingerprint
 from synapse_tui.service.wire import (
@@ -198,19 +198,7 @@ async def _until_done(
     outcome: asyncio.Future[dict[str, Any]],
     settings: Settings,
 ) -> int:
-    loop = asyncio.get_running_loop()
-    interrupted = asyncio.Event()
-    presses = 0
-
-    def on_sigint() -> None:
-        nonlocal presses
-        presses += 1
-        if presses > 1:
-            os._exit(EXIT_INTERRUPTED)  # second Ctrl-C forces
-        interrupted.set()
-
-    loop.add_signal_handler(signal.SIGINT, on_sigint)
-    loop.add_signal_handler(signal.SIGTERM, on_sigint)
+    interrupted = catch_interrupts(asyncio.get_running_loop())
     stop = asyncio.ensure_future(interrupted.wait())
     gone = asyncio.ensure_future(client.closed.wait())
     waits: set[asyncio.Future[Any]] = {outcome, stop, gone}
