@@ -205,6 +205,7 @@ class Registrar:
         while True:
             original = self._original(job)
             if original is None:  # not in this run (a resume): uploaded by an earlier one?
+                await self.m.journal.settled()  # the reads below wait for no write
                 entry = self.m.journal.uploaded(self.m.options.host, job.fingerprint, job.size)
                 if entry is None:
                     return False

@@ -1,30 +1,29 @@
 """SQLite journal: jobs, offsets, fingerprints, errors and the ledger of completed uploads.
 
-Survives `kill -9` at any point: WAL mode, one transaction per change, and the server's
-offset is always re-read before resuming, so a stale journal offset costs at most a chunk.
-Never stores credentials. Files are 0600, in a folder made 0700 if synapse-tui creates it.
-A damaged or emptied journal is moved aside and reported (see journal_files).
+Survives `kill -9` at any point: WAL mode, every write atomic, and the server's offset is
+always re-read before resuming, so a stale journal offset costs at most a chunk. Never
+stores credentials. Files are 0600, in a folder made 0700 if synapse-tui creates it. A
+damaged or emptied journal is moved aside and reported (see journal_files).
 
-A write may be *lazy* (`complete(..., lazy=True)`): it joins a transaction that commits when
-the flush scheduled with `defer_commits` runs (the engine: within 5 ms), or earlier with the
-next ordinary write, so many small files cost one commit each instead of two. Only writes
-the engine can lose to a crash are lazy: a completion the server holds is found again on
-resume (see `FileUpload`). While lazy writes wait, this connection holds SQLite's write
-lock: other processes' writes wait those few milliseconds.
+One discipline for writes: every write is a unit queued to the journal's writer thread,
+which runs the units in order, each atomic on its own, and commits what waits in one
+transaction; nothing goes to the server before every write queued ahead of it is committed
+(`durable`, awaited by the engine's HTTP clients), except a finished upload's note, which
+resume finds again on the server if a crash loses it. Reads run on the caller's own
+connection and see every write queued before them (`catch_up`; the engine awaits `settled`
+first, so that its loop never waits). SQLite's waits for the write lock, which another
+process may hold for seconds, happen on the writer's thread, never on the engine's loop.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import json
 import os
 import sqlite3
-import struct
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +32,8 @@ from typing import Any
 from synapse_tui.engine import journal_files
 from synapse_tui.engine.events import JobState
 from synapse_tui.engine.hashing import Identity
+from synapse_tui.engine.journal_locks import Fcntl, JobLocks, fcntl
+from synapse_tui.engine.journal_writer import Unit, Writer
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -156,16 +157,6 @@ class LedgerEntry:
     completed_at: float
 
 
-_OFD_SETLK: int | None = getattr(fcntl, "F_OFD_SETLK", None)  # Linux 3.15+
-_UNSUPPORTED = (errno.EINVAL, errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP)
-_LOCK_FLAGS = os.O_CREAT | os.O_RDWR | getattr(os, "O_CLOEXEC", 0)
-
-
-def _flock(kind: int, job_id: int) -> bytes:
-    """A `struct flock` for byte `job_id` (l_type, l_whence, l_start, l_len, l_pid = 0)."""
-    return struct.pack("hhqqi4x", kind, os.SEEK_SET, job_id, 1, 0)
-
-
 @dataclass(frozen=True)
 class JobKey:
     """What `complete` needs of a job, for a caller that has it in memory."""
@@ -175,6 +166,88 @@ class JobKey:
     size: int
     fingerprint: str
     host: str
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A job to add: a file found by a scan (`upload_id`, `md5`: its earlier upload)."""
+
+    path: bytes
+    identity: Identity
+    fingerprint: str
+    host: str
+    chunk_size: int
+    priority: int = 0
+    extra: dict[str, Any] | None = None
+    upload_id: str | None = None
+    md5: str | None = None
+
+
+def _statement(sql: str, params: tuple[Any, ...]) -> Unit:
+    """The unit of one statement."""
+    return lambda db: db.execute(sql, params)
+
+
+def _insert(specs: list[NewJob]) -> Unit:
+    """The unit that adds `specs`, returning their rows as written (the columns left out
+    take their schema defaults), without reading them back: one query fewer per file."""
+
+    def unit(db: sqlite3.Connection) -> list[JobRecord]:
+        out: list[JobRecord] = []
+        for spec in specs:
+            now = time.time()
+            extra = json.dumps(spec.extra) if spec.extra else None
+            ident = spec.identity
+            cur = db.execute(
+                "INSERT INTO jobs (path, size, mtime_ns, inode, device, fingerprint, host,"
+                " chunk_size, priority, state, extra, upload_id, md5, created_at, updated_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    spec.path,
+                    ident.size,
+                    ident.mtime_ns,
+                    ident.inode,
+                    ident.device,
+                    spec.fingerprint,
+                    spec.host,
+                    spec.chunk_size,
+                    spec.priority,
+                    JobState.QUEUED.value,
+                    extra,
+                    spec.upload_id,
+                    spec.md5,
+                    now,
+                    now,
+                ),
+            )
+            assert cur.lastrowid is not None
+            out.append(
+                JobRecord(
+                    id=cur.lastrowid,
+                    path=spec.path,
+                    size=ident.size,
+                    identity=ident,
+                    fingerprint=spec.fingerprint,
+                    host=spec.host,
+                    chunk_size=spec.chunk_size,
+                    priority=spec.priority,
+                    state=JobState.QUEUED,
+                    upload_id=spec.upload_id,
+                    upload_url=None,
+                    creating_since=None,
+                    offset=0,
+                    attempts=0,
+                    last_error=None,
+                    md5=spec.md5,
+                    resumed_from=None,
+                    created_at=now,
+                    updated_at=now,
+                    extra=json.loads(extra) if extra else {},
+                )
+            )
+        return out
+
+    return unit
 
 
 class _Checkpointer:
@@ -224,55 +297,61 @@ class _Checkpointer:
 
 
 class Journal:
-    """The state database. Calls are short and synchronous; one instance per process."""
+    """The state database: writes queued to its writer thread, reads on this connection."""
 
     FILENAME = "journal.sqlite3"
     CHECKPOINT_EVERY = 200  # commits (~1,000 WAL pages of small-file writes)
     BACKSTOP_PAGES = 16384
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, fcntl_call: Fcntl = fcntl.fcntl) -> None:
         self.directory = directory
         self.path = directory / self.FILENAME
         journal_files.prepare(directory, self.path)  # raises JournalError (one line)
         try:
-            self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            # The writer's connection: used by its thread only, once set up here.
+            self._w = sqlite3.connect(
+                self.path, timeout=30, isolation_level=None, check_same_thread=False
+            )
         except sqlite3.Error as exc:
             raise journal_files.unusable(self.path, exc) from None
         try:
             self._open()
+            self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            self._setup(self._db)
+            self._db.row_factory = sqlite3.Row
         except (sqlite3.Error, OSError) as exc:
-            self._db.close()
+            self._w.close()
             raise journal_files.unusable(self.path, exc) from None
         self._checkpointer = _Checkpointer(self.path)
         self._commits = 0
-        self._held: dict[int, int] = {}  # job id -> its lock file's fd (-1: a byte of jobs.lock)
-        self._lock_fd = -1
-        self._use_ofd = _OFD_SETLK is not None
-        self._schedule: Callable[[Callable[[], None]], object] | None = None
-        self._lazy_open = False  # a transaction of lazy writes waits for flush()
-        self._batches = 0
-        self._unlock_after_commit: set[int] = set()
+        self._locks = JobLocks(directory, fcntl_call)
+        self._locks_mutex = threading.Lock()  # the writer's thread releases locks too
+        self._unlocking: dict[int, int] = {}  # job id -> its release's number
+        self._unlocks = 0
+        self._writer = Writer(self._w, lambda: self._tx(), self._committed)
 
     def _open(self) -> None:
-        """Set the connection up and make the tables: the first reads of the file, where
-        SQLite finds a damaged one."""
-        self._db.row_factory = sqlite3.Row
+        """Set the writer's connection up and make the tables: the first reads of the file,
+        where SQLite finds a damaged one."""
         self._wal()
-        # NORMAL in WAL mode survives any process crash; only an OS crash may lose the last
-        # commits, and the server's offset is re-read on resume anyway.
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=30000")
-        # Checkpoints run on their own thread (see _Checkpointer); this connection does one
-        # itself only if the WAL outgrew 64 MiB all the same.
-        self._db.execute(f"PRAGMA wal_autocheckpoint={self.BACKSTOP_PAGES}")
+        self._setup(self._w)
         for statement in SCHEMA.split(";"):
             if statement.strip():
-                self._db.execute(statement)
+                self._w.execute(statement)
         for suffix in ("-wal", "-shm"):
             extra = Path(str(self.path) + suffix)
             if extra.exists():
                 os.chmod(extra, 0o600)
         journal_files.note_initialised(self.path)
+
+    def _setup(self, db: sqlite3.Connection) -> None:
+        # NORMAL in WAL mode survives any process crash; only an OS crash may lose the last
+        # commits, and the server's offset is re-read on resume anyway.
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA busy_timeout=30000")
+        # Checkpoints run on their own thread (see _Checkpointer); a connection does one
+        # itself only if the WAL outgrew 64 MiB all the same.
+        db.execute(f"PRAGMA wal_autocheckpoint={self.BACKSTOP_PAGES}")
 
     def _wal(self, patience: float = 30.0) -> None:
         """Switch to WAL. Two processes opening a new journal at once: the switch of one
@@ -282,7 +361,7 @@ class Journal:
         delay = 0.005
         while True:
             try:
-                self._db.execute("PRAGMA journal_mode=WAL")
+                self._w.execute("PRAGMA journal_mode=WAL")
                 return
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) or time.monotonic() >= deadline:
@@ -292,25 +371,9 @@ class Journal:
 
     @property
     def connection(self) -> sqlite3.Connection:
-        """The connection, for index queries of this process (engine/session.py)."""
+        """The reading connection, for index queries of this process (engine/session.py);
+        call `catch_up` (or await `settled`) first to see this process's own writes."""
         return self._db
-
-    def defer_commits(self, schedule: Callable[[Callable[[], None]], object] | None) -> None:
-        """Let lazy writes wait for `schedule(flush)` (a timer on the engine's loop); None:
-        commit each write at once again (after committing what waits)."""
-        if schedule is None:
-            self.flush()
-        self._schedule = schedule
-
-    def flush(self) -> None:
-        """Commit the lazy writes that wait, if any."""
-        if self._lazy_open:
-            self._db.execute("COMMIT")
-            self._lazy_open = False
-            self._committed()
-        waiting, self._unlock_after_commit = self._unlock_after_commit, set()
-        for job_id in waiting:
-            self.unlock(job_id)
 
     def _committed(self) -> None:
         self._commits += 1
@@ -318,77 +381,62 @@ class Journal:
             self._checkpointer.poke()
 
     def close(self) -> None:
-        self.flush()
+        """Commit what waits, then let go of everything."""
+        self._writer.close()
         self._checkpointer.stop()
-        for job_id in list(self._held):
-            self.unlock(job_id)
-        if self._lock_fd >= 0:
-            os.close(self._lock_fd)
-            self._lock_fd = -1
+        with self._locks_mutex:
+            self._unlocking.clear()
+            self._locks.close()
         self._db.close()
+        self._w.close()
+
+    # -- the one write discipline -----------------------------------------------------------
 
     @contextmanager
-    def _tx(self, lazy: bool = False, single: bool = False) -> Iterator[sqlite3.Connection]:
-        """One write, atomic. `single`: the write is one statement, atomic on its own
-        (SQLite undoes a failed statement and nothing else), so it needs no savepoint
-        inside a transaction and no BEGIN outside one: 2 statements fewer a write."""
-        if not self._db.in_transaction and lazy and self._schedule is not None:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._lazy_open = True
-            self._schedule(self.flush)
-        if self._db.in_transaction and single:
-            yield self._db
-            if not lazy and not self._batches:
-                self.flush()
-            return
-        if single:  # autocommit: the statement is its own transaction
-            yield self._db
-            self._committed()
-            return
-        if self._db.in_transaction:  # batch() or lazy writes: a savepoint keeps this atomic
-            self._db.execute("SAVEPOINT one_write")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK TO one_write")
-                self._db.execute("RELEASE one_write")
-                raise
-            self._db.execute("RELEASE one_write")
-            if not lazy and not self._batches:
-                self.flush()  # an ordinary write is committed when it returns
-            return
-        self._db.execute("BEGIN IMMEDIATE")
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One unit, atomic inside the writer's transaction (the writer's thread only)."""
+        self._w.execute("SAVEPOINT one_write")
         try:
-            yield self._db
+            yield self._w
         except BaseException:
-            self._db.execute("ROLLBACK")
+            self._w.execute("ROLLBACK TO one_write")
+            self._w.execute("RELEASE one_write")
             raise
-        self._db.execute("COMMIT")
-        self._committed()
+        self._w.execute("RELEASE one_write")
 
-    @contextmanager
-    def batch(self) -> Iterator[None]:
-        """Make the writes inside one transaction (a scan batch: one commit, not one per file).
+    def write(self, unit: Unit, *, durable: bool = True) -> None:
+        """Queue `unit`; `durable=False`: the server need not wait for it (see the module)."""
+        self._writer.submit(unit, durable=durable)
 
-        Each write stays atomic on its own, and what was written is committed even when the
-        block ends with an exception: the engine may already act on those rows. Keep the
-        block free of awaits, or other writers of this process would join the batch.
-        """
-        self._batches += 1
-        try:
-            if self._db.in_transaction:
-                yield  # inside a batch, or joining the lazy writes (committed with them)
-                return
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield
-            finally:
-                self._db.execute("COMMIT")
-                self._committed()
-        finally:
-            self._batches -= 1
+    def call(self, unit: Unit) -> Any:
+        """Queue `unit` and wait (blocking) for what it returns, once committed."""
+        return self._writer.wait(self._writer.submit(unit))
 
-    # -- jobs -------------------------------------------------------------------------------
+    async def call_async(self, unit: Unit) -> Any:
+        """Queue `unit` and await what it returns, once committed; the loop goes on."""
+        return await self._writer.result(self._writer.submit(unit))
+
+    def caught_up(self) -> bool:
+        """Whether every write queued so far is committed."""
+        return self._writer.caught_up()
+
+    def catch_up(self) -> None:
+        """Block until every write queued so far is committed (what reads do first)."""
+        if not self._writer.caught_up() or self._writer.broken is not None:
+            self._writer.wait()
+
+    async def settled(self) -> None:
+        """Every write queued so far is committed (the loop goes on meanwhile)."""
+        await self._writer.result()
+
+    async def durable(self) -> None:
+        """Every write that must precede the next request is committed: the engine's
+        clients await this before each request."""
+        await self._writer.result(durable=True)
+
+    def _read(self) -> sqlite3.Connection:
+        self.catch_up()
+        return self._db
 
     def add_job(
         self,
@@ -400,57 +448,20 @@ class Journal:
         priority: int = 0,
         extra: dict[str, Any] | None = None,
     ) -> JobRecord:
-        now = time.time()
-        with self._tx(single=True) as db:
-            cur = db.execute(
-                "INSERT INTO jobs (path, size, mtime_ns, inode, device, fingerprint, host,"
-                " chunk_size, priority, state, extra, created_at, updated_at)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    path,
-                    identity.size,
-                    identity.mtime_ns,
-                    identity.inode,
-                    identity.device,
-                    fingerprint,
-                    host,
-                    chunk_size,
-                    priority,
-                    JobState.QUEUED.value,
-                    json.dumps(extra) if extra else None,
-                    now,
-                    now,
-                ),
-            )
-            job_id = cur.lastrowid
-        assert job_id is not None
-        # The row as written (the columns left out take their schema defaults), without
-        # reading it back: one query fewer per file of a scan.
-        return JobRecord(
-            id=job_id,
-            path=path,
-            size=identity.size,
-            identity=identity,
-            fingerprint=fingerprint,
-            host=host,
-            chunk_size=chunk_size,
-            priority=priority,
-            state=JobState.QUEUED,
-            upload_id=None,
-            upload_url=None,
-            creating_since=None,
-            offset=0,
-            attempts=0,
-            last_error=None,
-            md5=None,
-            resumed_from=None,
-            created_at=now,
-            updated_at=now,
-            extra=json.loads(json.dumps(extra)) if extra else {},
-        )
+        """Add one queued job and wait (blocking) for its row; the engine uses `add_jobs`."""
+        spec = NewJob(path, identity, fingerprint, host, chunk_size, priority, extra)
+        records: list[JobRecord] = self.call(_insert([spec]))
+        return records[0]
+
+    async def add_jobs(self, specs: list[NewJob]) -> list[JobRecord]:
+        """Add queued jobs in one write; their rows, once committed (the loop goes on)."""
+        if not specs:
+            return []
+        records: list[JobRecord] = await self.call_async(_insert(specs))
+        return records
 
     def get(self, job_id: int) -> JobRecord:
-        row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        row = self._read().execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         if row is None:
             raise KeyError(job_id)
         return JobRecord.from_row(row)
@@ -458,12 +469,12 @@ class Journal:
     def jobs(self, states: tuple[JobState, ...] | None = None) -> list[JobRecord]:
         if states:
             marks = ",".join("?" * len(states))
-            rows = self._db.execute(
+            rows = self._read().execute(
                 f"SELECT * FROM jobs WHERE state IN ({marks}) ORDER BY priority DESC, id",
                 [s.value for s in states],
             )
         else:
-            rows = self._db.execute("SELECT * FROM jobs ORDER BY id")
+            rows = self._read().execute("SELECT * FROM jobs ORDER BY id")
         return [JobRecord.from_row(r) for r in rows]
 
     def unfinished(self, host: str | None = None) -> list[JobRecord]:
@@ -476,11 +487,15 @@ class Journal:
         for state in UNFINISHED:
             after = 0
             while True:
-                rows = self._db.execute(
-                    "SELECT * FROM jobs INDEXED BY jobs_state WHERE state = ? AND id > ?"
-                    " ORDER BY id LIMIT ?",
-                    (state.value, after, page),
-                ).fetchall()
+                rows = (
+                    self._read()
+                    .execute(
+                        "SELECT * FROM jobs INDEXED BY jobs_state WHERE state = ? AND id > ?"
+                        " ORDER BY id LIMIT ?",
+                        (state.value, after, page),
+                    )
+                    .fetchall()
+                )
                 for row in rows:
                     if row["host"] == host:
                         yield JobRecord.from_row(row)
@@ -490,10 +505,14 @@ class Journal:
 
     def count_unfinished(self, host: str) -> int:
         marks = ",".join("?" * len(UNFINISHED))
-        (n,) = self._db.execute(
-            f"SELECT COUNT(*) FROM jobs WHERE host = ? AND state IN ({marks})",
-            (host, *[s.value for s in UNFINISHED]),
-        ).fetchone()
+        (n,) = (
+            self._read()
+            .execute(
+                f"SELECT COUNT(*) FROM jobs WHERE host = ? AND state IN ({marks})",
+                (host, *[s.value for s in UNFINISHED]),
+            )
+            .fetchone()
+        )
         return int(n)
 
     def known_upload_ids(self, upload_ids: list[str]) -> set[str]:
@@ -501,7 +520,7 @@ class Journal:
         known: set[str] = set()
         for start in range(0, len(upload_ids), 500):
             part = upload_ids[start : start + 500]
-            rows = self._db.execute(
+            rows = self._read().execute(
                 f"SELECT upload_id FROM jobs WHERE upload_id IN ({','.join('?' * len(part))})",
                 part,
             )
@@ -509,17 +528,21 @@ class Journal:
         return known
 
     def find_unfinished(self, path: bytes, fingerprint: str, host: str) -> JobRecord | None:
-        row = self._db.execute(
-            "SELECT * FROM jobs WHERE path = ? AND fingerprint = ? AND host = ? AND state IN"
-            f" ({','.join('?' * len(UNFINISHED))}) ORDER BY id DESC LIMIT 1",
-            (path, fingerprint, host, *[s.value for s in UNFINISHED]),
-        ).fetchone()
+        row = (
+            self._read()
+            .execute(
+                "SELECT * FROM jobs WHERE path = ? AND fingerprint = ? AND host = ? AND state IN"
+                f" ({','.join('?' * len(UNFINISHED))}) ORDER BY id DESC LIMIT 1",
+                (path, fingerprint, host, *[s.value for s in UNFINISHED]),
+            )
+            .fetchone()
+        )
         return JobRecord.from_row(row) if row else None
 
     def relative_unfinished(self) -> list[JobRecord]:
         """Unfinished jobs with a relative path (journaled by an older synapse-tui,
         relative to the folder it ran in, which the journal does not know)."""
-        rows = self._db.execute(
+        rows = self._read().execute(
             "SELECT * FROM jobs WHERE hex(substr(path, 1, 1)) != '2F' AND state IN"
             f" ({','.join('?' * len(UNFINISHED))})",
             [s.value for s in UNFINISHED],
@@ -527,10 +550,11 @@ class Journal:
         return [JobRecord.from_row(r) for r in rows]
 
     def set_path(self, job_id: int, path: bytes) -> None:
-        with self._tx(single=True) as db:
-            db.execute(
+        self.write(
+            _statement(
                 "UPDATE jobs SET path = ?, updated_at = ? WHERE id = ?", (path, time.time(), job_id)
             )
+        )
 
     def known_fingerprints(self, host: str, fingerprints: list[str]) -> set[str]:
         """Which of `fingerprints` the ledger or an unfinished job of `host` has: one query
@@ -539,7 +563,7 @@ class Journal:
             return set()
         marks = ",".join("?" * len(fingerprints))
         states = [s.value for s in UNFINISHED]
-        rows = self._db.execute(
+        rows = self._read().execute(
             f"SELECT fingerprint FROM ledger WHERE host = ? AND fingerprint IN ({marks})"
             " UNION SELECT fingerprint FROM jobs WHERE host = ? AND fingerprint IN"
             f" ({marks}) AND state IN ({','.join('?' * len(states))})",
@@ -565,7 +589,7 @@ class Journal:
     )
 
     def update(self, job_id: int, **values: Any) -> None:
-        """Set columns of one job in one transaction."""
+        """Set columns of one job, in one write."""
         unknown = set(values) - self._UPDATABLE
         if unknown:
             raise ValueError(f"not updatable: {sorted(unknown)}")
@@ -575,32 +599,36 @@ class Journal:
             values["extra"] = json.dumps(values["extra"])
         values["updated_at"] = time.time()
         cols = ", ".join(f"{k} = ?" for k in values)
-        with self._tx(single=True) as db:
-            db.execute(f"UPDATE jobs SET {cols} WHERE id = ?", (*values.values(), job_id))
+        self.write(_statement(f"UPDATE jobs SET {cols} WHERE id = ?", (*values.values(), job_id)))
 
     def mark_creating(self, job_ids: list[int], at: float) -> None:
         """Note that a new upload may be created for each of these jobs from `at` on (their
         `creating_since`), in one write."""
         marks = ",".join("?" * len(job_ids))
-        with self._tx(single=True) as db:
-            db.execute(
+        self.write(
+            _statement(
                 f"UPDATE jobs SET creating_since = ?, updated_at = ? WHERE id IN ({marks})",
                 (at, time.time(), *job_ids),
             )
+        )
 
     def add_error(self, job_id: int, message: str) -> None:
-        with self._tx() as db:
+        now = time.time()
+
+        def unit(db: sqlite3.Connection) -> None:
             db.execute(
                 "INSERT INTO job_errors (job_id, at, message) VALUES (?,?,?)",
-                (job_id, time.time(), message),
+                (job_id, now, message),
             )
             db.execute(
                 "UPDATE jobs SET last_error = ?, updated_at = ? WHERE id = ?",
-                (message, time.time(), job_id),
+                (message, now, job_id),
             )
 
+        self.write(unit)
+
     def errors(self, job_id: int) -> list[tuple[float, str]]:
-        rows = self._db.execute(
+        rows = self._read().execute(
             "SELECT at, message FROM job_errors WHERE job_id = ? ORDER BY at", (job_id,)
         )
         return [(r["at"], r["message"]) for r in rows]
@@ -617,29 +645,31 @@ class Journal:
         *,
         lazy: bool = False,
     ) -> None:
-        """Mark a job uploaded and add it to the ledger, in one transaction (`lazy`: see the
-        module's docstring)."""
+        """Mark a job uploaded and add it to the ledger, in one write (`lazy`: requests need
+        not wait for it, see the module's docstring)."""
         now = time.time()
-        with self._tx(lazy) as db:
+        row = (
+            state.value,
+            md5,
+            upload_id,
+            resumed_from,
+            json.dumps(result),
+            json.dumps(extra) if extra else None,
+            now,
+            job.id,
+        )
+        entry = (job.host, job.fingerprint, job.size, md5, upload_id, job.path, now)
+
+        def unit(db: sqlite3.Connection) -> None:
             db.execute(
                 "UPDATE jobs SET state = ?, md5 = ?, upload_id = ?, offset = size,"
                 " resumed_from = ?, result = ?, extra = ?, creating_since = NULL, updated_at = ?"
                 " WHERE id = ?",
-                (
-                    state.value,
-                    md5,
-                    upload_id,
-                    resumed_from,
-                    json.dumps(result),
-                    json.dumps(extra) if extra else None,
-                    now,
-                    job.id,
-                ),
+                row,
             )
-            db.execute(
-                "INSERT OR REPLACE INTO ledger VALUES (?,?,?,?,?,?,?)",
-                (job.host, job.fingerprint, job.size, md5, upload_id, job.path, now),
-            )
+            db.execute("INSERT OR REPLACE INTO ledger VALUES (?,?,?,?,?,?,?)", entry)
+
+        self.write(unit, durable=not lazy)
 
     def prune(self, states: tuple[JobState, ...]) -> tuple[int, int]:
         """Delete the jobs in `states`; (deleted, kept). Kept: jobs holding collection steps
@@ -647,17 +677,21 @@ class Journal:
         ledger of uploads is untouched: what was uploaded stays known."""
         marks = ",".join("?" * len(states))
         values = [s.value for s in states]
-        with self._tx() as db:
+
+        def unit(db: sqlite3.Connection) -> tuple[int, int]:
             cur = db.execute(f"DELETE FROM jobs WHERE state IN ({marks}) AND extra IS NULL", values)
             db.execute("DELETE FROM job_errors WHERE job_id NOT IN (SELECT id FROM jobs)")
             (kept,) = db.execute(
                 f"SELECT COUNT(*) FROM jobs WHERE state IN ({marks})", values
             ).fetchone()
-        return cur.rowcount, kept
+            return cur.rowcount, int(kept)
+
+        counts: tuple[int, int] = self.call(unit)
+        return counts
 
     def registered(self, host: str, fingerprint: str, collection: Any) -> Any | None:
         """The data unit id of this content in this collection, if a job registered it."""
-        rows = self._db.execute(
+        rows = self._read().execute(
             "SELECT extra FROM jobs WHERE host = ? AND fingerprint = ? AND state = ?"
             " AND extra IS NOT NULL",
             (host, fingerprint, JobState.DONE.value),
@@ -672,7 +706,7 @@ class Journal:
         """(id, checksum) of the data file a job of this content got, if one did. A
         presigned upload's ledger entry names a file key, no chunked upload that
         `data_files/` could register: its data file is only known from here."""
-        rows = self._db.execute(
+        rows = self._read().execute(
             "SELECT extra FROM jobs WHERE host = ? AND fingerprint = ? AND size = ?"
             " AND extra IS NOT NULL",
             (host, fingerprint, size),
@@ -686,10 +720,14 @@ class Journal:
     # -- ledger -----------------------------------------------------------------------------
 
     def uploaded(self, host: str, fingerprint: str, size: int) -> LedgerEntry | None:
-        row = self._db.execute(
-            "SELECT * FROM ledger WHERE host = ? AND fingerprint = ? AND size = ?",
-            (host, fingerprint, size),
-        ).fetchone()
+        row = (
+            self._read()
+            .execute(
+                "SELECT * FROM ledger WHERE host = ? AND fingerprint = ? AND size = ?",
+                (host, fingerprint, size),
+            )
+            .fetchone()
+        )
         if row is None:
             return None
         return LedgerEntry(
@@ -703,7 +741,7 @@ class Journal:
         )
 
     def uploaded_paths(self, host: str) -> dict[bytes, LedgerEntry]:
-        rows = self._db.execute("SELECT * FROM ledger WHERE host = ?", (host,))
+        rows = self._read().execute("SELECT * FROM ledger WHERE host = ?", (host,))
         return {
             bytes(r["path"]): LedgerEntry(
                 r["host"],
@@ -720,53 +758,25 @@ class Journal:
     # -- locks ------------------------------------------------------------------------------
 
     def try_lock(self, job_id: int) -> bool:
-        """Take this process's lock on a job; False if another process holds it.
-
-        On Linux a job's lock is byte `job_id` of one file, taken with an open file
-        description lock: it conflicts with any other open of the file (another process,
-        or another Journal in this one), and it goes when the process does. Elsewhere each
-        job has a lock file of its own, locked with flock (a file created per job: the
-        cost that made this the first item of the small-files profile, and a folder that
-        grew with every job ever run).
-        """
-        if job_id in self._held:
-            if job_id in self._unlock_after_commit:
-                self._unlock_after_commit.discard(job_id)  # taken again: keep it
-            return True
-        if self._use_ofd and _OFD_SETLK is not None:
-            if self._lock_fd < 0:
-                self._lock_fd = os.open(self.directory / "jobs.lock", _LOCK_FLAGS, 0o600)
-            try:
-                fcntl.fcntl(self._lock_fd, _OFD_SETLK, _flock(fcntl.F_WRLCK, job_id))
-            except OSError as exc:
-                if exc.errno in (errno.EAGAIN, errno.EACCES):
-                    return False
-                if exc.errno not in _UNSUPPORTED:
-                    raise
-                self._use_ofd = False  # an old kernel or a filesystem without them
-            else:
-                self._held[job_id] = -1
-                return True
-        locks = self.directory / "locks"
-        locks.mkdir(mode=0o700, exist_ok=True)
-        fd = os.open(locks / f"{job_id}.lock", _LOCK_FLAGS, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        self._held[job_id] = fd
-        return True
+        """Take this process's lock on a job; False if another process holds it (see
+        journal_locks). A lock whose release waits for a commit is kept instead."""
+        with self._locks_mutex:
+            self._unlocking.pop(job_id, None)  # taken again: keep it
+            return self._locks.try_lock(job_id)
 
     def unlock(self, job_id: int) -> None:
-        """Release a job's lock; while lazy writes wait, once they are committed: another
+        """Release a job's lock once the writes queued before are committed: another
         process that takes the lock must read what this one wrote under it (a job done
         here, re-read there as still queued, would be uploaded twice)."""
-        if self._lazy_open and job_id in self._held:
-            self._unlock_after_commit.add(job_id)
-            return
-        fd = self._held.pop(job_id, None)
-        if fd == -1 and _OFD_SETLK is not None:
-            fcntl.fcntl(self._lock_fd, _OFD_SETLK, _flock(fcntl.F_UNLCK, job_id))
-        elif fd is not None:
-            os.close(fd)
+        with self._locks_mutex:
+            if not self._locks.holds(job_id):
+                return
+            self._unlocks += 1
+            number = self._unlocking[job_id] = self._unlocks
+        self._writer.after_commit(lambda: self._release(job_id, number))
+
+    def _release(self, job_id: int, number: int) -> None:
+        with self._locks_mutex:
+            if self._unlocking.get(job_id) == number:  # not taken again since
+                del self._unlocking[job_id]
+                self._locks.unlock(job_id)

@@ -60,6 +60,7 @@ class PresignedService:
         # Requests to the storage share the API client's pool (closed with it); they carry
         # no credentials (StorageClient adds none) and only go to the announced origin.
         self.storage = StorageClient(transport=getattr(manager.client, "_transport", None))
+        self.storage.barrier = manager.journal.durable  # as the API client's (protocol.py)
         self.capable: bool | None = None
         self.why_not = ""
         self._discovering = asyncio.Lock()

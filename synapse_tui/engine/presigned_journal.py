@@ -7,6 +7,7 @@ finishes, so a resume after a crash or `kill -9` sends only the parts that lack 
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from dataclasses import dataclass, field
 
@@ -58,47 +59,39 @@ class Grant:
 
 
 class PresignedJournal:
-    """Reads and writes of the two tables, on the journal's connection."""
+    """Reads and writes of the two tables: writes are units of the journal's writer."""
 
     def __init__(self, journal: Journal) -> None:
         self.journal = journal
-        with journal._tx() as db:
-            for statement in SCHEMA:
-                db.execute(statement)
-            # Grants of jobs that ended otherwise (cancelled, failed, pruned): their URLs
-            # are credentials and no use any more.
-            states = [s.value for s in UNFINISHED]
-            marks = ",".join("?" * len(states))
-            for table in ("presigned_parts", "presigned_files"):
-                db.execute(
-                    f"DELETE FROM {table} WHERE job_id NOT IN"
-                    f" (SELECT id FROM jobs WHERE state IN ({marks}))",
-                    states,
-                )
-            # The jobs that have a grant, kept in memory: most jobs never have one (chunked
-            # uploads), and a lookup per file would cost them a query each.
-            self._jobs = {int(r[0]) for r in db.execute("SELECT job_id FROM presigned_files")}
+        # The jobs that have a grant, kept in memory: most jobs never have one (chunked
+        # uploads), and a lookup per file would cost them a query each.
+        self._jobs: set[int] = journal.call(_set_up)
 
     def save(self, grants: dict[int, Grant]) -> None:
         """Record the grants of a batch in one write (replacing any older one of a job)."""
         now = time.time()
         self._jobs.update(grants)
-        with self.journal._tx() as db:
-            for job_id, g in grants.items():
+        rows = [
+            (job_id, (job_id, g.file_key, g.url, g.upload_id, g.part_size, g.expires_at, now))
+            for job_id, g in grants.items()
+        ]
+        parts = [
+            [(job_id, n, p.url, p.etag) for n, p in g.parts.items()] for job_id, g in grants.items()
+        ]
+
+        def unit(db: sqlite3.Connection) -> None:
+            for (job_id, row), its_parts in zip(rows, parts, strict=True):
                 db.execute("DELETE FROM presigned_parts WHERE job_id = ?", (job_id,))
-                db.execute(
-                    "INSERT OR REPLACE INTO presigned_files VALUES (?,?,?,?,?,?,?)",
-                    (job_id, g.file_key, g.url, g.upload_id, g.part_size, g.expires_at, now),
-                )
-                db.executemany(
-                    "INSERT INTO presigned_parts VALUES (?,?,?,?)",
-                    [(job_id, n, p.url, p.etag) for n, p in g.parts.items()],
-                )
+                db.execute("INSERT OR REPLACE INTO presigned_files VALUES (?,?,?,?,?,?,?)", row)
+                db.executemany("INSERT INTO presigned_parts VALUES (?,?,?,?)", its_parts)
+
+        self.journal.write(unit)
 
     def load(self, job_id: int) -> Grant | None:
         if job_id not in self._jobs:
             return None
-        db = self.journal._db
+        self.journal.catch_up()
+        db = self.journal.connection
         row = db.execute(
             "SELECT file_key, url, upload_id, part_size, expires_at FROM presigned_files"
             " WHERE job_id = ?",
@@ -117,27 +110,52 @@ class PresignedJournal:
         return job_id in self._jobs
 
     def part_done(self, job_id: int, number: int, etag: str) -> None:
-        with self.journal._tx(single=True) as db:
-            db.execute(
+        self.journal.write(
+            lambda db: db.execute(
                 "UPDATE presigned_parts SET etag = ? WHERE job_id = ? AND part_number = ?",
                 (etag, job_id, number),
             )
+        )
 
     def renewed(self, job_id: int, grant: Grant) -> None:
         """Fresh URLs (same key, same multipart upload) after the old ones expired."""
-        with self.journal._tx() as db:
+        url, expires_at = grant.url, grant.expires_at
+        parts = [(p.url, job_id, n) for n, p in grant.parts.items()]
+
+        def unit(db: sqlite3.Connection) -> None:
             db.execute(
                 "UPDATE presigned_files SET url = ?, expires_at = ? WHERE job_id = ?",
-                (grant.url, grant.expires_at, job_id),
+                (url, expires_at, job_id),
             )
             db.executemany(
-                "UPDATE presigned_parts SET url = ? WHERE job_id = ? AND part_number = ?",
-                [(p.url, job_id, n) for n, p in grant.parts.items()],
+                "UPDATE presigned_parts SET url = ? WHERE job_id = ? AND part_number = ?", parts
             )
 
+        self.journal.write(unit)
+
     def forget(self, job_id: int, *, lazy: bool = False) -> None:
-        """Drop a job's grant (done, or starting again); `lazy` joins the next commit."""
+        """Drop a job's grant (done, or starting again); `lazy`: requests need not wait."""
         self._jobs.discard(job_id)
-        with self.journal._tx(lazy) as db:
+
+        def unit(db: sqlite3.Connection) -> None:
             db.execute("DELETE FROM presigned_parts WHERE job_id = ?", (job_id,))
             db.execute("DELETE FROM presigned_files WHERE job_id = ?", (job_id,))
+
+        self.journal.write(unit, durable=not lazy)
+
+
+def _set_up(db: sqlite3.Connection) -> set[int]:
+    """Make the tables, drop stale grants; the jobs that have one."""
+    for statement in SCHEMA:
+        db.execute(statement)
+    # Grants of jobs that ended otherwise (cancelled, failed, pruned): their URLs
+    # are credentials and no use any more.
+    states = [s.value for s in UNFINISHED]
+    marks = ",".join("?" * len(states))
+    for table in ("presigned_parts", "presigned_files"):
+        db.execute(
+            f"DELETE FROM {table} WHERE job_id NOT IN"
+            f" (SELECT id FROM jobs WHERE state IN ({marks}))",
+            states,
+        )
+    return {int(r[0]) for r in db.execute("SELECT job_id FROM presigned_files")}

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -144,6 +144,9 @@ class ProtocolClient:
             "Accept-Encoding": "gzip, deflate",
             "User-Agent": USER_AGENT,
         }
+        # Awaited before each request: the engine's journal commits what must precede it
+        # (Journal.durable), so no request outruns the write that makes it recoverable.
+        self.barrier: Callable[[], Awaitable[None]] | None = None
 
     async def aclose(self) -> None:
         await self._transport.aclose()
@@ -201,6 +204,8 @@ class ProtocolClient:
     ) -> httpx.Response:
         """One request; `what` names it in errors ("finalize", "start-up check"), and
         `deadline` bounds it whole: connect, send, and the answer to its last byte."""
+        if self.barrier is not None:  # outside `deadline`: the request has not started
+            await self.barrier()
         target = self._checked_url(url)
         all_headers = {**self._base_headers}
         if not anonymous:

@@ -35,7 +35,7 @@ from synapse_tui.engine.events import (
     TotalProgress,
 )
 from synapse_tui.engine.health import BackendHealth
-from synapse_tui.engine.journal import JobKey, JobRecord, Journal
+from synapse_tui.engine.journal import JobKey, JobRecord, Journal, NewJob
 from synapse_tui.engine.limits import Backoff, Bandwidth, Gate
 from synapse_tui.engine.meter import Meter
 from synapse_tui.engine.names import display_path
@@ -52,11 +52,6 @@ def _by_id(job: Job) -> int:
     return job.id
 
 
-# How long a finished upload's journal note may wait for company: the next ordinary
-# write (a batch of "creating" notes, a state change) or this timer commits it, along
-# with the notes of other files finished meanwhile. Lost to a crash, the note is found
-# again on the server (see journal.py).
-LAZY_COMMIT_DELAY = 0.005
 # A small file's "creating" note (its whole-file POST may be sent) is journaled ahead for
 # up to this many queued small files at once, in one write. Noted early is safe: after a
 # crash, resume looks for such a file's upload on the server before sending it.
@@ -135,6 +130,9 @@ class UploadManager:
         # row (see `session`): `get`, `window` and `totals` answer for all of them.
         self.jobs: dict[int, Job] = {}
         self.session = Session(journal)
+        # No request leaves before the journal writes that must precede it are committed
+        # (journal.py): the client awaits them, the loop goes on meanwhile.
+        client.barrier = journal.durable
         self.counters = Counters()
         self._held_queued = 0  # jobs in `jobs` whose state is QUEUED
         self._journal_queued = False  # queued rows may wait in the journal, not in memory
@@ -179,8 +177,6 @@ class UploadManager:
 
     def start(self) -> None:
         if self._dispatcher is None:
-            loop = asyncio.get_running_loop()
-            self.journal.defer_commits(lambda flush: loop.call_later(LAZY_COMMIT_DELAY, flush))
             self._dispatcher = asyncio.create_task(self._dispatch_loop(), name="dispatcher")
             self._ticker = asyncio.create_task(self._tick_loop(), name="ticker")
 
@@ -200,7 +196,6 @@ class UploadManager:
             if not job.state.terminal and job.state != JobState.PAUSED and job.state.active:
                 self.set_state(job, JobState.PAUSED, message)
         self._emit_totals()
-        self.journal.defer_commits(None)
         with contextlib.suppress(Exception):
             await self.client.aclose()
 
@@ -376,9 +371,9 @@ class UploadManager:
         state = JobState.REGISTERING if job.extra.get("collection") is not None else JobState.DONE
         if state == JobState.REGISTERING:
             job.extra["uploaded"] = True
-        # A plain upload's note may wait up to LAZY_COMMIT_DELAY for the next write (one
-        # commit for both): lost to a crash, resume finds the upload complete on the
-        # server. A job that goes on to register has its note committed at once.
+        # No request waits for a plain upload's note (lazy): lost to a crash, resume finds
+        # the upload complete on the server. A job that goes on to register has its note
+        # committed before its next request.
         lazy = state == JobState.DONE
         self.health.ok()
         self.journal.complete(
@@ -476,22 +471,25 @@ class UploadManager:
             ownership.adopt_relative(self.journal)  # so an older job of these files is found
             absolute = [ownership.absolute(os.fsencode(p)) for p in paths]
             async for batch in scan(absolute):
-                with self.journal.batch():  # one commit for the batch's new jobs
-                    found = [i for i in batch if not isinstance(i, Refused)]
-                    known = self.journal.known_fingerprints(
-                        self.options.host, [i.fingerprint for i in found]
-                    )
-                    keys = [(i.identity.size, i.fingerprint) for i in found]
-                    seen = self.session.seen(scan_id, keys) if not force else {}
-                    before = set(seen)
-                    for item in batch:
-                        if isinstance(item, Refused):
-                            self._refused(item, totals)
-                            continue
-                        totals.files += 1
-                        totals.bytes += item.identity.size
-                        self._accept(item, totals, seen, force, priority, plan, known)
-                    self.session.note_seen(scan_id, {k: seen[k] for k in seen if k not in before})
+                await self.journal.settled()  # its reads see every write of this process
+                adds: dict[tuple[bytes, str], NewJob] = {}  # the batch's new jobs: one write
+                found = [i for i in batch if not isinstance(i, Refused)]
+                known = self.journal.known_fingerprints(
+                    self.options.host, [i.fingerprint for i in found]
+                )
+                keys = [(i.identity.size, i.fingerprint) for i in found]
+                seen = self.session.seen(scan_id, keys) if not force else {}
+                before = set(seen)
+                for item in batch:
+                    if isinstance(item, Refused):
+                        self._refused(item, totals)
+                        continue
+                    totals.files += 1
+                    totals.bytes += item.identity.size
+                    self._accept(item, totals, seen, force, priority, plan, known, adds)
+                self.session.note_seen(scan_id, {k: seen[k] for k in seen if k not in before})
+                for rec in await self.journal.add_jobs(list(adds.values())):
+                    self._enqueue(rec, resumed=False)
                 now = time.monotonic()
                 if now - last_emit >= self.options.tick:
                     last_emit = now
@@ -520,12 +518,14 @@ class UploadManager:
         seen: dict[SeenKey, str],
         force: bool,
         priority: int,
-        plan: CollectionPlan | None = None,
-        known: set[str] | None = None,
+        plan: CollectionPlan | None,
+        known: set[str] | None,
+        adds: dict[tuple[bytes, str], NewJob],
     ) -> None:
         """Queue `item` unless it is a duplicate, already uploaded, or already a job.
         `known`: the fingerprints of this batch that the ledger or an unfinished job has
-        (`Journal.known_fingerprints`); any other needs no lookup."""
+        (`Journal.known_fingerprints`); any other needs no lookup. `adds`: the batch's new
+        jobs, added (and queued) in one write when the batch ends."""
         key = (item.identity.size, item.fingerprint)
         host = self.options.host
         lookup = known is None or item.fingerprint in known
@@ -557,7 +557,9 @@ class UploadManager:
                     known_file = self.journal.data_file_of(host, item.fingerprint, entry.size)
                     if known_file is not None:  # e.g. a presigned upload's: no chunked upload
                         extra.update(data_file_id=known_file[0], checksum=known_file[1])
-                    self._new_job(item, priority, extra, entry.upload_id, entry.md5)
+                    adds[(item.path, item.fingerprint)] = self._new_job(
+                        item, priority, extra, entry.upload_id, entry.md5
+                    )
                     return
                 totals.already_uploaded += 1
                 self.emit(
@@ -576,6 +578,8 @@ class UploadManager:
                 self._replan(cancelled, extra)
             self._revive(cancelled)
             return
+        if (item.path, item.fingerprint) in adds:  # twice in one batch (--force): one job
+            return
         existing = (
             self.journal.find_unfinished(item.path, item.fingerprint, host) if lookup else None
         )
@@ -585,7 +589,7 @@ class UploadManager:
             elif self.on_held is not None:  # the engine service: the adding batch follows it
                 self.on_held(self.jobs.get(existing.id) or self._job_from_record(existing))
             return
-        self._new_job(item, priority, extra)
+        adds[(item.path, item.fingerprint)] = self._new_job(item, priority, extra)
         if known is not None:
             known.add(item.fingerprint)  # now a job: the same content again is looked up
 
@@ -617,20 +621,19 @@ class UploadManager:
         extra: dict[str, object] | None,
         upload_id: str | None = None,
         md5: str | None = None,
-    ) -> None:
-        rec = self.journal.add_job(
+    ) -> NewJob:
+        o = self.options
+        return NewJob(
             item.path,
             item.identity,
             item.fingerprint,
-            self.options.host,
-            self.options.chunk_size,
+            o.host,
+            o.chunk_size,
             priority,
             extra,
+            upload_id,
+            md5,
         )
-        if upload_id is not None:
-            self.journal.update(rec.id, upload_id=upload_id, md5=md5)
-            rec = self.journal.get(rec.id)
-        self._enqueue(rec, resumed=False)
 
     def _merge_scan(self, totals: ScanTotals) -> None:
         t = self.scan_totals
@@ -725,12 +728,11 @@ class UploadManager:
     def pause_all(self) -> None:
         for job_id in list(self.jobs):
             self.pause(job_id)
-        with self.journal.batch():  # the queue's rows: one commit
-            for job in self._each(JobState.QUEUED):
-                if job.id in self.jobs:
-                    self.pause(job.id)
-                else:
-                    self._pause_row(job)
+        for job in self._each(JobState.QUEUED):
+            if job.id in self.jobs:
+                self.pause(job.id)
+            else:
+                self._pause_row(job)
 
     def _pause_row(self, job: Job) -> None:
         if job.id not in self._locked_elsewhere:
@@ -740,12 +742,11 @@ class UploadManager:
         self.draining = False
         for job_id in list(self.jobs):
             self.resume(job_id)
-        with self.journal.batch():
-            for job in self._each(JobState.PAUSED):
-                if job.id not in self.jobs:
-                    job.reset_retries()
-                    self.set_state(job, JobState.QUEUED)
-                    self.journal.update(job.id, attempts=0)
+        for job in self._each(JobState.PAUSED):
+            if job.id not in self.jobs:
+                job.reset_retries()
+                self.set_state(job, JobState.QUEUED)
+                self.journal.update(job.id, attempts=0)
         self._kick()
 
     def cancel(self, job_id: int) -> None:
@@ -764,14 +765,13 @@ class UploadManager:
         count = 0
         for job in self._running:
             job.wake.set()  # a job in `_sleep` retries now; one not sleeping ignores it
-        with self.journal.batch():
-            for job in self._each(JobState.FAILED):
-                job.reset_retries()
-                job.restarts = 0
-                job.cancel_requested = job.pause_requested = False
-                self.set_state(job, JobState.QUEUED)
-                self.journal.update(job.id, attempts=0)  # read back with its page
-                count += 1
+        for job in self._each(JobState.FAILED):
+            job.reset_retries()
+            job.restarts = 0
+            job.cancel_requested = job.pause_requested = False
+            self.set_state(job, JobState.QUEUED)
+            self.journal.update(job.id, attempts=0)  # read back with its page
+            count += 1
         self._kick()
         return count
 
@@ -845,6 +845,10 @@ class UploadManager:
     async def _dispatch_loop(self) -> None:
         while True:
             self._wake.clear()
+            if not self.journal.caught_up():
+                # The rows that claim and refill read: as this process wrote them (a wait
+                # on the journal's writer, not on the loop).
+                await self.journal.settled()
             if not self.draining and self.stopped is None:
                 while self.gate.free() and (job := self._pop_runnable()) is not None:
                     weight = 1 if fits_whole(job) else self.options.small_boost
@@ -933,10 +937,9 @@ class UploadManager:
             elif other.state == JobState.QUEUED or other.state.active:
                 # active without a task: registered, waiting for its data unit step
                 self.set_state(other, JobState.PAUSED, f"stopped: {exc}")
-        with self.journal.batch():  # the queue's rows that wait in the journal
-            for row in self._each(JobState.QUEUED):
-                if row.id not in self.jobs:
-                    self.set_state(row, JobState.PAUSED, f"stopped: {exc}")
+        for row in self._each(JobState.QUEUED):
+            if row.id not in self.jobs:
+                self.set_state(row, JobState.PAUSED, f"stopped: {exc}")
         self.emit(FatalStop(str(exc)))
         self._kick()
 

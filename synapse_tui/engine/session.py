@@ -32,6 +32,7 @@ class Session:
     """Which journal rows belong to one manager, and the index queries it answers from."""
 
     def __init__(self, journal: Journal) -> None:
+        self.journal = journal
         self.db: sqlite3.Connection = journal.connection
         self.tag = next(_TAGS)
         for statement in _TEMP_SCHEMA:
@@ -63,6 +64,7 @@ class Session:
     def queued(self, limit: int) -> list[JobRecord]:
         """The first `limit` queued members by (priority desc, id): the `jobs_queue` index
         read in order, stopping after `limit` rows (never a sort of the queue)."""
+        self.journal.catch_up()  # the rows as this process wrote them
         rows = self.db.execute(
             "SELECT * FROM jobs j INDEXED BY jobs_queue WHERE j.state = ?"
             f" AND {_MEMBER} ORDER BY j.priority DESC, j.id LIMIT ?",
@@ -72,6 +74,7 @@ class Session:
 
     def in_state(self, state: JobState, after: int = 0, limit: int = 500) -> list[JobRecord]:
         """Members in `state` with an id above `after`, by id: one page of the state index."""
+        self.journal.catch_up()
         rows = self.db.execute(
             "SELECT * FROM jobs j INDEXED BY jobs_state WHERE j.state = ? AND j.id > ?"
             f" AND {_MEMBER} ORDER BY j.id LIMIT ?",
@@ -91,6 +94,7 @@ class Session:
 
     def window(self, offset: int, limit: int, state: JobState | None = None) -> list[JobRecord]:
         """Members by id from `offset`: the membership index (or the state index) in order."""
+        self.journal.catch_up()
         if state is None:
             rows = self.db.execute(
                 "SELECT j.* FROM temp.session_jobs s JOIN jobs j ON j.id = s.id"
@@ -106,6 +110,7 @@ class Session:
         return [JobRecord.from_row(r) for r in rows]
 
     def get(self, job_id: int) -> JobRecord | None:
+        self.journal.catch_up()
         row = self.db.execute(
             f"SELECT * FROM jobs j WHERE j.id = ? AND {_MEMBER}", (job_id, self.tag)
         ).fetchone()

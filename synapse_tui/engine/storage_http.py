@@ -9,7 +9,7 @@ The API token never goes here: requests carry no auth header whatever the origin
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from urllib.parse import urlsplit
 
 import httpx
@@ -67,6 +67,7 @@ class StorageClient:
         self.timeouts = (timeouts or Timeouts()).default().as_dict()
         self._transport = transport or LeanTransport(verify=verify, max_connections=max_connections)
         self.allowed: set[Origin] = set()
+        self.barrier: Callable[[], Awaitable[None]] | None = None  # see ProtocolClient
 
     def allow(self, endpoint_url: str, bucket: str | None = None) -> None:
         """Accept URLs of this origin (and its virtual-hosted `bucket.` form)."""
@@ -97,6 +98,8 @@ class StorageClient:
 
     async def put(self, url: str, body: AsyncIterator[bytes] | bytes, length: int, md5: str) -> str:
         """PUT `length` bytes with their base64 MD5 as Content-MD5; returns the ETag."""
+        if self.barrier is not None:
+            await self.barrier()
         target = self.check(url)
         headers = {
             "Host": target.netloc.decode("ascii"),

@@ -387,7 +387,9 @@ class FileUpload:
         alike = [
             u for u in uploads if u.filename == job.name and not u.complete and u.offset == first
         ]
-        # Only the few alike are looked up (by index): never the whole journal read.
+        # Only the few alike are looked up (by index): never the whole journal read, and
+        # once this process's writes are in (awaited: the loop goes on meanwhile).
+        await self.journal.settled()
         known = self.journal.known_upload_ids([u.id for u in alike])
         candidates = [u for u in alike if u.id not in known]
         if len(candidates) == 1:
@@ -670,6 +672,7 @@ class FileUpload:
         same = [
             u for u in uploads if u.complete and u.filename == job.name and u.offset == job.size
         ]
+        await self.journal.settled()
         known = self.journal.known_upload_ids([u.id for u in same])
         alike = [u for u in same if u.id not in known]
         for u in alike:

@@ -37,11 +37,8 @@ def cli(
 
 def journal_with_a_job(state: Path, jobs: int = 1) -> Path:
     journal = Journal(state)
-    with journal.batch():
-        for i in range(jobs):
-            journal.add_job(
-                f"/data/f{i}.bin".encode(), Identity(10, 1, i, 3), f"{i:032x}", HOST, 64
-            )
+    for i in range(jobs):
+        journal.add_job(f"/data/f{i}.bin".encode(), Identity(10, 1, i, 3), f"{i:032x}", HOST, 64)
     journal.close()
     return state / Journal.FILENAME
 

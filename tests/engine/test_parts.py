@@ -11,7 +11,6 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -137,59 +136,58 @@ def test_journal_add_job_returns_the_row_as_stored(
     assert job == journal.get(job.id)
 
 
-def test_journal_batch_is_one_commit_and_keeps_each_write_atomic(tmp_path: Path) -> None:
-    journal = Journal(tmp_path)
-    other = Journal(tmp_path)  # another connection: sees only what is committed
-    ident = Identity(10, 1, 2, 3)
-    kept: list[int] = []
-    with pytest.raises(RuntimeError), journal.batch():
-        kept.append(journal.add_job(b"/a", ident, "fa", "http://h", 5).id)
-        with pytest.raises(ValueError):  # refused before it writes
-            journal.update(kept[0], path=b"/etc/passwd")
-        with pytest.raises(sqlite3.IntegrityError), journal._tx() as db:  # half a write
-            db.execute("UPDATE jobs SET offset = 3 WHERE id = ?", (kept[0],))
-            db.execute("INSERT INTO jobs (id) VALUES (?)", (kept[0],))
-        kept.append(journal.add_job(b"/b", ident, "fb", "http://h", 5).id)
-        assert other.jobs() == []  # nothing committed yet
-        raise RuntimeError("the block fails after two good writes")
-    # Both jobs were committed, and the failed write left no half behind.
-    assert [j.id for j in other.jobs()] == kept
-    assert other.get(kept[0]).offset == 0
-
-
-async def test_journal_lazy_writes_commit_with_the_next_write_or_at_the_end_of_the_turn(
+def test_journal_writes_are_atomic_units_and_a_failed_one_stops_the_journal(
     tmp_path: Path,
 ) -> None:
     journal = Journal(tmp_path)
     other = Journal(tmp_path)  # another connection: sees only what is committed
     ident = Identity(10, 1, 2, 3)
-    a, b, c = (journal.add_job(p, ident, f"f{p!r}", "http://h", 5) for p in (b"/a", b"/b", b"/c"))
+    a = journal.add_job(b"/a", ident, "fa", "http://h", 5)
+    with pytest.raises(ValueError):  # refused before it is queued
+        journal.update(a.id, path=b"/etc/passwd")
+    journal.update(a.id, offset=3)
 
-    def state(job_id: int) -> str:
-        return other.get(job_id).state.value
+    def half(db: sqlite3.Connection) -> None:
+        db.execute("UPDATE jobs SET offset = 4 WHERE id = ?", (a.id,))
+        db.execute("INSERT INTO jobs (id) VALUES (?)", (a.id,))  # fails: undone whole
 
-    journal.complete(a, "m" * 32, "u1", 0, {}, lazy=True)  # no loop: committed at once
-    assert state(a.id) == "done"
-    journal.defer_commits(asyncio.get_running_loop().call_soon)
-    journal.complete(b, "m" * 32, "u2", 0, {}, lazy=True)
-    assert journal.get(b.id).state.value == "done"  # this connection sees it
-    assert state(b.id) == "queued" and other.uploaded("http://h", b.fingerprint, 10) is None
-    with pytest.raises(sqlite3.IntegrityError):  # one statement fails: undone alone
-        journal.update(c.id, state=None)
-    assert journal.get(b.id).state.value == "done" and journal.get(c.id).state.value == "queued"
-    journal.update(c.id, creating_since=1.0)  # an ordinary write commits both at once
-    assert state(b.id) == "done" and other.get(c.id).creating_since == 1.0
-    assert other.uploaded("http://h", b.fingerprint, 10) is not None
+    journal.write(half)
+    with pytest.raises(sqlite3.IntegrityError):  # said by the next wait (or write)
+        journal.catch_up()
+    with pytest.raises(sqlite3.IntegrityError):
+        journal.update(a.id, offset=5)
+    assert other.get(a.id).offset == 3  # the write before it was committed, none of it
 
-    journal.complete(c, "m" * 32, "u3", 0, {}, lazy=True)
-    assert state(c.id) == "queued"
-    await asyncio.sleep(0)  # the loop's turn ends: the waiting write is committed
-    assert state(c.id) == "done"
 
-    d = journal.add_job(b"/d", ident, "fd", "http://h", 5)
-    journal.complete(d, "m" * 32, "u4", 0, {}, lazy=True)
-    journal.close()  # closing commits what waits
-    assert state(d.id) == "done"
+async def test_a_request_waits_for_the_writes_before_it_but_not_for_a_finished_note(
+    tmp_path: Path,
+) -> None:
+    """`durable` (what the engine's clients await before a request) waits for every write
+    queued before it except a finished upload's note; SQLite's wait for the write lock
+    held by another connection happens on the writer's thread, not on this loop."""
+    journal = Journal(tmp_path)
+    ident = Identity(10, 1, 2, 3)
+    a, b = (journal.add_job(p, ident, f"f{p!r}", "http://h", 5) for p in (b"/a", b"/b"))
+    blocker = sqlite3.connect(tmp_path / Journal.FILENAME, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another process's write lock, held
+    try:
+        journal.complete(a, "m" * 32, "u1", 0, {}, lazy=True)
+        await asyncio.wait_for(journal.durable(), 5)  # nothing it must wait for
+        assert not journal.caught_up()
+        journal.update(b.id, creating_since=1.0)
+        waiting = asyncio.create_task(journal.durable())
+        settled = asyncio.create_task(journal.settled())
+        await asyncio.sleep(0.2)  # the loop runs on while the lock is held
+        assert not waiting.done() and not settled.done()
+    finally:
+        blocker.execute("COMMIT")
+        blocker.close()
+    await asyncio.wait_for(asyncio.gather(waiting, settled), 30)
+    other = Journal(tmp_path)
+    assert other.get(a.id).state.value == "done" and other.get(b.id).creating_since == 1.0
+    assert other.uploaded("http://h", a.fingerprint, 10) is not None
+    journal.close()
+    other.close()
 
 
 def test_journal_checkpoints_on_its_own_thread(
@@ -203,9 +201,11 @@ def test_journal_checkpoints_on_its_own_thread(
     job = journal.add_job(b"/a", Identity(10, 1, 2, 3), "fa", "http://h", 5)
     for offset in range(3):
         journal.update(job.id, offset=offset)
+        journal.catch_up()  # one commit each (the writer would take them in one)
     assert not journal._checkpointer.ran.is_set()  # 4 commits: the WAL holds them all
     assert database.stat().st_size == empty
     journal.update(job.id, offset=4)  # the 5th commit pokes the thread
+    journal.catch_up()
     assert journal._checkpointer.ran.wait(30)
     assert database.stat().st_size > empty  # the pages went from the WAL to the database
     journal.close()
@@ -258,22 +258,16 @@ def test_job_lock_conflicts_within_the_process_and_survives_other_opens(tmp_path
         assert [p.name for p in tmp_path.rglob("*.lock")] == ["jobs.lock"]
 
 
-def test_job_locks_fall_back_to_a_file_per_job_without_ofd_locks(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_job_locks_fall_back_to_a_file_per_job_without_ofd_locks(tmp_path: Path) -> None:
     import fcntl
 
-    from synapse_tui.engine import journal as journal_module
-
-    real = fcntl.fcntl
-
-    def no_ofd(fd: int, cmd: int, arg: Any = 0) -> Any:
+    def no_ofd(fd: int, cmd: int, arg: bytes) -> object:
         if cmd == getattr(fcntl, "F_OFD_SETLK", None):
             raise OSError(errno.EINVAL, "Invalid argument")  # as an old kernel answers
-        return real(fd, cmd, arg)
+        return fcntl.fcntl(fd, cmd, arg)
 
-    monkeypatch.setattr(journal_module.fcntl, "fcntl", no_ofd)
-    journal, other = Journal(tmp_path), Journal(tmp_path)
+    # The journal's own seam: fcntl stays the real one for every other thread.
+    journal, other = Journal(tmp_path, fcntl_call=no_ofd), Journal(tmp_path, fcntl_call=no_ofd)
     assert journal.try_lock(5) and not other.try_lock(5)
     journal.unlock(5)
     assert other.try_lock(5)

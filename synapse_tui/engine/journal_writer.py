@@ -1,0 +1,208 @@
+"""The journal's writer: one thread owns the write connection and commits queued writes in order.
+
+A write is a *unit*: a function of the connection, run by this thread inside a savepoint
+(atomic on its own), in the order the units were queued. The thread takes what waits (up to
+GROUP units) into one transaction, commits it, and only then tells the waiters. Waiting for
+SQLite's write lock (another process holds it: up to busy_timeout, then again) happens here,
+never on the engine's loop, which meanwhile goes on with everything that does not need the
+write. The queue is bounded: past BOUND units, `submit` waits for room.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections import deque
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any
+
+Unit = Callable[[sqlite3.Connection], Any]
+
+
+class Ticket:
+    """One queued unit: its place in the order, and what it returned or raised."""
+
+    __slots__ = ("error", "fn", "result", "seq")
+
+    def __init__(self, seq: int, fn: Unit) -> None:
+        self.seq = seq
+        self.fn = fn
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+class Writer:
+    GROUP = 512  # units per transaction at most
+    BOUND = 8192  # units queued at most
+
+    def __init__(
+        self,
+        db: sqlite3.Connection,
+        unit_tx: Callable[[], AbstractContextManager[sqlite3.Connection]],
+        on_commit: Callable[[], None],
+    ) -> None:
+        self._db = db
+        self._unit_tx = unit_tx  # looked up per unit (the crash harness replaces it)
+        self._on_commit = on_commit
+        self._cv = threading.Condition()
+        self._queue: deque[Ticket] = deque()
+        self._submitted = 0
+        self._durable = 0  # the last unit a request must wait for (see `durable`)
+        self._committed = 0
+        self._actions: list[tuple[int, Callable[[], None]]] = []  # after a commit
+        self._waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self.broken: BaseException | None = None
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="synapse-journal-writer")
+        self._thread.daemon = True
+        self._thread.start()
+
+    # -- the caller's side ------------------------------------------------------------------
+
+    def submit(self, fn: Unit, *, durable: bool = True) -> Ticket:
+        """Queue `fn`; `durable=False`: a request to the server need not wait for it."""
+        with self._cv:
+            self._check()
+            while len(self._queue) >= self.BOUND:
+                self._cv.wait()  # backpressure: the writer is behind by BOUND units
+                self._check()
+            self._submitted += 1
+            ticket = Ticket(self._submitted, fn)
+            if durable:
+                self._durable = ticket.seq
+            self._queue.append(ticket)
+            self._cv.notify_all()
+            return ticket
+
+    def _check(self) -> None:
+        if self.broken is not None:
+            raise self.broken
+        if self._stopping:
+            raise RuntimeError("the journal is closed")
+
+    def caught_up(self) -> bool:
+        return self._committed >= self._submitted
+
+    def wait(self, ticket: Ticket | None = None) -> Any:
+        """Block until `ticket` (default: every unit queued so far) is committed."""
+        target = ticket.seq if ticket is not None else self._submitted
+        with self._cv:
+            self._cv.wait_for(lambda: self._committed >= target or self.broken is not None)
+        return self._outcome(ticket, target)
+
+    async def result(self, ticket: Ticket | None = None, *, durable: bool = False) -> Any:
+        """Wait (without blocking the loop) until `ticket`, or every unit queued so far
+        (`durable`: every unit a request must wait for), is committed."""
+        target = self._submitted
+        if ticket is not None:
+            target = ticket.seq
+        elif durable:
+            target = self._durable
+        if self._committed < target and self.broken is None:
+            loop = asyncio.get_running_loop()
+            future: asyncio.Future[None] = loop.create_future()
+            with self._cv:
+                if self._committed < target and self.broken is None:
+                    self._waiters.append((target, loop, future))
+                else:
+                    future.set_result(None)
+            await future
+        return self._outcome(ticket, target)
+
+    def _outcome(self, ticket: Ticket | None, target: int) -> Any:
+        if ticket is not None and ticket.error is not None:
+            raise ticket.error
+        if self.broken is not None:  # a write failed: none after it was made
+            raise self.broken
+        return ticket.result if ticket is not None else None
+
+    def after_commit(self, action: Callable[[], None]) -> None:
+        """Run `action` once every unit queued so far is committed (now, if it is; else
+        on the writer's thread)."""
+        with self._cv:
+            if self._committed < self._submitted:
+                self._actions.append((self._submitted, action))
+                return
+        action()
+
+    def close(self) -> None:
+        """Commit what waits, then stop the thread."""
+        with self._cv:
+            self._stopping = True
+            self._cv.notify_all()
+        self._thread.join()
+
+    # -- the writer's thread ----------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                self._cv.wait_for(lambda: bool(self._queue) or self._stopping)
+                if not self._queue:
+                    return
+                group = [self._queue.popleft() for _ in range(min(self.GROUP, len(self._queue)))]
+                self._cv.notify_all()  # room in the queue
+            failure = self._apply(group) if self.broken is None else self.broken
+            seq = group[-1].seq
+            # The actions (lock releases) run before anyone is told of the commit: who
+            # waited for it may count on them.
+            self._run_actions(seq)
+            with self._cv:
+                if failure is not None and self.broken is None:
+                    self.broken = failure
+                self._committed = seq
+                ready = [w for w in self._waiters if w[0] <= seq]
+                self._waiters = [w for w in self._waiters if w[0] > seq]
+            self._run_actions(seq)  # any queued meanwhile, for this commit
+            with self._cv:
+                self._cv.notify_all()
+            for _, loop, future in ready:
+                loop.call_soon_threadsafe(_wake, future)
+            if failure is None:
+                self._on_commit()
+
+    def _run_actions(self, seq: int) -> None:
+        with self._cv:
+            done = [a for a in self._actions if a[0] <= seq]
+            self._actions = [a for a in self._actions if a[0] > seq]
+        for _, action in done:
+            action()
+
+    def _apply(self, group: list[Ticket]) -> BaseException | None:
+        """One transaction for `group`; the first error (a unit's, or the commit's)."""
+        failure: BaseException | None = None
+        while True:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")  # waits up to busy_timeout for the lock
+                break
+            except sqlite3.OperationalError as exc:
+                if not _locked(exc):
+                    return exc
+                # Another process kept the lock past busy_timeout: wait again. The loop
+                # goes on meanwhile; what needs these writes waits for them.
+        for ticket in group:
+            try:
+                with self._unit_tx() as db:
+                    ticket.result = ticket.fn(db)
+            except Exception as exc:  # undone alone (its savepoint); reported to its waiter
+                ticket.error = exc
+                failure = failure or exc
+        try:
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            return exc
+        return failure
+
+
+def _locked(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc)
+    return "locked" in text or "busy" in text
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
