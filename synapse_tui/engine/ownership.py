@@ -102,5 +102,5 @@ def claim(m: UploadManager, job: Job) -> bool:
 
 def elsewhere(m: UploadManager, job: Job, reason: str = DRIVEN_ELSEWHERE) -> None:
     """This process leaves `job` to the process that holds its lock."""
-    m._locked_elsewhere.add(job.id)  # never dispatched here, its row never written
+    m.queue.elsewhere.add(job.id)  # never dispatched here, its row never written
     m.emit(JobElsewhere(job.id, job.display, reason))

@@ -168,7 +168,7 @@ class PresignedUpload(FileUpload):
         if len(self.svc.waiting) >= BATCH:
             return await self.svc.confirm(item)
         await gate.release()
-        self.m._kick()
+        self.m.kick()
         try:
             return await self.svc.confirm(item)
         finally:
@@ -373,7 +373,7 @@ class PresignedUpload(FileUpload):
 
     async def _release_slot(self) -> None:
         await self.m.gate.release(self.m.options.small_boost)
-        self.m._kick()
+        self.m.kick()
 
     async def _part(self, grant: Grant, number: int) -> None:
         job = self.job

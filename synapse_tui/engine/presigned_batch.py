@@ -161,7 +161,7 @@ class PresignedService:
                 and not other.extra.get("uploaded")
                 and job_id not in self.grants
                 and job_id not in self._asked
-                and job_id not in m._locked_elsewhere
+                and not m.driven_elsewhere(job_id)
             ):
                 found.append(other)
                 if len(found) == room:
@@ -274,7 +274,7 @@ class PresignedService:
         ready to start (the dispatcher's heap; a stale entry only costs the linger)."""
         if self.running > len(self._pending):
             return True
-        return not self.m.draining and bool(self.m._ready)
+        return not self.m.draining and bool(self.m.queue.ready)
 
     def _flush(self) -> None:
         if self._timer is not None:
