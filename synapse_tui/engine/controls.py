@@ -6,7 +6,7 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from synapse_tui.engine.events import JobState
-from synapse_tui.engine.uploader import Job
+from synapse_tui.engine.job import Job
 
 if TYPE_CHECKING:
     from synapse_tui.engine.scheduler import UploadManager

@@ -12,12 +12,11 @@ from synapse_tui.engine import ownership
 from synapse_tui.engine.collections import CollectionPlan
 from synapse_tui.engine.errors import FileError
 from synapse_tui.engine.events import JobFailed, JobQueued, JobSkipped, JobState, ScanProgress
+from synapse_tui.engine.job import Job, job_from_record
 from synapse_tui.engine.journal import JobRecord
-from synapse_tui.engine.lookahead import job_from_record
 from synapse_tui.engine.names import display_path
 from synapse_tui.engine.scan import FoundFile, Refused, scan
 from synapse_tui.engine.session import SeenKey
-from synapse_tui.engine.uploader import Job
 
 if TYPE_CHECKING:
     from synapse_tui.engine.scheduler import UploadManager

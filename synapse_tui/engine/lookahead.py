@@ -6,39 +6,13 @@ import heapq
 import itertools
 
 from synapse_tui.engine.events import JobState
-from synapse_tui.engine.journal import JobRecord
+from synapse_tui.engine.job import Job, job_from_record
 from synapse_tui.engine.session import Session
 from synapse_tui.engine.states import Counters
-from synapse_tui.engine.uploader import Job
 
 _NO_FLOOR = 1 << 62
 
 Entry = tuple[int, int, int, Job]  # (-priority, id, push order, job)
-
-
-def job_from_record(rec: JobRecord) -> Job:
-    """A job as the engine drives it, from its journal row."""
-    return Job(
-        id=rec.id,
-        path=rec.path,
-        size=rec.size,
-        identity=rec.identity,
-        fingerprint=rec.fingerprint,
-        chunk_size=rec.chunk_size,
-        priority=rec.priority,
-        state=rec.state,
-        upload_id=rec.upload_id,
-        upload_url=rec.upload_url,
-        offset=rec.offset,
-        sent=rec.offset,
-        attempts=rec.attempts,
-        last_error=rec.last_error,
-        md5=rec.md5,
-        resumed_from=rec.resumed_from or 0,
-        creating_since=rec.creating_since,
-        extra=rec.extra,
-        counted_sent=rec.offset,
-    )
 
 
 class Lookahead:

@@ -10,8 +10,8 @@ from synapse_tui.engine.hashing import Identity
 from synapse_tui.engine.journal import JobRecord, Journal
 
 if TYPE_CHECKING:
+    from synapse_tui.engine.job import Job
     from synapse_tui.engine.scheduler import UploadManager
-    from synapse_tui.engine.uploader import Job
 
 # Several processes may share one journal (two `upload`s, a dashboard and a `resume`). A
 # job's lock says who drives it now; its journal row says what happened to it. A process

@@ -28,8 +28,8 @@ from synapse_tui.engine.presigned_journal import Grant, Part, PresignedJournal
 from synapse_tui.engine.storage_http import StorageClient, origin_of, show
 
 if TYPE_CHECKING:
+    from synapse_tui.engine.job import Job
     from synapse_tui.engine.scheduler import UploadManager
-    from synapse_tui.engine.uploader import Job
 
 # Storage providers whose presigned PUTs the SDK sends (its PRESIGNED_UPLOAD_PROVIDERS).
 PROVIDERS = frozenset({"amazon_s3", "s3", "minio", "gcp", "gcs", "azure"})

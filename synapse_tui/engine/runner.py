@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING
 from synapse_tui.engine import ownership
 from synapse_tui.engine.errors import FatalError, FileError, SynapseError
 from synapse_tui.engine.events import FatalStop, JobFailed, JobState
+from synapse_tui.engine.job import Job, fits_whole
 from synapse_tui.engine.meter import Meter
-from synapse_tui.engine.uploader import Job, Paused, RetriesExhausted, fits_whole
+from synapse_tui.engine.uploader import Paused, RetriesExhausted
 
 if TYPE_CHECKING:
     from synapse_tui.engine.scheduler import UploadManager

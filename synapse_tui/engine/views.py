@@ -7,8 +7,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from synapse_tui.engine.events import JobProgress, JobState, TotalProgress
-from synapse_tui.engine.lookahead import job_from_record
-from synapse_tui.engine.uploader import Job
+from synapse_tui.engine.job import Job, job_from_record
 
 if TYPE_CHECKING:
     from synapse_tui.engine.scheduler import UploadManager
