@@ -13,14 +13,24 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from synapse_tui.engine.catalog import Collection, fetch_collection, list_collections
-from synapse_tui.engine.errors import ConfigError, FileError, ProtocolError
+from synapse_tui.engine.contexts import RegistrarContext
+from synapse_tui.engine.errors import (
+    ConfigError,
+    FileError,
+    OutcomeUnknown,
+    ProtocolError,
+    TransientError,
+)
+from synapse_tui.engine.events import Event, JobState, JobStateChanged, UnitRegistered
+from synapse_tui.engine.job import Job
 from synapse_tui.engine.names import display_name, escape_text
 from synapse_tui.engine.protocol import ProtocolClient
+from synapse_tui.engine.uploader import Paused
 
 __all__ = ["Collection", "CollectionPlan", "Registrar", "fetch_collection", "list_collections"]
 
@@ -163,16 +173,14 @@ async def existing_units(
 class Registrar:
     """Runs the data file and data unit steps for jobs whose upload is complete."""
 
-    def __init__(self, manager: Any) -> None:
-        self.m = manager
+    def __init__(self, ctx: RegistrarContext) -> None:
+        self.m = ctx  # what it may use of the manager (engine/contexts.py), nothing more
         self._waiting: dict[int, list[asyncio.Future[None]]] = {}  # original job id -> twins
-        manager.subscribe(self._on_event)
+        ctx.subscribe(self._on_event)
 
     # -- twins: the same content twice in one run ------------------------------------------
 
-    def _on_event(self, event: Any) -> None:
-        from synapse_tui.engine.events import JobStateChanged
-
+    def _on_event(self, event: Event) -> None:
         if isinstance(event, JobStateChanged) and event.job_id in self._waiting:
             self._wake(event.job_id)
 
@@ -181,7 +189,7 @@ class Registrar:
             if not future.done():
                 future.set_result(None)
 
-    def _original(self, job: Any) -> Any:
+    def _original(self, job: Job) -> Job | None:
         """The job of this run that uploads the twin's content (one with a data file first)."""
         same = [
             j
@@ -194,12 +202,9 @@ class Registrar:
         same.sort(key=lambda j: (not j.extra.get("data_file_id"), j.state.terminal, j.id))
         return same[0] if same else None
 
-    async def borrow(self, job: Any) -> bool:
+    async def borrow(self, job: Job) -> bool:
         """For a twin: wait for its original's data file and take it (True), or say it must
         upload its own bytes (False: the original failed, paused or is not in this run)."""
-        from synapse_tui.engine.events import JobState
-        from synapse_tui.engine.uploader import Paused
-
         if not job.extra.get("twin"):
             return False
         while True:
@@ -233,18 +238,19 @@ class Registrar:
             self._waiting.setdefault(original.id, []).append(future)
             woken = asyncio.ensure_future(job.wake.wait())
             try:
-                await asyncio.wait({future, woken}, return_when=asyncio.FIRST_COMPLETED)
+                either: set[asyncio.Future[Any]] = {future, woken}
+                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 woken.cancel()
             if job.pause_requested:
                 raise Paused()
             job.wake.clear()
 
-    async def _retrying(self, job: Any, op: Any, *, blind: bool = True) -> Any:
+    async def _retrying(
+        self, job: Job, op: Callable[[], Awaitable[Any]], *, blind: bool = True
+    ) -> Any:
         """`op` again after transient failures; `blind=False`: not after an outcome that
         is unknown (OutcomeUnknown is raised: the request may have been applied)."""
-        from synapse_tui.engine.errors import OutcomeUnknown, TransientError
-
         attempts = 0
         while True:
             try:
@@ -257,11 +263,9 @@ class Registrar:
                     raise
                 delay = self.m.backoff.delay(attempts, exc.retry_after)
                 self.m.log("warning", f"registration: {exc}; retry in {delay:.1f}s", job.id)
-                import asyncio
-
                 await asyncio.sleep(delay)
 
-    async def data_file(self, job: Any) -> None:
+    async def data_file(self, job: Job) -> None:
         """POST data_files/ once for this job's upload (the server answers the same record
         for the same upload, so a resend after a crash does not make a second one)."""
         if job.extra.get("data_file_id"):
@@ -279,9 +283,7 @@ class Registrar:
         self.m.log("info", f"{job.display}: data file {escape_text(str(data['id']))}", job.id)
         self._wake(job.id)  # its twins take this data file
 
-    def pending(self) -> list[Any]:
-        from synapse_tui.engine.events import JobState
-
+    def pending(self) -> list[Job]:
         return [
             j
             for j in self.m.jobs.values()
@@ -293,10 +295,11 @@ class Registrar:
 
     async def units(self) -> None:
         """Create the data units of every complete group, in batches; adopt lost ones."""
-        groups: dict[tuple[int, str], list[Any]] = {}
+        groups: dict[tuple[int, str], list[Job]] = {}
         for job in self.pending():
-            groups.setdefault((job.extra["collection"], job.extra["unit_key"]), []).append(job)
-        by_collection: dict[int, list[tuple[list[Any], dict[str, Any]]]] = {}
+            key = (cast(int, job.extra["collection"]), cast(str, job.extra["unit_key"]))
+            groups.setdefault(key, []).append(job)
+        by_collection: dict[int, list[tuple[list[Job], dict[str, Any]]]] = {}
         for (collection, _), members in groups.items():
             body = unit_body(
                 collection,
@@ -315,7 +318,7 @@ class Registrar:
             await self._collection_units(collection, items)
 
     async def _collection_units(
-        self, collection: int, items: list[tuple[list[Any], dict[str, Any]]]
+        self, collection: int, items: list[tuple[list[Job], dict[str, Any]]]
     ) -> None:
         lost = [it for it in items if any(j.extra.get("unit_requested") for j in it[0])]
         if lost:  # sent before a crash, maybe created: look before sending again
@@ -336,14 +339,12 @@ class Registrar:
                         self.m.fail(job, f"data unit refused: {exc}")
 
     async def _post_units(
-        self, collection: int, pending: list[tuple[list[Any], dict[str, Any]]]
+        self, collection: int, pending: list[tuple[list[Job], dict[str, Any]]]
     ) -> None:
         """POST the units of `pending` and record them. The POST makes new units each time:
         after an answer that may be lost it is never simply sent again. The units are
         looked for first (those found recorded, and taken out of `pending`), and only the
         others are sent again, within the retry budget."""
-        from synapse_tui.engine.errors import OutcomeUnknown
-
         attempts = 0
         while pending:
             try:
@@ -376,8 +377,8 @@ class Registrar:
     async def _find_lost(
         self,
         collection: int,
-        lost: list[tuple[list[Any], dict[str, Any]]],
-        items: list[tuple[list[Any], dict[str, Any]]],
+        lost: list[tuple[list[Job], dict[str, Any]]],
+        items: list[tuple[list[Job], dict[str, Any]]],
     ) -> None:
         """Record the lost units the server has (and take them out of `items`), reading its
         list a page at a time, and no further than the last one found."""
@@ -400,15 +401,13 @@ class Registrar:
         finally:
             await pages.aclose()
 
-    def _record(self, members: list[Any], unit: dict[str, Any]) -> None:
-        from synapse_tui.engine.events import JobState, UnitRegistered
-
+    def _record(self, members: list[Job], unit: dict[str, Any]) -> None:
         unit_id = unit.get("id")
         if unit_id is not None and (not isinstance(unit_id, int) or isinstance(unit_id, bool)):
             unit_id = escape_text(str(unit_id))[:64]  # server text: shown and journaled
         collection = unit.get("data_collection")
         if not isinstance(collection, int) or isinstance(collection, bool):
-            collection = members[0].extra["collection"]
+            collection = cast(int, members[0].extra["collection"])
         for job in members:
             job.extra["unit_id"] = unit_id
             job.extra.pop("unit_requested", None)

@@ -10,8 +10,8 @@ from synapse_tui.engine.hashing import Identity
 from synapse_tui.engine.journal import JobRecord, Journal
 
 if TYPE_CHECKING:
+    from synapse_tui.engine.job import Job
     from synapse_tui.engine.scheduler import UploadManager
-    from synapse_tui.engine.uploader import Job
 
 # Several processes may share one journal (two `upload`s, a dashboard and a `resume`). A
 # job's lock says who drives it now; its journal row says what happened to it. A process
@@ -102,5 +102,5 @@ def claim(m: UploadManager, job: Job) -> bool:
 
 def elsewhere(m: UploadManager, job: Job, reason: str = DRIVEN_ELSEWHERE) -> None:
     """This process leaves `job` to the process that holds its lock."""
-    m._locked_elsewhere.add(job.id)  # never dispatched here, its row never written
+    m.queue.elsewhere.add(job.id)  # never dispatched here, its row never written
     m.emit(JobElsewhere(job.id, job.display, reason))

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import xxhash
 
 from synapse_tui.engine.answers import DETAIL_LIMIT
+from synapse_tui.engine.contexts import UploadContext
 from synapse_tui.engine.errors import (
     ChecksumMismatch,
     FileChangedError,
@@ -33,19 +34,14 @@ from synapse_tui.engine.errors import (
 )
 from synapse_tui.engine.events import JobState
 from synapse_tui.engine.hashing import PIECE, io_executor, open_regular, read_piece
+from synapse_tui.engine.job import WHOLE_FILE_LIMIT, Job
 from synapse_tui.engine.names import escape_text
 from synapse_tui.engine.presigned_batch import BATCH, EXPIRY_MARGIN, PresignedService
 from synapse_tui.engine.presigned_hash import NEVER, hash_parts, ignore_parts, md5_range
 from synapse_tui.engine.presigned_journal import Grant
 from synapse_tui.engine.protocol import UploadInfo
 from synapse_tui.engine.storage_http import UrlExpired
-from synapse_tui.engine.uploader import (
-    WHOLE_FILE_LIMIT,
-    FileUpload,
-    Job,
-    Restart,
-    RetriesExhausted,
-)
+from synapse_tui.engine.uploader import FileUpload, Restart, RetriesExhausted
 
 if TYPE_CHECKING:
     from synapse_tui.engine.scheduler import UploadManager
@@ -101,8 +97,8 @@ def _b64(digest: bytes) -> str:
 class PresignedUpload(FileUpload):
     """Drives one job through the presigned path (retries and pauses as FileUpload's)."""
 
-    def __init__(self, manager: UploadManager, job: Job, svc: PresignedService) -> None:
-        super().__init__(manager, job)
+    def __init__(self, ctx: UploadContext, job: Job, svc: PresignedService) -> None:
+        super().__init__(ctx, job)
         self.svc = svc
         self.storage = svc.storage
 
@@ -130,7 +126,7 @@ class PresignedUpload(FileUpload):
 
     async def _once(self) -> None:
         job = self.job
-        self.m.set_state(job, JobState.UPLOADING, persist=False)
+        self.ctx.set_state(job, JobState.UPLOADING, persist=False)
         grant = await self.svc.grant(job)
         if grant.multipart:
             sha1, md5, parts = await self._multipart(grant)
@@ -141,7 +137,7 @@ class PresignedUpload(FileUpload):
         item: dict[str, Any] = {"file_key": grant.file_key, "checksum": sha1, "size": job.size}
         if parts is not None:
             item["multipart"] = {"upload_id": grant.upload_id, "parts": parts}
-        self.m.set_state(job, JobState.FINALIZING, persist=False)
+        self.ctx.set_state(job, JobState.FINALIZING, persist=False)
         result = await self._confirm(item)
         if not result.get("success"):
             # Server text: escaped (it reaches terminals, logs and the journal), and cut.
@@ -158,17 +154,17 @@ class PresignedUpload(FileUpload):
             checksum=sha1,
         )  # the journal keeps its record(); file key and data file are in job.extra
         self.svc.drop(job, lazy=True)
-        self.m.finish(job, md5, info)
+        self.ctx.finish(job, md5, info)
 
     async def _confirm(self, item: dict[str, Any]) -> dict[str, Any]:
         """Wait for the batched confirm without holding a concurrency slot: the bytes are
         sent, and the next files' PUTs go on meanwhile (holding it, PUTs stalled for every
         confirm). At most a batch of jobs waits like this; then they keep their slots."""
-        gate = self.m.gate
+        gate = self.ctx.gate
         if len(self.svc.waiting) >= BATCH:
             return await self.svc.confirm(item)
         await gate.release()
-        self.m._kick()
+        self.ctx.kick()
         try:
             return await self.svc.confirm(item)
         finally:
@@ -237,10 +233,10 @@ class PresignedUpload(FileUpload):
             try:
                 async with asyncio.timeout(None) as watchdog:
                     if data is not None:
-                        await self.m.bandwidth.acquire(length)
+                        await self.ctx.bandwidth.acquire(length)
                         watchdog.reschedule(self.loop.time() + self.options.response_timeout)
                         etag = await self.storage.put(url, data, length, md5)
-                        self.m.count_bytes(job, length)
+                        self.ctx.count_bytes(job, length)
                         job.sent += length
                     else:
                         body = self._range(start, length, watchdog, sent)
@@ -265,7 +261,7 @@ class PresignedUpload(FileUpload):
     async def _renew(self, grant: Grant) -> bool:
         if not await self.svc.renew(self.job, grant):
             raise Restart("the storage URLs expired and the backend cannot renew them")
-        self.m.log("info", f"{self.job.display}: fresh storage URLs", self.job.id)
+        self.ctx.log("info", f"{self.job.display}: fresh storage URLs", self.job.id)
         return True
 
     def _range(
@@ -277,15 +273,15 @@ class PresignedUpload(FileUpload):
             pos, end = start, start + length
             while pos < end:
                 n = min(PIECE, end - pos)
-                rate = self.m.bandwidth.rate
+                rate = self.ctx.bandwidth.rate
                 watchdog.reschedule(loop.time() + options.stall_timeout + (n / rate if rate else 0))
-                await self.m.bandwidth.acquire(n)
+                await self.ctx.bandwidth.acquire(n)
                 data = await loop.run_in_executor(io_executor(), read_piece, self.fd, pos, n, None)
                 yield data
                 pos += n
                 sent[0] += n
                 job.sent += n
-                self.m.count_bytes(job, n)
+                self.ctx.count_bytes(job, n)
             watchdog.reschedule(loop.time() + options.response_timeout)
 
         return gen()
@@ -303,7 +299,9 @@ class PresignedUpload(FileUpload):
             min(part_size, job.size - (n - 1) * part_size) for n, p in grant.parts.items() if p.etag
         )
         if done:
-            self.m.log("info", f"{job.display}: resuming with {done} bytes of parts stored", job.id)
+            self.ctx.log(
+                "info", f"{job.display}: resuming with {done} bytes of parts stored", job.id
+            )
             job.resumed_from = done
         job.sent = done
         # The file's SHA1, xxh3 and MD5 in one sequential pass on a worker thread, while
@@ -347,7 +345,7 @@ class PresignedUpload(FileUpload):
                     self._checkpoint()
                     if not own_busy:
                         own_busy, extra = True, False
-                    elif self.m.gate.take(self.m.options.small_boost):
+                    elif self.ctx.gate.take(self.ctx.options.small_boost):
                         extra = True
                     else:
                         break
@@ -372,8 +370,8 @@ class PresignedUpload(FileUpload):
                     await self._release_slot()
 
     async def _release_slot(self) -> None:
-        await self.m.gate.release(self.m.options.small_boost)
-        self.m._kick()
+        await self.ctx.gate.release(self.ctx.options.small_boost)
+        self.ctx.kick()
 
     async def _part(self, grant: Grant, number: int) -> None:
         job = self.job

@@ -28,8 +28,8 @@ from synapse_tui.engine.presigned_journal import Grant, Part, PresignedJournal
 from synapse_tui.engine.storage_http import StorageClient, origin_of, show
 
 if TYPE_CHECKING:
+    from synapse_tui.engine.job import Job
     from synapse_tui.engine.scheduler import UploadManager
-    from synapse_tui.engine.uploader import Job
 
 # Storage providers whose presigned PUTs the SDK sends (its PRESIGNED_UPLOAD_PROVIDERS).
 PROVIDERS = frozenset({"amazon_s3", "s3", "minio", "gcp", "gcs", "azure"})
@@ -162,7 +162,7 @@ class PresignedService:
                 and not other.extra.get("uploaded")
                 and job_id not in self.grants
                 and job_id not in self._asked
-                and job_id not in m._locked_elsewhere
+                and not m.driven_elsewhere(job_id)
             ):
                 found.append(other)
                 if len(found) == room:
@@ -275,7 +275,7 @@ class PresignedService:
         ready to start (the dispatcher's heap; a stale entry only costs the linger)."""
         if self.running > len(self._pending):
             return True
-        return not self.m.draining and bool(self.m._ready)
+        return not self.m.draining and bool(self.m.queue.ready)
 
     def _flush(self) -> None:
         if self._timer is not None:

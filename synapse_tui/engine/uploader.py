@@ -12,9 +12,9 @@ import contextlib
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
+from synapse_tui.engine.contexts import UploadContext
 from synapse_tui.engine.errors import (
     AlreadyComplete,
     Busy,
@@ -35,18 +35,22 @@ from synapse_tui.engine.hashing import (
     io_executor,
     read_piece,
 )
-from synapse_tui.engine.meter import Meter
-from synapse_tui.engine.names import display_path, upload_filename
+from synapse_tui.engine.job import WHOLE_FILE_LIMIT, Job, fits_whole
 from synapse_tui.engine.protocol import UploadInfo
 from synapse_tui.units import format_duration
 
-if TYPE_CHECKING:
-    from synapse_tui.engine.scheduler import UploadManager
+__all__ = [
+    "WHOLE_FILE_LIMIT",
+    "FileUpload",
+    "Job",
+    "Paused",
+    "Restart",
+    "RetriesExhausted",
+    "fits_whole",
+]
 
 T = TypeVar("T")
 
-# Files up to this size (and up to one chunk) go in one request, read whole into memory.
-WHOLE_FILE_LIMIT = 1 << 20
 # A file this small is read and hashed on the engine's loop: ~50 us of work, less than the
 # hand-off to a worker thread and back costs (measured: ~10% more files/s with 20 KiB files).
 # The engine has a loop of its own (never the dashboard's), and the open() is inline already.
@@ -70,72 +74,15 @@ class Restart(Exception):
     """The upload on the server is unusable: start a new one."""
 
 
-@dataclass(eq=False)
-class Job:
-    """A job as the engine drives it (the journal row plus what lives only in memory)."""
-
-    id: int
-    path: bytes
-    size: int
-    identity: Identity
-    fingerprint: str
-    chunk_size: int
-    priority: int = 0
-    state: JobState = JobState.QUEUED
-    upload_id: str | None = None
-    upload_url: str | None = None
-    offset: int = 0  # acknowledged by the server
-    sent: int = 0  # acknowledged + in flight
-    attempts: int = 0
-    last_error: str | None = None
-    md5: str | None = None
-    resumed_from: int = 0
-    creating_since: float | None = None
-    extra: dict[str, object] = field(default_factory=dict)
-    # in memory only
-    hashes: HashPair | None = None  # at `offset`
-    chunk_hashes: HashPair | None = None  # at the end of the chunk being sent, once read whole
-    meter: Meter = field(default_factory=Meter)
-    pause_requested: bool = False
-    pause_cut: bool = False  # the pause grace ran out mid-chunk: the request was cut
-    cancel_requested: bool = False
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-    restarts: int = 0
-    high_water: int = 0  # the highest offset the server acknowledged for this upload
-    failing_since: float | None = None  # first failure since the last progress (backoff clock)
-    task: asyncio.Task[None] | None = None
-    creating_noted: bool = False  # the journal holds a creating_since noted ahead for it
-    slot: int = 1  # the weight it holds of the concurrency gate while it runs
-    counted_sent: int = 0  # `sent` as the manager's counters hold it (engine/states.py)
-
-    def reset_retries(self) -> None:
-        """A fresh retry budget: after progress, a resume or a retry of a failed job."""
-        self.attempts = 0
-        self.failing_since = None
-
-    @property
-    def display(self) -> str:
-        return display_path(self.path)
-
-    @property
-    def name(self) -> str:
-        return upload_filename(self.path)
-
-
-def fits_whole(job: Job) -> bool:
-    """A small file not yet begun goes in one request (POST with its MD5)."""
-    return job.size <= min(job.chunk_size, WHOLE_FILE_LIMIT) and job.upload_url is None
-
-
 class FileUpload:
     """Drives one job to DONE, or raises: FileError (fails), Paused, RetriesExhausted, fatal."""
 
-    def __init__(self, manager: UploadManager, job: Job) -> None:
-        self.m = manager
+    def __init__(self, ctx: UploadContext, job: Job) -> None:
+        self.ctx = ctx  # what it may use of the manager (engine/contexts.py), nothing more
         self.job = job
-        self.client = manager.client
-        self.journal = manager.journal
-        self.options = manager.options
+        self.client = ctx.client
+        self.journal = ctx.journal
+        self.options = ctx.options
         self.loop = asyncio.get_running_loop()
         self.fd = -1
         self.completed = False
@@ -143,10 +90,10 @@ class FileUpload:
     # -- helpers ----------------------------------------------------------------------------
 
     def _state(self, state: JobState, message: str = "") -> None:
-        self.m.set_state(self.job, state, message)
+        self.ctx.set_state(self.job, state, message)
 
     def _warn(self, message: str) -> None:
-        self.m.log("warning", message, self.job.id)
+        self.ctx.log("warning", message, self.job.id)
 
     def _check_identity(self) -> None:
         st = os.fstat(self.fd)
@@ -170,26 +117,26 @@ class FileUpload:
         self.journal.add_error(job.id, message)
         self.journal.update(job.id, attempts=job.attempts)
         job.last_error = message
-        now = self.m.backoff.now()
+        now = self.ctx.backoff.now()
         if job.failing_since is None:
             job.failing_since = now
         failing = now - job.failing_since
         if job.attempts > self.options.retries:
             over = f" over {format_duration(failing)}" if failing >= FAILING_NOTE_AFTER else ""
             raise RetriesExhausted(f"gave up after {job.attempts} attempts{over}: {message}")
-        delay = self.m.backoff.delay(job.attempts, exc.retry_after)
-        delay = max(delay, self.m.backoff.shared_wait())
+        delay = self.ctx.backoff.delay(job.attempts, exc.retry_after)
+        delay = max(delay, self.ctx.backoff.shared_wait())
         if isinstance(exc, Busy) and exc.wait is not None:  # this upload's, not every job's
             delay = max(delay, min(exc.wait, MAX_BUSY_WAIT))
         since = f", failing for {format_duration(failing)}" if failing >= FAILING_NOTE_AFTER else ""
-        self.m.log(
+        self.ctx.log(
             "warning",
             f"{job.display}: {message}; "
             f"retry {job.attempts}/{self.options.retries} in {delay:.1f}s{since}",
             job.id,
         )
-        self.m.emit(JobRetrying(job.id, job.attempts, self.options.retries, delay, message))
-        self.m.health.failing(message)
+        self.ctx.emit(JobRetrying(job.id, job.attempts, self.options.retries, delay, message))
+        self.ctx.health.failing(message)
         await self._sleep(delay)
 
     async def _sleep(self, delay: float) -> None:
@@ -212,7 +159,7 @@ class FileUpload:
                 await self._retry_pause(exc)
 
     async def _shared_wait(self) -> None:
-        wait = self.m.backoff.shared_wait()
+        wait = self.ctx.backoff.shared_wait()
         if wait > 0:
             await self._sleep(wait)
 
@@ -223,7 +170,7 @@ class FileUpload:
         if job.offset > job.high_water:
             job.high_water = job.offset
             job.reset_retries()
-        self.m.health.ok()
+        self.ctx.health.ok()
 
     async def _not_kept(self, offset: int) -> None:
         """A chunk that did not move the server's offset costs one attempt of the budget."""
@@ -241,10 +188,10 @@ class FileUpload:
 
         async def read_ahead(pos: int) -> bytes:
             n = min(PIECE, start + length - pos)
-            rate = self.m.bandwidth.rate
+            rate = self.ctx.bandwidth.rate
             expected = n / rate if rate else 0.0
             watchdog.reschedule(self.loop.time() + options.stall_timeout + expected)
-            await self.m.bandwidth.acquire(n)
+            await self.ctx.bandwidth.acquire(n)
             return await self.loop.run_in_executor(
                 io_executor(), read_piece, self.fd, pos, n, hashes
             )
@@ -263,7 +210,7 @@ class FileUpload:
                     yield data
                     pos += n
                     job.sent = pos
-                    self.m.count_bytes(job, n)
+                    self.ctx.count_bytes(job, n)
             finally:
                 if ahead is not None:
                     ahead.cancel()
@@ -329,7 +276,7 @@ class FileUpload:
         started = time.monotonic()
         hashes = await self.loop.run_in_executor(io_executor(), hash_prefix, self.fd, offset)
         elapsed = time.monotonic() - started
-        self.m.log(
+        self.ctx.log(
             "info",
             f"{job.display}: re-hashed {offset} bytes in {elapsed:.2f}s",
             job.id,
@@ -367,7 +314,7 @@ class FileUpload:
             raise Restart(f"server holds {info.offset} bytes, more than the file's {job.size}")
         if info.offset != job.offset or job.hashes is None:
             if info.offset:
-                self.m.log("info", f"{job.display}: resuming at byte {info.offset}", job.id)
+                self.ctx.log("info", f"{job.display}: resuming at byte {info.offset}", job.id)
             job.resumed_from = info.offset
             self.journal.update(job.id, resumed_from=info.offset)
         await self._align_to(info.offset)
@@ -399,7 +346,9 @@ class FileUpload:
             self.journal.update(
                 job.id, upload_id=found.id, upload_url=found.url, creating_since=None
             )
-            self.m.log("info", f"{job.display}: found its upload {found.id} on the server", job.id)
+            self.ctx.log(
+                "info", f"{job.display}: found its upload {found.id} on the server", job.id
+            )
         else:
             job.creating_since = None
             self.journal.update(job.id, creating_since=None)
@@ -483,7 +432,7 @@ class FileUpload:
     async def _realign(self, server_offset: int, start: int, end: int) -> None:
         job = self.job
         if server_offset == end:
-            self.m.log("info", f"{job.display}: a lost acknowledgement; chunk had landed", job.id)
+            self.ctx.log("info", f"{job.display}: a lost acknowledgement; chunk had landed", job.id)
             await self._align_to(end)
             self._progress_made()
         elif server_offset == start:
@@ -521,7 +470,7 @@ class FileUpload:
             if info.offset != start or info.offset == previous:
                 break
             previous = info.offset
-            await self._sleep(self.m.backoff.delay(1) + self.options.settle_delay)
+            await self._sleep(self.ctx.backoff.delay(1) + self.options.settle_delay)
         await self._realign(info.offset, start, end)
 
     async def _finalize(self) -> None:
@@ -586,7 +535,7 @@ class FileUpload:
         if info.checksum and info.checksum.lower() != md5:
             raise ChecksumMismatch(f"server checksum {info.checksum} differs from {md5}")
         self.completed = True
-        self.m.finish(job, md5, info)
+        self.ctx.finish(job, md5, info)
 
     async def _upload_whole(self) -> None:
         """Read, hash and send a small file in one request: one round trip instead of two.
@@ -600,7 +549,7 @@ class FileUpload:
         job = self.job
         # Not journaled: the row goes from queued to done (a crash leaves it queued, with
         # its creating_since noted, and resume looks on the server before sending).
-        self.m.set_state(job, JobState.UPLOADING, persist=False)
+        self.ctx.set_state(job, JobState.UPLOADING, persist=False)
         while True:
             await self._shared_wait()
             self._checkpoint()
@@ -621,8 +570,8 @@ class FileUpload:
                     info = found
                     break
             job.creating_since = time.time()
-            self.m.note_creating(job)
-            await self.m.bandwidth.acquire(job.size)
+            self.ctx.note_creating(job)
+            await self.ctx.bandwidth.acquire(job.size)
 
             async def body(data: bytes = data) -> AsyncIterator[bytes]:
                 yield data
@@ -645,7 +594,7 @@ class FileUpload:
                 raise ProtocolError(f"cannot create an upload: {exc}") from None
         job.upload_id, job.upload_url = info.id, info.url
         job.creating_since = None  # the journal clears it as it notes the job complete
-        self.m.count_bytes(job, job.size)
+        self.ctx.count_bytes(job, job.size)
         if not info.complete:  # the server's state decides, not the POST's answer
             info = await self._with_retries(lambda: self.client.state(job.upload_url or ""))
         if not info.complete:
@@ -678,7 +627,9 @@ class FileUpload:
         for u in alike:
             if (u.checksum or "").lower() == md5:
                 self.client.check_origin(u.url)
-                self.m.log("info", f"{job.display}: found its upload {u.id} on the server", job.id)
+                self.ctx.log(
+                    "info", f"{job.display}: found its upload {u.id} on the server", job.id
+                )
                 return u
         if any(not u.checksum for u in alike):
             self._warn(

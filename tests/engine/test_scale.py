@@ -146,7 +146,7 @@ def test_the_transition_table_refuses_what_it_does_not_list() -> None:
     job = Job(id=1, path=b"/a", size=1, identity=None, fingerprint="f", chunk_size=1)  # type: ignore[arg-type]
     job.state = JobState.DONE
     m = object.__new__(scheduler.UploadManager)
-    m.jobs, m.counters, m._held_queued = {}, scheduler.Counters(), 0
+    m.jobs, m.counters = {}, scheduler.Counters()
     with pytest.raises(IllegalTransition):
         m.transition(job, JobState.QUEUED)  # done is final
     assert TRANSITIONS[JobState.DONE] == frozenset()

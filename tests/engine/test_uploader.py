@@ -282,7 +282,7 @@ async def test_totals_count_every_state_as_the_jobs_say(tmp_path: Path) -> None:
         await m.add_paths([str(p) for p in files[2:]])  # stay queued
         last = next(j for j in m.window(0, 10) if j.size == 2000)
         m.cancel(last.id)
-        m._emit_totals()
+        m.views.emit_totals()
         totals = [e for e in events if isinstance(e, TotalProgress)][-1]
         jobs = m.window(0, 10)  # every job, from the journal (the finished left memory)
         kept = [j for j in jobs if j.state != JobState.CANCELLED]
@@ -527,7 +527,7 @@ async def test_creating_notes_ahead_skip_jobs_another_process_drives(tmp_path: P
         m.drain()  # queued, none started
         await m.add_paths([str(p) for p in srcs])
         first, second, third, fourth = m.window(0, 10)
-        m._locked_elsewhere.add(third.id)
+        m.queue.elsewhere.add(third.id)
         first.creating_since = 1.0
         m.note_creating(first)
         assert second.creating_noted and fourth.creating_noted and not third.creating_noted

@@ -1,0 +1,294 @@
+"""Adding work to a manager: scanned paths and unfinished journal rows become its jobs."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from synapse_tui.engine import ownership
+from synapse_tui.engine.collections import CollectionPlan
+from synapse_tui.engine.errors import FileError
+from synapse_tui.engine.events import JobFailed, JobQueued, JobSkipped, JobState, ScanProgress
+from synapse_tui.engine.job import Job, job_from_record
+from synapse_tui.engine.journal import JobRecord, NewJob
+from synapse_tui.engine.names import display_path
+from synapse_tui.engine.scan import FoundFile, Refused, scan
+from synapse_tui.engine.session import SeenKey
+
+if TYPE_CHECKING:
+    from synapse_tui.engine.scheduler import UploadManager
+
+# What a job's upload left in its `extra` (not its collection plan): kept when re-planned.
+_UPLOAD_KEYS = frozenset(
+    {"uploaded", "data_file_id", "checksum", "file_key", "data_file_requested"}
+)
+RELATIVE_NOT_HERE = (
+    "journaled with a relative path by an older synapse-tui, and not found from this"
+    " folder: run `synapse-tui resume` in the folder the upload started in"
+)
+
+
+@dataclass
+class ScanTotals:
+    files: int = 0
+    bytes: int = 0
+    duplicates: int = 0
+    already_uploaded: int = 0
+    skipped: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+
+
+class Intake:
+    """Turns scanned files and unfinished journal rows into jobs of the manager `m`."""
+
+    def __init__(self, m: UploadManager) -> None:
+        self.m = m
+        self.totals = ScanTotals()  # over every scan of this manager
+        self.scans = 0  # scans running
+        # Cancelled jobs with an upload on the server, by (path, fingerprint): queueing the
+        # same file again resumes that upload instead of orphaning it.
+        self.cancelled: dict[tuple[bytes, str], Job] = {}
+
+    def enqueue(self, rec: JobRecord, resumed: bool) -> None:
+        """Make the journal row `rec` a job of this manager: counted, and held in memory
+        only if the look-ahead has room for it (else it waits as a row)."""
+        m = self.m
+        if not m.session.add(rec.id):
+            return  # already one of ours
+        m.counters.enter(rec.state, rec.size, rec.offset)
+        # A job this process just created is queued and known to no other process (its row
+        # is not even committed yet): only a job from the journal may be driven elsewhere.
+        if resumed and not m.journal.try_lock(rec.id):
+            # Another process drives it: its journal row (state, offset) is not ours to write.
+            job = job_from_record(rec)
+            m.transition(job, JobState.QUEUED)
+            m.queue.hold(job)  # held, never dispatched: see Lookahead.elsewhere
+            ownership.elsewhere(m, job)
+        elif resumed:
+            m.journal.unlock(rec.id)
+            if rec.state != JobState.QUEUED:
+                m.set_state(job_from_record(rec), JobState.QUEUED)
+            elif m.queue.room_for(rec.priority):
+                m.queue.hold(job_from_record(rec))
+        elif m.queue.room_for(rec.priority):
+            m.queue.hold(job_from_record(rec))
+        m.emit(JobQueued(rec.id, display_path(rec.path), rec.size, resumed))
+        m.kick()
+
+    def resume_unfinished(self) -> int:
+        """Queue every unfinished job of this host from the journal (paused ones too)."""
+        m = self.m
+        count = 0
+        # An older journal's relative paths: made absolute where this folder holds the file.
+        relative = {r.id for r in ownership.adopt_relative(m.journal)}
+        for rec in m.journal.unfinished_pages(m.options.host):
+            if m.session.has(rec.id):
+                continue
+            if rec.id in relative:  # left as it is, resumable from its own folder
+                m.emit(JobFailed(None, display_path(rec.path), RELATIVE_NOT_HERE, resumable=True))
+                continue
+            self.enqueue(rec, resumed=True)
+            count += 1
+        return count
+
+    async def add_paths(
+        self,
+        paths: Sequence[str | bytes],
+        *,
+        force: bool = False,
+        priority: int = 0,
+        plan: CollectionPlan | None = None,
+    ) -> ScanTotals:
+        """Scan `paths` and queue every file as soon as its batch is hashed."""
+        m = self.m
+        totals = ScanTotals()
+        self.scans += 1
+        m.runner.busy()
+        # Duplicates within this scan: an index in the journal's TEMP tables, read and
+        # written once per batch (a dict of every file met would grow with the folder).
+        scan_id = m.session.new_scan()
+        started = time.monotonic()
+        last_emit = 0.0
+        try:
+            ownership.adopt_relative(m.journal)  # so an older job of these files is found
+            absolute = [ownership.absolute(os.fsencode(p)) for p in paths]
+            async for batch in scan(absolute):
+                await m.journal.settled()  # its reads see every write of this process
+                adds: dict[tuple[bytes, str], NewJob] = {}  # the batch's new jobs: one write
+                found = [i for i in batch if not isinstance(i, Refused)]
+                known = m.journal.known_fingerprints(m.options.host, [i.fingerprint for i in found])
+                keys = [(i.identity.size, i.fingerprint) for i in found]
+                seen = m.session.seen(scan_id, keys) if not force else {}
+                before = set(seen)
+                for item in batch:
+                    if isinstance(item, Refused):
+                        self._refused(item, totals)
+                        continue
+                    totals.files += 1
+                    totals.bytes += item.identity.size
+                    self.accept(item, totals, seen, force, priority, plan, known, adds)
+                m.session.note_seen(scan_id, {k: seen[k] for k in seen if k not in before})
+                for rec in await m.journal.add_jobs(list(adds.values())):
+                    self.enqueue(rec, resumed=False)
+                now = time.monotonic()
+                if now - last_emit >= m.options.tick:
+                    last_emit = now
+                    self._emit_scan(totals)
+        finally:
+            totals.seconds = time.monotonic() - started
+            m.session.end_scan(scan_id)
+            self.scans -= 1
+            self._merge_scan(totals)
+            self._emit_scan(totals, done=True)
+            m.kick()
+        return totals
+
+    def _refused(self, item: Refused, totals: ScanTotals) -> None:
+        if item.error:
+            totals.failed += 1
+            self.m.emit(JobFailed(None, item.display, item.reason))
+        else:
+            totals.skipped += 1
+            self.m.emit(JobSkipped(None, item.display, item.reason))
+
+    def accept(
+        self,
+        item: FoundFile,
+        totals: ScanTotals,
+        seen: dict[SeenKey, str],
+        force: bool,
+        priority: int,
+        plan: CollectionPlan | None,
+        known: set[str] | None,
+        adds: dict[tuple[bytes, str], NewJob],
+    ) -> None:
+        """Queue `item` unless it is a duplicate, already uploaded, or already a job.
+        `known`: the fingerprints of this batch that the ledger or an unfinished job has
+        (`Journal.known_fingerprints`); any other needs no lookup. `adds`: the batch's new
+        jobs, added (and queued) in one write when the batch ends."""
+        m = self.m
+        key = (item.identity.size, item.fingerprint)
+        host = m.options.host
+        lookup = known is None or item.fingerprint in known
+        extra: dict[str, object] | None = None
+        if plan is not None:
+            try:
+                extra = plan.job_extra(item.path)
+            except FileError as exc:  # fails before anything is uploaded
+                totals.failed += 1
+                m.emit(JobFailed(None, item.display, str(exc)))
+                return
+        if not force:
+            if key in seen and extra is None:
+                totals.duplicates += 1
+                m.emit(JobSkipped(None, item.display, f"duplicate of {seen[key]}"))
+                return
+            if key in seen and extra is not None:  # its unit needs it: see Registrar.borrow
+                extra["twin"] = True
+            seen.setdefault(key, item.display)
+            entry = (
+                m.journal.uploaded(host, item.fingerprint, item.identity.size) if lookup else None
+            )
+            if entry is not None and extra is not None:
+                unit = m.journal.registered(host, item.fingerprint, extra["collection"])
+                if unit is None:  # uploaded before, not yet in this collection: register it
+                    extra.update(uploaded=True)
+                    known_file = m.journal.data_file_of(host, item.fingerprint, entry.size)
+                    if known_file is not None:  # e.g. a presigned upload's: no chunked upload
+                        extra.update(data_file_id=known_file[0], checksum=known_file[1])
+                    adds[(item.path, item.fingerprint)] = self._new_job(
+                        item, priority, extra, entry.upload_id, entry.md5
+                    )
+                    return
+                totals.already_uploaded += 1
+                m.emit(JobSkipped(None, item.display, f"already in collection (data unit {unit})"))
+                return
+            if entry is not None:
+                totals.already_uploaded += 1
+                m.emit(
+                    JobSkipped(None, item.display, f"already uploaded (upload {entry.upload_id})")
+                )
+                return
+        cancelled = self.cancelled.pop((item.path, item.fingerprint), None)
+        if cancelled is not None and cancelled.state == JobState.CANCELLED:
+            if extra is not None:
+                self._replan(cancelled, extra)
+            self._revive(cancelled)
+            return
+        if (item.path, item.fingerprint) in adds:  # twice in one batch (--force): one job
+            return
+        existing = m.journal.find_unfinished(item.path, item.fingerprint, host) if lookup else None
+        if existing is not None:
+            if not m.session.has(existing.id):
+                self.enqueue(existing, resumed=True)
+            elif m.on_held is not None:  # the engine service: the adding batch follows it
+                m.on_held(m.jobs.get(existing.id) or job_from_record(existing))
+            return
+        adds[(item.path, item.fingerprint)] = self._new_job(item, priority, extra)
+        if known is not None:
+            known.add(item.fingerprint)  # now a job: the same content again is looked up
+
+    def _replan(self, job: Job, extra: dict[str, object]) -> None:
+        """A cancelled job queued again with a collection plan takes it (it kept the old
+        one, so the plan given now was lost). What the upload itself left (its data file)
+        is kept; a unit asked for in the same collection keeps the old plan whole."""
+        old = job.extra
+        unit_asked = old.get("unit_id") is not None or old.get("unit_requested")
+        if unit_asked and old.get("collection") == extra.get("collection"):
+            return  # its unit may exist already: never a second one
+        kept = {k: v for k, v in old.items() if k in _UPLOAD_KEYS}
+        job.extra = {**kept, **extra}
+        self.m.journal.update(job.id, extra=job.extra)
+
+    def _revive(self, job: Job) -> None:
+        """Queue a cancelled job again: its upload resumes where the server holds it."""
+        m = self.m
+        job.cancel_requested = job.pause_requested = False
+        job.reset_retries()
+        m.log("info", f"{job.display}: queued again, resuming its cancelled upload", job.id)
+        m.set_state(job, JobState.QUEUED)
+        m.emit(JobQueued(job.id, job.display, job.size, resumed=True))
+        m.kick()
+
+    def _new_job(
+        self,
+        item: FoundFile,
+        priority: int,
+        extra: dict[str, object] | None,
+        upload_id: str | None = None,
+        md5: str | None = None,
+    ) -> NewJob:
+        o = self.m.options
+        return NewJob(
+            item.path,
+            item.identity,
+            item.fingerprint,
+            o.host,
+            o.chunk_size,
+            priority,
+            extra,
+            upload_id,
+            md5,
+        )
+
+    def _merge_scan(self, totals: ScanTotals) -> None:
+        t = self.totals
+        for name in ScanTotals.__dataclass_fields__:
+            setattr(t, name, getattr(t, name) + getattr(totals, name))
+
+    def _emit_scan(self, totals: ScanTotals, done: bool = False) -> None:
+        self.m.emit(
+            ScanProgress(
+                totals.files,
+                totals.bytes,
+                totals.duplicates,
+                totals.already_uploaded,
+                totals.skipped,
+                done=done and self.scans == 0,
+                failed=totals.failed,
+            )
+        )
