@@ -460,8 +460,11 @@ class Journal:
         records: list[JobRecord] = await self.call_async(_insert(specs))
         return records
 
-    def get(self, job_id: int) -> JobRecord:
-        row = self._read().execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    def get(self, job_id: int, *, wait: bool = True) -> JobRecord:
+        """A job's row; `wait=False`: as committed, for a caller whose own writes to this
+        row are all committed already (see ownership.claim)."""
+        db = self._read() if wait else self._db
+        row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         if row is None:
             raise KeyError(job_id)
         return JobRecord.from_row(row)

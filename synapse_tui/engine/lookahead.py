@@ -139,11 +139,15 @@ class Lookahead:
             ]
             heapq.heapify(self.ready)
 
+    def refill_due(self) -> bool:
+        """Whether `pop_runnable` reads the next page of the queue from the journal."""
+        return self.journal_queued and self.count() <= self.limit // 2
+
     def pop_runnable(self) -> Job | None:
         """The queued job to start next (highest priority, then oldest), or None."""
         later: list[Entry] = []
         found: Job | None = None
-        if self.journal_queued and self.count() <= self.limit // 2:
+        if self.refill_due():
             self.refill()  # the next page of the queue, by index
         while self.ready:
             entry = heapq.heappop(self.ready)

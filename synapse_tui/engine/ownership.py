@@ -70,7 +70,10 @@ def claim(m: UploadManager, job: Job) -> bool:
     here from the row's upload and offset, so nothing is sent twice.
     """
     try:
-        rec = m.journal.get(job.id)
+        # Read without waiting for the writer: the dispatcher awaited `durable`, and the
+        # only write of this job nothing waits for (its finished note) is not pending
+        # while it is queued.
+        rec = m.journal.get(job.id, wait=False)
     except KeyError:  # pruned by another process: it was finished there
         rec = None
     if rec is None or rec.state in _TAKEN:

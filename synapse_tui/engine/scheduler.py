@@ -142,6 +142,7 @@ class UploadManager:
         self.views.emit_totals()
         with contextlib.suppress(Exception):
             await self.client.aclose()
+        await self.journal.settled()  # closed: every write of this manager is committed
 
     # -- events -----------------------------------------------------------------------------
 
