@@ -33,6 +33,7 @@ from typing import Any
 from synapse_tui.engine import journal_files
 from synapse_tui.engine.events import JobState
 from synapse_tui.engine.hashing import Identity
+from synapse_tui.engine.steps import Id, JobSteps
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -117,7 +118,7 @@ class JobRecord:
     resumed_from: int | None
     created_at: float
     updated_at: float
-    extra: dict[str, Any] = field(default_factory=dict)
+    steps: JobSteps = field(default_factory=JobSteps)  # the `extra` column
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> JobRecord:
@@ -141,7 +142,7 @@ class JobRecord:
             resumed_from=row["resumed_from"],
             created_at=row["created_at"],
             updated_at=row["updated_at"],
-            extra=json.loads(row["extra"]) if row["extra"] else {},
+            steps=JobSteps.from_json(json.loads(row["extra"]) if row["extra"] else None),
         )
 
 
@@ -159,6 +160,12 @@ class LedgerEntry:
 _OFD_SETLK: int | None = getattr(fcntl, "F_OFD_SETLK", None)  # Linux 3.15+
 _UNSUPPORTED = (errno.EINVAL, errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP)
 _LOCK_FLAGS = os.O_CREAT | os.O_RDWR | getattr(os, "O_CLOEXEC", 0)
+
+
+def _steps_column(steps: JobSteps | None) -> str | None:
+    """A job's steps as the `extra` column holds them: JSON, NULL when nothing is set."""
+    data = steps.to_json() if steps is not None else None
+    return json.dumps(data) if data else None
 
 
 def _flock(kind: int, job_id: int) -> bytes:
@@ -398,7 +405,7 @@ class Journal:
         host: str,
         chunk_size: int,
         priority: int = 0,
-        extra: dict[str, Any] | None = None,
+        steps: JobSteps | None = None,
     ) -> JobRecord:
         now = time.time()
         with self._tx(single=True) as db:
@@ -417,7 +424,7 @@ class Journal:
                     chunk_size,
                     priority,
                     JobState.QUEUED.value,
-                    json.dumps(extra) if extra else None,
+                    _steps_column(steps),
                     now,
                     now,
                 ),
@@ -446,7 +453,7 @@ class Journal:
             resumed_from=None,
             created_at=now,
             updated_at=now,
-            extra=json.loads(json.dumps(extra)) if extra else {},
+            steps=JobSteps.from_json(steps.to_json()) if steps is not None else JobSteps(),
         )
 
     def get(self, job_id: int) -> JobRecord:
@@ -571,7 +578,9 @@ class Journal:
             raise ValueError(f"not updatable: {sorted(unknown)}")
         if "state" in values and isinstance(values["state"], JobState):
             values["state"] = values["state"].value
-        if "extra" in values and not isinstance(values["extra"], str | None):
+        if isinstance(values.get("extra"), JobSteps):
+            values["extra"] = json.dumps(values["extra"].to_json())
+        elif "extra" in values and not isinstance(values["extra"], str | None):
             values["extra"] = json.dumps(values["extra"])
         values["updated_at"] = time.time()
         cols = ", ".join(f"{k} = ?" for k in values)
@@ -613,7 +622,7 @@ class Journal:
         resumed_from: int,
         result: Any,
         state: JobState = JobState.DONE,
-        extra: dict[str, Any] | None = None,
+        steps: JobSteps | None = None,
         *,
         lazy: bool = False,
     ) -> None:
@@ -631,7 +640,7 @@ class Journal:
                     upload_id,
                     resumed_from,
                     json.dumps(result),
-                    json.dumps(extra) if extra else None,
+                    _steps_column(steps),
                     now,
                     job.id,
                 ),
@@ -655,7 +664,7 @@ class Journal:
             ).fetchone()
         return cur.rowcount, kept
 
-    def registered(self, host: str, fingerprint: str, collection: Any) -> Any | None:
+    def registered(self, host: str, fingerprint: str, collection: int) -> Id | None:
         """The data unit id of this content in this collection, if a job registered it."""
         rows = self._db.execute(
             "SELECT extra FROM jobs WHERE host = ? AND fingerprint = ? AND state = ?"
@@ -663,12 +672,12 @@ class Journal:
             (host, fingerprint, JobState.DONE.value),
         )
         for row in rows:
-            extra = json.loads(row["extra"])
-            if extra.get("collection") == collection and extra.get("unit_id") is not None:
-                return extra["unit_id"]
+            steps = JobSteps.from_json(json.loads(row["extra"]))
+            if steps.collection == collection and steps.unit_id is not None:
+                return steps.unit_id
         return None
 
-    def data_file_of(self, host: str, fingerprint: str, size: int) -> tuple[Any, str] | None:
+    def data_file_of(self, host: str, fingerprint: str, size: int) -> tuple[Id, str] | None:
         """(id, checksum) of the data file a job of this content got, if one did. A
         presigned upload's ledger entry names a file key, no chunked upload that
         `data_files/` could register: its data file is only known from here."""
@@ -678,9 +687,9 @@ class Journal:
             (host, fingerprint, size),
         )
         for row in rows:
-            extra = json.loads(row["extra"])
-            if extra.get("data_file_id") is not None and extra.get("checksum"):
-                return extra["data_file_id"], str(extra["checksum"])
+            steps = JobSteps.from_json(json.loads(row["extra"]))
+            if steps.data_file_id is not None and steps.checksum:
+                return steps.data_file_id, steps.checksum
         return None
 
     # -- ledger -----------------------------------------------------------------------------

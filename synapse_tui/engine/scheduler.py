@@ -230,16 +230,16 @@ class UploadManager:
         job.upload_id = info.id
         job.offset = job.sent = job.size
         # With a collection, the job goes on to register the upload (data file, data unit).
-        state = JobState.REGISTERING if job.extra.get("collection") is not None else JobState.DONE
+        state = JobState.REGISTERING if job.steps.plan is not None else JobState.DONE
         if state == JobState.REGISTERING:
-            job.extra["uploaded"] = True
+            job.steps.uploaded = True
         # A plain upload's note may wait up to LAZY_COMMIT_DELAY for the next write (one
         # commit for both): lost to a crash, resume finds the upload complete on the
         # server. A job that goes on to register has its note committed at once.
         lazy = state == JobState.DONE
         self.health.ok()
         self.journal.complete(
-            key, md5, info.id, job.resumed_from, info.record(), state, job.extra, lazy=lazy
+            key, md5, info.id, job.resumed_from, info.record(), state, job.steps, lazy=lazy
         )
         self.transition(job, state)
         self.emit(JobStateChanged(job.id, state))

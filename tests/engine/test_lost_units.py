@@ -80,5 +80,5 @@ async def test_twins_in_two_folders_each_keep_their_own_unit(
     await run(url, state, [], None)
     units = units_on(url)
     assert len(units) == 2, units  # the missing one was created again
-    recorded = [j.extra["unit_id"] for j in Journal(state).jobs()]
+    recorded = [j.steps.unit_id for j in Journal(state).jobs()]
     assert sorted(recorded) == sorted(u["id"] for u in units)

@@ -7,6 +7,7 @@ from typing import Any
 
 from synapse_tui.engine.collections import Registrar
 from synapse_tui.engine.events import JobState, UnitRegistered
+from synapse_tui.engine.steps import JobSteps, UnitPlan
 
 
 class Manager:
@@ -28,8 +29,10 @@ class Manager:
 
 def test_a_hostile_unit_answer_is_escaped_and_does_not_crash() -> None:
     m = Manager()
-    job = SimpleNamespace(id=1, extra={"collection": 3}, display="a.jpg", state=None)
+    job = SimpleNamespace(
+        id=1, steps=JobSteps(UnitPlan(3, "image", "a")), display="a.jpg", state=None
+    )
     Registrar(m)._record([job], {"id": "\x1b]0;owned\x07", "data_collection": "not a number"})
     (event,) = [e for e in m.events if isinstance(e, UnitRegistered)]
-    assert "\x1b" not in str(event.unit_id) and "\x1b" not in str(job.extra["unit_id"])
+    assert "\x1b" not in str(event.unit_id) and "\x1b" not in str(job.steps.unit_id)
     assert event.collection == 3 and job.state == JobState.DONE
