@@ -1,11 +1,4 @@
-"""The upload manager: a queue of jobs, bounded concurrency, pause/drain/cancel, limits.
-
-Front ends (headless CLI, dashboard) drive only this class and listen to its events. It
-holds the shared state (journal, client, limits, counters) and each job's state changes;
-its collaborators do the rest: `Lookahead` (engine/lookahead.py) the jobs in memory,
-`Intake` (intake.py) adding work, `Runner` (runner.py) dispatch and outcomes, `Views`
-(views.py) pages and totals, `Controls` (controls.py) pause/resume/cancel/retry.
-"""
+"""The upload manager: a queue of jobs, bounded concurrency, pause/drain/cancel, limits."""
 
 from __future__ import annotations
 
@@ -71,7 +64,13 @@ SMALL_BOOST = 4
 
 
 class UploadManager:
-    """Owns the jobs of one backend. Use as `async with UploadManager(...) as m:`."""
+    """Owns the jobs of one backend. Use as `async with UploadManager(...) as m:`.
+
+    Front ends (headless CLI, dashboard, engine service) drive only this class and listen
+    to its events. It holds the shared state (journal, client, limits, counters) and each
+    job's state changes; the parts it owns do the rest: `queue` (Lookahead, lookahead.py)
+    the jobs in memory, `intake` (intake.py) adding work, `runner` (runner.py) dispatch and
+    outcomes, `views` (views.py) pages and totals, `controls` (controls.py) the verbs."""
 
     def __init__(
         self,
