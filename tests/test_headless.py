@@ -75,7 +75,7 @@ async def test_a_terminal_gets_each_line_at_once() -> None:
 
 def test_without_an_event_loop_lines_are_flushed_at_once() -> None:
     seen: list[tuple[str, str]] = []
-    reporter = TextReporter(Sink("out", seen), Sink("err", seen), [], live=False)  # type: ignore[arg-type]
+    reporter = TextReporter(Sink("out", seen), Sink("err", seen), [], live=False)
     reporter(JobDone(1, "a.bin", 1, "0" * 32, "u1", 0))
     assert lines(seen) == [f"done     a.bin (1 B, md5 {'0' * 32})"]
 

@@ -15,7 +15,7 @@ import asyncio
 import os
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from synapse_tui.engine.catalog import Collection, fetch_collection, list_collections
 from synapse_tui.engine.contexts import RegistrarContext
@@ -30,6 +30,7 @@ from synapse_tui.engine.events import Event, JobState, JobStateChanged, UnitRegi
 from synapse_tui.engine.job import Job
 from synapse_tui.engine.names import display_name, escape_text
 from synapse_tui.engine.protocol import ProtocolClient
+from synapse_tui.engine.steps import JobSteps, UnitPlan, as_id
 from synapse_tui.engine.uploader import Paused
 
 __all__ = ["Collection", "CollectionPlan", "Registrar", "fetch_collection", "list_collections"]
@@ -86,18 +87,16 @@ class CollectionPlan:
         stem, _ = os.path.splitext(path)
         return os.fsdecode(stem)
 
-    def job_extra(self, path: bytes) -> dict[str, Any]:
+    def job_steps(self, path: bytes) -> JobSteps:
+        """The collection workflow of the file at `path`: its plan, no step done yet."""
         stem, ext = os.path.splitext(os.path.basename(path))
-        return {
-            "collection": self.collection.id,
-            "spec": self.spec_for(path),
-            "unit_key": self.unit_key(path),
-            "meta": {
-                "origin_file_stem": display_name(stem),
-                "origin_file_extension": display_name(ext.lstrip(b".")) if ext else "",
-                **self.meta,
-            },
+        meta = {
+            "origin_file_stem": display_name(stem),
+            "origin_file_extension": display_name(ext.lstrip(b".")) if ext else "",
+            **self.meta,
         }
+        plan = UnitPlan(self.collection.id, self.spec_for(path), self.unit_key(path), meta)
+        return JobSteps(plan=plan)
 
 
 def _extension(path: bytes) -> str:
@@ -170,6 +169,12 @@ async def existing_units(
             return
 
 
+def _plan(job: Job) -> UnitPlan:
+    """The plan of a job the registrar holds (only jobs with one reach it)."""
+    assert job.steps.plan is not None
+    return job.steps.plan
+
+
 class Registrar:
     """Runs the data file and data unit steps for jobs whose upload is complete."""
 
@@ -195,17 +200,18 @@ class Registrar:
             j
             for j in self.m.jobs.values()
             if j is not job
-            and not j.extra.get("twin")
+            and not j.steps.twin
             and j.fingerprint == job.fingerprint
             and j.size == job.size
         ]
-        same.sort(key=lambda j: (not j.extra.get("data_file_id"), j.state.terminal, j.id))
+        same.sort(key=lambda j: (not j.steps.data_file_id, j.state.terminal, j.id))
         return same[0] if same else None
 
     async def borrow(self, job: Job) -> bool:
         """For a twin: wait for its original's data file and take it (True), or say it must
         upload its own bytes (False: the original failed, paused or is not in this run)."""
-        if not job.extra.get("twin"):
+        steps = job.steps
+        if not steps.twin:
             return False
         while True:
             original = self._original(job)
@@ -215,20 +221,18 @@ class Registrar:
                 if entry is None:
                     return False
                 job.upload_id, job.md5 = entry.upload_id, entry.md5
-                job.extra["uploaded"] = True  # its data file is asked for next
+                steps.uploaded = True  # its data file is asked for next
                 known = self.m.journal.data_file_of(self.m.options.host, job.fingerprint, job.size)
                 if known is not None:  # a presigned upload's: its file key is no chunked upload
-                    job.extra.update(data_file_id=known[0], checksum=known[1])
-                self.m.journal.update(job.id, upload_id=job.upload_id, md5=job.md5, extra=job.extra)
+                    steps.data_file_id, steps.checksum = known
+                self.m.journal.update(job.id, upload_id=job.upload_id, md5=job.md5, extra=steps)
                 return True
-            if original.extra.get("data_file_id") and original.extra.get("checksum"):
+            if original.steps.data_file_id and original.steps.checksum:
                 job.upload_id, job.md5 = original.upload_id, original.md5
-                job.extra.update(
-                    uploaded=True,
-                    data_file_id=original.extra["data_file_id"],
-                    checksum=original.extra["checksum"],
-                )
-                self.m.journal.update(job.id, upload_id=job.upload_id, md5=job.md5, extra=job.extra)
+                steps.uploaded = True
+                steps.data_file_id = original.steps.data_file_id
+                steps.checksum = original.steps.checksum
+                self.m.journal.update(job.id, upload_id=job.upload_id, md5=job.md5, extra=steps)
                 self.m.log("info", f"{job.display}: same content as {original.display}", job.id)
                 return True
             running = original.task is not None and not original.task.done()
@@ -268,18 +272,20 @@ class Registrar:
     async def data_file(self, job: Job) -> None:
         """POST data_files/ once for this job's upload (the server answers the same record
         for the same upload, so a resend after a crash does not make a second one)."""
-        if job.extra.get("data_file_id"):
+        steps = job.steps
+        if steps.data_file_id:
             return
-        job.extra["data_file_requested"] = True
-        self.m.journal.update(job.id, extra=job.extra)
+        steps.data_file_requested = True
+        self.m.journal.update(job.id, extra=steps)
         data = await self._retrying(
             job, lambda: self.m.client.post_json("data_files/", {"chunked_upload": job.upload_id})
         )
         if not isinstance(data, dict) or "id" not in data:
             raise ProtocolError("data file answer lacks an id")
-        job.extra["data_file_id"] = data["id"]
-        job.extra["checksum"] = data.get("checksum") or job.md5
-        self.m.journal.update(job.id, extra=job.extra)
+        steps.data_file_id = as_id(data["id"])
+        checksum = data.get("checksum") or job.md5
+        steps.checksum = str(checksum) if checksum is not None else None
+        self.m.journal.update(job.id, extra=steps)
         self.m.log("info", f"{job.display}: data file {escape_text(str(data['id']))}", job.id)
         self._wake(job.id)  # its twins take this data file
 
@@ -288,8 +294,9 @@ class Registrar:
             j
             for j in self.m.jobs.values()
             if j.state == JobState.REGISTERING
-            and j.extra.get("data_file_id")
-            and not j.extra.get("unit_id")
+            and j.steps.plan is not None
+            and j.steps.data_file_id
+            and not j.steps.unit_id
             and (j.task is None or j.task.done())
         ]
 
@@ -297,18 +304,18 @@ class Registrar:
         """Create the data units of every complete group, in batches; adopt lost ones."""
         groups: dict[tuple[int, str], list[Job]] = {}
         for job in self.pending():
-            key = (cast(int, job.extra["collection"]), cast(str, job.extra["unit_key"]))
-            groups.setdefault(key, []).append(job)
+            plan = _plan(job)
+            groups.setdefault((plan.collection, plan.unit_key), []).append(job)
         by_collection: dict[int, list[tuple[list[Job], dict[str, Any]]]] = {}
         for (collection, _), members in groups.items():
             body = unit_body(
                 collection,
                 [
                     {
-                        "spec": j.extra["spec"],
-                        "checksum": j.extra["checksum"],
+                        "spec": _plan(j).spec,
+                        "checksum": j.steps.checksum,
                         "path": display_name(j.path),
-                        "meta": j.extra["meta"],
+                        "meta": _plan(j).meta,
                     }
                     for j in members
                 ],
@@ -320,22 +327,22 @@ class Registrar:
     async def _collection_units(
         self, collection: int, items: list[tuple[list[Job], dict[str, Any]]]
     ) -> None:
-        lost = [it for it in items if any(j.extra.get("unit_requested") for j in it[0])]
+        lost = [it for it in items if any(j.steps.unit_requested for j in it[0])]
         if lost:  # sent before a crash, maybe created: look before sending again
             await self._find_lost(collection, lost, items)
         for start in range(0, len(items), UNITS_PER_REQUEST):
             batch = items[start : start + UNITS_PER_REQUEST]
             for members, _ in batch:
                 for job in members:
-                    job.extra["unit_requested"] = True
-                    self.m.journal.update(job.id, extra=job.extra)
+                    job.steps.unit_requested = True
+                    self.m.journal.update(job.id, extra=job.steps)
             pending = list(batch)
             try:
                 await self._post_units(collection, pending)
             except FileError as exc:
                 for members, _ in pending:  # the ones not found on the server meanwhile
                     for job in members:
-                        job.extra.pop("unit_requested", None)
+                        job.steps.unit_requested = False
                         self.m.fail(job, f"data unit refused: {exc}")
 
     async def _post_units(
@@ -407,11 +414,11 @@ class Registrar:
             unit_id = escape_text(str(unit_id))[:64]  # server text: shown and journaled
         collection = unit.get("data_collection")
         if not isinstance(collection, int) or isinstance(collection, bool):
-            collection = cast(int, members[0].extra["collection"])
+            collection = _plan(members[0]).collection
         for job in members:
-            job.extra["unit_id"] = unit_id
-            job.extra.pop("unit_requested", None)
-            self.m.journal.update(job.id, extra=job.extra)
+            job.steps.unit_id = unit_id
+            job.steps.unit_requested = False
+            self.m.journal.update(job.id, extra=job.steps)
             self.m.set_state(job, JobState.DONE)
         self.m.emit(
             UnitRegistered(

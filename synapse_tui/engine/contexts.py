@@ -1,9 +1,4 @@
-"""What a file's upload and the registrar may use of the manager that runs them, typed.
-
-`UploadManager` satisfies both protocols (mypy checks it where it passes itself); a test may
-pass a smaller object. Neither a file's upload nor the registrar sees the queue, the other
-jobs' controls or the dispatcher: a reviewer reads their whole dependency here.
-"""
+"""What a file's upload and the registrar may use of the manager that runs them, typed."""
 
 from __future__ import annotations
 
@@ -17,6 +12,10 @@ from synapse_tui.engine.journal import LedgerEntry
 from synapse_tui.engine.limits import Backoff, Bandwidth, Gate
 from synapse_tui.engine.options import EngineOptions
 from synapse_tui.engine.protocol import ProtocolClient, UploadInfo
+
+# UploadManager satisfies both contexts (mypy checks it where it passes itself). Neither a
+# file's upload nor the registrar sees the queue, the other jobs' controls or the
+# dispatcher: their whole dependency on the manager is read here.
 
 
 class UploadJournal(Protocol):

@@ -17,14 +17,11 @@ from synapse_tui.engine.journal import JobRecord, NewJob
 from synapse_tui.engine.names import display_path
 from synapse_tui.engine.scan import FoundFile, Refused, scan
 from synapse_tui.engine.session import SeenKey
+from synapse_tui.engine.steps import JobSteps
 
 if TYPE_CHECKING:
     from synapse_tui.engine.scheduler import UploadManager
 
-# What a job's upload left in its `extra` (not its collection plan): kept when re-planned.
-_UPLOAD_KEYS = frozenset(
-    {"uploaded", "data_file_id", "checksum", "file_key", "data_file_requested"}
-)
 RELATIVE_NOT_HERE = (
     "journaled with a relative path by an older synapse-tui, and not found from this"
     " folder: run `synapse-tui resume` in the folder the upload started in"
@@ -174,34 +171,34 @@ class Intake:
         key = (item.identity.size, item.fingerprint)
         host = m.options.host
         lookup = known is None or item.fingerprint in known
-        extra: dict[str, object] | None = None
+        steps: JobSteps | None = None  # with a plan: the job's collection workflow
         if plan is not None:
             try:
-                extra = plan.job_extra(item.path)
+                steps = plan.job_steps(item.path)
             except FileError as exc:  # fails before anything is uploaded
                 totals.failed += 1
                 m.emit(JobFailed(None, item.display, str(exc)))
                 return
         if not force:
-            if key in seen and extra is None:
+            if key in seen and steps is None:
                 totals.duplicates += 1
                 m.emit(JobSkipped(None, item.display, f"duplicate of {seen[key]}"))
                 return
-            if key in seen and extra is not None:  # its unit needs it: see Registrar.borrow
-                extra["twin"] = True
+            if key in seen and steps is not None:  # its unit needs it: see Registrar.borrow
+                steps.twin = True
             seen.setdefault(key, item.display)
             entry = (
                 m.journal.uploaded(host, item.fingerprint, item.identity.size) if lookup else None
             )
-            if entry is not None and extra is not None:
-                unit = m.journal.registered(host, item.fingerprint, extra["collection"])
+            if entry is not None and plan is not None and steps is not None:
+                unit = m.journal.registered(host, item.fingerprint, plan.collection.id)
                 if unit is None:  # uploaded before, not yet in this collection: register it
-                    extra.update(uploaded=True)
+                    steps.uploaded = True
                     known_file = m.journal.data_file_of(host, item.fingerprint, entry.size)
                     if known_file is not None:  # e.g. a presigned upload's: no chunked upload
-                        extra.update(data_file_id=known_file[0], checksum=known_file[1])
+                        steps.data_file_id, steps.checksum = known_file
                     adds[(item.path, item.fingerprint)] = self._new_job(
-                        item, priority, extra, entry.upload_id, entry.md5
+                        item, priority, steps, entry.upload_id, entry.md5
                     )
                     return
                 totals.already_uploaded += 1
@@ -215,8 +212,8 @@ class Intake:
                 return
         cancelled = self.cancelled.pop((item.path, item.fingerprint), None)
         if cancelled is not None and cancelled.state == JobState.CANCELLED:
-            if extra is not None:
-                self._replan(cancelled, extra)
+            if steps is not None:
+                self._replan(cancelled, steps)
             self._revive(cancelled)
             return
         if (item.path, item.fingerprint) in adds:  # twice in one batch (--force): one job
@@ -228,21 +225,20 @@ class Intake:
             elif m.on_held is not None:  # the engine service: the adding batch follows it
                 m.on_held(m.jobs.get(existing.id) or job_from_record(existing))
             return
-        adds[(item.path, item.fingerprint)] = self._new_job(item, priority, extra)
+        adds[(item.path, item.fingerprint)] = self._new_job(item, priority, steps)
         if known is not None:
             known.add(item.fingerprint)  # now a job: the same content again is looked up
 
-    def _replan(self, job: Job, extra: dict[str, object]) -> None:
+    def _replan(self, job: Job, new: JobSteps) -> None:
         """A cancelled job queued again with a collection plan takes it (it kept the old
         one, so the plan given now was lost). What the upload itself left (its data file)
         is kept; a unit asked for in the same collection keeps the old plan whole."""
-        old = job.extra
-        unit_asked = old.get("unit_id") is not None or old.get("unit_requested")
-        if unit_asked and old.get("collection") == extra.get("collection"):
+        old = job.steps
+        unit_asked = old.unit_id is not None or old.unit_requested
+        if unit_asked and old.collection == new.collection:
             return  # its unit may exist already: never a second one
-        kept = {k: v for k, v in old.items() if k in _UPLOAD_KEYS}
-        job.extra = {**kept, **extra}
-        self.m.journal.update(job.id, extra=job.extra)
+        job.steps = old.replanned(new)
+        self.m.journal.update(job.id, extra=job.steps)
 
     def _revive(self, job: Job) -> None:
         """Queue a cancelled job again: its upload resumes where the server holds it."""
@@ -258,7 +254,7 @@ class Intake:
         self,
         item: FoundFile,
         priority: int,
-        extra: dict[str, object] | None,
+        steps: JobSteps | None,
         upload_id: str | None = None,
         md5: str | None = None,
     ) -> NewJob:
@@ -270,7 +266,7 @@ class Intake:
             o.host,
             o.chunk_size,
             priority,
-            extra,
+            steps,
             upload_id,
             md5,
         )

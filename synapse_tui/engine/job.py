@@ -10,6 +10,7 @@ from synapse_tui.engine.hashing import HashPair, Identity
 from synapse_tui.engine.journal import JobRecord
 from synapse_tui.engine.meter import Meter
 from synapse_tui.engine.names import display_path, upload_filename
+from synapse_tui.engine.steps import JobSteps
 
 # Files up to this size (and up to one chunk) go in one request, read whole into memory.
 WHOLE_FILE_LIMIT = 1 << 20
@@ -36,7 +37,7 @@ class Job:
     md5: str | None = None
     resumed_from: int = 0
     creating_since: float | None = None
-    extra: dict[str, object] = field(default_factory=dict)
+    steps: JobSteps = field(default_factory=JobSteps)  # its collection workflow, if any
     # in memory only
     hashes: HashPair | None = None  # at `offset`
     chunk_hashes: HashPair | None = None  # at the end of the chunk being sent, once read whole
@@ -92,6 +93,6 @@ def job_from_record(rec: JobRecord) -> Job:
         md5=rec.md5,
         resumed_from=rec.resumed_from or 0,
         creating_since=rec.creating_since,
-        extra=rec.extra,
+        steps=rec.steps,
         counted_sent=rec.offset,
     )

@@ -34,6 +34,7 @@ from synapse_tui.engine.events import JobState
 from synapse_tui.engine.hashing import Identity
 from synapse_tui.engine.journal_locks import Fcntl, JobLocks, fcntl
 from synapse_tui.engine.journal_writer import Unit, Writer
+from synapse_tui.engine.steps import Id, JobSteps
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -118,7 +119,7 @@ class JobRecord:
     resumed_from: int | None
     created_at: float
     updated_at: float
-    extra: dict[str, Any] = field(default_factory=dict)
+    steps: JobSteps = field(default_factory=JobSteps)  # the `extra` column
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> JobRecord:
@@ -142,7 +143,7 @@ class JobRecord:
             resumed_from=row["resumed_from"],
             created_at=row["created_at"],
             updated_at=row["updated_at"],
-            extra=json.loads(row["extra"]) if row["extra"] else {},
+            steps=JobSteps.from_json(json.loads(row["extra"]) if row["extra"] else None),
         )
 
 
@@ -178,9 +179,15 @@ class NewJob:
     host: str
     chunk_size: int
     priority: int = 0
-    extra: dict[str, Any] | None = None
+    steps: JobSteps | None = None
     upload_id: str | None = None
     md5: str | None = None
+
+
+def _steps_column(steps: JobSteps | None) -> str | None:
+    """A job's steps as the `extra` column holds them: JSON, NULL when nothing is set."""
+    data = steps.to_json() if steps is not None else None
+    return json.dumps(data) if data else None
 
 
 def _statement(sql: str, params: tuple[Any, ...]) -> Unit:
@@ -192,11 +199,12 @@ def _insert(specs: list[NewJob]) -> Unit:
     """The unit that adds `specs`, returning their rows as written (the columns left out
     take their schema defaults), without reading them back: one query fewer per file."""
 
+    extras = [_steps_column(spec.steps) for spec in specs]  # as they are now
+
     def unit(db: sqlite3.Connection) -> list[JobRecord]:
         out: list[JobRecord] = []
-        for spec in specs:
+        for spec, extra in zip(specs, extras, strict=True):
             now = time.time()
-            extra = json.dumps(spec.extra) if spec.extra else None
             ident = spec.identity
             cur = db.execute(
                 "INSERT INTO jobs (path, size, mtime_ns, inode, device, fingerprint, host,"
@@ -242,7 +250,7 @@ def _insert(specs: list[NewJob]) -> Unit:
                     resumed_from=None,
                     created_at=now,
                     updated_at=now,
-                    extra=json.loads(extra) if extra else {},
+                    steps=JobSteps.from_json(json.loads(extra) if extra else None),
                 )
             )
         return out
@@ -446,10 +454,10 @@ class Journal:
         host: str,
         chunk_size: int,
         priority: int = 0,
-        extra: dict[str, Any] | None = None,
+        steps: JobSteps | None = None,
     ) -> JobRecord:
         """Add one queued job and wait (blocking) for its row; the engine uses `add_jobs`."""
-        spec = NewJob(path, identity, fingerprint, host, chunk_size, priority, extra)
+        spec = NewJob(path, identity, fingerprint, host, chunk_size, priority, steps)
         records: list[JobRecord] = self.call(_insert([spec]))
         return records[0]
 
@@ -598,7 +606,9 @@ class Journal:
             raise ValueError(f"not updatable: {sorted(unknown)}")
         if "state" in values and isinstance(values["state"], JobState):
             values["state"] = values["state"].value
-        if "extra" in values and not isinstance(values["extra"], str | None):
+        if isinstance(values.get("extra"), JobSteps):
+            values["extra"] = json.dumps(values["extra"].to_json())
+        elif "extra" in values and not isinstance(values["extra"], str | None):
             values["extra"] = json.dumps(values["extra"])
         values["updated_at"] = time.time()
         cols = ", ".join(f"{k} = ?" for k in values)
@@ -644,7 +654,7 @@ class Journal:
         resumed_from: int,
         result: Any,
         state: JobState = JobState.DONE,
-        extra: dict[str, Any] | None = None,
+        steps: JobSteps | None = None,
         *,
         lazy: bool = False,
     ) -> None:
@@ -657,7 +667,7 @@ class Journal:
             upload_id,
             resumed_from,
             json.dumps(result),
-            json.dumps(extra) if extra else None,
+            _steps_column(steps),
             now,
             job.id,
         )
@@ -692,7 +702,7 @@ class Journal:
         counts: tuple[int, int] = self.call(unit)
         return counts
 
-    def registered(self, host: str, fingerprint: str, collection: Any) -> Any | None:
+    def registered(self, host: str, fingerprint: str, collection: int) -> Id | None:
         """The data unit id of this content in this collection, if a job registered it."""
         rows = self._read().execute(
             "SELECT extra FROM jobs WHERE host = ? AND fingerprint = ? AND state = ?"
@@ -700,12 +710,12 @@ class Journal:
             (host, fingerprint, JobState.DONE.value),
         )
         for row in rows:
-            extra = json.loads(row["extra"])
-            if extra.get("collection") == collection and extra.get("unit_id") is not None:
-                return extra["unit_id"]
+            steps = JobSteps.from_json(json.loads(row["extra"]))
+            if steps.collection == collection and steps.unit_id is not None:
+                return steps.unit_id
         return None
 
-    def data_file_of(self, host: str, fingerprint: str, size: int) -> tuple[Any, str] | None:
+    def data_file_of(self, host: str, fingerprint: str, size: int) -> tuple[Id, str] | None:
         """(id, checksum) of the data file a job of this content got, if one did. A
         presigned upload's ledger entry names a file key, no chunked upload that
         `data_files/` could register: its data file is only known from here."""
@@ -715,9 +725,9 @@ class Journal:
             (host, fingerprint, size),
         )
         for row in rows:
-            extra = json.loads(row["extra"])
-            if extra.get("data_file_id") is not None and extra.get("checksum"):
-                return extra["data_file_id"], str(extra["checksum"])
+            steps = JobSteps.from_json(json.loads(row["extra"]))
+            if steps.data_file_id is not None and steps.checksum:
+                return steps.data_file_id, steps.checksum
         return None
 
     # -- ledger -----------------------------------------------------------------------------

@@ -69,7 +69,7 @@ class Lookahead:
             job.state.terminal
             and (job.task is None or job.task.done())
             and job.id not in self.elsewhere
-            and job.extra.get("collection") is None  # the registrar pairs twins in memory
+            and job.steps.plan is None  # the registrar pairs twins in memory
         ):
             self.release(job)
 

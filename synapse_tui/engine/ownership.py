@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from synapse_tui.engine.events import JobElsewhere, JobState, JobStateChanged
 from synapse_tui.engine.hashing import Identity
 from synapse_tui.engine.journal import JobRecord, Journal
+from synapse_tui.engine.steps import JobSteps
 
 if TYPE_CHECKING:
     from synapse_tui.engine.job import Job
@@ -84,7 +85,7 @@ def claim(m: UploadManager, job: Job) -> bool:
         m.transition(job, state)  # the row says it already: counted, not written
         if rec is not None:
             job.upload_id, job.md5, job.last_error = rec.upload_id, rec.md5, rec.last_error
-            job.extra = rec.extra
+            job.steps = rec.steps
         if state == JobState.DONE:
             job.offset = job.sent = job.size
         m.emit(JobStateChanged(job.id, state, "another synapse-tui process took it on"))
@@ -98,8 +99,8 @@ def claim(m: UploadManager, job: Job) -> bool:
         job.hashes = job.chunk_hashes = None  # re-hashed at the row's offset
     if not job.creating_noted:
         job.creating_since = rec.creating_since  # a POST another process may have sent
-    if rec.extra:
-        job.extra = rec.extra
+    if rec.steps != JobSteps():
+        job.steps = rec.steps
     return True
 
 

@@ -40,6 +40,7 @@ from synapse_tui.engine.presigned_batch import BATCH, EXPIRY_MARGIN, PresignedSe
 from synapse_tui.engine.presigned_hash import NEVER, hash_parts, ignore_parts, md5_range
 from synapse_tui.engine.presigned_journal import Grant
 from synapse_tui.engine.protocol import UploadInfo
+from synapse_tui.engine.steps import as_id
 from synapse_tui.engine.storage_http import UrlExpired
 from synapse_tui.engine.uploader import FileUpload, Restart, RetriesExhausted
 
@@ -143,7 +144,8 @@ class PresignedUpload(FileUpload):
             # Server text: escaped (it reaches terminals, logs and the journal), and cut.
             self._refused(escape_text(str(result.get("error") or "refused"))[:DETAIL_LIMIT])
         data_file = result.get("data_file_id")
-        job.extra.update(data_file_id=data_file, checksum=sha1, file_key=grant.file_key)
+        job.steps.data_file_id = as_id(data_file)
+        job.steps.checksum, job.steps.file_key = sha1, grant.file_key
         info = UploadInfo(
             id=grant.file_key,
             url="",
@@ -152,7 +154,7 @@ class PresignedUpload(FileUpload):
             filename=job.name,
             completed_at=None,
             checksum=sha1,
-        )  # the journal keeps its record(); file key and data file are in job.extra
+        )  # the journal keeps its record(); file key and data file are in job.steps
         self.svc.drop(job, lazy=True)
         self.ctx.finish(job, md5, info)
 

@@ -159,7 +159,7 @@ class PresignedService:
                 and other.state == JobState.QUEUED  # started or not: it has not asked yet
                 and other.size <= FOLLOWER_MAX
                 and other.upload_url is None
-                and not other.extra.get("uploaded")
+                and not other.steps.uploaded
                 and job_id not in self.grants
                 and job_id not in self._asked
                 and not m.driven_elsewhere(job_id)

@@ -84,14 +84,14 @@ class Runner:
         job.pause_requested = job.cancel_requested = job.pause_cut = False
         job.meter = Meter()
         try:
-            if not job.extra.get("uploaded") and not await m.registrar.borrow(job):
+            if not job.steps.uploaded and not await m.registrar.borrow(job):
                 from synapse_tui.engine.presigned import run_upload  # chooses the path per job
 
                 await run_upload(m, job)
-            if job.extra.get("uploaded") and not job.extra.get("data_file_id"):
+            if job.steps.uploaded and not job.steps.data_file_id:
                 m.set_state(job, JobState.REGISTERING, "registering the data file")
                 await m.registrar.data_file(job)
-            if job.extra.get("uploaded") and job.state != JobState.REGISTERING:
+            if job.steps.uploaded and job.state != JobState.REGISTERING:
                 m.set_state(job, JobState.REGISTERING)
         except Paused:
             m.set_state(job, JobState.PAUSED, "paused")

@@ -1,11 +1,4 @@
-"""The upload manager: a queue of jobs, bounded concurrency, pause/drain/cancel, limits.
-
-Front ends (headless CLI, dashboard) drive only this class and listen to its events. It
-holds the shared state (journal, client, limits, counters) and each job's state changes;
-its collaborators do the rest: `Lookahead` (engine/lookahead.py) the jobs in memory,
-`Intake` (intake.py) adding work, `Runner` (runner.py) dispatch and outcomes, `Views`
-(views.py) pages and totals, `Controls` (controls.py) pause/resume/cancel/retry.
-"""
+"""The upload manager: a queue of jobs, bounded concurrency, pause/drain/cancel, limits."""
 
 from __future__ import annotations
 
@@ -65,7 +58,13 @@ SMALL_BOOST = 4
 
 
 class UploadManager:
-    """Owns the jobs of one backend. Use as `async with UploadManager(...) as m:`."""
+    """Owns the jobs of one backend. Use as `async with UploadManager(...) as m:`.
+
+    Front ends (headless CLI, dashboard, engine service) drive only this class and listen
+    to its events. It holds the shared state (journal, client, limits, counters) and each
+    job's state changes; the parts it owns do the rest: `queue` (Lookahead, lookahead.py)
+    the jobs in memory, `intake` (intake.py) adding work, `runner` (runner.py) dispatch and
+    outcomes, `views` (views.py) pages and totals, `controls` (controls.py) the verbs."""
 
     def __init__(
         self,
@@ -225,16 +224,16 @@ class UploadManager:
         job.upload_id = info.id
         job.offset = job.sent = job.size
         # With a collection, the job goes on to register the upload (data file, data unit).
-        state = JobState.REGISTERING if job.extra.get("collection") is not None else JobState.DONE
+        state = JobState.REGISTERING if job.steps.plan is not None else JobState.DONE
         if state == JobState.REGISTERING:
-            job.extra["uploaded"] = True
+            job.steps.uploaded = True
         # No request waits for a plain upload's note (lazy): lost to a crash, resume finds
         # the upload complete on the server. A job that goes on to register has its note
         # committed before its next request.
         lazy = state == JobState.DONE
         self.health.ok()
         self.journal.complete(
-            key, md5, info.id, job.resumed_from, info.record(), state, job.extra, lazy=lazy
+            key, md5, info.id, job.resumed_from, info.record(), state, job.steps, lazy=lazy
         )
         self.transition(job, state)
         self.emit(JobStateChanged(job.id, state))

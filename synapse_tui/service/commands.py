@@ -381,10 +381,10 @@ def _job(service: EngineService, job_id: int) -> dict[str, Any]:
             "resumed_from": job.resumed_from,
             "last_error": job.last_error,
             "errors": m.journal.errors(job_id),
-            "collection": job.extra.get("collection"),
-            "spec": job.extra.get("spec"),
-            "data_file_id": job.extra.get("data_file_id"),
-            "unit_id": job.extra.get("unit_id"),
+            "collection": job.steps.collection,
+            "spec": job.steps.spec,
+            "data_file_id": job.steps.data_file_id,
+            "unit_id": job.steps.unit_id,
         }
     }
 

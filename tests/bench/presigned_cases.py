@@ -43,7 +43,12 @@ DRIVER = Path(__file__).with_name("sdk_bulk_driver.py")
 @contextlib.contextmanager
 def s3_backend(ctx: Context, moto: MotoServer) -> Iterator[Backend]:
     prefix = f"run-{time.monotonic_ns()}"
-    extra = ("--storage", f"s3://{moto.bucket}/{prefix}", "--s3-endpoint", moto.endpoint)
+    extra: tuple[str, ...] = (
+        "--storage",
+        f"s3://{moto.bucket}/{prefix}",
+        "--s3-endpoint",
+        moto.endpoint,
+    )
     if ctx.sizes.large < 256 << 20:  # --quick: small parts, so that the file still has some
         extra += ("--multipart-threshold", "16M", "--part-size", "8M")
     with embedded_server(ctx.fresh("srv"), extra) as backend:

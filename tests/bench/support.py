@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "bench-token"
@@ -104,7 +105,7 @@ class Measured:
     stdout: str
     stderr: str
 
-    def json_lines(self) -> list[dict[str, object]]:
+    def json_lines(self) -> list[dict[str, Any]]:  # parsed JSON: values of any kind
         out = []
         for line in self.stdout.splitlines():
             line = line.strip()

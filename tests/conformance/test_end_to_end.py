@@ -163,7 +163,9 @@ def test_resume_after_sigkill_resends_at_most_one_chunk(backend: Backend, tmp_pa
         assert backend.stored(done["upload_id"]) == src.read_bytes()
         puts = [r for r in proxy.requests if r.method == "PUT"]
         overhead = 1024  # multipart head and tail per request
-        sent = sum(r.body_length for r in puts)
+        lengths = [r.body_length for r in puts]
+        assert None not in lengths, "a PUT body's length was not recorded"
+        sent = sum(n or 0 for n in lengths)
         assert sent <= size + chunk + overhead * len(puts)
 
     status = cli(["status", "--all", "--json"], url, backend.token, state)

@@ -65,6 +65,6 @@ async def test_a_cancelled_file_queued_again_takes_the_new_plan(
         await m.add_paths([str(path)], plan=plan)
         await m.wait_idle()
         assert job.state == JobState.DONE, job.last_error
-        assert job.extra.get("collection") == 1 and job.extra.get("unit_id")
+        assert job.steps.collection == 1 and job.steps.unit_id
     stored = Journal(state).get(job.id)
-    assert stored is not None and stored.extra.get("unit_id") == job.extra["unit_id"]
+    assert stored is not None and stored.steps.unit_id == job.steps.unit_id

@@ -107,4 +107,4 @@ async def test_lost_units_are_found_on_any_page(
     )
     await run(url, state, [], None)
     assert len(units_on(url)) == 3, "a data unit on a later page was created again"
-    assert {j.extra["unit_id"] for j in Journal(state).jobs()} == {u["id"] for u in before}
+    assert {j.steps.unit_id for j in Journal(state).jobs()} == {u["id"] for u in before}

@@ -126,7 +126,7 @@ async def test_files_grouped_by_stem_become_one_unit_each(
     assert unit["meta"]["batch"] == "7"
     jobs = Journal(tmp_path / "st").jobs()
     assert {j.state for j in jobs} == {JobState.DONE}
-    assert all(j.extra["unit_id"] and j.extra["data_file_id"] for j in jobs)
+    assert all(j.steps.unit_id and j.steps.data_file_id for j in jobs)
 
 
 async def test_a_file_without_a_spec_fails_before_it_is_uploaded(
@@ -179,7 +179,7 @@ async def test_a_crash_before_the_data_file_is_recorded_never_duplicates(
     sent = crash == "data-file-sent"
     db = sqlite3.connect(state / "journal.sqlite3")
     for job_id, path in db.execute("SELECT id, path FROM jobs").fetchall():
-        extra = {**plan.job_extra(bytes(path)), "uploaded": True}
+        extra = {**plan.job_steps(bytes(path)).to_json(), "uploaded": True}
         if sent:
             extra["data_file_requested"] = True
         db.execute(
@@ -220,7 +220,7 @@ async def test_a_crash_after_the_unit_was_sent_never_duplicates(
     assert not [e for e in events if isinstance(e, JobFailed)]
     jobs = Journal(state).jobs()
     assert {j.state for j in jobs} == {JobState.DONE}
-    assert {j.extra["unit_id"] for j in jobs} == {u["id"] for u in before_units}
+    assert {j.steps.unit_id for j in jobs} == {u["id"] for u in before_units}
 
 
 async def test_a_rerun_skips_what_is_registered_and_registers_what_is_only_uploaded(
@@ -245,10 +245,10 @@ def test_plan_maps_specs_and_meta() -> None:
         spec_map={"jpg": "image", "json": "meta"},
         meta={"k": "v"},
     )
-    extra = plan.job_extra(b"/d/img_001.JPG")
-    assert extra["spec"] == "image" and extra["collection"] == 5
-    assert extra["unit_key"] == "/d/img_001"
-    assert extra["meta"] == {
+    steps = plan.job_steps(b"/d/img_001.JPG").plan
+    assert steps is not None and steps.spec == "image" and steps.collection == 5
+    assert steps.unit_key == "/d/img_001"
+    assert steps.meta == {
         "origin_file_stem": "img_001",
         "origin_file_extension": "JPG",
         "k": "v",

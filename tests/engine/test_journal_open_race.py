@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 
-def _open(folder: str, results: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+def _open(folder: str, results: multiprocessing.Queue[str]) -> None:
     from synapse_tui.engine.journal import Journal
 
     try:

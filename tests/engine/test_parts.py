@@ -20,6 +20,7 @@ from synapse_tui.engine.limits import Backoff, Bandwidth, Gate
 from synapse_tui.engine.meter import Meter
 from synapse_tui.engine.names import display_path, escape_text, upload_filename
 from synapse_tui.engine.scan import FoundFile, Refused, scan, walk
+from synapse_tui.engine.steps import JobSteps, UnitPlan
 from synapse_tui.units import format_duration, format_size, parse_duration, parse_rate, parse_size
 
 
@@ -127,12 +128,10 @@ def test_journal_is_private_and_survives_reopen(tmp_path: Path) -> None:
         Journal(state).update(job.id, path=b"/etc/passwd")
 
 
-@pytest.mark.parametrize("extra", [None, {"collection": 7, "spec": "image"}])
-def test_journal_add_job_returns_the_row_as_stored(
-    tmp_path: Path, extra: dict[str, object] | None
-) -> None:
+@pytest.mark.parametrize("steps", [None, JobSteps(UnitPlan(7, "image", "/d/a", {"k": "v"}))])
+def test_journal_add_job_returns_the_row_as_stored(tmp_path: Path, steps: JobSteps | None) -> None:
     journal = Journal(tmp_path)
-    job = journal.add_job(b"/d/a.bin", Identity(10, 11, 12, 13), "fp", "http://h", 5, 2, extra)
+    job = journal.add_job(b"/d/a.bin", Identity(10, 11, 12, 13), "fp", "http://h", 5, 2, steps)
     assert job == journal.get(job.id)
 
 

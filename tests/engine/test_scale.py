@@ -168,7 +168,9 @@ async def test_a_higher_priority_overtakes_a_full_lookahead(tmp_path: Path) -> N
     assert first.path.endswith("high/f000000.bin")
 
 
-async def test_recovery_reads_the_journal_by_index_never_whole(tmp_path: Path) -> None:
+async def test_recovery_reads_the_journal_by_index_never_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     tiny_files(tmp_path / "src", 200)
     state = tmp_path / "state"
     events: list[Event] = []
@@ -182,7 +184,7 @@ async def test_recovery_reads_the_journal_by_index_never_whole(tmp_path: Path) -
     def whole_table(*args: object) -> object:
         raise AssertionError("recovery read every row of the journal")
 
-    m.journal.jobs = whole_table  # type: ignore[method-assign]
+    monkeypatch.setattr(m.journal, "jobs", whole_table)
     async with m:
         assert m.resume_unfinished() == 200
         assert len(m.jobs) <= LOOKAHEAD  # the rest are rows, read a page at a time

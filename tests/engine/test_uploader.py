@@ -150,9 +150,12 @@ async def test_offset_beyond_the_chunk_starts_a_new_upload(tmp_path: Path) -> No
 
 async def test_transient_errors_retry_and_the_budget_resets_on_progress(tmp_path: Path) -> None:
     server = FakeServer()
-    busy = httpx.Response(503, json={"detail": "busy"})
+
+    def busy(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503, json={"detail": "busy"})
+
     for nth in (1, 2, 4, 5, 7, 8):  # two failures before each of three chunks
-        server.before[("PUT", nth)] = lambda r, busy=busy: busy
+        server.before[("PUT", nth)] = busy
     src = make_file(tmp_path, "a.bin", 3 * CHUNK)
     [ev] = done(await upload(server, tmp_path / "state", [src], retries=2))
     assert stored(server, ev) == src.read_bytes()

@@ -6,7 +6,7 @@ import asyncio
 import os
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -212,7 +212,7 @@ async def run_engine(
     state_dir: Path,
     *,
     resume: bool = False,
-    during: Callable[[UploadManager], Awaitable[None]] | None = None,
+    during: Callable[[UploadManager], Coroutine[Any, Any, None]] | None = None,
     timeout: float = 60.0,
     **overrides: Any,
 ) -> Outcome:

@@ -27,7 +27,7 @@ from tests.faults.helpers import (
     uploads_named,
 )
 from tests.harness.drf import DrfServer
-from tests.harness.proxy import Fault, Rule, ThreadedFaultProxy
+from tests.harness.proxy import Fault, RequestRecord, Rule, ThreadedFaultProxy
 
 SIZE = 4 * CHUNK + 100
 UPLOAD = ("--json", "--chunk-size", "64K")
@@ -48,7 +48,7 @@ def release(tp: ThreadedFaultProxy) -> None:
     tp._loop.call_soon_threadsafe(proxy.release.set)
 
 
-def puts(tp: ThreadedFaultProxy) -> list[object]:
+def puts(tp: ThreadedFaultProxy) -> list[RequestRecord]:
     return [r for r in tp.requests if r.method == "PUT"]
 
 

@@ -26,7 +26,7 @@ from tests.faults.helpers import (
     uploads_named,
     via,
 )
-from tests.harness.proxy import Fault, Rule
+from tests.harness.proxy import Fault, FaultKind, Rule
 
 server_runner = pytest.importorskip("synapse_tui.server.runner")
 server_config = pytest.importorskip("synapse_tui.server.config")
@@ -214,7 +214,7 @@ async def test_embedded_empty_file(embedded: Embedded, eproxy: TimedProxy, tmp_p
 
 @pytest.mark.parametrize("fault", ["drop_response", "cut_body"])
 async def test_embedded_small_file_lost_answer_is_found_by_its_md5(
-    embedded: Embedded, eproxy: TimedProxy, tmp_path: Path, fault: str
+    embedded: Embedded, eproxy: TimedProxy, tmp_path: Path, fault: FaultKind
 ) -> None:
     """A small file goes whole in one POST. Its answer lost (or its body cut): the client
     looks for a complete upload of its name, size and MD5 before sending again, so the

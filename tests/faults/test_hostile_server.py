@@ -13,8 +13,9 @@ import json
 import sqlite3
 import time
 import zlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -231,7 +232,7 @@ async def test_recovery_reads_every_page_of_the_upload_list(
         assert "page=4" in " ".join(pages)
 
 
-def paged_client(pages: Callable[[httpx.Request], dict[str, object]]) -> ProtocolClient:
+def paged_client(pages: Callable[[httpx.Request], Mapping[str, object]]) -> ProtocolClient:
     return ProtocolClient(
         "http://backend.test/api",
         Credentials(access_token=TOKEN),
@@ -420,7 +421,11 @@ async def test_the_journal_keeps_only_the_fields_it_needs(tmp_path: Path) -> Non
     state = tmp_path / "state"
     async with HostileServer() as server:
         plain_info = server.info
-        server.info = lambda u: {**plain_info(u), "pad": "x" * 200_000}  # type: ignore[method-assign]
+
+        def padded(upload: Upload) -> dict[str, Any]:
+            return {**plain_info(upload), "pad": "x" * 200_000}
+
+        server.info = padded  # type: ignore[method-assign]  # this server's answers, padded
         out = await run_engine(server.url, TOKEN, [f], state)
     assert len(out.done) == 1, out.events
     db = sqlite3.connect(state / "journal.sqlite3")

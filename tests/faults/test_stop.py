@@ -269,7 +269,7 @@ async def test_tls_verification_failure_mid_run_is_fatal_at_once(
         drf.token,
         [f],
         tmp_path / "state",
-        transport=transport,  # type: ignore[arg-type]
+        transport=transport,
         retries=8,
     )
     assert transport.failed == 1, "retried after a certificate failure"
@@ -293,7 +293,7 @@ async def test_tls_eof_during_handshake_is_retried(
         drf.token,
         [f],
         tmp_path / "state",
-        transport=transport,  # type: ignore[arg-type]
+        transport=transport,
     )
     assert transport.failed == 2
     assert len(out.done) == 1, out.events

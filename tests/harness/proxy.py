@@ -82,7 +82,7 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Literal
+from typing import Literal, Self
 
 __all__ = [
     "Fault",
@@ -310,7 +310,7 @@ class FaultProxy:
                 await asyncio.wait_for(self._server.wait_closed(), 2)
             self._server = None
 
-    async def __aenter__(self) -> FaultProxy:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -89,11 +90,13 @@ async def test_a_large_file_goes_in_parallel_parts(
         storage = presigned.service(m).storage
         original = storage.put
 
-        async def counting(*args: Any) -> str:
+        async def counting(
+            url: str, body: AsyncIterator[bytes] | bytes, length: int, md5: str
+        ) -> str:
             in_flight["now"] += 1
             in_flight["max"] = max(in_flight["max"], in_flight["now"])
             try:
-                return await original(*args)
+                return await original(url, body, length, md5)
             finally:
                 in_flight["now"] -= 1
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import socket
 import threading
@@ -225,7 +226,7 @@ def test_a_head_that_never_completes_is_dropped(
                     assert sock.recv(100).startswith(b"HTTP/1.1 401 ")
                 sock.sendall(sent)
                 sock.settimeout(0.1)
-                wait_until(lambda s=sock: closed(s), f"{name} to close", timeout=10)
+                wait_until(functools.partial(closed, sock), f"{name} to close", timeout=10)
 
 
 def test_the_head_deadline_spares_a_running_request(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import httpx
 import pytest
 
@@ -113,7 +115,9 @@ def test_end_must_be_below_total(embedded_server: EmbeddedServer, client: httpx.
         assert r.json() == {"detail": "End of chunk exceeds reported total (5 bytes)"}
 
 
-def test_total_over_the_limit_is_413(make_server, client: httpx.Client) -> None:  # type: ignore[no-untyped-def]
+def test_total_over_the_limit_is_413(
+    make_server: Callable[..., EmbeddedServer], client: httpx.Client
+) -> None:
     srv = make_server(max_bytes=1000)
     r = put(client, srv.url + "/chunked_upload/", DATA[:10], token=srv.token, total=1001)
     assert r.status_code == 413

@@ -198,7 +198,7 @@ async def test_lean_protocol_reads_big_and_delivers_the_body_intact() -> None:
             reads.append(len(data))
             super().data_received(data)
 
-    async def app(scope: dict, receive: object, send: object) -> None:  # type: ignore[type-arg]
+    async def app(scope: dict[str, Any], receive: object, send: object) -> None:
         got.clear()
         while True:
             message = await receive()  # type: ignore[operator]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 import threading
+from collections.abc import Callable
 
 import httpx
 
@@ -178,7 +179,9 @@ def test_expiry_counts_from_the_last_chunk(
     assert client.get(r.json()["file"], headers=auth(srv.token)).content == data
 
 
-def test_expired_uploads_are_swept(make_server, client: httpx.Client) -> None:  # type: ignore[no-untyped-def]
+def test_expired_uploads_are_swept(
+    make_server: Callable[..., EmbeddedServer], client: httpx.Client
+) -> None:
     srv = make_server(expire_after=2.0)  # sweeps every second of real time
     r = put(client, srv.url + "/chunked_upload/", b"abc", token=srv.token, total=10)
     path = srv.root / "files" / r.json()["id"]
@@ -196,7 +199,9 @@ def test_expired_uploads_are_swept(make_server, client: httpx.Client) -> None:  
     )
 
 
-def test_no_prefix_and_prefix_routing(make_server, client: httpx.Client) -> None:  # type: ignore[no-untyped-def]
+def test_no_prefix_and_prefix_routing(
+    make_server: Callable[..., EmbeddedServer], client: httpx.Client
+) -> None:
     bare = make_server()
     assert bare.url.count("/") == 2
     body = upload(client, bare.url, b"hello", token=bare.token, chunk=5)

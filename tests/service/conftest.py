@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -69,9 +70,9 @@ class Env:
             text=True,
         )
 
-    def upload_info(self, upload_id: str) -> dict[str, object]:
+    def upload_info(self, upload_id: str) -> dict[str, Any]:
         url = f"{self.server.url}/chunked_upload/{upload_id}/"
-        answer: dict[str, object] = httpx.get(url, headers=self.server.headers()).json()
+        answer: dict[str, Any] = httpx.get(url, headers=self.server.headers()).json()
         return answer
 
     def stored(self, upload_id: str) -> bytes:

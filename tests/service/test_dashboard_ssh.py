@@ -3,6 +3,7 @@ uploads go on."""
 
 from __future__ import annotations
 
+import io
 import os
 import shlex
 import shutil
@@ -81,7 +82,8 @@ class Screen:
 
     def __init__(self, proc: subprocess.Popen[bytes]) -> None:
         self.data = bytearray()
-        assert proc.stdout is not None
+        # bufsize's default: a buffered pipe, whose read1 returns what is there now
+        assert isinstance(proc.stdout, io.BufferedReader)
         self._out = proc.stdout
         threading.Thread(target=self._read, daemon=True).start()
 

@@ -34,7 +34,12 @@ class Tmux:
         )
 
     def launch(self, env: dict[str, str], *argv: str) -> None:
-        names = ("HOME", "SYNAPSE_HOST", "SYNAPSE_ACCESS_TOKEN", "SYNAPSE_TUI_STATE_DIR")
+        names: tuple[str, ...] = (
+            "HOME",
+            "SYNAPSE_HOST",
+            "SYNAPSE_ACCESS_TOKEN",
+            "SYNAPSE_TUI_STATE_DIR",
+        )
         names += ("SYNAPSE_TUI_CONFIG_DIR", "SYNAPSE_TUI_DATA_DIR", "SYNAPSE_TUI_ENGINE_IDLE")
         assigns = " ".join(f"{k}={shlex.quote(env[k])}" for k in names if k in env)
         command = (

@@ -22,7 +22,7 @@ def row(app: Any, index: int = 0) -> Any:
 
 async def go_to(pilot: Any, browser: FileBrowser, name: bytes) -> None:
     """Move the cursor with `j` until `name` is highlighted."""
-    await wait_for(pilot, lambda: browser.root.children)
+    await wait_for(pilot, lambda: bool(browser.root.children))
     for _ in range(50):
         entry = browser.highlighted
         if entry is not None and entry.name == name:
@@ -109,7 +109,7 @@ async def test_retry_after_injected_failure(
         assert "exceeds the limit" in log  # the server's own message
         await pilot.press("tab", "enter")  # the details show the error with its time
         await wait_for(pilot, lambda: app.screen.__class__.__name__ == "JobDetailsScreen")
-        details = app.screen.details  # type: ignore[attr-defined]
+        details = app.screen.details
         assert details.state == "failed"
         assert details.errors and "exceeds the limit" in details.errors[0][1]
         await pilot.press("escape")
@@ -170,9 +170,9 @@ async def test_concurrency_and_bandwidth_keys(app_factory: Any) -> None:
         await pilot.press(*"20M", "enter")
         await wait_for(pilot, lambda: app.dashboard.counts.bwlimit == 20 * 1024 * 1024)
         assert app.bridge is not None
-        limit = await app.bridge.ask(lambda: app.bridge.manager.options.bwlimit)  # type: ignore[union-attr]
+        limit = await app.bridge.ask(lambda: app.bridge.manager.options.bwlimit)
         assert limit == 20 * 1024 * 1024
-        conc = await app.bridge.ask(lambda: app.bridge.manager.gate.capacity)  # type: ignore[union-attr]
+        conc = await app.bridge.ask(lambda: app.bridge.manager.gate.capacity)
         assert conc == 5
         await app.shutdown_engine()
 

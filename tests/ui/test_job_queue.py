@@ -109,6 +109,7 @@ async def test_a_new_theme_recolours_the_rows(app: Any, data_dir: Path) -> None:
 
         def colours() -> tuple[Any, Any]:
             state = next(iter(queue.render_line(2)))  # job 1: the second row
+            assert state.style is not None
             return state.style.color, state.style.bgcolor
 
         before = colours()

@@ -164,7 +164,7 @@ async def test_job_details_show_fields(app_factory: Any, data_dir: Any) -> None:
         await wait_for(pilot, lambda: app.dashboard.queue.counts().get("done") == 1)
         await pilot.press("2", "enter")
         await wait_for(pilot, lambda: app.screen.__class__.__name__ == "JobDetailsScreen")
-        d = app.screen.details  # type: ignore[attr-defined]
+        d = app.screen.details
         assert d.path.endswith("alpha.txt") and d.upload_id and d.md5 and d.offset == 1000
         await pilot.press("escape")
         await app.shutdown_engine()

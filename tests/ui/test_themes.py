@@ -20,7 +20,7 @@ def test_builtin_themes_load() -> None:
     assert folder is not None and (folder / "synapse-dark.json").is_file()
     sixteen = next(t for t in themes if t.name == "synapse-16color")
     colours = [sixteen.primary, sixteen.error, sixteen.success, sixteen.warning]
-    assert all(c.startswith("ansi_") for c in colours)
+    assert all(c is not None and c.startswith("ansi_") for c in colours)
 
 
 def test_light_theme_is_light() -> None:
