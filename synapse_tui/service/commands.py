@@ -12,6 +12,7 @@ from synapse_tui.engine.credentials import Credentials
 from synapse_tui.engine.errors import ConfigError, TransientError
 from synapse_tui.engine.events import JobState, ScanProgress
 from synapse_tui.engine.scheduler import UploadManager
+from synapse_tui.service import queries
 from synapse_tui.service.routing import CURRENT_BATCH, Batch
 from synapse_tui.service.spawn import LOG_LIMIT, LOG_NAME
 from synapse_tui.service.store import MAX_WINDOW
@@ -24,9 +25,13 @@ from synapse_tui.service.wire import (
     Control,
     JobInfo,
     ListJobs,
+    Prune,
     Resume,
+    ScanPage,
+    ScanStart,
     Set,
     Status,
+    StatusJobs,
     Stop,
     Subscribe,
     event_to_wire,
@@ -136,6 +141,8 @@ async def handle(service: EngineService, peer: Peer, command: Command) -> dict[s
         return _job(service, command.job)
     if isinstance(command, Configure):
         return await _configure(service, command)
+    if isinstance(command, StatusJobs | Prune | ScanStart | ScanPage):
+        return await queries.handle(service, peer, command)
     raise ConfigError(f"{command.NAME} is not a command here")
 
 
