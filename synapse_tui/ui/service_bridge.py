@@ -288,8 +288,9 @@ class ServiceBridge:
         """Queue the journal's unfinished jobs, as the dashboard does at launch."""
         self._send(wire.Resume(follow=False, keep_paused=True))
 
-    async def configure(self, settings: Settings) -> None:
-        """New backend settings from the settings screen: the only time a token crosses."""
+    async def configure(self, settings: Settings) -> bool:
+        """New backend settings from the settings screen: the only time a token crosses.
+        False when the engine refused them (it keeps what it had: see `engine_status`)."""
         c = settings.credentials
         answer = await self._request(
             wire.Configure(
@@ -301,8 +302,10 @@ class ServiceBridge:
                 settings.ca_bundle,
             )
         )
-        if answer is not None:
-            self.status = answer
+        if answer is None:
+            return False
+        self.status = answer
+        return True
 
     # -- queries ----------------------------------------------------------------------------
 
