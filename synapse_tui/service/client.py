@@ -15,6 +15,8 @@ from synapse_tui.service.spawn import (
     LOG_NAME,
     SOCKET_NAME,
     EngineUnavailable,
+    UnsafeStateFile,
+    check_socket_path,
     foreground_requested,
     start_engine,
 )
@@ -101,6 +103,7 @@ class EngineClient:
 
 
 async def _open(state: Path, role: str) -> EngineClient:
+    check_socket_path(state / SOCKET_NAME)
     reader, writer = await asyncio.open_unix_connection(
         str(state / SOCKET_NAME), limit=MAX_LINE + 1024
     )
@@ -131,7 +134,7 @@ async def connect(
     for _attempt in range(3):
         try:
             return await _open(state, role)
-        except ForeignEngine:
+        except (ForeignEngine, UnsafeStateFile):
             raise  # starting one would not help: its socket cannot replace that one
         except (FileNotFoundError, ConnectionRefusedError, EngineUnavailable, TimeoutError):
             pass  # none yet, a stale socket, or one that was just leaving
