@@ -13,6 +13,7 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from synapse_tui import paths
@@ -69,6 +70,10 @@ def open_state_file(path: Path, flags: int) -> int:
         raise UnsafeStateFile(_not_yours(path))
     fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
     return fd
+
+
+class SocketPathTooLong(EngineUnavailable):
+    """The state folder is too deep for a socket address, and /proc cannot shorten it."""
 
 
 def _not_yours(path: Path) -> str:
@@ -132,11 +137,39 @@ def settings_to_env(settings: Settings) -> str:
     )
 
 
+SUN_PATH_MAX = 107  # bytes in a socket's address, its NUL excluded (Linux's sun_path: 108)
+
+
+@contextlib.contextmanager
+def socket_address(state: Path) -> Iterator[str]:
+    """The address to bind or connect the engine's socket by: its path when that fits in
+    a socket address; else, for a deep --state-dir, the same file reached through
+    /proc/self/fd/N/ with the folder held open as N for as long as the address is used
+    (the limit is on the address given, not on where the file lives)."""
+    path = state / SOCKET_NAME
+    if len(os.fsencode(path)) <= SUN_PATH_MAX:
+        yield str(path)
+        return
+    if not os.path.isdir("/proc/self/fd"):
+        room = SUN_PATH_MAX - len(SOCKET_NAME) - 1
+        raise SocketPathTooLong(
+            f"the state folder's path is {len(os.fsencode(state))} bytes, too long for the "
+            f"engine's socket (at most {room} here): give a shorter --state-dir, or use "
+            "--foreground"
+        )
+    fd = os.open(state, getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        yield f"/proc/self/fd/{fd}/{SOCKET_NAME}"
+    finally:
+        os.close(fd)
+
+
 def socket_answers(state: Path) -> bool:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         try:
-            sock.connect(str(state / SOCKET_NAME))
-        except OSError:
+            with socket_address(state) as address:
+                sock.connect(address)
+        except (OSError, EngineUnavailable):
             return False
     return True
 
