@@ -235,6 +235,11 @@ def test_status_and_scan_through_a_running_engine_match_the_journal(
         a.pop(key), b.pop(key)
     assert a == b and a["already_uploaded"] == 2 and a["duplicates"] == 1
     assert a["duplicate_paths"][0]["path"].startswith("data/")
+    gone = engine_env.run("scan", "data", "missing", cwd=tmp_path)  # exit 1, as in-process
+    gone_fg = engine_env.run("scan", "data", "missing", "--foreground", cwd=tmp_path)
+    assert gone.returncode == gone_fg.returncode == 1
+    assert gone.stderr == gone_fg.stderr and "failed     missing:" in gone.stderr
+    assert gone.stdout.split("; hashed")[0] == gone_fg.stdout.split("; hashed")[0]
 
     pruned = engine_env.run("status", "--prune", "--json")
     assert json.loads(pruned.stdout) == {"event": "pruned", "pruned": 1, "kept": 0}
