@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from textual.widgets import Input
+
 from synapse_tui.config import Settings
 from synapse_tui.engine.credentials import Credentials
 from synapse_tui.ui.app import SynapseApp
 from synapse_tui.ui.screens.settings import SettingsScreen
 from synapse_tui.ui.service_bridge import ServiceBridge
+from synapse_tui.ui.widgets.backend_banner import BackendBanner
 from tests.service.conftest import Env, engine_pid
 from tests.service.test_headless_engine import write
 from tests.ui.conftest import wait_for
@@ -34,11 +37,11 @@ async def test_a_refused_host_change_leaves_the_header_on_the_engines_host(
     other = "http://127.0.0.1:9"
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(pilot, lambda: isinstance(app.bridge, ServiceBridge))
-        banner = app.dashboard.query_one("#banner")
+        banner = app.dashboard.query_one("#banner", BackendBanner)
         await wait_for(pilot, lambda: banner.host == engine_env.server.url)
         await pilot.press("s")
         await wait_for(pilot, lambda: isinstance(app.screen, SettingsScreen))
-        app.screen.query_one("#host").value = other
+        app.screen.query_one("#host", Input).value = other
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: not isinstance(app.screen, SettingsScreen))
         log = app.dashboard.log_widget
