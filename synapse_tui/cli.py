@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import json
 import os
 import sys
 import time
@@ -14,7 +13,7 @@ from typing import Any
 from synapse_tui import __version__
 from synapse_tui.config import Settings, load_settings, redact
 from synapse_tui.engine.errors import ConfigError, FatalError, SynapseError
-from synapse_tui.units import format_rate, format_size, parse_rate, parse_size
+from synapse_tui.units import parse_rate, parse_size
 
 COMMANDS = (
     "upload",
@@ -112,6 +111,15 @@ def _transfer(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _query_foreground(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--foreground",
+        action="store_true",
+        help="read the journal in this process, not through a running background engine "
+        "(env SYNAPSE_TUI_FOREGROUND=1)",
+    )
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The commands' parser; given the `command` being run, only that one's options are built
     where that saves start-up (the server's options import the server's configuration)."""
@@ -152,6 +160,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     sc = sub.add_parser("scan", help="pre-scan: sizes, duplicates, already uploaded")
     sc.add_argument("paths", nargs="+", metavar="PATH")
     sc.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    _query_foreground(sc)
     _common(sc)
 
     st = sub.add_parser("status", help="show the journal")
@@ -166,6 +175,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         action="store_true",
         help="forget finished, failed and cancelled jobs (what was uploaded stays known)",
     )
+    _query_foreground(st)
     _common(st)
 
     ck = sub.add_parser("check", help="pre-flight: auth, limits, disk, hash and upload rates")
@@ -485,7 +495,12 @@ async def _collection_plan(manager: Any, args: argparse.Namespace) -> Any:
 
 async def cmd_scan(settings: Settings, args: argparse.Namespace) -> int:
     from synapse_tui.engine.scan import FoundFile, scan
+    from synapse_tui.reports import scan_result, write_scan
+    from synapse_tui.service.queries_front import scan_via_engine
 
+    answered = await scan_via_engine(settings, args)  # None: no engine runs (or --foreground)
+    if answered is not None:
+        return answered
     journal = None
     if settings.host:  # the ledger says what was uploaded there; without a host, no import
         from synapse_tui.engine.journal import Journal
@@ -517,39 +532,9 @@ async def cmd_scan(settings: Settings, args: argparse.Namespace) -> int:
                 if entry:
                     uploaded.append({"path": item.display, "upload_id": entry.upload_id})
     seconds = time.monotonic() - started
-    # Counts under the names `upload --json` uses for its scan event; the lists beside them.
-    result = {
-        "event": "scan",
-        "files": files,
-        "bytes": nbytes,
-        "duplicates": len(duplicates),
-        "already_uploaded": len(uploaded),
-        "skipped": len(refused),
-        "failed": len(failed),
-        "duplicate_paths": duplicates,
-        "already_uploaded_paths": uploaded,
-        "skipped_paths": refused,
-        "failed_paths": failed,
-        "seconds": round(seconds, 3),
-        "hash_rate": round(nbytes / seconds, 1) if seconds > 0 else None,
-    }
-    if args.json:
-        sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
-    else:
-        for d in duplicates:
-            sys.stdout.write(f"duplicate  {d['path']} = {d['duplicate_of']}\n")
-        for u in uploaded:
-            sys.stdout.write(f"uploaded   {u['path']} (upload {u['upload_id']})\n")
-        for r in refused:
-            sys.stderr.write(f"skipped    {r['path']}: {r['reason']}\n")
-        for r in failed:
-            sys.stderr.write(f"failed     {r['path']}: {r['reason']}\n")
-        rate = nbytes / seconds if seconds > 0 else 0.0
-        sys.stdout.write(
-            f"{files} files, {format_size(nbytes)}; {len(duplicates)} duplicates, "
-            f"{len(uploaded)} already uploaded, {len(refused)} skipped, {len(failed)} failed; "
-            f"hashed at {format_rate(rate)} in {seconds:.2f}s\n"
-        )
+    found = {"files": files, "bytes": nbytes, "duplicates": duplicates, "uploaded": uploaded}
+    found.update(refused=refused, failed=failed)
+    write_scan(scan_result(found, seconds), seconds, args.json)
     if files == 0 and not failed:
         warn_no_files(args.paths)
     if journal:
@@ -558,11 +543,9 @@ async def cmd_scan(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def warn_no_files(paths: list[str]) -> None:
-    """An empty folder is not an error, but the person should hear that nothing was found."""
-    from synapse_tui.engine.names import display_path
+    from synapse_tui.reports import warn_no_files as warn
 
-    shown = ", ".join(display_path(os.fsencode(p)) for p in paths)
-    sys.stderr.write(f"synapse-tui: warning: no files found in {shown}\n")
+    warn(paths)
 
 
 def _current(journal: Any, failed: Any) -> list[Any]:
@@ -591,17 +574,16 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     from synapse_tui.engine.journal import FINISHED, Journal
     from synapse_tui.engine.journal_files import JournalError
     from synapse_tui.engine.names import display_path
+    from synapse_tui.reports import write_pruned, write_status
+    from synapse_tui.service.queries_front import status_via_engine
 
+    answered = status_via_engine(settings, args)  # None: no engine runs (or --foreground)
+    if answered is not None:
+        return answered
     journal = Journal(settings.state_dir)  # a damaged or unreadable one: JournalError
     try:
         if args.prune:
-            pruned, kept = journal.prune(FINISHED)
-            if args.json:
-                sys.stdout.write(json.dumps({"event": "pruned", "pruned": pruned, "kept": kept}))
-                sys.stdout.write("\n")
-            else:
-                note = f" (kept {kept} holding collection records)" if kept else ""
-                sys.stdout.write(f"pruned {pruned} finished, failed or cancelled jobs{note}\n")
+            write_pruned(*journal.prune(FINISHED), args.json)
             if not args.all:
                 return EXIT_OK
         try:
@@ -631,22 +613,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
                     "last_error": job.last_error,
                 }
             )
-        if args.json:
-            for row in rows:
-                sys.stdout.write(json.dumps({"event": "job", **row}, ensure_ascii=False) + "\n")
-        elif not rows:
-            sys.stdout.write(
-                "no unfinished jobs" + ("" if args.all else " (--all shows every job)") + "\n"
-            )
-        else:
-            sys.stdout.write(f"{'ID':>5}  {'STATE':<11} {'PROGRESS':>17}  PATH\n")
-            for r in rows:
-                pct = 100.0 * r["offset"] / r["size"] if r["size"] else 100.0
-                progress = f"{format_size(r['offset'])} {pct:3.0f}%"
-                line = f"{r['id']:>5}  {r['state']:<11} {progress:>17}  {r['path']}"
-                if r["last_error"] and r["state"] not in ("done",):
-                    line += f"\n{'':>7}{r['last_error']}"
-                sys.stdout.write(line + "\n")
+        write_status(rows, args.json, args.all)
     finally:
         journal.close()
     return EXIT_OK

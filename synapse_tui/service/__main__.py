@@ -16,14 +16,20 @@ from synapse_tui import paths
 from synapse_tui.config import redact
 from synapse_tui.service.daemon import EngineService, Lifetime, ServiceOptions
 from synapse_tui.service.peer import PeerLimits
-from synapse_tui.service.spawn import ENGINE_LOCK, EXIT_ALREADY, settings_from_env
+from synapse_tui.service.spawn import (
+    ENGINE_LOCK,
+    EXIT_ALREADY,
+    UnsafeStateFile,
+    open_state_file,
+    settings_from_env,
+)
 
 
 def take_engine_lock(state: Path, wait: float) -> int | None:
     """The lock only a live engine holds (the kernel drops it when the process dies, so a
     socket left by a SIGKILLed engine is known stale). Waits up to `wait` seconds for an
     engine that is stopping."""
-    fd = os.open(state / ENGINE_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = open_state_file(state / ENGINE_LOCK, os.O_RDWR | os.O_CREAT)
     deadline = time.monotonic() + wait
     while True:
         try:
@@ -69,7 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(_Redact(settings.credentials.secrets()))
     logging.basicConfig(level=logging.INFO, handlers=[handler])
-    lock = take_engine_lock(state, wait=15.0)
+    try:
+        lock = take_engine_lock(state, wait=15.0)
+    except UnsafeStateFile as exc:
+        logging.getLogger("synapse_tui.service").error("%s", exc)
+        return 1
     if lock is None:
         logging.getLogger("synapse_tui.service").error("another engine serves %s", state)
         return EXIT_ALREADY

@@ -15,7 +15,11 @@ from synapse_tui.service.spawn import (
     LOG_NAME,
     SOCKET_NAME,
     EngineUnavailable,
+    SocketPathTooLong,
+    UnsafeStateFile,
+    check_socket_path,
     foreground_requested,
+    socket_address,
     start_engine,
 )
 from synapse_tui.service.wire import MAX_LINE, Command, Hello, WireError, decode, encode
@@ -101,9 +105,9 @@ class EngineClient:
 
 
 async def _open(state: Path, role: str) -> EngineClient:
-    reader, writer = await asyncio.open_unix_connection(
-        str(state / SOCKET_NAME), limit=MAX_LINE + 1024
-    )
+    check_socket_path(state / SOCKET_NAME)
+    with socket_address(state) as address:  # a deep state folder: a short alias
+        reader, writer = await asyncio.open_unix_connection(address, limit=MAX_LINE + 1024)
     if not same_user(writer):  # checked before a byte goes: a Configure carries the token
         writer.transport.abort()
         raise ForeignEngine(
@@ -131,7 +135,7 @@ async def connect(
     for _attempt in range(3):
         try:
             return await _open(state, role)
-        except ForeignEngine:
+        except (ForeignEngine, UnsafeStateFile, SocketPathTooLong):
             raise  # starting one would not help: its socket cannot replace that one
         except (FileNotFoundError, ConnectionRefusedError, EngineUnavailable, TimeoutError):
             pass  # none yet, a stale socket, or one that was just leaving

@@ -12,8 +12,9 @@ from synapse_tui.engine.credentials import Credentials
 from synapse_tui.engine.errors import ConfigError, TransientError
 from synapse_tui.engine.events import JobState, ScanProgress
 from synapse_tui.engine.scheduler import UploadManager
+from synapse_tui.service import queries
 from synapse_tui.service.routing import CURRENT_BATCH, Batch
-from synapse_tui.service.spawn import LOG_LIMIT, LOG_NAME
+from synapse_tui.service.spawn import LOG_LIMIT, LOG_NAME, UnsafeStateFile, open_state_file
 from synapse_tui.service.store import MAX_WINDOW
 from synapse_tui.service.wire import (
     MAX_LINE,
@@ -24,9 +25,13 @@ from synapse_tui.service.wire import (
     Control,
     JobInfo,
     ListJobs,
+    Prune,
     Resume,
+    ScanPage,
+    ScanStart,
     Set,
     Status,
+    StatusJobs,
     Stop,
     Subscribe,
     event_to_wire,
@@ -47,12 +52,13 @@ def rotate_log_if_big(state_dir: Path) -> None:
         if os.fstat(2).st_size < LOG_LIMIT or not path.exists():
             return
         os.replace(path, path.with_name(LOG_NAME + ".1"))
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        fd = open_state_file(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         os.dup2(fd, 1)
         os.dup2(fd, 2)
         os.close(fd)
-    except OSError:
-        pass
+    except (OSError, UnsafeStateFile) as exc:  # the log goes on in the file it had
+        with contextlib.suppress(OSError):
+            os.write(2, f"log not rotated: {exc}\n".encode())
 
 
 def renice(increment: int) -> None:
@@ -136,6 +142,8 @@ async def handle(service: EngineService, peer: Peer, command: Command) -> dict[s
         return _job(service, command.job)
     if isinstance(command, Configure):
         return await _configure(service, command)
+    if isinstance(command, StatusJobs | Prune | ScanStart | ScanPage):
+        return await queries.handle(service, peer, command)
     raise ConfigError(f"{command.NAME} is not a command here")
 
 

@@ -21,7 +21,7 @@ from synapse_tui.engine.scheduler import UploadManager
 from synapse_tui.service import commands
 from synapse_tui.service.peer import Peer, PeerLimits, same_user
 from synapse_tui.service.routing import Router
-from synapse_tui.service.spawn import SOCKET_NAME, fingerprint
+from synapse_tui.service.spawn import SOCKET_NAME, fingerprint, socket_address
 from synapse_tui.service.store import EngineStore
 from synapse_tui.service.wire import (
     VERSION,
@@ -75,6 +75,7 @@ class EngineService:
         self._exit = asyncio.Event()
         self._numbers = 0
         self._server: asyncio.AbstractServer | None = None
+        self._address = contextlib.ExitStack()
 
     # -- start and stop ---------------------------------------------------------------------
 
@@ -92,8 +93,11 @@ class EngineService:
             self.build_manager()
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()  # a dead engine's: we hold the engine lock
+        # A deep state folder binds through /proc/self/fd/N/, the folder held open (N)
+        # for the server's life.
+        address = self._address.enter_context(socket_address(self.state_dir))
         self._server = await asyncio.start_unix_server(
-            self._serve, path=str(self.socket_path), limit=commands.MAX_READ
+            self._serve, path=address, limit=commands.MAX_READ
         )
         os.chmod(self.socket_path, 0o600)
         log.info(
@@ -133,6 +137,7 @@ class EngineService:
             self._server.close()
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
+        self._address.close()
         await self.quiesce(f"paused: {self.stopping or 'the engine stopped'}")
         for batch in list(self.router.batches.values()):
             self.router.finish(batch, stopped=self.stopping or "the engine stopped")

@@ -86,7 +86,7 @@ async def _adopt(client: EngineClient, settings: Settings) -> None:
     )
 
 
-def _as_given(paths: list[str]) -> Callable[[Event], Event]:
+def as_given(paths: list[str]) -> Callable[[str], str]:
     """The engine scans absolute paths (it runs in another folder); a path the user gave
     relative is shown as given, as the in-process run shows it."""
     prefixes = [
@@ -100,6 +100,14 @@ def _as_given(paths: list[str]) -> Callable[[Event], Event]:
             if text == absolute or text.startswith(absolute + "/"):
                 return given + text[len(absolute) :]
         return text
+
+    return back
+
+
+def _as_given(paths: list[str]) -> Callable[[Event], Event]:
+    """Events whose paths are shown as given (see as_given)."""
+    prefixes = [p for p in paths if not os.path.isabs(p)]
+    back = as_given(paths)
 
     def rewrite(event: Event) -> Event:
         if not prefixes:

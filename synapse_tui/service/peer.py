@@ -68,6 +68,7 @@ class Peer:
         self.role = "control"
         self.subscribed = False
         self.batches: set[int] = set()
+        self.scans: dict[int, Any] = {}  # this client's `scan` runs (service/queries.py)
         self.closed = asyncio.Event()
         self.dropped_reason: str | None = None
         self._urgent: deque[bytes] = deque()

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
 import os
 import socket
+import stat
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from synapse_tui import paths
@@ -32,6 +35,60 @@ START_TIMEOUT = 30.0
 
 class EngineUnavailable(Exception):
     """No engine answers (and none was to be started, or it could not start)."""
+
+
+class UnsafeStateFile(EngineUnavailable):
+    """A file of the engine's in the state folder is a symbolic link, or not this user's
+    regular file: refused, never followed (one line; the CLI exits 2)."""
+
+
+_OPEN_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+
+
+def open_state_file(path: Path, flags: int) -> int:
+    """Open (or create, 0600) one of the engine's files in the state folder without
+    following a symbolic link: in a state folder others can write to, a planted link
+    would aim the engine's writes (its log, its locks) at a file of their choosing.
+    Also refused: anything but a regular file of this user (a FIFO would block)."""
+    try:
+        fd = os.open(path, flags | _OPEN_FLAGS, 0o600)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnsafeStateFile(
+                f"{path} is a symbolic link: not followed; remove it, or use a --state-dir "
+                "of your own"
+            ) from None
+        with contextlib.suppress(OSError):
+            if not stat.S_ISREG(os.lstat(path).st_mode):  # a FIFO with no reader: ENXIO
+                raise UnsafeStateFile(_not_yours(path)) from None
+        raise EngineUnavailable(f"cannot open {path}: {exc.strerror or exc}") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid():
+        os.close(fd)
+        raise UnsafeStateFile(_not_yours(path))
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+    return fd
+
+
+class SocketPathTooLong(EngineUnavailable):
+    """The state folder is too deep for a socket address, and /proc cannot shorten it."""
+
+
+def _not_yours(path: Path) -> str:
+    return f"{path} is not a file of yours: not used; remove it, or use a --state-dir of your own"
+
+
+def check_socket_path(path: Path) -> None:
+    """The socket is connected to only where it is: a symbolic link in its place could
+    lead this front end to another engine (another state folder's)."""
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_ISLNK(os.lstat(path).st_mode):
+            raise UnsafeStateFile(
+                f"{path} is a symbolic link: not followed; remove it, or use a --state-dir "
+                "of your own"
+            )
 
 
 def foreground_requested() -> bool:
@@ -80,11 +137,39 @@ def settings_to_env(settings: Settings) -> str:
     )
 
 
+SUN_PATH_MAX = 107  # bytes in a socket's address, its NUL excluded (Linux's sun_path: 108)
+
+
+@contextlib.contextmanager
+def socket_address(state: Path) -> Iterator[str]:
+    """The address to bind or connect the engine's socket by: its path when that fits in
+    a socket address; else, for a deep --state-dir, the same file reached through
+    /proc/self/fd/N/ with the folder held open as N for as long as the address is used
+    (the limit is on the address given, not on where the file lives)."""
+    path = state / SOCKET_NAME
+    if len(os.fsencode(path)) <= SUN_PATH_MAX:
+        yield str(path)
+        return
+    if not os.path.isdir("/proc/self/fd"):
+        room = SUN_PATH_MAX - len(SOCKET_NAME) - 1
+        raise SocketPathTooLong(
+            f"the state folder's path is {len(os.fsencode(state))} bytes, too long for the "
+            f"engine's socket (at most {room} here): give a shorter --state-dir, or use "
+            "--foreground"
+        )
+    fd = os.open(state, getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        yield f"/proc/self/fd/{fd}/{SOCKET_NAME}"
+    finally:
+        os.close(fd)
+
+
 def socket_answers(state: Path) -> bool:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         try:
-            sock.connect(str(state / SOCKET_NAME))
-        except OSError:
+            with socket_address(state) as address:
+                sock.connect(address)
+        except (OSError, EngineUnavailable):
             return False
     return True
 
@@ -92,9 +177,9 @@ def socket_answers(state: Path) -> bool:
 def engine_alive(state: Path) -> bool:
     """Whether a live engine holds the engine lock (starting, serving or stopping)."""
     try:
-        fd = os.open(state / ENGINE_LOCK, os.O_RDONLY)
-    except FileNotFoundError:
-        return False
+        fd = open_state_file(state / ENGINE_LOCK, os.O_RDONLY)
+    except (FileNotFoundError, UnsafeStateFile):
+        return False  # no engine, or none could have started (it refuses that file too)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -108,14 +193,16 @@ def start_engine(settings: Settings, local_backend: bool = False) -> None:
     """Start the engine unless another front end did meanwhile: under the start lock,
     only one front end at a time looks and starts, so two at once get one engine."""
     state = paths.private_dir(Path(settings.state_dir))
-    fd = os.open(state / START_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = open_state_file(state / START_LOCK, os.O_RDWR | os.O_CREAT)
     try:
         _lock(fd, START_TIMEOUT)
         if socket_answers(state):
             return
+        # The engine would refuse these too, in its log: said here, in one line.
+        os.close(open_state_file(state / ENGINE_LOCK, os.O_RDONLY | os.O_CREAT))
         log_path = state / LOG_NAME
         with contextlib.suppress(OSError):
-            if log_path.stat().st_size > LOG_LIMIT:
+            if log_path.lstat().st_size > LOG_LIMIT:
                 os.replace(log_path, log_path.with_name(LOG_NAME + ".1"))
         argv = [sys.executable, "-m", "synapse_tui.service", "--state-dir", str(state)]
         argv += ["--idle-timeout", os.environ.get(IDLE_ENV, "300")]
@@ -124,7 +211,7 @@ def start_engine(settings: Settings, local_backend: bool = False) -> None:
             argv.append("--local-backend")
         env = dict(os.environ)
         env[SETTINGS_ENV] = settings_to_env(settings)
-        log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        log_fd = open_state_file(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         try:
             child = subprocess.Popen(
                 argv,

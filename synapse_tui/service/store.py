@@ -22,6 +22,8 @@ class EngineStore:
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA busy_timeout=10000")
         self._db.execute(SCHEMA)
+        # `status` asks whether a failed path was uploaded since, a page at a time.
+        self._db.execute("CREATE INDEX IF NOT EXISTS ledger_host_path ON ledger(host, path)")
 
     def close(self) -> None:
         self._db.close()
@@ -77,6 +79,40 @@ class EngineStore:
             for r in rows
         ]
         return int(total), jobs
+
+    def status_rows(
+        self, states: list[str] | None, after: tuple[int, int] | None, limit: int
+    ) -> list[sqlite3.Row]:
+        """Up to `limit` jobs after the cursor `after`: in `states` by (priority desc, id),
+        each state read by its index (jobs_queue) and merged; else (None) every job by id."""
+        cols = "id, path, size, offset, host, upload_id, md5, attempts, last_error, state, "
+        cols += "priority, updated_at"
+        if states is None:
+            start = after[1] if after else 0
+            sql = f"SELECT {cols} FROM jobs WHERE id > ? ORDER BY id LIMIT ?"
+            return list(self._db.execute(sql, (start, limit)))
+        rows: list[sqlite3.Row] = []
+        for state in states:
+            if after is not None:
+                same = f"SELECT {cols} FROM jobs WHERE state = ? AND priority = ? AND id > ? "
+                rows += self._db.execute(same + "ORDER BY id LIMIT ?", (state, *after, limit))
+            lower = f"SELECT {cols} FROM jobs WHERE state = ?"
+            lower += " AND priority < ?" if after is not None else ""
+            lower += " ORDER BY priority DESC, id LIMIT ?"
+            rows += self._db.execute(lower, (state, after[0], limit) if after else (state, limit))
+        rows.sort(key=lambda r: (-r["priority"], r["id"]))
+        return rows[:limit]
+
+    def uploaded_since(self, host: str, paths: list[bytes]) -> dict[bytes, float]:
+        """When each of `paths` was last uploaded to `host`, by the ledger's (host, path)."""
+        out: dict[bytes, float] = {}
+        for path in set(paths):
+            row = self._db.execute(
+                "SELECT MAX(completed_at) FROM ledger WHERE host = ? AND path = ?", (host, path)
+            ).fetchone()
+            if row is not None and row[0] is not None:
+                out[path] = float(row[0])
+        return out
 
 
 def uploaded_paths(journal: Path, host: str) -> set[bytes]:

@@ -233,8 +233,47 @@ class Configure(Command):
     ca_bundle: str | None = None
 
 
+@dataclass
+class StatusJobs(Command):
+    """A page of `synapse-tui status`'s rows, every host's, in its order (priority, id; or
+    id for `every`), after a cursor: the client prints one page while it asks for the next."""
+
+    NAME: ClassVar[str] = "status_jobs"
+    every: bool = False  # finished jobs and failures since uploaded too (`status --all`)
+    after_priority: int | None = None  # the cursor: `next` of the page before (None: start)
+    after_id: int = 0
+    limit: int = 500
+
+
+@dataclass
+class Prune(Command):
+    """Forget finished, failed and cancelled jobs (`status --prune`), in the engine."""
+
+    NAME: ClassVar[str] = "prune"
+
+
+@dataclass
+class ScanStart(Command):
+    """Pre-scan `paths` (`synapse-tui scan`); `host`: whose ledger says what was uploaded.
+    The client then pulls the findings with `scan_page`."""
+
+    NAME: ClassVar[str] = "scan"
+    paths: list[str] = field(default_factory=list)
+    host: str | None = None
+
+
+@dataclass
+class ScanPage(Command):
+    """The next findings of this connection's `scan` (it waits while the client reads)."""
+
+    NAME: ClassVar[str] = "scan_page"
+    scan: int = 0
+    limit: int = 500
+
+
 _ALL: tuple[type[Command], ...] = (Hello, Add, Resume, Control, Set, ListJobs, JobInfo)
-_ALL += (Subscribe, Status, Stop, Configure, Collections)
+_ALL += (Subscribe, Status, Stop, Configure, Collections, StatusJobs, Prune, ScanStart)
+_ALL += (ScanPage,)
 COMMANDS: dict[str, type[Command]] = {cls.NAME: cls for cls in _ALL}
 
 

@@ -18,6 +18,7 @@ from textual.theme import Theme
 from synapse_tui.config import Settings, redact, save_own_config
 from synapse_tui.engine.errors import ConfigError
 from synapse_tui.engine.protocol import Credentials
+from synapse_tui.service.spawn import fingerprint
 from synapse_tui.ui.bridge import EngineBridge, ManagerFactory, default_factory
 from synapse_tui.ui.messages import EngineError, EngineStarted, EngineUpdate
 from synapse_tui.ui.screens.dashboard import DashboardScreen
@@ -245,8 +246,9 @@ class SynapseApp(App[int]):
         bridge = self.bridge
         if isinstance(bridge, ServiceBridge):
             if saved:
+                before = (self.settings.host, self.settings.credentials)
                 self._take_settings(values)
-                self.run_worker(self._reconfigure(), group="engine", exit_on_error=False)
+                self.run_worker(self._reconfigure(before), group="engine", exit_on_error=False)
             return
         if not saved or not self.start_engine or (bridge is not None and not bridge.stopped):
             return
@@ -263,13 +265,26 @@ class SynapseApp(App[int]):
             tenant=values.get("tenant") or creds.tenant,
         )
 
-    async def _reconfigure(self) -> None:
+    async def _reconfigure(self, before: tuple[str | None, Credentials]) -> None:
+        """Tell the engine; the header then shows the backend the engine keeps, which is
+        the old one when it refused (its reason is in the event log already)."""
         assert isinstance(self.bridge, ServiceBridge)
-        await self.bridge.configure(self.settings)
+        took = await self.bridge.configure(self.settings)
+        status = self.bridge.status if took else await self.bridge.engine_status()
+        if not took and status.get("credentials") == fingerprint(before[1]):
+            self.settings.credentials = before[1]  # the engine kept the ones it had
+        if status.get("host"):
+            self.settings.host = status["host"]
+        elif not took:
+            self.settings.host = before[0]
         banner = self.dashboard.query_one("#banner")
-        banner.status = ""  # type: ignore[attr-defined]
         banner.host = self.settings.host or ""  # type: ignore[attr-defined]
-        self.dashboard.log_widget.add("info", "the engine took the new settings")
+        if took:
+            banner.status = ""  # type: ignore[attr-defined]
+            self.dashboard.log_widget.add("info", "the engine took the new settings")
+        else:
+            kept = self.settings.host or "no backend"
+            self.dashboard.log_widget.add("warning", f"the engine keeps {kept}")
 
     @work(group="engine", exclusive=True, exit_on_error=False)
     async def _restart_engine(self) -> None:
