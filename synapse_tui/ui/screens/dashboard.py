@@ -233,7 +233,7 @@ class DashboardScreen(JobActions, Screen[None]):
         counts.skipped_scan = self.skipped_scan
         counts.failed_scan = self.failed_scan
         summary.counts = states
-        summary.files_total = max(summary.files_total, len(self.queue.rows_by_id))
+        summary.files_total = max(summary.files_total, sum(states.values()))
         summary.paint()
         if refresh_ledger:
             self.refresh_ledger()
