@@ -24,7 +24,7 @@ import sqlite3
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,6 +80,7 @@ CREATE TABLE IF NOT EXISTS ledger (
     completed_at REAL NOT NULL,
     PRIMARY KEY (host, fingerprint, size)
 );
+CREATE INDEX IF NOT EXISTS ledger_path ON ledger(host, path);
 """
 
 # What `status --prune` forgets (the ledger of uploads stays).
@@ -702,6 +703,11 @@ class Journal:
             row["completed_at"],
         )
 
+    def uploaded_among(self, host: str, paths: Sequence[bytes]) -> set[bytes]:
+        """Which of `paths` the ledger knows as uploaded to `host` (by index: the cost of
+        `paths`, not of the ledger)."""
+        return uploaded_among(self._db, host, paths)
+
     def uploaded_paths(self, host: str) -> dict[bytes, LedgerEntry]:
         rows = self._db.execute("SELECT * FROM ledger WHERE host = ?", (host,))
         return {
@@ -770,3 +776,17 @@ class Journal:
             fcntl.fcntl(self._lock_fd, _OFD_SETLK, _flock(fcntl.F_UNLCK, job_id))
         elif fd is not None:
             os.close(fd)
+
+
+def uploaded_among(db: sqlite3.Connection, host: str, paths: Sequence[bytes]) -> set[bytes]:
+    """`Journal.uploaded_among` on any connection to a journal (a front end's read-only one)."""
+    found: set[bytes] = set()
+    wanted = list(dict.fromkeys(paths))
+    for start in range(0, len(wanted), 500):  # host parameters per query, far below the limit
+        part = wanted[start : start + 500]
+        marks = ",".join("?" * len(part))
+        rows = db.execute(
+            f"SELECT path FROM ledger WHERE host = ? AND path IN ({marks})", (host, *part)
+        )
+        found.update(bytes(r[0]) for r in rows)
+    return found

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from synapse_tui.engine.journal import uploaded_among
 from synapse_tui.engine.names import display_path
 
 SCHEMA = "CREATE TABLE IF NOT EXISTS engine_settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
@@ -79,17 +81,16 @@ class EngineStore:
         return int(total), jobs
 
 
-def uploaded_paths(journal: Path, host: str) -> set[bytes]:
-    """The local paths the ledger knows as uploaded to `host`, read-only (a front end's
-    own connection: the file browser marks them)."""
+def uploaded_paths(journal: Path, host: str, paths: Sequence[bytes]) -> set[bytes]:
+    """Which of `paths` the ledger knows as uploaded to `host`, read-only (a front end's
+    own connection: the file browser marks the files it lists)."""
     try:
         db = sqlite3.connect(f"file:{journal}?mode=ro", uri=True, timeout=10)
     except sqlite3.Error:
         return set()
     try:
-        rows = db.execute("SELECT path FROM ledger WHERE host = ?", (host,)).fetchall()
+        return uploaded_among(db, host, paths)
     except sqlite3.Error:
         return set()
     finally:
         db.close()
-    return {bytes(r[0]) for r in rows}

@@ -299,9 +299,10 @@ class EngineBridge:
         """
         return await asyncio.wrap_future(self._submit(list_collections(self.manager.client)))
 
-    async def uploaded_paths(self) -> set[bytes]:
+    async def uploaded_paths(self, paths: Sequence[bytes]) -> set[bytes]:
+        """Which of `paths` were uploaded to this backend (the ledger, by index)."""
         host = self.settings.host or ""
-        return await self.ask(lambda: set(self.manager.journal.uploaded_paths(host)))
+        return await self.ask(lambda: self.manager.journal.uploaded_among(host, paths))
 
     async def busy(self) -> bool:
         """True while a job runs or waits to run (quitting would interrupt it)."""

@@ -243,9 +243,10 @@ class ServiceBridge:
             for c in answer["collections"]
         ]
 
-    async def uploaded_paths(self) -> set[bytes]:
+    async def uploaded_paths(self, paths: Sequence[bytes]) -> set[bytes]:
+        """Which of `paths` were uploaded to this backend (the ledger, by index)."""
         path = self.settings.state_dir / Journal.FILENAME
-        return await asyncio.to_thread(uploaded_paths, path, self.settings.host or "")
+        return await asyncio.to_thread(uploaded_paths, path, self.settings.host or "", paths)
 
     async def busy(self) -> bool:
         """True while a job runs or waits to run (quitting could mean pausing it)."""

@@ -80,3 +80,23 @@ async def test_a_state_filter_and_the_first_active_job(tmp_path: Path) -> None:
         assert ids_of(active) == [job.id] and active.total == 1
         m.transition(job, JobState.QUEUED)
         del m.jobs[job.id]
+
+
+def test_the_browser_marks_ask_the_ledger_for_listed_files_only(tmp_path: Path) -> None:
+    """The ✓ of the file browser: which of the listed files were uploaded, by index, never
+    the whole ledger (a million uploads are no set in the dashboard)."""
+    from synapse_tui.engine.journal import Journal
+
+    journal = Journal(tmp_path / "state")
+    db = journal.connection
+    rows = [("h", f"fp{i}", 1, "m", f"u{i}", f"/d/f{i}".encode(), 0.0) for i in range(5000)]
+    db.executemany("INSERT INTO ledger VALUES (?,?,?,?,?,?,?)", rows)
+    asked = [b"/d/f3", b"/d/f4999", b"/d/nope"]
+    assert journal.uploaded_among("h", asked) == {b"/d/f3", b"/d/f4999"}
+    assert journal.uploaded_among("other", asked) == set()
+    plan = db.execute(
+        "EXPLAIN QUERY PLAN SELECT path FROM ledger WHERE host = ? AND path IN (?, ?)",
+        ("h", b"a", b"b"),
+    ).fetchall()
+    assert any("ledger_path" in str(tuple(r)) for r in plan)  # an index search, not a scan
+    journal.close()

@@ -243,7 +243,8 @@ class DashboardScreen(JobActions, Screen[None]):
         bridge = self.synapse.bridge
         if bridge is None or not bridge.running:
             return
-        uploaded = await bridge.uploaded_paths()
+        # Only the files the browser lists: a million uploads are no set in memory here.
+        uploaded = await bridge.uploaded_paths(self.browser.listed_files())
         if uploaded != self.browser.uploaded:
             self.browser.uploaded = uploaded
             self.browser._marks_changed()
@@ -306,6 +307,10 @@ class DashboardScreen(JobActions, Screen[None]):
 
     def action_reload(self) -> None:
         self.browser.reload()
+
+    @on(FileBrowser.Listed)
+    def folder_listed(self) -> None:
+        self.refresh_ledger()
 
     @on(JobQueue.OpenJob)
     def open_job(self, event: JobQueue.OpenJob) -> None:
