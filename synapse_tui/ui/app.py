@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 from collections.abc import Iterable
@@ -12,6 +13,7 @@ from typing import Any, ClassVar
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.theme import Theme
 
@@ -213,7 +215,10 @@ class SynapseApp(App[int]):
 
     def on_engine_update(self, message: EngineUpdate) -> None:
         if self.dashboard.is_mounted:
-            self.dashboard.apply(message)
+            # The panes never go while the app runs; at its end they may go before the
+            # last batches do.
+            with contextlib.suppress(NoMatches):
+                self.dashboard.apply(message)
 
     def on_engine_started(self, message: EngineStarted) -> None:
         if message.resumed:

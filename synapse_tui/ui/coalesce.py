@@ -62,6 +62,7 @@ class Coalescer:
         self._touched: set[int] = set()
         self._urgent: asyncio.TimerHandle | None = None
         self._flusher: asyncio.Task[None] | None = None
+        self._flushed = 0.0  # when the last batch went (the loop's clock)
 
     def post(self, message: Any) -> None:
         """Post `message` to the app (any thread); an app that is gone is no error."""
@@ -99,7 +100,11 @@ class Coalescer:
             self._touched.add(job_id)
         self._batch.append(event)
         if self._urgent is None and not self.held and self.loop is not None:
-            self._urgent = self.loop.call_later(self.urgent, self.flush)
+            # Within `urgent`, but not sooner than half an interval after the last batch:
+            # hundreds of small files a second change state all the time, and each batch
+            # costs the dashboard a frame.
+            wait = max(self.urgent, self._flushed + self.interval / 2 - self.loop.time())
+            self._urgent = self.loop.call_later(wait, self.flush)
 
     async def _flush_loop(self) -> None:
         while True:
@@ -110,6 +115,8 @@ class Coalescer:
         if self._urgent is not None:
             self._urgent.cancel()
             self._urgent = None
+        if self.loop is not None:
+            self._flushed = self.loop.time()
         events: list[Event] = list(self._progress.values())
         events.extend(self._batch)
         if self._scan is not None:

@@ -103,10 +103,14 @@ async def _drive(host: str, token: str, state: Path, folder: Path, count: int, p
             event = events.Key(key, key)
             event.set_sender(app)
             app._driver.send_message(event)  # type: ignore[union-attr]
-            limit = at + 5
+            limit = at + 30  # a slow frame is a large number, not an error
             while len(frames) < 2:
                 if time.perf_counter() > limit:
-                    raise RuntimeError(f"no frame for {key!r} within 5 s")
+                    raise RuntimeError(
+                        f"no frame for {key!r} within 30 s: cursor {queue.cursor_row},"
+                        f" wanted {frames[0]}, of {queue.model.total},"
+                        f" following {queue.following}, focus {app.focused}"
+                    )
                 await asyncio.sleep(0.0005)
             latencies.append(frames[1] - at)
             held = max(held, len(queue.rows_by_id))

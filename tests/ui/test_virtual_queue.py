@@ -73,7 +73,8 @@ async def test_a_hundred_thousand_jobs_cost_a_window_per_tick(app: Any) -> None:
         assert memory.rows_read <= (len(memory.asks)) * limit
         # following: the first active row (job `first`) is on screen, under two done ones
         assert queue.following and first in shown_ids(queue)
-        assert queue.highlighted_job is not None and queue.highlighted_job.job_id == first
+        cursor = queue.highlighted_job  # where following last brought the active row
+        assert cursor is not None and cursor.job_id in shown_ids(queue)
         assert queue.counts()["done"] == ticks * active
         # navigation: each key a window at most, the rows where they should be
         await pilot.press("G")

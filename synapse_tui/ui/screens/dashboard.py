@@ -195,8 +195,8 @@ class DashboardScreen(JobActions, Screen[None]):
         summary = self.summary
         refresh_ledger = False
         states = self.queue.counts()
+        log.record_all(update.events)
         for event in update.events:
-            log.record(event)
             if isinstance(event, TotalProgress):
                 left = sum(states.get(s, 0) for s in LEFT)
                 self.query_one(OverallProgress).update_totals(

@@ -14,6 +14,7 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
+from textual.timer import Timer
 
 from synapse_tui.engine.events import Event, JobQueued
 from synapse_tui.engine.queue_view import Ask
@@ -30,18 +31,20 @@ from synapse_tui.ui.widgets.job_rows import (
     state_key,
 )
 from synapse_tui.ui.widgets.queue_fetch import Asker, Source
-from synapse_tui.ui.widgets.queue_model import FILTERS, QueueModel
+from synapse_tui.ui.widgets.queue_keys import QueueCursor
+from synapse_tui.ui.widgets.queue_model import QueueModel
 
 NULL = Style()
 # Rows kept above the first active row when the queue follows the uploads.
 FOLLOW_CONTEXT = 2
 MARGIN = 20  # rows held above and below the screen: small moves need no question
 MIN_ROWS = 20  # a hidden pane still holds this many (it has no height yet)
+GROW_EVERY = 1.0  # seconds between two layouts for a queue that grows
 
 __all__ = ["JobQueue", "JobRow"]
 
 
-class JobQueue(ScrollView, can_focus=True):
+class JobQueue(QueueCursor, ScrollView, can_focus=True):
     """Every job of the engine, one line each; `enter` opens the highlighted job's details.
 
     Virtual: it holds only the rows on screen and a margin (QueueModel) and asks the engine
@@ -117,6 +120,8 @@ class JobQueue(ScrollView, can_focus=True):
         self._lines: dict[int, Strip] = {}  # job id -> its rendered line (cursor off)
         self._names: dict[int, str] = {}  # job id -> its path as shown (relative to base)
         self._width = 0  # the width the cached lines were made for
+        self._resized = 0.0  # when the virtual size last changed (monotonic)
+        self._grow_timer: Timer | None = None
 
     def on_mount(self) -> None:
         self._update_summary()
@@ -272,14 +277,6 @@ class JobQueue(ScrollView, can_focus=True):
 
     # -- filter by state -------------------------------------------------------------------
 
-    def action_filter(self) -> None:
-        """`/`: the next state filter (every job, active, queued, paused, failed, done)."""
-        index = FILTERS.index(self.model.filter) if self.model.filter in FILTERS else 0
-        self.set_filter(FILTERS[(index + 1) % len(FILTERS)])
-
-    def action_clear_filter(self) -> None:
-        self.set_filter(None)
-
     def set_filter(self, view_filter: str | None) -> None:
         if view_filter == self.model.filter:
             return
@@ -310,18 +307,26 @@ class JobQueue(ScrollView, can_focus=True):
             self.border_subtitle = text
 
     def _summary(self) -> str:
-        n = self.model.total
-        shown = f" {self.model.filter}" if self.model.filter else ""
-        if not n:
-            return f"no{shown} jobs · /: filter" if shown else "empty: mark files, press u"
-        follow = "following" if self.following else "f: follow"
-        where = f"{min(self.cursor_row + 1, n):,}/" if n > self._visible() else ""
-        return f"{where}{n:,}{shown} job{'s' if n != 1 else ''} · {follow}"
+        return self.model.summary(self.following, self.cursor_row, self._visible())
 
-    def _resize_virtual(self) -> None:
+    def _resize_virtual(self, at_once: bool = False) -> None:
         size = Size(self.scrollable_content_region.width, self.model.total + 1)
-        if size != self.virtual_size:  # a new virtual size lays out the whole screen
-            self.virtual_size = size
+        if size == self.virtual_size:
+            return
+        # A new virtual size lays out the whole screen: while a scan queues files in every
+        # batch, the queue grows once a second (rows past the end wait that long).
+        now = monotonic()
+        grows = size.width == self.virtual_size.width and size.height > self.virtual_size.height
+        if grows and not at_once and now - self._resized < GROW_EVERY:
+            if self._grow_timer is None:
+                self._grow_timer = self.set_timer(GROW_EVERY, self._grow)
+            return
+        self._resized = now
+        self.virtual_size = size
+
+    def _grow(self) -> None:
+        self._grow_timer = None
+        self._resize_virtual()
 
     # -- cells ------------------------------------------------------------------------------
 
@@ -386,57 +391,6 @@ class JobQueue(ScrollView, can_focus=True):
         self._resize_virtual()
         self.refresh()
         self.asker.kick()  # more rows to hold, or a hidden pane shown: follow now
-
-    # -- cursor -----------------------------------------------------------------------------
-
-    def validate_cursor_row(self, value: int) -> int:
-        return max(0, min(value, self.model.total - 1))
-
-    def watch_cursor_row(self, old: int, new: int) -> None:
-        row = self.model.row_at(new)
-        self._cursor_id = row.job_id if row is not None else None
-        self.refresh_line(old + 1)
-        self.refresh_line(new + 1)
-        visible = self.scrollable_content_region.height - 1  # rows under the header
-        top = round(self.scroll_y)
-        if new < top:
-            self.scroll_to(y=new, animate=False)
-        elif visible > 0 and new >= top + visible:
-            self.scroll_to(y=new - visible + 1, animate=False)
-
-    def action_cursor_down(self) -> None:
-        self.following = False
-        self.cursor_row += 1
-
-    def action_cursor_up(self) -> None:
-        self.following = False
-        self.cursor_row -= 1
-
-    def action_page_down(self) -> None:
-        self.following = False
-        self.cursor_row += max(1, self.scrollable_content_region.height - 2)
-
-    def action_page_up(self) -> None:
-        self.following = False
-        self.cursor_row -= max(1, self.scrollable_content_region.height - 2)
-
-    def action_first(self) -> None:
-        self.following = False
-        self.cursor_row = 0
-
-    def action_last(self) -> None:
-        """`G`: the last row, and follow the uploads again."""
-        self.cursor_row = self.model.total - 1
-        self.following = True
-
-    def action_follow(self) -> None:
-        self.following = True
-
-    def on_mouse_scroll_down(self, event: events.MouseScrollDown) -> None:
-        self.following = False
-
-    def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
-        self.following = False
 
     def on_click(self, event: events.Click) -> None:
         offset = event.get_content_offset(self)

@@ -60,6 +60,16 @@ class QueueModel:
             out[row.state] = out.get(row.state, 0) + 1
         return out
 
+    def summary(self, following: bool, cursor: int, visible: int) -> str:
+        """The pane's subtitle: where the cursor is, how many jobs, the filter, following."""
+        n = self.total
+        shown = f" {self.filter}" if self.filter else ""
+        if not n:
+            return f"no{shown} jobs · /: filter" if shown else "empty: mark files, press u"
+        follow = "following" if following else "f: follow"
+        where = f"{min(cursor + 1, n):,}/" if n > visible else ""
+        return f"{where}{n:,}{shown} job{'s' if n != 1 else ''} · {follow}"
+
     def matches(self, state: str) -> bool:
         if self.filter is None:
             return True
