@@ -23,7 +23,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,6 +82,7 @@ CREATE TABLE IF NOT EXISTS ledger (
     completed_at REAL NOT NULL,
     PRIMARY KEY (host, fingerprint, size)
 );
+CREATE INDEX IF NOT EXISTS ledger_path ON ledger(host, path);
 """
 
 # What `status --prune` forgets (the ledger of uploads stays).
@@ -753,6 +754,11 @@ class Journal:
             row["completed_at"],
         )
 
+    def uploaded_among(self, host: str, paths: Sequence[bytes]) -> set[bytes]:
+        """Which of `paths` the ledger knows as uploaded to `host` (by index: the cost of
+        `paths`, not of the ledger)."""
+        return uploaded_among(self._read(), host, paths)
+
     def uploaded_paths(self, host: str) -> dict[bytes, LedgerEntry]:
         rows = self._read().execute("SELECT * FROM ledger WHERE host = ?", (host,))
         return {
@@ -793,3 +799,17 @@ class Journal:
             if self._unlocking.get(job_id) == number:  # not taken again since
                 del self._unlocking[job_id]
                 self._locks.unlock(job_id)
+
+
+def uploaded_among(db: sqlite3.Connection, host: str, paths: Sequence[bytes]) -> set[bytes]:
+    """`Journal.uploaded_among` on any connection to a journal (a front end's read-only one)."""
+    found: set[bytes] = set()
+    wanted = list(dict.fromkeys(paths))
+    for start in range(0, len(wanted), 500):  # host parameters per query, far below the limit
+        part = wanted[start : start + 500]
+        marks = ",".join("?" * len(part))
+        rows = db.execute(
+            f"SELECT path FROM ledger WHERE host = ? AND path IN ({marks})", (host, *part)
+        )
+        found.update(bytes(r[0]) for r in rows)
+    return found

@@ -325,16 +325,27 @@ class Gone(Exception):
     """Refused with kind "gone": the backend answered 404 (the client raises UploadGone)."""
 
 
-def _engine_window(m: UploadManager, command: ListJobs) -> tuple[int, list[dict[str, Any]]]:
-    """The jobs the engine holds, by id: a page read by index from the journal (issue 21),
-    live state for those in memory; the count from the engine's counters."""
-    try:
-        state = JobState(command.state) if command.state else None
-    except ValueError:
-        return 0, []
-    limit = max(0, min(MAX_WINDOW, command.limit))
-    jobs = m.window(max(0, command.offset), limit, state)
-    total = m.counters.files if state is None else m.counters.count[state]
+def _engine_window(m: UploadManager, command: ListJobs) -> dict[str, Any]:
+    """The jobs the engine holds, by id: a window read by index from the journal (issue
+    21), live state for those in memory; the count from the engine's counters."""
+    from synapse_tui.engine import queue_view
+
+    state = command.state
+    if state and state != queue_view.ACTIVE_FILTER and state not in _STATES:
+        return {"total": 0, "offset": command.offset, "jobs": []}
+    known = None
+    if command.known_id is not None and command.known_index is not None:
+        known = (command.known_id, command.known_index)
+    ask = queue_view.Ask(
+        offset=max(0, command.offset),
+        limit=max(0, min(MAX_WINDOW, command.limit)),
+        state=state,
+        at=command.at,
+        follow=command.follow,
+        before=max(0, command.before),
+        known=known,
+    )
+    answer = queue_view.window(m, ask)
     rows = [
         {
             "id": j.id,
@@ -347,9 +358,20 @@ def _engine_window(m: UploadManager, command: ListJobs) -> tuple[int, list[dict[
             "upload_id": j.upload_id,
             "md5": j.md5,
         }
-        for j in jobs
+        for j in answer.jobs
     ]
-    return total, rows
+    # The counters as they are now (O(1)): a window's counts never lag its rows.
+    counts = {s.value: n for s, n in m.counters.count.items()}
+    return {
+        "total": answer.total,
+        "offset": answer.offset,
+        "jobs": rows,
+        "anchor": answer.anchor,
+        "counts": counts,
+    }
+
+
+_STATES = frozenset(s.value for s in JobState)
 
 
 def _list(service: EngineService, command: ListJobs) -> dict[str, Any]:
@@ -358,8 +380,7 @@ def _list(service: EngineService, command: ListJobs) -> dict[str, Any]:
         return {"total": 0, "jobs": [], "counts": {}}
     counts = service.router.last_totals.counts if service.router.last_totals else {}
     if command.scope == "engine":
-        total, rows = _engine_window(m, command)
-        return {"total": total, "offset": command.offset, "jobs": rows, "counts": counts}
+        return _engine_window(m, command)
     total, rows = service.store.window(m.options.host, command.offset, command.limit, command.state)
     for row in rows:  # what only the engine's memory knows: the live state and bytes sent
         job = m.jobs.get(row["id"])

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from synapse_tui.engine.journal import uploaded_among
 from synapse_tui.engine.names import display_path
 
 SCHEMA = "CREATE TABLE IF NOT EXISTS engine_settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
@@ -22,8 +24,8 @@ class EngineStore:
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA busy_timeout=10000")
         self._db.execute(SCHEMA)
-        # `status` asks whether a failed path was uploaded since, a page at a time.
-        self._db.execute("CREATE INDEX IF NOT EXISTS ledger_host_path ON ledger(host, path)")
+        # `status` asks whether a failed path was uploaded since, a page at a time: by the
+        # journal's index ledger_path (engine/journal.py SCHEMA).
 
     def close(self) -> None:
         self._db.close()
@@ -115,17 +117,16 @@ class EngineStore:
         return out
 
 
-def uploaded_paths(journal: Path, host: str) -> set[bytes]:
-    """The local paths the ledger knows as uploaded to `host`, read-only (a front end's
-    own connection: the file browser marks them)."""
+def uploaded_paths(journal: Path, host: str, paths: Sequence[bytes]) -> set[bytes]:
+    """Which of `paths` the ledger knows as uploaded to `host`, read-only (a front end's
+    own connection: the file browser marks the files it lists)."""
     try:
         db = sqlite3.connect(f"file:{journal}?mode=ro", uri=True, timeout=10)
     except sqlite3.Error:
         return set()
     try:
-        rows = db.execute("SELECT path FROM ledger WHERE host = ?", (host,)).fetchall()
+        return uploaded_among(db, host, paths)
     except sqlite3.Error:
         return set()
     finally:
         db.close()
-    return {bytes(r[0]) for r in rows}

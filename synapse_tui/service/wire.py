@@ -185,6 +185,13 @@ class ListJobs(Command):
     limit: int = 100
     state: str | None = None
     scope: str = "journal"  # "journal": every job of the host; "engine": what it holds
+    # scope "engine" only: the window found by job id (`at`, or the first active job with
+    # `follow`), `before` rows before it; the position counted from a known one.
+    at: int | None = None
+    follow: bool = False
+    before: int = 0
+    known_id: int | None = None
+    known_index: int | None = None
 
 
 @dataclass

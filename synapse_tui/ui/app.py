@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 from collections.abc import Iterable
@@ -12,6 +13,7 @@ from typing import Any, ClassVar
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.theme import Theme
 
@@ -24,6 +26,7 @@ from synapse_tui.ui.messages import EngineError, EngineStarted, EngineUpdate
 from synapse_tui.ui.screens.dashboard import DashboardScreen
 from synapse_tui.ui.service_bridge import ServiceBridge
 from synapse_tui.ui.themes import DEFAULT_THEME, automatic_theme, load_themes
+from synapse_tui.ui.widgets.job_queue import JobQueue
 
 STYLES = Path(__file__).parent / "styles"
 
@@ -141,6 +144,8 @@ class SynapseApp(App[int]):
         self.bridge, error = self._launch_bridge()
         if error is not None:
             self._engine_not_started(error)
+        elif self.bridge is not None:
+            self.dashboard.queue.attach(self.bridge.window)
 
     def _launch_bridge(self) -> tuple[EngineBridge | None, str | None]:
         """A started bridge, or the one-line reason it did not start (waits for the engine
@@ -178,6 +183,7 @@ class SynapseApp(App[int]):
             self.dashboard.log_widget.add("error", f"engine not started: {message}")
             return
         self.bridge = bridge
+        self.dashboard.queue.attach(bridge.window)
         status = bridge.status
         engine_host = status.get("host") or ""
         if wanted and engine_host and engine_host != wanted:
@@ -210,7 +216,10 @@ class SynapseApp(App[int]):
 
     def on_engine_update(self, message: EngineUpdate) -> None:
         if self.dashboard.is_mounted:
-            self.dashboard.apply(message)
+            # The panes never go while the app runs; at its end they may go before the
+            # last batches do.
+            with contextlib.suppress(NoMatches):
+                self.dashboard.apply(message)
 
     def on_engine_started(self, message: EngineStarted) -> None:
         if message.resumed:
@@ -294,6 +303,8 @@ class SynapseApp(App[int]):
             self._engine_not_started(error)
             return
         self.bridge = bridge
+        if bridge is not None:
+            self.dashboard.queue.attach(bridge.window)
         banner = self.dashboard.query_one("#banner")
         banner.status = ""  # type: ignore[attr-defined]
         banner.host = self.settings.host or ""  # type: ignore[attr-defined]
@@ -360,6 +371,9 @@ class SynapseApp(App[int]):
 
     async def shutdown_engine(self) -> None:
         bridge, self.bridge = self.bridge, None
+        if bridge is not None:
+            for queue in self.dashboard.query(JobQueue):  # none once unmounted
+                queue.attach(None)  # the rows shown stay; nobody to ask
         if isinstance(bridge, ServiceBridge):
             await bridge.aclose()  # only this client goes: the engine runs on
         elif bridge is not None:

@@ -5,8 +5,7 @@ uploads pushing hundreds of MB/s never compete with key presses for the UI loop.
 in with `call_soon_threadsafe` / `run_coroutine_threadsafe`; events come out as Textual
 messages posted with `post_message` (thread-safe). Progress is coalesced here: only the
 latest JobProgress per job and the latest TotalProgress/ScanProgress survive, flushed at
-most `progress_interval` apart; everything else (state changes, done, failed, log lines)
-is flushed within `urgent_delay`.
+most `progress_interval` apart; everything else within `urgent_delay` (ui/coalesce.py).
 """
 
 from __future__ import annotations
@@ -17,27 +16,24 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from synapse_tui.config import Settings
+from synapse_tui.engine import queue_view
 from synapse_tui.engine.collections import Collection, CollectionPlan, list_collections
-from synapse_tui.engine.events import (
-    Event,
-    JobProgress,
-    JobQueued,
-    JobStateChanged,
-    ScanProgress,
-    TotalProgress,
-)
 from synapse_tui.engine.hashing import lower_this_thread, set_worker_nice
-from synapse_tui.ui.messages import EngineError, EngineStarted, EngineUpdate, JobDetails, JobView
+from synapse_tui.ui.coalesce import Coalescer, Poster
+from synapse_tui.ui.messages import (
+    EngineError,
+    EngineStarted,
+    JobDetails,
+    JobView,
+    QueueWindow,
+    WindowRow,
+)
 
 log = logging.getLogger("synapse_tui.ui")
 T = TypeVar("T")
-
-
-class Poster(Protocol):
-    def post_message(self, message: Any) -> bool: ...
 
 
 ManagerFactory = Callable[[Settings, list[Any]], Any]
@@ -65,8 +61,6 @@ class EngineBridge:
         self.target = target
         self.settings = settings
         self.factory = factory
-        self.progress_interval = progress_interval
-        self.urgent_delay = urgent_delay
         self.resume_on_start = resume
         self.manager: Any = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -75,15 +69,10 @@ class EngineBridge:
         self._error: BaseException | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         # engine-thread only: the pending batch
-        self._batch: list[Event] = []
-        self._progress: dict[int, JobProgress] = {}
-        self._total: TotalProgress | None = None
-        self._scan: ScanProgress | None = None
-        self._touched: set[int] = set()
-        self._urgent: asyncio.TimerHandle | None = None
-        self._flusher: asyncio.Task[None] | None = None
+        self.coalescer = Coalescer(
+            target, interval=progress_interval, urgent=urgent_delay, views=self._views
+        )
         self._preflight_task: asyncio.Task[None] | None = None
-        self.posted = 0  # messages posted (tests check the coalescing)
 
     # -- lifecycle (UI thread) -------------------------------------------------------------
 
@@ -125,7 +114,7 @@ class EngineBridge:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         try:
-            self.manager = self.factory(self.settings, [self._on_event])
+            self.manager = self.factory(self.settings, [self.coalescer.take])
         except BaseException as exc:
             self._error = exc
             self._ready.set()
@@ -144,9 +133,9 @@ class EngineBridge:
         self.manager.start()
         resumed = self.manager.resume_unfinished() if self.resume_on_start else 0
         loop = asyncio.get_running_loop()
-        self._flusher = loop.create_task(self._flush_loop())
+        self.coalescer.start(loop)
         self._ready.set()
-        self._post(EngineStarted(resumed))
+        self.coalescer.post(EngineStarted(resumed))
         # Not in self._tasks: a check of the backend is no reason to ask before quitting.
         self._preflight_task = loop.create_task(self._preflight())
 
@@ -158,7 +147,7 @@ class EngineBridge:
         try:
             await self.manager.client.ping()
         except SynapseError as exc:
-            self._post(EngineError(f"backend {self.settings.host}: {exc}"))
+            self.coalescer.post(EngineError(f"backend {self.settings.host}: {exc}"))
 
     async def _shutdown(self) -> None:
         for task in [*self._tasks, self._preflight_task]:
@@ -166,59 +155,12 @@ class EngineBridge:
                 task.cancel()
         with contextlib.suppress(Exception):
             await self.manager.close("paused: the dashboard closed")
-        if self._flusher is not None:
-            self._flusher.cancel()
-        self._flush()
+        self.coalescer.stop()
+        self.coalescer.flush()
         with contextlib.suppress(Exception):
             self.manager.journal.close()
 
-    def _post(self, message: Any) -> None:
-        self.posted += 1
-        try:
-            self.target.post_message(message)
-        except Exception:  # the app is gone
-            log.debug("post failed", exc_info=True)
-
-    def _on_event(self, event: Event) -> None:
-        """Engine listener: coalesce progress, hurry everything else."""
-        if isinstance(event, JobProgress):
-            self._progress[event.job_id] = event
-            return
-        if isinstance(event, TotalProgress):
-            self._total = event
-            return
-        if isinstance(event, ScanProgress) and not event.done:
-            self._scan = event
-            return
-        if isinstance(event, ScanProgress):
-            self._scan = None
-        job_id = getattr(event, "job_id", None)
-        if isinstance(event, JobQueued | JobStateChanged) and job_id is not None:
-            self._touched.add(job_id)
-        self._batch.append(event)
-        if self._urgent is None and self.loop is not None:
-            self._urgent = self.loop.call_later(self.urgent_delay, self._flush)
-
-    async def _flush_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.progress_interval)
-            self._flush()
-
-    def _flush(self) -> None:
-        if self._urgent is not None:
-            self._urgent.cancel()
-            self._urgent = None
-        events: list[Event] = list(self._progress.values())
-        events.extend(self._batch)
-        if self._scan is not None:
-            events.append(self._scan)
-        if self._total is not None:
-            events.append(self._total)
-        if not events:
-            return
-        touched = self._touched | set(self._progress)
-        self._batch, self._progress, self._total, self._scan = [], {}, None, None
-        self._touched = set()
+    def _views(self, touched: set[int]) -> dict[int, JobView]:
         views: dict[int, JobView] = {}
         for job_id in touched:
             job = self.manager.get(job_id)  # in memory, or its journal row once finished
@@ -226,7 +168,7 @@ class EngineBridge:
                 views[job_id] = JobView(
                     job_id, job.state.value, job.sent, job.size, job.attempts, job.last_error
                 )
-        self._post(EngineUpdate(events, views))
+        return views
 
     # -- calls into the engine (any thread) -----------------------------------------------
 
@@ -239,7 +181,7 @@ class EngineBridge:
             fn(*args)
         except Exception as exc:
             log.exception("engine call failed")
-            self._post(EngineError(f"{type(exc).__name__}: {exc}"))
+            self.coalescer.post(EngineError(f"{type(exc).__name__}: {exc}"))
 
     def _submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         assert self.loop is not None, "the engine is not running"
@@ -269,7 +211,7 @@ class EngineBridge:
                 raise
             except Exception as exc:
                 log.exception("queueing failed")
-                self._post(EngineError(f"queueing failed: {exc}"))
+                self.coalescer.post(EngineError(f"queueing failed: {exc}"))
             finally:
                 self._tasks.discard(task)
 
@@ -336,6 +278,20 @@ class EngineBridge:
 
         return await self.ask(gather)
 
+    async def window(self, ask: queue_view.Ask) -> QueueWindow:
+        """The queue pane's window, read in the engine thread (by index: its length)."""
+
+        def read() -> QueueWindow:
+            answer = queue_view.window(self.manager, ask)
+            rows = [
+                WindowRow(j.id, j.display, j.size, j.state.value, j.sent, j.attempts, j.last_error)
+                for j in answer.jobs
+            ]
+            counts = {s.value: n for s, n in self.manager.counters.count.items()}
+            return QueueWindow(answer.offset, answer.total, rows, answer.anchor, counts)
+
+        return await self.ask(read)
+
     async def collections(self) -> list[Collection]:
         """The backend's data collections, asked for in the engine thread.
 
@@ -343,9 +299,10 @@ class EngineBridge:
         """
         return await asyncio.wrap_future(self._submit(list_collections(self.manager.client)))
 
-    async def uploaded_paths(self) -> set[bytes]:
+    async def uploaded_paths(self, paths: Sequence[bytes]) -> set[bytes]:
+        """Which of `paths` were uploaded to this backend (the ledger, by index)."""
         host = self.settings.host or ""
-        return await self.ask(lambda: set(self.manager.journal.uploaded_paths(host)))
+        return await self.ask(lambda: self.manager.journal.uploaded_among(host, paths))
 
     async def busy(self) -> bool:
         """True while a job runs or waits to run (quitting would interrupt it)."""

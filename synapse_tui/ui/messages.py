@@ -44,6 +44,30 @@ class JobDetails:
     unit_id: object = None
 
 
+@dataclass(frozen=True, slots=True)
+class QueueWindow:
+    """A window of the engine's queue, as the queue pane asked for it (engine.queue_view)."""
+
+    offset: int  # the position of rows[0] among the jobs of the view
+    total: int  # the jobs of the view (its state filter)
+    rows: list[WindowRow]
+    anchor: int | None = None  # the job id the window was found by (None: by offset)
+    counts: dict[str, int] = field(default_factory=dict)  # jobs by state, every view's
+
+
+@dataclass(frozen=True, slots=True)
+class WindowRow:
+    """One job of a window: what the queue shows of it."""
+
+    job_id: int
+    path: str
+    size: int
+    state: str
+    sent: int
+    attempts: int
+    last_error: str | None
+
+
 class EngineUpdate(Message):
     """A batch of engine events, in order; progress events are coalesced (latest only)."""
 

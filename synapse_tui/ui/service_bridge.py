@@ -1,9 +1,8 @@
 """The dashboard's door to the background engine: the bridge's methods, over the socket.
 
 It runs in the UI's own loop (socket reads are cheap; the engine coalesces progress per
-client). Events are batched as EngineBridge batches them: progress latest-wins, flushed
-every `progress_interval`, everything else within `urgent_delay` (or with the next
-progress when an update went less than `progress_interval` ago).
+client). Events are batched as EngineBridge batches them (ui/coalesce.py). Nothing of the
+queue is loaded at attach: the queue pane asks for the window it shows (`window`).
 """
 
 from __future__ import annotations
@@ -18,25 +17,15 @@ from typing import Any
 from synapse_tui.config import Settings
 from synapse_tui.engine.collections import Collection, CollectionPlan
 from synapse_tui.engine.errors import UploadGone
-from synapse_tui.engine.events import (
-    Event,
-    JobDone,
-    JobProgress,
-    JobQueued,
-    JobState,
-    JobStateChanged,
-    ScanProgress,
-    TotalProgress,
-)
 from synapse_tui.engine.journal import Journal
+from synapse_tui.engine.queue_view import Ask
 from synapse_tui.service import wire
 from synapse_tui.service.client import EngineClient, Refused, connect
 from synapse_tui.service.store import uploaded_paths
-from synapse_tui.ui.bridge import Poster
-from synapse_tui.ui.messages import EngineError, EngineStarted, EngineUpdate, JobDetails, JobView
+from synapse_tui.ui.coalesce import Coalescer, Poster
+from synapse_tui.ui.messages import EngineError, EngineStarted, JobDetails, QueueWindow, WindowRow
 
 log = logging.getLogger("synapse_tui.ui")
-PAGE = 1000  # jobs per `list` answer while the queue is loaded at attach
 
 
 class ServiceBridge:
@@ -53,72 +42,34 @@ class ServiceBridge:
     ) -> None:
         self.target = target
         self.settings = settings
-        self.progress_interval = progress_interval
-        self.urgent_delay = urgent_delay
         self.local_backend = local_backend
         self.client: EngineClient | None = None
         self.status: dict[str, Any] = {}
         self.started_here = False
-        self._batch: list[Event] = []
-        self._progress: dict[int, JobProgress] = {}
-        self._total: TotalProgress | None = None
-        self._scan: ScanProgress | None = None
-        self._views: dict[int, JobView] = {}
-        self._touched: set[int] = set()
-        self._urgent: asyncio.TimerHandle | None = None
-        self._flusher: asyncio.Task[None] | None = None
-        self._flushed = float("-inf")  # the loop's time of the last update posted
-        self._loading = False
+        self.coalescer = Coalescer(target, interval=progress_interval, urgent=urgent_delay)
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.posted = 0
 
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Find or start the engine, load what it holds, follow it."""
+        """Find or start the engine, follow it (the queue pane asks for its window)."""
         before = await asyncio.to_thread(_engine_running, self.settings)
         self.client = client = await connect(
             self.settings, "dashboard", local_backend=self.local_backend
         )
         self.started_here = not before
         client.on_event = self._on_wire
-        self._loading = True
+        self.coalescer.held = True
         self.status = await client.request(wire.Subscribe())
         if self.status.get("host"):
             self.settings.host = self.status["host"]
-        await self._load_queue()
         totals = self.status.get("totals")
         if totals:
             self._on_wire(totals)
-        self._loading = False
-        self._flusher = asyncio.create_task(self._flush_loop(), name="service-bridge-flush")
-        self._flush()
-        self._post(EngineStarted(0))
-
-    async def _load_queue(self) -> None:
-        """Every job the engine holds, a page at a time, as the queue's own events."""
-        assert self.client is not None
-        offset = 0
-        loaded: list[Event] = []
-        while True:
-            page = await self.client.request(
-                wire.ListJobs(offset=offset, limit=PAGE, scope="engine")
-            )
-            for row in page["jobs"]:
-                loaded.append(JobQueued(row["id"], row["path"], row["size"]))
-                self._views[row["id"]] = JobView(
-                    row["id"],
-                    row["state"],
-                    row["sent"],
-                    row["size"],
-                    row["attempts"],
-                    row["last_error"],
-                )
-                self._touched.add(row["id"])
-            offset += len(page["jobs"])
-            if not page["jobs"] or offset >= page["total"]:
-                break
-        self._batch[:0] = loaded  # before what arrived meanwhile
+        self.coalescer.held = False
+        self.coalescer.start(asyncio.get_running_loop())
+        self.coalescer.flush()
+        self.coalescer.post(EngineStarted(0))
 
     @property
     def running(self) -> bool:
@@ -126,8 +77,7 @@ class ServiceBridge:
 
     async def aclose(self) -> None:
         """Leave the engine running: only this client goes."""
-        if self._flusher is not None:
-            self._flusher.cancel()
+        self.coalescer.stop()
         client, self.client = self.client, None
         if client is not None:
             await client.close()
@@ -147,85 +97,8 @@ class ServiceBridge:
         except wire.WireError:
             log.debug("bad event from the engine", exc_info=True)
             return
-        if event is None:
-            return
-        if isinstance(event, JobProgress):
-            self._progress[event.job_id] = event
-            self._view(event.job_id, sent=event.sent, size=event.size)
-            return
-        if isinstance(event, TotalProgress):
-            self._total = event
-            return
-        if isinstance(event, ScanProgress) and not event.done:
-            self._scan = event
-            return
-        if isinstance(event, ScanProgress):
-            self._scan = None
-        if isinstance(event, JobQueued):
-            self._view(event.job_id, state="queued", size=event.size)
-        elif isinstance(event, JobStateChanged):
-            error = event.message if event.state in (JobState.FAILED, JobState.PAUSED) else None
-            self._view(event.job_id, state=event.state.value, error=error)
-        elif isinstance(event, JobDone):
-            self._view(event.job_id, state="done", sent=event.size)
-        self._batch.append(event)
-        if self._urgent is None and not self._loading:
-            # A lone change is drawn within `urgent_delay`; a stream of them (small files
-            # ending every few ms) at most every `progress_interval`, as progress is: a
-            # frame per change repainted the queue 20 times a second (bench 6d).
-            loop = asyncio.get_running_loop()
-            wait = max(self.urgent_delay, self._flushed + self.progress_interval - loop.time())
-            self._urgent = loop.call_later(wait, self._flush)
-
-    def _view(
-        self,
-        job_id: int,
-        *,
-        state: str | None = None,
-        sent: int | None = None,
-        size: int | None = None,
-        error: str | None = None,
-    ) -> None:
-        old = self._views.get(job_id) or JobView(job_id, "queued", 0, 0, 0, None)
-        self._views[job_id] = JobView(
-            job_id,
-            state or old.state,
-            old.sent if sent is None else sent,
-            old.size if size is None else size,
-            old.attempts,
-            error if error is not None else old.last_error,
-        )
-        self._touched.add(job_id)
-
-    async def _flush_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.progress_interval)
-            self._flush()
-
-    def _flush(self) -> None:
-        if self._urgent is not None:
-            self._urgent.cancel()
-            self._urgent = None
-        events: list[Event] = list(self._progress.values())
-        events.extend(self._batch)
-        if self._scan is not None:
-            events.append(self._scan)
-        if self._total is not None:
-            events.append(self._total)
-        if not events and not self._touched:
-            return
-        views = {j: self._views[j] for j in self._touched if j in self._views}
-        self._flushed = asyncio.get_running_loop().time()
-        self._batch, self._progress, self._total, self._scan = [], {}, None, None
-        self._touched = set()
-        self._post(EngineUpdate(events, views))
-
-    def _post(self, message: Any) -> None:
-        self.posted += 1
-        try:
-            self.target.post_message(message)
-        except Exception:
-            log.debug("post failed", exc_info=True)
+        if event is not None:
+            self.coalescer.take(event)
 
     # -- calls ------------------------------------------------------------------------------
 
@@ -240,9 +113,9 @@ class ServiceBridge:
         try:
             return await self.client.request(command)
         except Refused as exc:
-            self._post(EngineError(str(exc)))
+            self.coalescer.post(EngineError(str(exc)))
         except Exception as exc:
-            self._post(EngineError(f"engine: {type(exc).__name__}: {exc}"))
+            self.coalescer.post(EngineError(f"engine: {type(exc).__name__}: {exc}"))
         return None
 
     def queue_paths(
@@ -325,6 +198,39 @@ class ServiceBridge:
         job["errors"] = [(float(t), str(m)) for t, m in job.get("errors") or []]
         return JobDetails(**job)
 
+    async def window(self, ask: Ask) -> QueueWindow:
+        """The queue pane's window, read by the engine by index (the `list` command);
+        raises when the engine does not answer."""
+        known_id, known_index = ask.known if ask.known is not None else (None, None)
+        command = wire.ListJobs(
+            offset=ask.offset,
+            limit=ask.limit,
+            state=ask.state,
+            scope="engine",
+            at=ask.at,
+            follow=ask.follow,
+            before=ask.before,
+            known_id=known_id,
+            known_index=known_index,
+        )
+        if self.client is None:
+            raise ConnectionError("not attached to the engine")
+        answer = await self.client.request(command)  # raises: the pane keeps what it has
+        rows = [
+            WindowRow(
+                r["id"], r["path"], r["size"], r["state"], r["sent"], r["attempts"], r["last_error"]
+            )
+            for r in answer.get("jobs") or []
+        ]
+        anchor = answer.get("anchor")
+        return QueueWindow(
+            int(answer.get("offset", 0)),
+            int(answer.get("total", 0)),
+            rows,
+            anchor if isinstance(anchor, int) else None,
+            {str(k): int(v) for k, v in (answer.get("counts") or {}).items()},
+        )
+
     async def collections(self) -> list[Collection]:
         assert self.client is not None
         try:
@@ -340,9 +246,10 @@ class ServiceBridge:
             for c in answer["collections"]
         ]
 
-    async def uploaded_paths(self) -> set[bytes]:
+    async def uploaded_paths(self, paths: Sequence[bytes]) -> set[bytes]:
+        """Which of `paths` were uploaded to this backend (the ledger, by index)."""
         path = self.settings.state_dir / Journal.FILENAME
-        return await asyncio.to_thread(uploaded_paths, path, self.settings.host or "")
+        return await asyncio.to_thread(uploaded_paths, path, self.settings.host or "", paths)
 
     async def busy(self) -> bool:
         """True while a job runs or waits to run (quitting could mean pausing it)."""

@@ -63,6 +63,7 @@ class Sizes:
     dashboard_presses: int = 100
     dashboard_latency_file: int = 512 * MiB  # 6a: long enough for the presses under load
     million: tuple[int, int] = (100_000, 1_000_000)  # 9: queue sizes whose peak RSS is compared
+    dashboard_million: int = 1_000_000  # 10: tiny files queued in the dashboard
 
     @classmethod
     def full(cls) -> Sizes:
@@ -99,6 +100,7 @@ class Sizes:
             dashboard_presses=40,
             dashboard_latency_file=32 * MiB,
             million=(2_000, 20_000),
+            dashboard_million=2_000,
         )
 
 

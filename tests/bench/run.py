@@ -22,6 +22,7 @@ from pathlib import Path
 
 from tests.bench import support
 from tests.bench.cases import CASES, Context, Row, Sizes
+from tests.bench.dashboard_scale import case_dashboard_million
 from tests.bench.dashboard_small import case_dashboard_all
 from tests.bench.presigned_cases import case_presigned
 from tests.bench.scale_cases import case_million
@@ -30,6 +31,7 @@ from tests.bench.support import machine_facts, say, sdk_python
 CASES[6] = case_dashboard_all  # 6a-6c, then 6d: the terminal output with many small files
 CASES[8] = case_presigned  # presigned into S3-compatible storage (moto)
 CASES[9] = case_million  # 100k and 1M queued files: peak RSS, flat (the longest case)
+CASES[10] = case_dashboard_million  # 1M queued in the dashboard: keys, rate, RSS (long too)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 HEADERS = ("case", "ours", "theirs / reference", "ratio", "target", "result")

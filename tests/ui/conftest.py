@@ -118,7 +118,13 @@ def app_factory(backend: Backend, data_dir: Path) -> Callable[..., SynapseApp]:
         settings = kwargs.pop("settings", None) or settings_for(backend)
         directory = kwargs.pop("directory", data_dir)
         kwargs.setdefault("progress_interval", 0.05)
-        return SynapseApp(settings, str(directory), **kwargs)
+        app = SynapseApp(settings, str(directory), **kwargs)
+        if not kwargs.get("start_engine", True):
+            # No engine: the queue pane asks a fake of its windows, fed the same events.
+            from tests.ui.memory_queue import install
+
+            install(app)
+        return app
 
     return make
 

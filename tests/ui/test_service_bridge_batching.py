@@ -29,6 +29,7 @@ def _change(job_id: int) -> dict[str, Any]:
 async def test_a_stream_of_changes_is_drawn_at_the_progress_interval() -> None:
     target = Target()
     bridge = ServiceBridge(target, Settings(), progress_interval=1.0, urgent_delay=0.05)
+    bridge.coalescer.start(asyncio.get_running_loop())
     started = time.monotonic()
     n = 0
     while time.monotonic() - started < 1.5:  # a change every 10 ms for 1.5 s
@@ -39,7 +40,7 @@ async def test_a_stream_of_changes_is_drawn_at_the_progress_interval() -> None:
     assert 1 <= len(target.posted) <= 3, len(target.posted)
 
     deadline = time.monotonic() + 5
-    while bridge._urgent is not None and time.monotonic() < deadline:
+    while bridge.coalescer._urgent is not None and time.monotonic() < deadline:
         await asyncio.sleep(0.01)  # the last of the stream drawn
     await asyncio.sleep(1.0)  # quiet for a progress interval
     before = len(target.posted)
@@ -49,3 +50,4 @@ async def test_a_stream_of_changes_is_drawn_at_the_progress_interval() -> None:
         await asyncio.sleep(0.005)
     assert len(target.posted) == before + 1
     assert target.posted[-1] - sent < 0.5  # a lone change: within the urgent delay (+ load)
+    bridge.coalescer.stop()

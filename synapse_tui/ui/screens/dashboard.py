@@ -195,8 +195,8 @@ class DashboardScreen(JobActions, Screen[None]):
         summary = self.summary
         refresh_ledger = False
         states = self.queue.counts()
+        log.record_all(update.events)
         for event in update.events:
-            log.record(event)
             if isinstance(event, TotalProgress):
                 left = sum(states.get(s, 0) for s in LEFT)
                 self.query_one(OverallProgress).update_totals(
@@ -233,7 +233,7 @@ class DashboardScreen(JobActions, Screen[None]):
         counts.skipped_scan = self.skipped_scan
         counts.failed_scan = self.failed_scan
         summary.counts = states
-        summary.files_total = max(summary.files_total, len(self.queue.rows_by_id))
+        summary.files_total = max(summary.files_total, sum(states.values()))
         summary.paint()
         if refresh_ledger:
             self.refresh_ledger()
@@ -243,7 +243,8 @@ class DashboardScreen(JobActions, Screen[None]):
         bridge = self.synapse.bridge
         if bridge is None or not bridge.running:
             return
-        uploaded = await bridge.uploaded_paths()
+        # Only the files the browser lists: a million uploads are no set in memory here.
+        uploaded = await bridge.uploaded_paths(self.browser.listed_files())
         if uploaded != self.browser.uploaded:
             self.browser.uploaded = uploaded
             self.browser._marks_changed()
@@ -306,6 +307,10 @@ class DashboardScreen(JobActions, Screen[None]):
 
     def action_reload(self) -> None:
         self.browser.reload()
+
+    @on(FileBrowser.Listed)
+    def folder_listed(self) -> None:
+        self.refresh_ledger()
 
     @on(JobQueue.OpenJob)
     def open_job(self, event: JobQueue.OpenJob) -> None:

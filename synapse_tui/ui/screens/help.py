@@ -60,6 +60,8 @@ KEYS: list[tuple[str, list[tuple[str, str]]]] = [
             ("home / g", "first job (stops following)"),
             ("end / G", "last job, and follow the uploads again"),
             ("f", "follow the uploads: keep the active rows in view (any move stops it)"),
+            ("/", "filter by state: all, active, queued, paused, failed, done (again: next)"),
+            ("esc", "every job again"),
             ("enter", "job details: path, upload id, offset, md5, errors (or double click)"),
         ],
     ),

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from textual import work
 from textual.screen import Screen
 
 from synapse_tui.engine.names import display_path
+from synapse_tui.engine.queue_view import ACTIVE_FILTER, MAX_ROWS, Ask
 from synapse_tui.ui.widgets.backend_banner import BackendBanner
 from synapse_tui.units import format_rate, format_size, parse_rate
 
@@ -112,23 +113,41 @@ class JobActions(_Base):  # type: ignore[misc,valid-type]
         from synapse_tui.ui.screens.confirm import ConfirmScreen
 
         bridge = self.synapse.bridge
-        rows = [r for r in self.queue.rows_by_id.values() if r.state not in FINISHED]
-        if bridge is None or not rows:
+        unfinished = sum(n for s, n in self.queue.counts().items() if s not in FINISHED)
+        if bridge is None or not unfinished:
             return
-        sent = sum(r.sent for r in rows)
         sure = await self.app.push_screen_wait(
             ConfirmScreen(
-                f"Cancel all {len(rows)} unfinished jobs?",
-                f"{format_size(sent)} sent so far stays on the server: queueing the files "
-                "again resumes their uploads.",
+                f"Cancel all {unfinished} unfinished jobs?",
+                "What they sent so far stays on the server: queueing the files again "
+                "resumes their uploads.",
                 yes="Cancel all",
                 no="Keep",
             )
         )
         if sure:
-            for row in rows:
-                bridge.cancel(row.job_id)
-            self.log_widget.add("info", f"cancelled {len(rows)} job(s)")
+            n = await self._cancel_unfinished(bridge)
+            self.log_widget.add("info", f"cancelled {n} job(s)")
+
+    async def _cancel_unfinished(self, bridge: Any) -> int:
+        """Cancel the view's unfinished jobs a window at a time, by id (never all ids at
+        once: a million queued jobs are a thousand windows of a thousand)."""
+        source = self.queue.asker.source
+        if source is None:
+            return 0
+        n = 0
+        for state in ("queued", "paused", ACTIVE_FILTER):
+            after = 0
+            while True:
+                ask = Ask(limit=MAX_ROWS, state=state, at=after, known=(after, 0))
+                ids = [r.job_id for r in (await source(ask)).rows if r.job_id >= after]
+                if not ids:
+                    break
+                for job_id in ids:
+                    bridge.cancel(job_id)
+                n += len(ids)
+                after = ids[-1] + 1
+        return n
 
     def action_retry_failed(self) -> None:
         """`r`: queue the failed jobs again and end the backoff of the retrying ones now."""
@@ -136,11 +155,8 @@ class JobActions(_Base):  # type: ignore[misc,valid-type]
         if bridge is None:
             return
         failed = self.queue.counts().get("failed", 0)
-        waiting = sum(1 for r in self.queue.rows_by_id.values() if r.retry is not None)
         bridge.retry_failed()
-        self.log_widget.add(
-            "info", f"retrying now: {failed} failed job(s), {waiting} waiting to retry"
-        )
+        self.log_widget.add("info", f"retrying now: {failed} failed job(s), every backoff ended")
 
     def action_drain(self) -> None:
         bridge = self.synapse.bridge

@@ -25,6 +25,9 @@ from synapse_tui.units import format_size
 LEVEL_COLOURS = {"info": "foreground", "warning": "warning", "error": "error", "ok": "success"}
 
 
+DONE_LINES = 5  # files done in one batch written a line each; more make one line
+
+
 class EventLog(RichLog):
     """Appends one line per notable engine event; never interprets markup in names."""
 
@@ -54,6 +57,18 @@ class EventLog(RichLog):
         if self.base and path.startswith(self.base):
             return path[len(self.base) :]
         return path
+
+    def record_all(self, events: list[Event]) -> None:
+        """A batch's lines; many files done in one batch (small files, hundreds a second)
+        make one line, not one each: nobody reads them, and each line costs a render."""
+        done = [e for e in events if isinstance(e, JobDone)]
+        many = len(done) > DONE_LINES
+        for event in events:
+            if not (many and isinstance(event, JobDone)):
+                self.record(event)
+        if many:
+            first, last = self.short(done[0].path), self.short(done[-1].path)
+            self.add("ok", f"done {len(done)} files: {first} … {last}")
 
     def record(self, event: Event) -> None:
         """Write the line an event deserves (most progress events deserve none)."""

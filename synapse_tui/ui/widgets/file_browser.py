@@ -10,6 +10,7 @@ from rich.style import Style
 from rich.text import Text
 from textual import work
 from textual.binding import Binding, BindingType
+from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
@@ -64,6 +65,13 @@ class FileBrowser(MarkedSizes, Tree[Entry]):
         self.guide_depth = 2
         self.auto_expand = False
 
+    class Listed(Message):
+        """A folder was read: its files may want their ✓ (the ledger is asked for them)."""
+
+        def __init__(self, path: bytes) -> None:
+            super().__init__()
+            self.path = path
+
     # -- loading ----------------------------------------------------------------------------
 
     def on_mount(self) -> None:
@@ -80,6 +88,7 @@ class FileBrowser(MarkedSizes, Tree[Entry]):
     def _loaded(self, path: bytes, entries: list[Entry]) -> None:
         self._loading.discard(path)
         self._listings[path] = entries
+        self.post_message(self.Listed(path))
         node = self.node_for(path)
         if node is not None:
             self._fill(node)
@@ -90,6 +99,10 @@ class FileBrowser(MarkedSizes, Tree[Entry]):
     def listing(self) -> bool:
         """True while a folder is being read."""
         return bool(self._loading)
+
+    def listed_files(self) -> list[bytes]:
+        """The files of every folder read so far (what the ✓ marks can be asked for)."""
+        return [e.path for entries in self._listings.values() for e in entries if not e.is_dir]
 
     def node_for(self, path: bytes) -> TreeNode[Entry] | None:
         if path == self.root_path:

@@ -14,19 +14,13 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
+from textual.timer import Timer
 
-from synapse_tui.engine.events import (
-    Event,
-    JobDone,
-    JobProgress,
-    JobQueued,
-    JobRetrying,
-    JobStateChanged,
-)
+from synapse_tui.engine.events import Event, JobQueued
+from synapse_tui.engine.queue_view import Ask
 from synapse_tui.ui.colours import rich_style
-from synapse_tui.ui.messages import JobView
+from synapse_tui.ui.messages import JobView, QueueWindow
 from synapse_tui.ui.widgets.job_rows import (
-    ACTIVE,
     COLUMNS,
     STATE_LABELS,
     JobRow,
@@ -36,16 +30,25 @@ from synapse_tui.ui.widgets.job_rows import (
     plain_cells,
     state_key,
 )
+from synapse_tui.ui.widgets.queue_fetch import Asker, Source
+from synapse_tui.ui.widgets.queue_keys import QueueCursor
+from synapse_tui.ui.widgets.queue_model import QueueModel
 
 NULL = Style()
 # Rows kept above the first active row when the queue follows the uploads.
 FOLLOW_CONTEXT = 2
+MARGIN = 20  # rows held above and below the screen: small moves need no question
+MIN_ROWS = 20  # a hidden pane still holds this many (it has no height yet)
+GROW_EVERY = 1.0  # seconds between two layouts for a queue that grows
 
 __all__ = ["JobQueue", "JobRow"]
 
 
-class JobQueue(ScrollView, can_focus=True):
-    """Every job of this session, one line each; `enter` opens the highlighted job's details.
+class JobQueue(QueueCursor, ScrollView, can_focus=True):
+    """Every job of the engine, one line each; `enter` opens the highlighted job's details.
+
+    Virtual: it holds only the rows on screen and a margin (QueueModel) and asks the engine
+    for the window it shows (Asker), by position or by job id; events update the rows held.
 
     A Line API widget rather than a DataTable: during uploads every row changes four times a
     second, and a DataTable re-renders each of its cells through Rich on every change (about
@@ -91,10 +94,12 @@ class JobQueue(ScrollView, can_focus=True):
         Binding("home,g", "first", "First", show=False),
         Binding("end,G", "last", "Last, follow", show=False),
         Binding("f", "follow", "Follow", show=False),
+        Binding("slash", "filter", "Filter", show=False),
+        Binding("escape", "clear_filter", "All jobs", show=False),
     ]
 
     cursor_row: reactive[int] = reactive(0, init=False)
-    """Index of the highlighted job (in queue order)."""
+    """Position of the highlighted job (in queue order, among the filter's jobs)."""
     following: reactive[bool] = reactive(True, init=False)
     """Keep the first active row in view while uploads run; a manual move turns it off."""
 
@@ -108,20 +113,29 @@ class JobQueue(ScrollView, can_focus=True):
     def __init__(self, base: str = "", *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.base = base
-        self.rows_by_id: dict[int, JobRow] = {}
-        self._order: list[int] = []  # job ids in queue order
-        self._index: dict[int, int] = {}  # job id -> position in _order
+        self.model = QueueModel()
+        self.asker = Asker(self._ask, self._take)
+        self._cursor_id: int | None = None  # the job under the cursor, once held
         self._shown: dict[int, tuple[str, ...]] = {}  # job id -> the cells on screen
         self._lines: dict[int, Strip] = {}  # job id -> its rendered line (cursor off)
         self._names: dict[int, str] = {}  # job id -> its path as shown (relative to base)
         self._width = 0  # the width the cached lines were made for
-        self._active: set[int] = set()  # ids of the rows in an active state
-        self._timed: set[int] = set()  # rows whose cells change with the clock (retry, stall)
+        self._resized = 0.0  # when the virtual size last changed (monotonic)
+        self._grow_timer: Timer | None = None
 
     def on_mount(self) -> None:
-        self.border_subtitle = self._summary()
+        self._update_summary()
         self._resize_virtual()
         self.set_interval(1.0, self._tick)
+
+    def on_unmount(self) -> None:
+        self.asker.close()
+
+    def attach(self, source: Source | None) -> None:
+        """Ask `source` (a bridge's `window`) for the rows shown; None: ask nobody."""
+        self.asker.source = source
+        if source is not None:
+            self.asker.kick()
 
     def notify_style_update(self) -> None:
         super().notify_style_update()
@@ -130,122 +144,154 @@ class JobQueue(ScrollView, can_focus=True):
     # -- model ------------------------------------------------------------------------------
 
     @property
+    def rows_by_id(self) -> dict[int, JobRow]:
+        """The rows held: those shown and a margin (never the whole queue)."""
+        return self.model.by_id
+
+    @property
     def highlighted_job(self) -> JobRow | None:
-        if 0 <= self.cursor_row < len(self._order):
-            return self.rows_by_id[self._order[self.cursor_row]]
-        return None
+        return self.model.row_at(self.cursor_row)
+
+    def counts(self) -> dict[str, int]:
+        """Jobs by state (the engine's counters)."""
+        return self.model.state_counts()
 
     def apply(self, events_: list[Event], views: dict[int, JobView]) -> None:
-        """Fold a batch of engine events into the queue, redrawing only the changed lines."""
-        touched: set[int] = set()
+        """Fold a batch of engine events into the held rows, redrawing only the changed
+        lines; ask for a new window when rows may have entered, left or moved."""
         added = False
         for event in events_:
-            if isinstance(event, JobQueued):
-                row = self.rows_by_id.get(event.job_id)
-                if row is None:
-                    row = JobRow(event.job_id, event.path, event.size)
-                    self.rows_by_id[row.job_id] = row
-                    self._index[row.job_id] = len(self._order)
-                    self._order.append(row.job_id)
-                    self._names[row.job_id] = self._relative(row.path)
-                    added = True
-                row.state = "queued"
-                row.state, row.pausing, row.retry = "queued", False, None
-            elif isinstance(event, JobStateChanged) and event.job_id in self.rows_by_id:
-                row = self.rows_by_id[event.job_id]
-                if event.state.value != row.state:
-                    row.pausing = row.pausing and event.state.value in ACTIVE
-                    row.retry = None
-                row.state = event.state.value
-                if event.state.value not in ACTIVE:
-                    row.rate, row.eta = 0.0, None
-            elif isinstance(event, JobProgress) and event.job_id in self.rows_by_id:
-                row = self.rows_by_id[event.job_id]
-                if event.sent != row.sent:
-                    row.retry = None  # bytes move again
-                    row.moved(monotonic())
-                row.sent, row.rate, row.eta = event.sent, event.rate, event.eta
-            elif isinstance(event, JobRetrying) and event.job_id in self.rows_by_id:
-                row = self.rows_by_id[event.job_id]
-                row.retry = (event.attempt, event.budget, monotonic() + event.delay)
-                row.attempts = event.attempt
-                row.rate, row.eta = 0.0, None
-            elif isinstance(event, JobDone) and event.job_id in self.rows_by_id:
-                row = self.rows_by_id[event.job_id]
-                row.state, row.sent, row.retry = "done", row.size, None
-            else:
+            if not isinstance(event, JobQueued) or event.job_id in self.model.by_id:
                 continue
-            touched.add(row.job_id)
-        for job_id, view in views.items():
-            row = self.rows_by_id.get(job_id)
-            if row is not None:
-                row.state, row.sent = view.state, view.sent
-                if row.retry is None or view.attempts:
-                    row.attempts = view.attempts  # a view made before the retry lags it
-                row.error = view.last_error
-                touched.add(job_id)
-        if added:
-            self._resize_virtual()
-        for job_id in touched:
-            row = self.rows_by_id[job_id]
-            (self._active.add if row.state in ACTIVE else self._active.discard)(job_id)
-            timed = row.retry is not None or row.state == "uploading"
-            (self._timed.add if timed else self._timed.discard)(job_id)
+            if self.model.append(event, self._limit()):
+                self._names[event.job_id] = self._relative(event.path)
+                added = True
+        touched, moved = self.model.fold(events_, views)
+        self._resize_virtual()
         self._redraw(touched)
         if added:
-            self.border_subtitle = self._summary()
-        if self.following:
-            self._follow()
+            self.refresh()
+        self._update_summary()
+        top = self._view_top()
+        if moved or not self.model.holds(top, top + self._visible()):
+            # Rows may have come, gone or moved (and the counts changed): one question for
+            # the batch, at most one in flight (Asker).
+            self.asker.kick()
 
     def _redraw(self, job_ids: set[int]) -> None:
         width = self.scrollable_content_region.width
         for job_id in job_ids:
-            cells = self._plain_cells(self.rows_by_id[job_id], width)
+            row = self.model.by_id.get(job_id)
+            index = self.model.position(job_id)
+            if row is None or index is None:
+                continue
+            cells = self._plain_cells(row, width)
             if self._shown.get(job_id) != cells:  # the eye would see it: redraw the line
                 self._shown[job_id] = cells
                 self._lines.pop(job_id, None)
-                self.refresh_line(self._index[job_id] + 1)
+                self.refresh_line(index + 1)
 
     def _tick(self) -> None:
         """Once a second: retry countdowns and stalled uploads change with the clock."""
-        if self._timed:
-            self._redraw(set(self._timed))
+        timed = {r.job_id for r in self.model.rows if r.retry is not None or r.state == "uploading"}
+        if timed:
+            self._redraw(timed)
 
     def mark_pausing(self, job_id: int) -> None:
         """Say `pausing…` at once: the engine pauses when the piece in flight is sent."""
-        row = self.rows_by_id.get(job_id)
+        row = self.model.by_id.get(job_id)
         if row is not None and row.state not in ("paused", "done", "failed", "cancelled"):
             row.pausing = True
             self._redraw({job_id})
 
+    # -- the window -------------------------------------------------------------------------
+
+    def _visible(self) -> int:
+        return max(0, self.scrollable_content_region.height - 1)  # rows under the header
+
+    def _view_top(self) -> int:
+        return round(self.scroll_y)
+
+    def _limit(self) -> int:
+        """Rows held: a screen, and a margin above and below for small moves."""
+        return max(self._visible(), MIN_ROWS) + 2 * MARGIN
+
+    def _ask(self) -> Ask:
+        """The window the view needs now."""
+        top, visible = self._view_top(), max(self._visible(), MIN_ROWS)
+        return self.model.ask(top, visible, self._limit(), MARGIN, following=self.following)
+
+    def _take(self, ask: Ask, window: QueueWindow) -> None:
+        """A window arrived: hold it, keep the cursor on its job, follow the uploads."""
+        before = self.model.position(self._cursor_id) if self._cursor_id is not None else None
+        layout = (self.model.top, [r.job_id for r in self.model.rows])
+        self.model.take(window)
+        for row in self.model.rows:
+            if row.job_id not in self._names:
+                self._names[row.job_id] = self._relative(row.path)
+        if len(self._names) > 4 * self._limit():  # what rows long gone left behind
+            held = self.model.by_id
+            self._names = {k: v for k, v in self._names.items() if k in held}
+            self._lines = {k: v for k, v in self._lines.items() if k in held}
+            self._shown = {k: v for k, v in self._shown.items() if k in held}
+        self._resize_virtual()
+        self._redraw(set(self.model.by_id))  # the lines whose cells changed
+        if layout != (self.model.top, [r.job_id for r in self.model.rows]):
+            self.refresh()  # rows came, went or moved
+        now = self.model.position(self._cursor_id) if self._cursor_id is not None else None
+        if now is not None and before is not None and now != before and not self.following:
+            # Rows above the cursor came or went: the view moves with its job.
+            self.scroll_to(y=self.scroll_y + now - before, animate=False, immediate=True)
+            self.set_reactive(JobQueue.cursor_row, now)
+        elif now is None:
+            self._cursor_id = None
+            self.cursor_row = self.cursor_row  # clamp to the view's length
+            under = self.model.row_at(self.cursor_row)
+            self._cursor_id = under.job_id if under is not None else None
+        if self.following and window.anchor is not None:
+            self._follow(window.anchor)
+        self._update_summary()
+
     # -- following the uploads ------------------------------------------------------------
 
-    def first_active(self) -> int | None:
-        """The queue position of the first active row (None when nothing runs)."""
-        if not self._active:
-            return None
-        return min(self._index[job_id] for job_id in self._active)
-
-    def _follow(self) -> None:
+    def _follow(self, anchor: int) -> None:
         """Bring the first active row into view (with a little context) if it is not."""
-        index = self.first_active()
-        if index is None:
-            return
-        visible = self.scrollable_content_region.height - 1  # rows under the header
-        top = round(self.scroll_y)
-        if visible <= 0 or top <= index < top + visible:
+        index = self.model.position(anchor)
+        visible = self._visible()
+        top = self._view_top()
+        if index is None or visible <= 0 or top <= index < top + visible:
             return  # in view, or the pane is hidden (it follows when shown: on_resize)
         self.scroll_to(y=max(0, index - FOLLOW_CONTEXT), animate=False, immediate=True)
         self.cursor_row = index
 
     def watch_following(self) -> None:
-        self.border_subtitle = self._summary()
+        self._update_summary()
         if self.following:
-            self._follow()
+            self.asker.kick()
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        top = round(new_value)
+        if not self.model.holds(top, top + self._visible()):
+            self.asker.kick()  # a wheel, the scrollbar or a key moved past the rows held
+
+    # -- filter by state -------------------------------------------------------------------
+
+    def set_filter(self, view_filter: str | None) -> None:
+        if view_filter == self.model.filter:
+            return
+        self.model.clear(view_filter)
+        self._cursor_id = None
+        self.set_reactive(JobQueue.cursor_row, 0)
+        self.scroll_to(y=0, animate=False, immediate=True)
+        self._resize_virtual()
+        self._update_summary()
+        self.refresh()
+        self.asker.kick()
 
     def cells(self, job_id: int) -> tuple[Text, ...]:
         """The job's cells as shown, styled (State, Name, Size, Progress, Speed, ETA, Try)."""
-        row = self.rows_by_id[job_id]
+        row = self.model.by_id[job_id]
         out = []
         cells = self._plain_cells(row, self.scrollable_content_region.width)
         for cell, style in zip(cells, self._cell_styles(row), strict=True):
@@ -255,23 +301,32 @@ class JobQueue(ScrollView, can_focus=True):
             out.append(text)
         return tuple(out)
 
-    def counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for row in self.rows_by_id.values():
-            out[row.state] = out.get(row.state, 0) + 1
-        return out
+    def _update_summary(self) -> None:
+        text = self._summary()
+        if text != self.border_subtitle:  # setting it redraws the whole pane
+            self.border_subtitle = text
 
     def _summary(self) -> str:
-        n = len(self.rows_by_id)
-        if not n:
-            return "empty: mark files, press u"
-        follow = "following" if self.following else "f: follow"
-        return f"{n} job{'s' if n != 1 else ''} · {follow}"
+        return self.model.summary(self.following, self.cursor_row, self._visible())
 
-    def _resize_virtual(self) -> None:
-        size = Size(self.scrollable_content_region.width, len(self._order) + 1)
-        if size != self.virtual_size:  # a new virtual size lays out the whole screen
-            self.virtual_size = size
+    def _resize_virtual(self, at_once: bool = False) -> None:
+        size = Size(self.scrollable_content_region.width, self.model.total + 1)
+        if size == self.virtual_size:
+            return
+        # A new virtual size lays out the whole screen: while a scan queues files in every
+        # batch, the queue grows once a second (rows past the end wait that long).
+        now = monotonic()
+        grows = size.width == self.virtual_size.width and size.height > self.virtual_size.height
+        if grows and not at_once and now - self._resized < GROW_EVERY:
+            if self._grow_timer is None:
+                self._grow_timer = self.set_timer(GROW_EVERY, self._grow)
+            return
+        self._resized = now
+        self.virtual_size = size
+
+    def _grow(self) -> None:
+        self._grow_timer = None
+        self._resize_virtual()
 
     # -- cells ------------------------------------------------------------------------------
 
@@ -309,10 +364,18 @@ class JobQueue(ScrollView, can_focus=True):
                 titles[3] = "Done"  # the percentage only: no room for a bar
             return line_strip(titles, (NULL,) * len(COLUMNS), header, width)
         index = round(self.scroll_y) + y - 1
-        if not 0 <= index < len(self._order):
-            return Strip.blank(width, self.rich_style)
-        job_id = self._order[index]
-        row = self.rows_by_id[job_id]
+        row = self.model.row_at(index)
+        if row is None:  # past the end, or not here yet (its window is on its way)
+            blank = Strip.blank(width, self.rich_style)
+            if 0 <= index < self.model.total:
+                return line_strip(
+                    ("  …",) + ("",) * (len(COLUMNS) - 1),
+                    (NULL,) * len(COLUMNS),
+                    self.rich_style,
+                    width,
+                )
+            return blank
+        job_id = row.job_id
         if index == self.cursor_row:
             cursor = self.rich_style + self.get_component_rich_style("job-queue--cursor")
             return line_strip(self._plain_cells(row, width), (NULL,) * len(COLUMNS), cursor, width)
@@ -327,64 +390,14 @@ class JobQueue(ScrollView, can_focus=True):
     def on_resize(self, event: events.Resize) -> None:
         self._resize_virtual()
         self.refresh()
-        if self.following:
-            self.call_after_refresh(self._follow)
-
-    # -- cursor -----------------------------------------------------------------------------
-
-    def validate_cursor_row(self, value: int) -> int:
-        return max(0, min(value, len(self._order) - 1))
-
-    def watch_cursor_row(self, old: int, new: int) -> None:
-        self.refresh_line(old + 1)
-        self.refresh_line(new + 1)
-        visible = self.scrollable_content_region.height - 1  # rows under the header
-        top = round(self.scroll_y)
-        if new < top:
-            self.scroll_to(y=new, animate=False)
-        elif visible > 0 and new >= top + visible:
-            self.scroll_to(y=new - visible + 1, animate=False)
-
-    def action_cursor_down(self) -> None:
-        self.following = False
-        self.cursor_row += 1
-
-    def action_cursor_up(self) -> None:
-        self.following = False
-        self.cursor_row -= 1
-
-    def action_page_down(self) -> None:
-        self.following = False
-        self.cursor_row += max(1, self.scrollable_content_region.height - 2)
-
-    def action_page_up(self) -> None:
-        self.following = False
-        self.cursor_row -= max(1, self.scrollable_content_region.height - 2)
-
-    def action_first(self) -> None:
-        self.following = False
-        self.cursor_row = 0
-
-    def action_last(self) -> None:
-        """`G`: the last row, and follow the uploads again."""
-        self.cursor_row = len(self._order) - 1
-        self.following = True
-
-    def action_follow(self) -> None:
-        self.following = True
-
-    def on_mouse_scroll_down(self, event: events.MouseScrollDown) -> None:
-        self.following = False
-
-    def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
-        self.following = False
+        self.asker.kick()  # more rows to hold, or a hidden pane shown: follow now
 
     def on_click(self, event: events.Click) -> None:
         offset = event.get_content_offset(self)
         if offset is None or offset.y < 1:
             return
         index = round(self.scroll_y) + offset.y - 1
-        if 0 <= index < len(self._order):
+        if 0 <= index < self.model.total:
             if index == self.cursor_row and event.chain >= 2:
                 self.action_open_job()
             self.following = False
