@@ -213,7 +213,8 @@ MAX_PAUSED_IDS = 10_000  # jobs paused one by one that the settings remember
 def _resume_held(service: EngineService, m: UploadManager, batch: Batch) -> int:
     """Resume the paused jobs the engine holds (the journal's were just queued); the
     batch follows them. Forgets the pauses a client asked for."""
-    held = [j for j in m.jobs.values() if j.state == JobState.PAUSED and j.id not in batch.jobs]
+    owner = service.router.owner
+    held = [j for j in m.jobs.values() if j.state == JobState.PAUSED and owner(j.id) is not batch]
     for job in held:
         service.router.adopt(job)  # in this batch's context: followed, announced, resumed
     if service.store is not None:
@@ -261,8 +262,9 @@ def _control(service: EngineService, peer: Peer, command: Control) -> dict[str, 
             batch.task.cancel()
         if action != "pause":
             raise ConfigError("a batch can only be paused")
-        for job_id in batch.jobs:
-            m.pause(job_id)
+        with m.journal.batch():  # the batch's rows: one commit (a batch may be a million)
+            for job_id in service.router.unfinished(batch):
+                m.pause(job_id)
         return {"left": service.router.left(batch)}
     simple = {"retry": m.retry_failed, "drain": m.drain, "undrain": m.undrain}
     if action in simple:
