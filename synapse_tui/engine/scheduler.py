@@ -413,9 +413,12 @@ class UploadManager:
             counted_sent=rec.offset,
         )
 
-    def _enqueue(self, rec: JobRecord, resumed: bool) -> None:
+    def _enqueue(
+        self, rec: JobRecord, resumed: bool, keep: Callable[[JobRecord], bool] | None = None
+    ) -> None:
         """Make the journal row `rec` a job of this manager: counted, and held in memory
-        only if the look-ahead has room for it (else it waits as a row)."""
+        only if the look-ahead has room for it (else it waits as a row). A resumed paused
+        row for which `keep` says so stays paused (a row: never held, never dispatched)."""
         if not self.session.add(rec.id):
             return  # already one of ours
         self.counters.enter(rec.state, rec.size, rec.offset)
@@ -429,6 +432,10 @@ class UploadManager:
             ownership.elsewhere(self, job)
         elif resumed:
             self.journal.unlock(rec.id)
+            if rec.state == JobState.PAUSED and keep is not None and keep(rec):
+                self.emit(JobQueued(rec.id, display_path(rec.path), rec.size, resumed))
+                self.emit(JobStateChanged(rec.id, JobState.PAUSED, rec.last_error or "paused"))
+                return
             if rec.state != JobState.QUEUED:
                 self.set_state(self._job_from_record(rec), JobState.QUEUED)
             elif self._room_for(rec.priority):
@@ -438,8 +445,9 @@ class UploadManager:
         self.emit(JobQueued(rec.id, display_path(rec.path), rec.size, resumed))
         self._kick()
 
-    def resume_unfinished(self) -> int:
-        """Queue every unfinished job of this host from the journal (paused ones too)."""
+    def resume_unfinished(self, keep_paused: Callable[[JobRecord], bool] | None = None) -> int:
+        """Queue every unfinished job of this host from the journal: paused ones too, but
+        those `keep_paused` names (the user's pauses) are taken back as paused."""
         count = 0
         # An older journal's relative paths: made absolute where this folder holds the file.
         relative = {r.id for r in ownership.adopt_relative(self.journal)}
@@ -451,7 +459,7 @@ class UploadManager:
                     JobFailed(None, display_path(rec.path), RELATIVE_NOT_HERE, resumable=True)
                 )
                 continue
-            self._enqueue(rec, resumed=True)
+            self._enqueue(rec, resumed=True, keep=keep_paused)
             count += 1
         return count
 
