@@ -51,6 +51,13 @@ class BatchJobs:
             (job_id, member.batch, member.state.value, member.size, member.sent),
         )
 
+    def move(self, job_id: int, state: JobState, sent: int) -> None:
+        """A new state (and bytes sent) for a row: an UPDATE leaves the batch index alone."""
+        self.db.execute(
+            "UPDATE temp.route_jobs SET state = ?, sent = ? WHERE job = ?",
+            (state.value, sent, job_id),
+        )
+
     def unfinished(self, batch: int, after: int, limit: int) -> list[int]:
         """Job ids of `batch` above `after` whose last state is not final, by id."""
         marks = ",".join("?" * len(_TERMINAL))

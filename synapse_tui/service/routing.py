@@ -136,7 +136,7 @@ class Router:
             batch.counters.leave(row.state, row.size, row.sent)
             batch.counters.enter(state, row.size, sent)
             self._track(job_id, batch, state, sent)
-        members.put(job_id, Member(row.batch, state, row.size, sent))
+        members.move(job_id, state, sent)
         return batch
 
     def _track(self, job_id: int, batch: Batch, state: JobState, sent: int) -> None:
