@@ -162,12 +162,9 @@ class Router:
         batch = CURRENT_BATCH.get()
         job_id = getattr(event, "job_id", None)
         if isinstance(event, JobQueued) and batch is not None:
-            state, sent = JobState.QUEUED, 0
-            if event.resumed and self.manager is not None:  # a journal row: as it is now
-                job = self.manager.get(event.job_id)
-                if job is not None:
-                    state, sent = job.state, job.sent
-            self._join(batch, event.job_id, state, event.size, sent)
+            # Queued as it is announced (a row kept paused says so in its next event); its
+            # bytes already sent count from its next change, when it runs.
+            self._join(batch, event.job_id, JobState.QUEUED, event.size, 0)
         owner = batch or (self.owner(job_id) if job_id is not None else None)
         if isinstance(event, JobStateChanged) and owner is not None:
             moved = self._moved(event.job_id, event.state)
