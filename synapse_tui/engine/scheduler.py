@@ -417,8 +417,8 @@ class UploadManager:
         self, rec: JobRecord, resumed: bool, keep: Callable[[JobRecord], bool] | None = None
     ) -> None:
         """Make the journal row `rec` a job of this manager: counted, and held in memory
-        only if the look-ahead has room for it (else it waits as a row). A resumed paused
-        row for which `keep` says so stays paused (a row: never held, never dispatched)."""
+        only if the look-ahead has room for it (else it waits as a row). A resumed row
+        that `keep` names is paused instead (a row: never held, never dispatched)."""
         if not self.session.add(rec.id):
             return  # already one of ours
         self.counters.enter(rec.state, rec.size, rec.offset)
@@ -432,9 +432,12 @@ class UploadManager:
             ownership.elsewhere(self, job)
         elif resumed:
             self.journal.unlock(rec.id)
-            if rec.state == JobState.PAUSED and keep is not None and keep(rec):
+            if keep is not None and keep(rec):  # announced, then paused: a row, not held
                 self.emit(JobQueued(rec.id, display_path(rec.path), rec.size, resumed))
-                self.emit(JobStateChanged(rec.id, JobState.PAUSED, rec.last_error or "paused"))
+                if rec.state == JobState.PAUSED:
+                    self.emit(JobStateChanged(rec.id, rec.state, rec.last_error or "paused"))
+                else:
+                    self.set_state(self._job_from_record(rec), JobState.PAUSED, "paused")
                 return
             if rec.state != JobState.QUEUED:
                 self.set_state(self._job_from_record(rec), JobState.QUEUED)
@@ -446,8 +449,8 @@ class UploadManager:
         self._kick()
 
     def resume_unfinished(self, keep_paused: Callable[[JobRecord], bool] | None = None) -> int:
-        """Queue every unfinished job of this host from the journal: paused ones too, but
-        those `keep_paused` names (the user's pauses) are taken back as paused."""
+        """Queue every unfinished job of this host from the journal (paused ones too);
+        those `keep_paused` names (the user's pauses) are taken back paused instead."""
         count = 0
         # An older journal's relative paths: made absolute where this folder holds the file.
         relative = {r.id for r in ownership.adopt_relative(self.journal)}

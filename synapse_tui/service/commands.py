@@ -224,10 +224,11 @@ def _resume_held(service: EngineService, m: UploadManager, batch: Batch) -> int:
 
 
 def kept_paused(service: EngineService) -> Callable[[JobRecord], bool]:
-    """Which paused rows of the journal a client's command paused (the settings table):
-    those stay paused when an engine takes the journal's jobs back (a restart, a
-    `configure`), every one of them, in memory or only a row. The others were paused by
-    the engine itself (it stopped, or was reconfigured) and go on."""
+    """Which jobs of the journal a client's command paused (the settings table): those
+    are taken back paused when an engine takes the journal's jobs back (a restart, a
+    `configure`), every one of them, in memory or only a row (also one whose pause had
+    not landed when the engine died). Jobs the engine paused itself (it stopped, or was
+    reconfigured) go on."""
     saved = service.store.settings() if service.store is not None else {}
     paused = {j for j in saved.get("paused", []) if isinstance(j, int)}
     resumed = {j for j in saved.get("resumed", []) if isinstance(j, int)}
