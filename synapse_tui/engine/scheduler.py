@@ -966,8 +966,13 @@ class UploadManager:
             return
         if self._queued_here() and not self.draining:
             return
-        if self.registrar.pending():
+        if self._registering():
             self._units_task = asyncio.create_task(self._register_units(), name="units")
+
+    def _registering(self) -> bool:
+        """Jobs wait for their data unit step. The counter first: `pending` walks the jobs in
+        memory, and this is asked on every kick (per file queued or resumed while drained)."""
+        return bool(self.counters.count[JobState.REGISTERING]) and bool(self.registrar.pending())
 
     async def _register_units(self) -> None:
         try:
@@ -985,7 +990,7 @@ class UploadManager:
         busy = units or self._scans > 0 or bool(self.active())
         if not busy and not self.draining and self.stopped is None:
             busy = self._queued_here() > 0
-        if not busy and self.registrar.pending() and self.stopped is None:
+        if not busy and self._registering() and self.stopped is None:
             busy = True  # the units step is about to start
         if busy:
             self._idle.clear()
