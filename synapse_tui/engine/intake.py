@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from synapse_tui.engine import ownership
 from synapse_tui.engine.collections import CollectionPlan
 from synapse_tui.engine.errors import FileError
-from synapse_tui.engine.events import JobFailed, JobQueued, JobSkipped, JobState, ScanProgress
+from synapse_tui.engine.events import (
+    JobFailed,
+    JobQueued,
+    JobSkipped,
+    JobState,
+    JobStateChanged,
+    ScanProgress,
+)
 from synapse_tui.engine.job import Job, job_from_record
 from synapse_tui.engine.journal import JobRecord, NewJob
 from synapse_tui.engine.names import display_path
@@ -50,9 +57,12 @@ class Intake:
         # same file again resumes that upload instead of orphaning it.
         self.cancelled: dict[tuple[bytes, str], Job] = {}
 
-    def enqueue(self, rec: JobRecord, resumed: bool) -> None:
+    def enqueue(
+        self, rec: JobRecord, resumed: bool, keep: Callable[[JobRecord], bool] | None = None
+    ) -> None:
         """Make the journal row `rec` a job of this manager: counted, and held in memory
-        only if the look-ahead has room for it (else it waits as a row)."""
+        only if the look-ahead has room for it (else it waits as a row). A resumed row
+        that `keep` names is paused instead (a row: never held, never dispatched)."""
         m = self.m
         if not m.session.add(rec.id):
             return  # already one of ours
@@ -67,6 +77,13 @@ class Intake:
             ownership.elsewhere(m, job)
         elif resumed:
             m.journal.unlock(rec.id)
+            if keep is not None and keep(rec):  # announced, then paused: a row, not held
+                m.emit(JobQueued(rec.id, display_path(rec.path), rec.size, resumed))
+                if rec.state == JobState.PAUSED:
+                    m.emit(JobStateChanged(rec.id, rec.state, rec.last_error or "paused"))
+                else:
+                    m.set_state(job_from_record(rec), JobState.PAUSED, "paused")
+                return
             if rec.state != JobState.QUEUED:
                 m.set_state(job_from_record(rec), JobState.QUEUED)
             elif m.queue.room_for(rec.priority):
@@ -76,8 +93,9 @@ class Intake:
         m.emit(JobQueued(rec.id, display_path(rec.path), rec.size, resumed))
         m.kick()
 
-    def resume_unfinished(self) -> int:
-        """Queue every unfinished job of this host from the journal (paused ones too)."""
+    def resume_unfinished(self, keep_paused: Callable[[JobRecord], bool] | None = None) -> int:
+        """Queue every unfinished job of this host from the journal (paused ones too);
+        those `keep_paused` names (the user's pauses) are taken back paused instead."""
         m = self.m
         count = 0
         # An older journal's relative paths: made absolute where this folder holds the file.
@@ -88,7 +106,7 @@ class Intake:
             if rec.id in relative:  # left as it is, resumable from its own folder
                 m.emit(JobFailed(None, display_path(rec.path), RELATIVE_NOT_HERE, resumable=True))
                 continue
-            self.enqueue(rec, resumed=True)
+            self.enqueue(rec, resumed=True, keep=keep_paused)
             count += 1
         return count
 

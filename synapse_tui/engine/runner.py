@@ -161,8 +161,14 @@ class Runner:
             return
         if m.queue.queued_here() and not m.draining:
             return
-        if m.registrar.pending():
+        if self.registering():
             self.units_task = asyncio.create_task(self._register_units(), name="units")
+
+    def registering(self) -> bool:
+        """Jobs wait for their data unit step. The counter first: `pending` walks the jobs in
+        memory, and this is asked on every kick (per file queued or resumed while drained)."""
+        m = self.m
+        return bool(m.counters.count[JobState.REGISTERING]) and bool(m.registrar.pending())
 
     async def _register_units(self) -> None:
         m = self.m
@@ -182,7 +188,7 @@ class Runner:
         busy = units or m.intake.scans > 0 or bool(self.active())
         if not busy and not m.draining and m.stopped is None:
             busy = m.queue.queued_here() > 0
-        if not busy and m.registrar.pending() and m.stopped is None:
+        if not busy and self.registering() and m.stopped is None:
             busy = True  # the units step is about to start
         if busy:
             self.idle.clear()

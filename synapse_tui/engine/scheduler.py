@@ -21,7 +21,7 @@ from synapse_tui.engine.events import (
 from synapse_tui.engine.health import BackendHealth
 from synapse_tui.engine.intake import RELATIVE_NOT_HERE, Intake, ScanTotals
 from synapse_tui.engine.job import Job, fits_whole
-from synapse_tui.engine.journal import JobKey, Journal
+from synapse_tui.engine.journal import JobKey, JobRecord, Journal
 from synapse_tui.engine.limits import Backoff, Bandwidth, Gate
 from synapse_tui.engine.lookahead import Lookahead
 from synapse_tui.engine.meter import Meter
@@ -241,9 +241,10 @@ class UploadManager:
 
     # -- the collaborators' verbs, the front ends' API ----------------------------------------
 
-    def resume_unfinished(self) -> int:
-        """Queue every unfinished job of this host from the journal (paused ones too)."""
-        return self.intake.resume_unfinished()
+    def resume_unfinished(self, keep_paused: Callable[[JobRecord], bool] | None = None) -> int:
+        """Queue every unfinished job of this host from the journal (paused ones too);
+        those `keep_paused` names (the user's pauses) are taken back paused instead."""
+        return self.intake.resume_unfinished(keep_paused)
 
     async def add_paths(
         self,

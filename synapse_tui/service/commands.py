@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from synapse_tui.engine.credentials import Credentials
 from synapse_tui.engine.errors import ConfigError, TransientError
 from synapse_tui.engine.events import JobState, ScanProgress
+from synapse_tui.engine.journal import JobRecord
 from synapse_tui.engine.scheduler import UploadManager
 from synapse_tui.service import queries
 from synapse_tui.service.routing import CURRENT_BATCH, Batch
@@ -122,11 +124,10 @@ async def handle(service: EngineService, peer: Peer, command: Command) -> dict[s
         batch = service.router.new_batch(peer if command.follow else None)
         token = CURRENT_BATCH.set(batch)
         try:
-            held = set(m.jobs)
-            count = m.resume_unfinished()
-            if command.keep_paused:
-                _pause_again(service, m, [j for j in m.jobs if j not in held])
+            if command.keep_paused:  # a dashboard attaching: the user's pauses hold
+                count = m.resume_unfinished(kept_paused(service))
             else:  # `synapse-tui resume`: what the engine holds paused goes on too
+                count = m.resume_unfinished()
                 count += _resume_held(service, m, batch)
         finally:
             CURRENT_BATCH.reset(token)
@@ -221,23 +222,26 @@ MAX_PAUSED_IDS = 10_000  # jobs paused one by one that the settings remember
 def _resume_held(service: EngineService, m: UploadManager, batch: Batch) -> int:
     """Resume the paused jobs the engine holds (the journal's were just queued); the
     batch follows them. Forgets the pauses a client asked for."""
-    held = [j for j in m.jobs.values() if j.state == JobState.PAUSED and j.id not in batch.jobs]
+    owner = service.router.owner
+    held = [j for j in m.jobs.values() if j.state == JobState.PAUSED and owner(j.id) is not batch]
     for job in held:
         service.router.adopt(job)  # in this batch's context: followed, announced, resumed
     if service.store is not None:
-        service.store.save(paused=[], paused_all=False)
+        service.store.save(paused=[], resumed=[], paused_all=False)
     return len(held)
 
 
-def _pause_again(service: EngineService, m: UploadManager, loaded: list[int]) -> None:
-    """What a client paused stays paused across engine restarts (the settings table):
-    for the jobs just `loaded` from the journal only. The jobs the engine held already
-    have their live state (a dashboard attaching paused a headless upload running)."""
+def kept_paused(service: EngineService) -> Callable[[JobRecord], bool]:
+    """Which jobs of the journal a client's command paused (the settings table): those
+    are taken back paused when an engine takes the journal's jobs back (a restart, a
+    `configure`), every one of them, in memory or only a row (also one whose pause had
+    not landed when the engine died). Jobs the engine paused itself (it stopped, or was
+    reconfigured) go on."""
     saved = service.store.settings() if service.store is not None else {}
     paused = {j for j in saved.get("paused", []) if isinstance(j, int)}
-    for job_id in loaded:
-        if saved.get("paused_all") or job_id in paused:
-            m.pause(job_id)
+    resumed = {j for j in saved.get("resumed", []) if isinstance(j, int)}
+    paused_all = bool(saved.get("paused_all"))
+    return lambda rec: (paused_all and rec.id not in resumed) or rec.id in paused
 
 
 def _remember_pauses(service: EngineService, command: Control) -> None:
@@ -247,15 +251,24 @@ def _remember_pauses(service: EngineService, command: Control) -> None:
         return
     saved = service.store.settings()
     paused = {j for j in saved.get("paused", []) if isinstance(j, int)}
+    resumed = {j for j in saved.get("resumed", []) if isinstance(j, int)}  # after a pause-all
     paused_all = bool(saved.get("paused_all"))
     if command.job is None:
         paused_all = command.action == "pause"
         paused.clear()
+        resumed.clear()
     elif command.action == "pause":
         paused.add(command.job)
+        resumed.discard(command.job)
     else:
         paused.discard(command.job)
-    service.store.save(paused=sorted(paused)[-MAX_PAUSED_IDS:], paused_all=paused_all)
+        if paused_all:
+            resumed.add(command.job)
+    service.store.save(
+        paused=sorted(paused)[-MAX_PAUSED_IDS:],
+        resumed=sorted(resumed)[-MAX_PAUSED_IDS:],
+        paused_all=paused_all,
+    )
 
 
 def _control(service: EngineService, peer: Peer, command: Control) -> dict[str, Any]:
@@ -269,7 +282,9 @@ def _control(service: EngineService, peer: Peer, command: Control) -> dict[str, 
             batch.task.cancel()
         if action != "pause":
             raise ConfigError("a batch can only be paused")
-        for job_id in batch.jobs:
+        # The batch's rows go to the journal's writer, which commits them in groups (a
+        # batch may be a million).
+        for job_id in service.router.unfinished(batch):
             m.pause(job_id)
         return {"left": service.router.left(batch)}
     simple = {"retry": m.retry_failed, "drain": m.drain, "undrain": m.undrain}
@@ -443,5 +458,5 @@ async def _configure(service: EngineService, command: Configure) -> dict[str, An
     if service.manager is None:
         raise ConfigError("no backend configured")
     await _reach(service, service.manager)
-    resumed = service.manager.resume_unfinished() if had else 0
+    resumed = service.manager.resume_unfinished(kept_paused(service)) if had else 0
     return {"resumed": resumed, **service.status()}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +22,9 @@ from synapse_tui.engine.events import (
     UnitRegistered,
 )
 from synapse_tui.engine.scheduler import UploadManager
+from synapse_tui.engine.states import Counters
 from synapse_tui.engine.uploader import Job
+from synapse_tui.service.batch_jobs import BatchJobs, Member
 from synapse_tui.service.peer import Peer
 from synapse_tui.service.wire import event_to_wire
 
@@ -30,29 +33,20 @@ from synapse_tui.service.wire import event_to_wire
 CURRENT_BATCH: contextvars.ContextVar[Batch | None] = contextvars.ContextVar(
     "synapse_batch", default=None
 )
-_UNSETTLED = frozenset(
-    {
-        JobState.QUEUED,
-        JobState.HASHING,
-        JobState.UPLOADING,
-        JobState.FINALIZING,
-        JobState.REGISTERING,
-    }
-)
 
 
 @dataclass(eq=False)
 class Batch:
-    """The jobs one `add` (or `resume`) queued, followed by the client that asked."""
+    """The jobs one `add` (or `resume`) queued, followed by the client that asked.
+
+    Which jobs those are is a row each in the router's TEMP table (`batch_jobs.py`); the
+    batch itself keeps counters by state (count, bytes, bytes sent) updated from the
+    events, so its totals, "settled" and "left" never walk its jobs."""
 
     id: int
     peer: Peer | None
     collection: int | None = None
-    jobs: set[int] = field(default_factory=set)
-    unsettled: set[int] = field(default_factory=set)
-    # Each job's last known state and size, from the events: the engine holds only the
-    # active jobs and its look-ahead in memory, the rest are journal rows.
-    known: dict[int, tuple[JobState, int]] = field(default_factory=dict)
+    counters: Counters = field(default_factory=Counters)
     task: asyncio.Task[Any] | None = None
     done: bool = False
 
@@ -60,13 +54,18 @@ class Batch:
 class Router:
     """The engine's one listener. Cost per event: the subscribers plus one batch."""
 
+    PAGE = 500  # job ids per read when a batch's jobs are walked (a batch pause)
+
     def __init__(self) -> None:
         self.manager: UploadManager | None = None
         self.peers: set[Peer] = set()
         self.batches: dict[int, Batch] = {}
-        self.job_batch: dict[int, Batch] = {}
+        # The followed jobs in an active state: (batch, bytes sent as counted). Bounded by
+        # the engine's concurrency; progress events and live totals answer from it.
+        self.active: dict[int, tuple[Batch, int]] = {}
         self.last_totals: TotalProgress | None = None
         self._ids = itertools.count(1)
+        self._members: BatchJobs | None = None
         self._check: set[Batch] = set()
         self._check_handle: asyncio.Handle | None = None
 
@@ -80,9 +79,10 @@ class Router:
     def forget(self, batch: Batch) -> None:
         batch.done = True
         self.batches.pop(batch.id, None)
-        for job_id in batch.jobs:
-            if self.job_batch.get(job_id) is batch:
-                del self.job_batch[job_id]
+        for job_id in [j for j, (b, _) in self.active.items() if b is batch]:
+            del self.active[job_id]
+        if self._members is not None:
+            self._members.drop(batch.id)
 
     def peer_gone(self, peer: Peer) -> None:
         self.peers.discard(peer)
@@ -93,25 +93,82 @@ class Router:
                 if batch.task is None or batch.task.done():
                     self.forget(batch)
 
+    # -- which batch a job belongs to -------------------------------------------------------
+
+    def members(self) -> BatchJobs | None:
+        """The table, made on the journal's connection once a manager exists (the journal
+        outlives managers: `configure` rebuilds the manager, not the journal)."""
+        if self._members is None and self.manager is not None:
+            self._members = BatchJobs(self.manager.journal.connection)
+        return self._members
+
+    def owner(self, job_id: int) -> Batch | None:
+        held = self.active.get(job_id)
+        if held is not None:
+            return held[0]
+        members = self.members()
+        row = members.get(job_id) if members is not None else None
+        return self.batches.get(row.batch) if row is not None else None
+
+    def _join(self, batch: Batch, job_id: int, state: JobState, size: int, sent: int) -> None:
+        """`job_id` is now one of `batch`'s jobs (it leaves the batch that had it)."""
+        members = self.members()
+        if members is None:
+            return
+        row = members.get(job_id)
+        if row is not None and (old := self.batches.get(row.batch)) is not None:
+            old.counters.leave(row.state, row.size, row.sent)
+        sent = size if state == JobState.DONE else sent
+        batch.counters.enter(state, size, sent)
+        members.put(job_id, Member(batch.id, state, size, sent))
+        self._track(job_id, batch, state, sent)
+
+    def _moved(self, job_id: int, state: JobState) -> Batch | None:
+        """A followed job changed state: its batch's counters follow; returns that batch."""
+        members = self.members()
+        row = members.get(job_id) if members is not None else None
+        if members is None or row is None:
+            return None
+        batch = self.batches.get(row.batch)
+        job = self.manager.jobs.get(job_id) if self.manager is not None else None
+        sent = row.size if state == JobState.DONE else (job.sent if job else row.sent)
+        if batch is not None:
+            batch.counters.leave(row.state, row.size, row.sent)
+            batch.counters.enter(state, row.size, sent)
+            self._track(job_id, batch, state, sent)
+        members.move(job_id, state, sent)
+        return batch
+
+    def _track(self, job_id: int, batch: Batch, state: JobState, sent: int) -> None:
+        if state.active:
+            self.active[job_id] = (batch, sent)
+        else:
+            self.active.pop(job_id, None)
+
+    def unfinished(self, batch: Batch) -> Iterator[int]:
+        """The ids of `batch`'s jobs that are not final, a page at a time (by id)."""
+        members = self.members()
+        after = 0
+        while members is not None:
+            page = members.unfinished(batch.id, after, self.PAGE)
+            yield from page
+            if len(page) < self.PAGE:
+                return
+            after = page[-1]
+
     # -- the listener -----------------------------------------------------------------------
 
     def __call__(self, event: Event) -> None:
         batch = CURRENT_BATCH.get()
         job_id = getattr(event, "job_id", None)
         if isinstance(event, JobQueued) and batch is not None:
-            batch.jobs.add(event.job_id)
-            batch.unsettled.add(event.job_id)
-            batch.known[event.job_id] = (JobState.QUEUED, event.size)
-            self.job_batch[event.job_id] = batch
-        owner = batch or (self.job_batch.get(job_id) if job_id is not None else None)
+            # Queued as it is announced (a row kept paused says so in its next event); its
+            # bytes already sent count from its next change, when it runs.
+            self._join(batch, event.job_id, JobState.QUEUED, event.size, 0)
+        owner = batch or (self.owner(job_id) if job_id is not None else None)
         if isinstance(event, JobStateChanged) and owner is not None:
-            size = owner.known.get(event.job_id, (event.state, 0))[1]
-            owner.known[event.job_id] = (event.state, size)
-            if event.state in _UNSETTLED:
-                owner.unsettled.add(event.job_id)
-            else:
-                owner.unsettled.discard(event.job_id)
-            self.check_soon(owner)
+            moved = self._moved(event.job_id, event.state)
+            self.check_soon(moved or owner)
         if isinstance(event, TotalProgress):
             self.last_totals = event
         wire = event_to_wire(event)
@@ -144,7 +201,7 @@ class Router:
         """A file added again that the engine already holds: the adding batch follows it
         (and a paused one goes on, as a new process would resume it from the journal)."""
         batch = CURRENT_BATCH.get()
-        if batch is None or job.id in batch.jobs:
+        if batch is None or self.owner(job.id) is batch:
             return
         self.take(batch, job)
         if batch.peer is not None and not batch.peer.subscribed:
@@ -154,38 +211,26 @@ class Router:
             self.manager.resume(job.id)
 
     def take(self, batch: Batch, job: Job) -> None:
-        batch.jobs.add(job.id)
-        if not job.state.terminal:
-            batch.unsettled.add(job.id)
-        self.job_batch[job.id] = batch
+        self._join(batch, job.id, job.state, job.size, job.sent)
 
     # -- batches ----------------------------------------------------------------------------
 
     def batch_totals(self, batch: Batch) -> TotalProgress:
-        """The batch's own totals, as the engine's are for all (O(jobs of the batch))."""
+        """The batch's own totals, as the engine's are for all: its counters plus the bytes
+        its active jobs sent since their last change (O(active jobs), not O(batch))."""
         m = self.manager
         assert m is not None
-        total = done = files_done = 0
+        c = batch.counters
+        done, total = c.bytes_done(), c.bytes_total()
         rate = 0.0
-        for job_id in batch.jobs:
+        for job_id, (b, counted) in self.active.items():
             job = m.jobs.get(job_id)
-            if job is None:  # not in the engine's memory: as its last event left it
-                state, size = batch.known.get(job_id, (JobState.CANCELLED, 0))
-                sent = size if state == JobState.DONE else 0
-            else:
-                state, size, sent = job.state, job.size, job.sent
-            if state == JobState.CANCELLED:
-                continue
-            total += size
-            if state == JobState.DONE:
-                done += size
-                files_done += 1
-            else:
-                done += sent
-            if job is not None and state.active:
+            if b is batch and job is not None:
+                done += job.sent - counted
                 rate += job.meter.rate()
         eta = (total - done) / rate if rate > 0 else None
-        return TotalProgress(done, total, files_done, len(batch.jobs), rate, eta, eta, eta)
+        files_done = c.count[JobState.DONE]
+        return TotalProgress(done, total, files_done, c.files, rate, eta, eta, eta)
 
     def check_soon(self, batch: Batch) -> None:
         """Settle checks run after the current emit sequence (a job's "done" state comes
@@ -206,32 +251,23 @@ class Router:
         m = self.manager
         if m is None or (batch.task is not None and not batch.task.done()):
             return False
-        held = m.draining or m.stopped is not None
-        for job_id in batch.unsettled:
-            job = m.jobs.get(job_id)
-            if job is None:  # a journal row: queued there, or settled
-                state = batch.known.get(job_id, (JobState.DONE, 0))[0]
-                if state == JobState.QUEUED and not held:
-                    return False
-                continue
-            if job.task is not None and not job.task.done():
-                return False
-            waiting = job.state == JobState.QUEUED and (held or m.driven_elsewhere(job_id))
-            if not waiting:
-                return False
-        return True
+        if any(b is batch and job_id in m.jobs for job_id, (b, _) in self.active.items()):
+            return False  # it runs (or, registered, waits for its data unit step)
+        queued = batch.counters.count[JobState.QUEUED]
+        if queued == 0 or m.draining or m.stopped is not None:
+            return True
+        # Queued jobs another process drives will not start here: they do not hold it.
+        elsewhere = sum(
+            1
+            for job in m.jobs.values()
+            if job.state == JobState.QUEUED
+            and m.driven_elsewhere(job.id)
+            and self.owner(job.id) is batch
+        )
+        return queued <= elsewhere
 
     def left(self, batch: Batch) -> int:
-        m = self.manager
-        if m is None:
-            return 0
-        return sum(
-            1
-            for j in batch.jobs
-            if not (
-                job.state if (job := m.jobs.get(j)) else batch.known.get(j, (JobState.DONE, 0))[0]
-            ).terminal
-        )
+        return sum(n for state, n in batch.counters.count.items() if not state.terminal)
 
     def finish(self, batch: Batch, stopped: str | None = None) -> None:
         if batch.done:

@@ -186,12 +186,13 @@ def ours_upload(
     expect_files: int,
     concurrency: int | None = None,
     extra: tuple[str, ...] = (),
+    timeout: float = 3600,
 ) -> Measured:
     state = ctx.fresh("state")
     args = ["upload", *map(str, paths), "--json", "--chunk-size", size_arg(chunk), *extra]
     if concurrency:
         args += ["--concurrency", str(concurrency)]
-    m = run_measured(cli(*args), env=client_env(backend.url, backend.token, state))
+    m = run_measured(cli(*args), env=client_env(backend.url, backend.token, state), timeout=timeout)
     m.check("synapse-tui upload")
     summary = next((e for e in m.json_lines() if e.get("event") == "summary"), None)
     if summary is None or summary.get("uploaded") != expect_files:
