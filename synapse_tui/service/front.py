@@ -41,6 +41,23 @@ from synapse_tui.service.wire import (
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+# The event kinds the reporters show (headless.py): the engine leaves the rest of the
+# batch's events (job_state, job_progress, ...: two or three more lines a file) out.
+SHOWN = [
+    "file_done",
+    "file_failed",
+    "file_skipped",
+    "file_elsewhere",
+    "unit_created",
+    "progress",
+    "scan",
+    "log",
+    "fatal",
+]
+
+
+def shown_events(json_mode: bool) -> list[str]:
+    return [*SHOWN, "file_queued"] if json_mode else list(SHOWN)
 
 
 def run_via_engine(settings: Settings, args: argparse.Namespace) -> int:
@@ -154,10 +171,11 @@ async def _follow(settings: Settings, args: argparse.Namespace, reporter: Report
                     group_by_stem=args.group_by_stem,
                     spec_map=args.spec_map,
                     meta=list(args.meta),
+                    events=shown_events(args.json),
                 )
             )
         else:
-            batch = await client.request(Resume())
+            batch = await client.request(Resume(events=shown_events(args.json)))
             if batch.get("count") == 0 and not args.json:
                 sys.stdout.write("nothing to resume\n")
         if getattr(args, "detach", False):
