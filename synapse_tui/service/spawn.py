@@ -190,11 +190,22 @@ def _fork_engine(args: list[str], settings: Settings, log_fd: int) -> int:
     for stream in (sys.stdout, sys.stderr):  # nothing of ours is written twice
         with contextlib.suppress(Exception):
             stream.flush()
-    pid = os.fork()
+    # A Ctrl-C arriving around the fork must not raise in the child, which would then run
+    # the front end's code: SIGINT is blocked across the fork, the child ignores it (the
+    # engine's main keeps it ignored) before taking it back, the parent gets it as usual.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        pid = os.fork()
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        raise
     if pid:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         return pid
     code = 1
     try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         os.setsid()
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
@@ -202,7 +213,6 @@ def _fork_engine(args: list[str], settings: Settings, log_fd: int) -> int:
         os.dup2(log_fd, 2)
         os.closerange(3, os.sysconf("SC_OPEN_MAX"))
         os.chdir("/")
-        signal.signal(signal.SIGINT, signal.SIG_DFL)  # the engine's main ignores it
         os.environ[SETTINGS_ENV] = settings_text
         from synapse_tui.service.__main__ import main
 
