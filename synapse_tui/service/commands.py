@@ -121,7 +121,7 @@ async def handle(service: EngineService, peer: Peer, command: Command) -> dict[s
     if isinstance(command, Resume):
         m = _manager(service)
         await _reach(service, m)
-        batch = service.router.new_batch(peer if command.follow else None)
+        batch = service.router.new_batch(peer if command.follow else None, events=command.events)
         token = CURRENT_BATCH.set(batch)
         try:
             if command.keep_paused:  # a dashboard attaching: the user's pauses hold
@@ -176,7 +176,9 @@ async def _add(service: EngineService, peer: Peer, command: Add) -> dict[str, An
         if command.chunk_size < 1:
             raise ConfigError("chunk size must be at least 1 byte")
         m.options.chunk_size = command.chunk_size  # the engine's default from now on
-    batch = service.router.new_batch(peer if command.follow else None, command.collection)
+    batch = service.router.new_batch(
+        peer if command.follow else None, command.collection, command.events
+    )
     paths = [os.fsencode(p) for p in command.paths]
     token = CURRENT_BATCH.set(batch)
     try:  # the task copies the context: the scan's events carry the batch
@@ -200,7 +202,8 @@ async def _scan(
 ) -> None:
     try:
         t = await m.add_paths(paths, force=force, priority=priority, plan=plan)
-        if batch.peer is not None:  # the batch's own scan line (the engine's counts all)
+        wanted = batch.events is None or "scan" in batch.events
+        if batch.peer is not None and wanted:  # its own scan line (the engine's counts all)
             scan = ScanProgress(
                 t.files, t.bytes, t.duplicates, t.already_uploaded, t.skipped + t.failed, True
             )

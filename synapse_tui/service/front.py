@@ -11,6 +11,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from synapse_tui.config import Settings, require_backend
@@ -27,7 +28,13 @@ from synapse_tui.engine.events import (
 from synapse_tui.engine.names import display_path
 from synapse_tui.headless import Reporter, catch_interrupts, make_reporter
 from synapse_tui.service.client import EngineClient, EngineUnavailable, Refused, connect
-from synapse_tui.service.spawn import LOG_NAME, engine_alive, fingerprint
+from synapse_tui.service.spawn import (
+    LOG_NAME,
+    engine_alive,
+    fingerprint,
+    socket_answers,
+    start_engine,
+)
 from synapse_tui.service.wire import (
     Add,
     Configure,
@@ -41,14 +48,34 @@ from synapse_tui.service.wire import (
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+# The event kinds the reporters show (headless.py): the engine leaves the rest of the
+# batch's events (job_state, job_progress, ...: two or three more lines a file) out.
+SHOWN = [
+    "file_done",
+    "file_failed",
+    "file_skipped",
+    "file_elsewhere",
+    "unit_created",
+    "progress",
+    "scan",
+    "log",
+    "fatal",
+]
+
+
+def shown_events(json_mode: bool) -> list[str]:
+    return [*SHOWN, "file_queued"] if json_mode else list(SHOWN)
 
 
 def run_via_engine(settings: Settings, args: argparse.Namespace) -> int:
     """`upload` / `resume` through the engine: the same output and exit codes as the
     in-process run, but the uploads belong to the engine and outlive this command."""
     require_backend(settings)  # as the in-process run: a missing backend is exit 2 at once
-    reporter = make_reporter(args.json, settings.credentials.secrets(), args.verbose)
     try:
+        # Before the event loop and any thread: the engine can be a fork of this process.
+        if not socket_answers(Path(settings.state_dir)):
+            start_engine(settings, fork=True)
+        reporter = make_reporter(args.json, settings.credentials.secrets(), args.verbose)
         return asyncio.run(_follow(settings, args, reporter))
     except Refused as exc:
         if exc.kind == "config":
@@ -162,10 +189,11 @@ async def _follow(settings: Settings, args: argparse.Namespace, reporter: Report
                     group_by_stem=args.group_by_stem,
                     spec_map=args.spec_map,
                     meta=list(args.meta),
+                    events=shown_events(args.json),
                 )
             )
         else:
-            batch = await client.request(Resume())
+            batch = await client.request(Resume(events=shown_events(args.json)))
             if batch.get("count") == 0 and not args.json:
                 sys.stdout.write("nothing to resume\n")
         if getattr(args, "detach", False):

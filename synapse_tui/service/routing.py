@@ -26,7 +26,7 @@ from synapse_tui.engine.states import Counters
 from synapse_tui.engine.uploader import Job
 from synapse_tui.service.batch_jobs import BatchJobs, Member
 from synapse_tui.service.peer import Peer
-from synapse_tui.service.wire import event_to_wire
+from synapse_tui.service.wire import EVENT_KINDS, event_to_wire
 
 # The batch whose `add` is running: events emitted inside its task (the scan, queued
 # files, refused files) carry it; events of its jobs' own tasks are matched by job id.
@@ -49,6 +49,18 @@ class Batch:
     counters: Counters = field(default_factory=Counters)
     task: asyncio.Task[Any] | None = None
     done: bool = False
+    # The event kinds its follower asked for (None: all of them).
+    events: frozenset[str] | None = None
+
+    def follower(self, kind: str) -> Peer | None:
+        """The peer that follows this batch and wants events of `kind`, if any (a
+        subscriber has every event already)."""
+        peer = self.peer
+        if peer is None or peer.subscribed:
+            return None
+        if self.events is not None and kind not in self.events:
+            return None
+        return peer
 
 
 class Router:
@@ -69,8 +81,14 @@ class Router:
         self._check: set[Batch] = set()
         self._check_handle: asyncio.Handle | None = None
 
-    def new_batch(self, peer: Peer | None, collection: int | None = None) -> Batch:
+    def new_batch(
+        self,
+        peer: Peer | None,
+        collection: int | None = None,
+        events: list[str] | None = None,
+    ) -> Batch:
         batch = Batch(next(self._ids), peer, collection)
+        batch.events = None if events is None else frozenset(events)
         self.batches[batch.id] = batch
         if peer is not None:
             peer.batches.add(batch.id)
@@ -171,10 +189,12 @@ class Router:
             self.check_soon(moved or owner)
         if isinstance(event, TotalProgress):
             self.last_totals = event
-        wire = event_to_wire(event)
+        kind = EVENT_KINDS[type(event)]
+        wire: dict[str, Any] | None = None  # encoded once, when someone takes it
         key = _coalesce_key(event)
         for peer in self.peers:
             if peer.subscribed:
+                wire = wire or event_to_wire(event)
                 peer.send(wire, key)
         targets: list[Batch] = []
         if owner is not None:
@@ -185,15 +205,16 @@ class Router:
             targets = [b for b in self.batches.values() if b.collection == event.collection]
         if isinstance(event, TotalProgress):
             for b in list(self.batches.values()):
-                if b.peer is not None and not b.peer.subscribed:
-                    b.peer.send(event_to_wire(self.batch_totals(b)), ("total", b.id))
+                if (follower := b.follower(kind)) is not None:
+                    follower.send(event_to_wire(self.batch_totals(b)), ("total", b.id))
                 self.check_soon(b)  # a drained or stopped engine settles a batch on a tick
             return
         if isinstance(event, ScanProgress):
             return  # a batch gets its own scan line when its scan ends (commands._scan)
         for b in targets:
-            if b.peer is not None and not b.peer.subscribed:
-                b.peer.send(wire, key and (key, b.id))
+            if (follower := b.follower(kind)) is not None:
+                wire = wire or event_to_wire(event)
+                follower.send(wire, key and (key, b.id))
             if isinstance(event, FatalStop):
                 self.check_soon(b)
 
@@ -204,9 +225,8 @@ class Router:
         if batch is None or self.owner(job.id) is batch:
             return
         self.take(batch, job)
-        if batch.peer is not None and not batch.peer.subscribed:
-            queued = JobQueued(job.id, job.display, job.size, resumed=True)
-            batch.peer.send(event_to_wire(queued))
+        if (peer := batch.follower(EVENT_KINDS[JobQueued])) is not None:
+            peer.send(event_to_wire(JobQueued(job.id, job.display, job.size, resumed=True)))
         if job.state == JobState.PAUSED and self.manager is not None:
             self.manager.resume(job.id)
 

@@ -78,12 +78,18 @@ def decode(line: bytes) -> dict[str, Any]:
     return obj
 
 
+_FIELD_NAMES: dict[type[Event], tuple[str, ...]] = {}
+
+
 def event_to_wire(event: Event) -> dict[str, Any]:
-    kind = EVENT_KINDS[type(event)]
-    out: dict[str, Any] = {"event": kind}
-    for f in dataclasses.fields(event):
-        value = getattr(event, f.name)
-        out[f.name] = value.value if isinstance(value, JobState) else value
+    cls = type(event)
+    names = _FIELD_NAMES.get(cls)
+    if names is None:  # dataclasses.fields() is slow: once a class, not once an event
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(event))
+    out: dict[str, Any] = {"event": EVENT_KINDS[cls]}
+    for name in names:
+        value = getattr(event, name)
+        out[name] = value.value if isinstance(value, JobState) else value
     return out
 
 
@@ -141,6 +147,9 @@ class Add(Command):
     group_by_stem: bool = False
     spec_map: str = ""
     meta: list[str] = field(default_factory=list)
+    # The event kinds the follower shows (None: all); the engine leaves the others out of
+    # its stream: per file the state changes are two lines more to encode, send and parse.
+    events: list[str] | None = None
 
 
 @dataclass
@@ -150,6 +159,7 @@ class Resume(Command):
     NAME: ClassVar[str] = "resume"
     follow: bool = True
     keep_paused: bool = False  # jobs paused by a client's command stay paused (a dashboard)
+    events: list[str] | None = None  # as Add's
 
 
 @dataclass
