@@ -204,7 +204,9 @@ def start_engine(settings: Settings, local_backend: bool = False, fork: bool = F
         _lock(fd, START_TIMEOUT)
         if socket_answers(state):
             return
-        # The engine would refuse these too, in its log: said here, in one line.
+        # The engine would refuse these too, in its log: said here, in one line. A linked
+        # socket would be replaced by the new engine's: refused before it starts.
+        check_socket_path(state / SOCKET_NAME)
         os.close(open_state_file(state / ENGINE_LOCK, os.O_RDONLY | os.O_CREAT))
         log_path = state / LOG_NAME
         with contextlib.suppress(OSError):
