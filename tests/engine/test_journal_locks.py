@@ -26,7 +26,7 @@ def write_lock_held(state: Path) -> Iterator[None]:
         blocker.close()
 
 
-def test_the_lock_outlives_a_finished_note_not_yet_committed(tmp_path: Path) -> None:
+def test_the_lock_outlives_a_lazy_completion(tmp_path: Path) -> None:
     """A job finished (a write not yet committed) and unlocked: another journal (another
     process) cannot take its lock until the write is committed, so whoever takes it next
     reads it done and does not upload it again."""
