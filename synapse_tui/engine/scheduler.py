@@ -579,6 +579,8 @@ class UploadManager:
         existing = (
             self.journal.find_unfinished(item.path, item.fingerprint, host) if lookup else None
         )
+        if existing is None and lookup:  # cancelled in an earlier session: resume its upload
+            existing = self._revive_row(item, extra)
         if existing is not None:
             if not self.session.has(existing.id):
                 self._enqueue(existing, resumed=True)
@@ -609,6 +611,22 @@ class UploadManager:
         self.set_state(job, JobState.QUEUED)
         self.emit(JobQueued(job.id, job.display, job.size, resumed=True))
         self._kick()
+
+    def _revive_row(self, item: FoundFile, extra: dict[str, object] | None) -> JobRecord | None:
+        """The journal's cancelled job of this file with an upload (cancelled in an earlier
+        session), made queueable again: `_prepare` asks the server for that upload and goes
+        on from its offset, or starts a new one (one warning) when the server lost it."""
+        rec = self.journal.find_cancelled(item.path, item.fingerprint, self.options.host)
+        if rec is None or self.session.has(rec.id):
+            return None
+        if extra is not None:
+            job = self._job_from_record(rec)
+            self._replan(job, extra)
+            rec.extra = job.extra
+        self.journal.update(rec.id, attempts=0)
+        rec.attempts = 0
+        self.log("info", f"{display_path(rec.path)}: queued again, resuming its cancelled upload")
+        return rec
 
     def _new_job(
         self,
