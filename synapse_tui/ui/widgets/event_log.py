@@ -9,6 +9,7 @@ from rich.text import Text
 from textual.widgets import RichLog
 
 from synapse_tui.engine.events import (
+    BackendState,
     Event,
     FatalStop,
     JobDone,
@@ -20,6 +21,7 @@ from synapse_tui.engine.events import (
     UnitRegistered,
 )
 from synapse_tui.engine.names import escape_text
+from synapse_tui.ui.widgets.backend_banner import describe_health, failing_error
 from synapse_tui.units import format_size
 
 LEVEL_COLOURS = {"info": "foreground", "warning": "warning", "error": "error", "ok": "success"}
@@ -35,6 +37,7 @@ class EventLog(RichLog):
         # The plain text of the last lines, as shown (bounded like the log: a batch of a
         # million files writes a million lines).
         self.lines_written: deque[str] = deque(maxlen=2000)
+        self._failing = False  # the backend failed: its recovery deserves a line
 
     def add(self, level: str, message: str) -> None:
         stamp = "--:--:--" if self.frozen else time.strftime("%H:%M:%S")
@@ -75,5 +78,17 @@ class EventLog(RichLog):
             self.add("ok", f"data unit {event.unit_id} in collection {event.collection}: {files}")
         elif isinstance(event, FatalStop):
             self.add("error", f"stopped: {event.error}")
+        elif isinstance(event, BackendState):
+            self._backend(event)
         elif isinstance(event, JobElsewhere):
             self.add("warning", f"{self.short(event.path)}: {event.reason}")
+
+    def _backend(self, state: BackendState) -> None:
+        """The header's "failing since" with the error whole (the header may cut it)."""
+        error = failing_error(state)
+        if error:
+            self._failing = True
+            self.add("error", f"backend {describe_health(state)[2:]}: {error}")
+        elif self._failing:
+            self._failing = False
+            self.add("ok", "backend reachable again")
