@@ -6,6 +6,7 @@ import time
 from collections import deque
 
 from rich.text import Text
+from textual.events import Resize
 from textual.widgets import RichLog
 
 from synapse_tui.engine.events import (
@@ -38,6 +39,15 @@ class EventLog(RichLog):
         # million files writes a million lines).
         self.lines_written: deque[str] = deque(maxlen=2000)
         self._failing = False  # the backend failed: its recovery deserves a line
+
+    def on_resize(self, event: Resize) -> None:
+        # Wrap at the pane's width: RichLog renders at least `min_width` (78) cells, wider
+        # than the pane at 80 columns, so the end of each wrapped line was cut off behind a
+        # horizontal scrollbar. The last width seen stays while the pane is hidden (0 wide).
+        width = self.scrollable_content_region.width
+        if width > 0:
+            self.min_width = width
+        super().on_resize(event)
 
     def add(self, level: str, message: str) -> None:
         stamp = "--:--:--" if self.frozen else time.strftime("%H:%M:%S")
