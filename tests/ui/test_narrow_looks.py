@@ -138,3 +138,17 @@ async def test_in_16_colours_the_dashboard_stays_visible_behind_a_dialog(
         text = "\n".join(screen_text(app))
         assert "Cancel second-file.bin?" in text
         assert "first-file.bin" in text and "2 Queue" in text  # the dashboard behind it
+
+
+@pytest.mark.parametrize("level", ["info", "warning", "error"])
+async def test_only_the_stamp_of_a_log_line_is_dim(app_factory: Any, level: str) -> None:
+    app = app_factory(frozen=True, start_engine=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.theme = "synapse-light"
+        app.dashboard.log_widget.add(level, "server busy")
+        await pilot.pause()
+        segments = list(app.dashboard.log_widget.lines[-1])
+        stamp = [s for s in segments if "--:--:--" in s.text]
+        body = [s for s in segments if "server busy" in s.text]
+        assert stamp and all(s.style is not None and s.style.dim for s in stamp)
+        assert body and not any(s.style is not None and s.style.dim for s in body)

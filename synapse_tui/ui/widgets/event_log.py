@@ -51,7 +51,10 @@ class EventLog(RichLog):
 
     def add(self, level: str, message: str) -> None:
         stamp = "--:--:--" if self.frozen else time.strftime("%H:%M:%S")
-        text = Text(f"{stamp} ", style="dim")
+        # Only the stamp is dim: a Text's own style covers what is appended to it too, and
+        # dimmed the message (the light theme's warnings read 2.8:1 on white).
+        text = Text()
+        text.append(f"{stamp} ", style="dim")
         body = Text(escape_text(message))
         colour = self.app.theme_variables.get(LEVEL_COLOURS.get(level, "foreground"))
         if colour and level != "info":
