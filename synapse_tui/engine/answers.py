@@ -6,6 +6,7 @@ import email.utils
 import json
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -42,6 +43,16 @@ class UploadInfo:
     filename: str | None
     completed_at: str | None
     checksum: str | None
+    # What some servers add (the embedded backend): the upload's declared total and when it
+    # expires (epoch seconds), and the answer's Date: a resume checks them before sending.
+    size: int | None = None
+    expires_at: float | None = None
+    server_time: float | None = None
+
+    def expired(self) -> bool:
+        """The server says the upload expired (by the server's own clock when it sent one)."""
+        now = self.server_time if self.server_time is not None else time.time()
+        return self.expires_at is not None and self.expires_at <= now
 
     @property
     def complete(self) -> bool:
@@ -90,7 +101,35 @@ class UploadInfo:
             filename=filename if isinstance(filename, str) else None,
             completed_at=escape_text(completed_at) if isinstance(completed_at, str) else None,
             checksum=escape_text(checksum) if isinstance(checksum, str) else None,
+            size=_count(data.get("size")),
+            expires_at=_instant(data.get("expires_at")),
         )
+
+
+def _count(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _instant(value: object) -> float | None:
+    """Epoch seconds of an ISO 8601 time with a zone ("2026-01-01T00:00:00Z"), else None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return when.timestamp() if when.tzinfo is not None else None
+
+
+def server_time(response: httpx.Response) -> float | None:
+    """The answer's Date header as epoch seconds (None: absent or unreadable)."""
+    value = response.headers.get("date")
+    if not value:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:

@@ -237,6 +237,8 @@ class Intake:
         if (item.path, item.fingerprint) in adds:  # twice in one batch (--force): one job
             return
         existing = m.journal.find_unfinished(item.path, item.fingerprint, host) if lookup else None
+        if existing is None and lookup:  # cancelled in an earlier session: resume its upload
+            existing = self._revive_row(item, steps)
         if existing is not None:
             if not m.session.has(existing.id):
                 self.enqueue(existing, resumed=True)
@@ -246,6 +248,23 @@ class Intake:
         adds[(item.path, item.fingerprint)] = self._new_job(item, priority, steps)
         if known is not None:
             known.add(item.fingerprint)  # now a job: the same content again is looked up
+
+    def _revive_row(self, item: FoundFile, steps: JobSteps | None) -> JobRecord | None:
+        """The journal's cancelled job of this file with an upload (cancelled in an earlier
+        session), made queueable again: `_prepare` asks the server for that upload and goes
+        on from its offset, or starts a new one (one warning) when the server lost it."""
+        m = self.m
+        rec = m.journal.find_cancelled(item.path, item.fingerprint, m.options.host)
+        if rec is None or m.session.has(rec.id):
+            return None
+        if steps is not None:
+            job = job_from_record(rec)
+            self._replan(job, steps)
+            rec.steps = job.steps
+        m.journal.update(rec.id, attempts=0)
+        rec.attempts = 0
+        m.log("info", f"{display_path(rec.path)}: queued again, resuming its cancelled upload")
+        return rec
 
     def _replan(self, job: Job, new: JobSteps) -> None:
         """A cancelled job queued again with a collection plan takes it (it kept the old

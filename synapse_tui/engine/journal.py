@@ -551,6 +551,20 @@ class Journal:
         )
         return JobRecord.from_row(row) if row else None
 
+    def find_cancelled(self, path: bytes, fingerprint: str, host: str) -> JobRecord | None:
+        """The last cancelled job of this file that left an upload on the server (queued
+        again, it resumes that upload instead of orphaning it)."""
+        row = (
+            self._read()
+            .execute(
+                "SELECT * FROM jobs WHERE path = ? AND fingerprint = ? AND host = ? AND state = ?"
+                " AND upload_url IS NOT NULL ORDER BY id DESC LIMIT 1",
+                (path, fingerprint, host, JobState.CANCELLED.value),
+            )
+            .fetchone()
+        )
+        return JobRecord.from_row(row) if row else None
+
     def relative_unfinished(self) -> list[JobRecord]:
         """Unfinished jobs with a relative path (journaled by an older synapse-tui,
         relative to the folder it ran in, which the journal does not know)."""
@@ -569,8 +583,9 @@ class Journal:
         )
 
     def known_fingerprints(self, host: str, fingerprints: list[str]) -> set[str]:
-        """Which of `fingerprints` the ledger or an unfinished job of `host` has: one query
-        for a scan batch instead of two per file (the others need no lookup)."""
+        """Which of `fingerprints` the ledger, an unfinished job of `host` or a cancelled one
+        with an upload has: one query for a scan batch instead of two per file (the others
+        need no lookup)."""
         if not fingerprints:
             return set()
         marks = ",".join("?" * len(fingerprints))
@@ -578,8 +593,9 @@ class Journal:
         rows = self._read().execute(
             f"SELECT fingerprint FROM ledger WHERE host = ? AND fingerprint IN ({marks})"
             " UNION SELECT fingerprint FROM jobs WHERE host = ? AND fingerprint IN"
-            f" ({marks}) AND state IN ({','.join('?' * len(states))})",
-            (host, *fingerprints, host, *fingerprints, *states),
+            f" ({marks}) AND (state IN ({','.join('?' * len(states))})"
+            " OR (state = ? AND upload_url IS NOT NULL))",
+            (host, *fingerprints, host, *fingerprints, *states, JobState.CANCELLED.value),
         )
         return {r[0] for r in rows}
 

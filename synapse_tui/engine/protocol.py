@@ -9,7 +9,7 @@ import asyncio
 import secrets
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,6 +21,7 @@ from synapse_tui.engine.answers import (
     UploadInfo,
     parse_retry_after,
     raise_for_answer,
+    server_time,
 )
 from synapse_tui.engine.credentials import Credentials, redact
 from synapse_tui.engine.errors import (
@@ -332,7 +333,7 @@ class ProtocolClient:
         response = await self._send(
             "GET", url, what="upload state", deadline=self.timeouts.request, idempotent=True
         )
-        return self._upload_info(response)
+        return replace(self._upload_info(response), server_time=server_time(response))
 
     async def ping(self) -> None:
         """Reach the backend and check the credentials, cheaply: a GET of an upload id that

@@ -312,6 +312,10 @@ class FileUpload:
             return
         if info.offset > job.size:
             raise Restart(f"server holds {info.offset} bytes, more than the file's {job.size}")
+        if info.size is not None and info.size != job.size:
+            raise Restart(f"the upload to resume is of {info.size} bytes, the file {job.size}")
+        if info.expired():  # a PUT would be refused (410): no chunk sent for nothing
+            raise Restart("the upload to resume has expired")
         if info.offset != job.offset or job.hashes is None:
             if info.offset:
                 self.ctx.log("info", f"{job.display}: resuming at byte {info.offset}", job.id)

@@ -9,6 +9,7 @@ import pytest
 
 from synapse_tui.engine.events import BackendState
 from synapse_tui.ui.messages import EngineUpdate
+from synapse_tui.ui.widgets.backend_banner import short_error
 from tests.ui.conftest import Backend, settings_for
 
 
@@ -26,7 +27,9 @@ async def test_a_backend_error_with_brackets_shows_as_given(app: Any, error: str
         app.dashboard.apply(EngineUpdate([BackendState(False, time.time(), message)], {}))
         await pilot.pause()
         text = str(banner.render())
-        assert message in text and "[paused]" in text
+        # The header gives a URL as its host; the event log has the error whole.
+        assert short_error(message) in text and "[paused]" in text
+        assert any(message in line for line in app.dashboard.log_widget.lines_written)
         assert app.is_running
 
 

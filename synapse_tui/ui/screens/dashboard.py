@@ -9,6 +9,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Container
+from textual.events import Resize
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer
@@ -46,6 +47,11 @@ if TYPE_CHECKING:
     from synapse_tui.ui.app import SynapseApp
 
 PANE_IDS = [pane for pane, _ in PANES]
+# From this width up to the wide layout the footer leaves out `^p palette`: docked at the
+# right, it covered the last key (`? Keys` read `? Ke` in the file browser at 80x24). Below
+# it the keys overflow anyway, and the docked key ends the line cleanly. ctrl+p still opens
+# the palette; `?` lists it.
+PALETTE_KEY_HIDDEN = (70, 110)
 
 
 class DashboardScreen(JobActions, Screen[None]):
@@ -131,6 +137,10 @@ class DashboardScreen(JobActions, Screen[None]):
     def on_mount(self) -> None:
         self.browser.focus()
         self._show(self.current_pane)
+
+    def on_resize(self, event: Resize) -> None:
+        low, high = PALETTE_KEY_HIDDEN
+        self.query_one(Footer).show_command_palette = not low <= event.size.width < high
 
     # -- parts ------------------------------------------------------------------------------
 

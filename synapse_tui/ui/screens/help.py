@@ -32,7 +32,12 @@ KEYS: list[tuple[str, list[tuple[str, str]]]] = [
             ("t", "next theme"),
             ("ctrl+p", "command palette: every action"),
             ("?", "this help"),
-            ("q", "quit (asks while uploads run; they resume next launch)"),
+            (
+                "q / ctrl+c",
+                "quit; while uploads run, asks: keep uploading in the background (k),"
+                " pause all and quit (p), or stay (esc) (--foreground: they pause and"
+                " resume on the next launch)",
+            ),
         ],
     ),
     (

@@ -3,6 +3,7 @@ it is a local one)."""
 
 from __future__ import annotations
 
+import re
 import time
 
 from textual.reactive import reactive
@@ -11,21 +12,40 @@ from textual.widgets import Static
 from synapse_tui.engine.events import BackendState
 from synapse_tui.engine.names import escape_text
 
+_URL = re.compile(r"https?://([^/\s]+)[^\s:;,)]*")
+
 
 def describe_health(state: BackendState | None) -> str:
-    """`● reachable`, `✗ failing since 14:02:11: <error>`, or "" before anything is known."""
+    """`● reachable`, `✗ failing since 14:02:11`, or "" before anything is known (the
+    error itself is `failing_error`'s)."""
     if state is None:
         return ""
     if state.ok or state.failing_since is None:
         return "● reachable"
-    since = time.strftime("%H:%M:%S", time.localtime(state.failing_since))
-    error = f": {escape_text(state.error)}" if state.error else ""
-    return f"✗ failing since {since}{error}"
+    return f"✗ failing since {time.strftime('%H:%M:%S', time.localtime(state.failing_since))}"
+
+
+def failing_error(state: BackendState | None) -> str:
+    """The backend's error while it fails (escaped), else ""."""
+    if state is None or state.ok or state.failing_since is None:
+        return ""
+    return escape_text(state.error or "no answer")
+
+
+def short_error(error: str) -> str:
+    """The header's form of an error: each URL as its host, so that the cause at the end
+    ("Connection refused") fits 80 columns; the event log keeps the error whole."""
+    return _URL.sub(r"\1", error)
 
 
 class BackendBanner(Static):
     """`synapse-tui → https://host  ● reachable` or `LOCAL backend (...) — uploads stay on
-    this machine`; red while uploads to the backend fail."""
+    this machine`; red while uploads to the backend fail.
+
+    Failing, it takes a second line for the error: on one line at 80 columns the host and
+    "failing since" leave the error a few characters (or none, with the engine's note).
+    The state comes before the engine's note, and each line ends in "…" when cut; the event
+    log has the error whole."""
 
     host: reactive[str] = reactive("", init=False)
     """The API root uploads go to."""
@@ -54,15 +74,18 @@ class BackendBanner(Static):
             text = f"synapse-tui → {self.host}"
         else:
             text = "synapse-tui · no backend"
-        if self.engine:
-            text += f"  · {self.engine}"
         health = describe_health(self.health)
         if health:
             text += f"  {health}"
         if self.status:
             text += f"  [{self.status}]"
+        if self.engine:  # the least needed part: the first one cut
+            text += f"  · {self.engine}"
+        error = failing_error(self.health)
+        if error:
+            text += f"\n  {short_error(error)}"
         self.set_class(self.local, "-local")
-        self.set_class(self.health is not None and not self.health.ok, "-failing")
+        self.set_class(bool(error), "-failing")
         self.update(text)
 
     def watch_host(self) -> None:

@@ -6,9 +6,11 @@ import time
 from collections import deque
 
 from rich.text import Text
+from textual.events import Resize
 from textual.widgets import RichLog
 
 from synapse_tui.engine.events import (
+    BackendState,
     Event,
     FatalStop,
     JobDone,
@@ -20,6 +22,7 @@ from synapse_tui.engine.events import (
     UnitRegistered,
 )
 from synapse_tui.engine.names import escape_text
+from synapse_tui.ui.widgets.backend_banner import describe_health, failing_error
 from synapse_tui.units import format_size
 
 LEVEL_COLOURS = {"info": "foreground", "warning": "warning", "error": "error", "ok": "success"}
@@ -38,10 +41,23 @@ class EventLog(RichLog):
         # The plain text of the last lines, as shown (bounded like the log: a batch of a
         # million files writes a million lines).
         self.lines_written: deque[str] = deque(maxlen=2000)
+        self._failing = False  # the backend failed: its recovery deserves a line
+
+    def on_resize(self, event: Resize) -> None:
+        # Wrap at the pane's width: RichLog renders at least `min_width` (78) cells, wider
+        # than the pane at 80 columns, so the end of each wrapped line was cut off behind a
+        # horizontal scrollbar. The last width seen stays while the pane is hidden (0 wide).
+        width = self.scrollable_content_region.width
+        if width > 0:
+            self.min_width = width
+        super().on_resize(event)
 
     def add(self, level: str, message: str) -> None:
         stamp = "--:--:--" if self.frozen else time.strftime("%H:%M:%S")
-        text = Text(f"{stamp} ", style="dim")
+        # Only the stamp is dim: a Text's own style covers what is appended to it too, and
+        # dimmed the message (the light theme's warnings read 2.8:1 on white).
+        text = Text()
+        text.append(f"{stamp} ", style="dim")
         body = Text(escape_text(message))
         colour = self.app.theme_variables.get(LEVEL_COLOURS.get(level, "foreground"))
         if colour and level != "info":
@@ -90,5 +106,17 @@ class EventLog(RichLog):
             self.add("ok", f"data unit {event.unit_id} in collection {event.collection}: {files}")
         elif isinstance(event, FatalStop):
             self.add("error", f"stopped: {event.error}")
+        elif isinstance(event, BackendState):
+            self._backend(event)
         elif isinstance(event, JobElsewhere):
             self.add("warning", f"{self.short(event.path)}: {event.reason}")
+
+    def _backend(self, state: BackendState) -> None:
+        """The header's "failing since" with the error whole (the header may cut it)."""
+        error = failing_error(state)
+        if error:
+            self._failing = True
+            self.add("error", f"backend {describe_health(state)[2:]}: {error}")
+        elif self._failing:
+            self._failing = False
+            self.add("ok", "backend reachable again")
