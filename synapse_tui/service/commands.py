@@ -103,8 +103,23 @@ async def _reach(service: EngineService, m: UploadManager) -> None:
             await asyncio.sleep(0.5 * (attempt + 1))
 
 
+# Commands that read the journal on the engine's loop (a window, job details, bulk
+# controls, status pages): see `_settled`.
+_READERS = (ListJobs, JobInfo, Control, Resume, StatusJobs, Prune)
+
+
+async def _settled(service: EngineService) -> None:
+    """Await the writes this engine queued before a command reads the journal: its reads
+    then find nothing to wait for, so SQLite's wait for a write lock another process holds
+    stays on the journal's writer thread, never on this loop, which moves every upload."""
+    if service.journal is not None:
+        await service.journal.settled()
+
+
 async def handle(service: EngineService, peer: Peer, command: Command) -> dict[str, Any]:
     """The reply's fields; raises ConfigError / SynapseError for a refusal."""
+    if isinstance(command, _READERS):
+        await _settled(service)
     if isinstance(command, Status):
         return service.status()
     if isinstance(command, Subscribe):
