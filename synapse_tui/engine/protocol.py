@@ -371,12 +371,17 @@ class ProtocolClient:
                 "(check the path of --host, e.g. a missing or extra /api)"
             ) from None
 
-    async def list_uploads(self) -> list[UploadInfo]:
+    async def list_uploads(self, filename: str | None = None) -> list[UploadInfo]:
         """The caller's uploads, every page of them (DRF pagination: `results` and `next`),
         up to MAX_LIST_PAGES pages and MAX_LIST_ITEMS items; `next` must stay in the origin.
-        Past a bound, ProtocolError: recovery then knows it cannot tell, and says so."""
+        Past a bound, ProtocolError: recovery then knows it cannot tell, and says so.
+        `filename`: asked as `?filename=` (the embedded backend lists only those; a server
+        that ignores it lists all, and the caller filters by name anyway)."""
         out: list[UploadInfo] = []
-        url: str | None = self.url("chunked_upload/")
+        first = self.url("chunked_upload/")
+        if filename is not None:
+            first = str(httpx.URL(first, params={"filename": filename}))
+        url: str | None = first
         seen: set[str] = set()
         pages = 0
         while url is not None:

@@ -329,7 +329,7 @@ class FileUpload:
         job = self.job
         first = min(job.chunk_size, job.size)
         try:
-            uploads = await self._with_retries(self.client.list_uploads)
+            uploads = await self._with_retries(lambda: self.client.list_uploads(job.name))
         except (UploadGone, ProtocolError) as exc:
             self._warn(f"{job.display}: cannot search the server's uploads ({exc})")
             job.creating_since = None
@@ -617,7 +617,7 @@ class FileUpload:
         """The complete upload a lost whole-file POST may have left, proven by its MD5."""
         job = self.job
         try:
-            uploads = await self._with_retries(self.client.list_uploads)
+            uploads = await self._with_retries(lambda: self.client.list_uploads(job.name))
         except (UploadGone, ProtocolError) as exc:
             self._warn(f"{job.display}: cannot search the server's uploads ({exc})")
             job.creating_since = None

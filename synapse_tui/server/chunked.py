@@ -352,7 +352,9 @@ async def get(backend: Backend, request: Request, upload_id: str | None) -> Resp
     """GET chunked_upload/ lists the caller's uploads; GET chunked_upload/<id>/ shows one."""
     owner = await backend.owner(request)
     if upload_id is None:
-        uploads = backend.store.list_for(owner)
+        # `?filename=`: an extension (drf-chunked-upload lists every upload whatever the
+        # query), so a client recovering one upload among a million reads a few.
+        uploads = backend.store.list_for(owner, request.query_params.get("filename"))
         return json_response([render(backend, request, u) for u in uploads])
     return json_response(render(backend, request, backend.find(owner, upload_id)))
 

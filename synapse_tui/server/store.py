@@ -56,6 +56,7 @@ CREATE TABLE IF NOT EXISTS uploads (
     expired INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS uploads_by_owner ON uploads(owner, created_at);
+CREATE INDEX IF NOT EXISTS uploads_by_name ON uploads(owner, filename);
 """
 
 
@@ -272,11 +273,20 @@ class Store(DataRecords):
         )
         return _upload(row) if row else None
 
-    def list_for(self, owner: int) -> list[Upload]:
-        rows = self._conn().execute(
-            f"SELECT {_UPLOAD_COLUMNS} FROM uploads WHERE owner = ? ORDER BY created_at, id",
-            (owner,),
-        )
+    def list_for(self, owner: int, filename: str | None = None) -> list[Upload]:
+        """The owner's uploads, or those named `filename` (by index: a client looking for
+        the upload a lost answer left asks for its name, not for every upload)."""
+        if filename is None:
+            rows = self._conn().execute(
+                f"SELECT {_UPLOAD_COLUMNS} FROM uploads WHERE owner = ? ORDER BY created_at, id",
+                (owner,),
+            )
+        else:
+            rows = self._conn().execute(
+                f"SELECT {_UPLOAD_COLUMNS} FROM uploads WHERE owner = ? AND filename = ?"
+                " ORDER BY created_at, id",
+                (owner, filename),
+            )
         return [_upload(r) for r in rows]
 
     # Row writes that end an upload request go through the group committer: each call

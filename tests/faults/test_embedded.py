@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from synapse_tui.engine import transport
 from tests.faults.helpers import (
     CHUNK,
     TimedProxy,
@@ -228,4 +229,33 @@ async def test_embedded_small_file_lost_answer_is_found_by_its_md5(
     assert eproxy.puts() == []
     posts = [r for r in eproxy.requests if r.method == "POST"]
     assert len(posts) == (1 if fault == "drop_response" else 2)
+    assert_complete_once(embedded, f)
+
+
+async def test_a_lost_answer_is_found_among_more_uploads_than_a_list_holds(
+    embedded: Embedded, eproxy: TimedProxy, tmp_path: Path
+) -> None:
+    """More uploads on the server than one answer may hold (the client reads at most 1 MiB,
+    as after a million-file run): the client asks for the file's name (`?filename=`, which
+    the embedded backend honours) and still finds the upload its lost answer left, instead
+    of saying it cannot search and sending the file a second time."""
+    folder = tmp_path / "others"
+    folder.mkdir()
+    for i in range(2000):  # long names: the whole list is over the cap with fewer uploads
+        (folder / f"{'n' * 200}-{i:05d}.bin").write_bytes(b"%d" % i)
+    first = await run_engine(embedded.url, embedded.token, [folder], tmp_path / "state0")
+    assert len(first.done) == 2000, first.events[-3:]
+    listing = httpx.get(
+        embedded.url + "/chunked_upload/",
+        headers={"Synapse-Access-Token": f"Token {embedded.token}"},
+        timeout=60,
+    )
+    assert len(listing.content) > transport.MAX_ANSWER_BYTES  # what the client cannot read
+    f = make_file(tmp_path / "embedded-small-among-many.bin", CHUNK // 2, seed=11)
+    eproxy.add_rule(Rule(Fault("drop_response", after_bytes=1000), method="POST", nth=1))
+    out = await run_engine(
+        via(eproxy), embedded.token, [f], tmp_path / "state", response_timeout=0.5
+    )
+    assert len(out.done) == 1, out.events
+    assert len([r for r in eproxy.requests if r.method == "POST"]) == 1  # never sent again
     assert_complete_once(embedded, f)
