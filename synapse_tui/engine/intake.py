@@ -20,7 +20,7 @@ from synapse_tui.engine.events import (
     ScanProgress,
 )
 from synapse_tui.engine.job import Job, job_from_record
-from synapse_tui.engine.journal import JobRecord, NewJob
+from synapse_tui.engine.journal import Added, JobRecord, NewJob
 from synapse_tui.engine.names import display_path
 from synapse_tui.engine.scan import FoundFile, Refused, scan
 from synapse_tui.engine.session import SeenKey
@@ -147,8 +147,8 @@ class Intake:
                     totals.bytes += item.identity.size
                     self.accept(item, totals, seen, force, priority, plan, known, adds)
                 m.session.note_seen(scan_id, {k: seen[k] for k in seen if k not in before})
-                for rec in await m.journal.add_jobs(list(adds.values())):
-                    self.enqueue(rec, resumed=False)
+                for added in await m.journal.add_jobs(list(adds.values())):
+                    self._added(added, totals)
                 now = time.monotonic()
                 if now - last_emit >= m.options.tick:
                     last_emit = now
@@ -161,6 +161,22 @@ class Intake:
             self._emit_scan(totals, done=True)
             m.kick()
         return totals
+
+    def _added(self, added: Added, totals: ScanTotals) -> None:
+        """A new job queued; or what another process's scan, racing this one, made of the
+        file meanwhile: its unfinished job (taken as one from the journal: locked, or left
+        to that process) or its finished upload."""
+        m = self.m
+        if added.uploaded is not None:
+            totals.already_uploaded += 1
+            reason = f"already uploaded (upload {added.uploaded})"
+            m.emit(JobSkipped(None, display_path(added.spec.path), reason))
+            return
+        assert added.record is not None
+        if not added.existing:
+            self.enqueue(added.record, resumed=False)
+        elif not m.session.has(added.record.id):
+            self.enqueue(added.record, resumed=True)
 
     def _refused(self, item: Refused, totals: ScanTotals) -> None:
         if item.error:
@@ -245,7 +261,7 @@ class Intake:
             elif m.on_held is not None:  # the engine service: the adding batch follows it
                 m.on_held(m.jobs.get(existing.id) or job_from_record(existing))
             return
-        adds[(item.path, item.fingerprint)] = self._new_job(item, priority, steps)
+        adds[(item.path, item.fingerprint)] = self._new_job(item, priority, steps, force=force)
         if known is not None:
             known.add(item.fingerprint)  # now a job: the same content again is looked up
 
@@ -294,6 +310,8 @@ class Intake:
         steps: JobSteps | None,
         upload_id: str | None = None,
         md5: str | None = None,
+        *,
+        force: bool = False,
     ) -> NewJob:
         o = self.m.options
         return NewJob(
@@ -306,6 +324,7 @@ class Intake:
             steps,
             upload_id,
             md5,
+            force=force,
         )
 
     def _merge_scan(self, totals: ScanTotals) -> None:

@@ -183,6 +183,19 @@ class NewJob:
     steps: JobSteps | None = None
     upload_id: str | None = None
     md5: str | None = None
+    force: bool = False  # uploaded before or not: a new job (only one unfinished, still)
+
+
+@dataclass(frozen=True)
+class Added:
+    """What `add_jobs` made of a NewJob: its new row; or, when another process wrote one
+    since the caller looked (its scan raced ours), that process's unfinished row
+    (`existing`), or the upload it finished (`uploaded`, its id; then `record` is None)."""
+
+    spec: NewJob
+    record: JobRecord | None
+    existing: bool = False
+    uploaded: str | None = None
 
 
 def _steps_column(steps: JobSteps | None) -> str | None:
@@ -202,11 +215,35 @@ def _insert(specs: list[NewJob]) -> Unit:
 
     extras = [_steps_column(spec.steps) for spec in specs]  # as they are now
 
-    def unit(db: sqlite3.Connection) -> list[JobRecord]:
-        out: list[JobRecord] = []
+    unfinished = ",".join("?" * len(UNFINISHED))
+    states = [state.value for state in UNFINISHED]
+
+    def unit(db: sqlite3.Connection) -> list[Added]:
+        out: list[Added] = []
         for spec, extra in zip(specs, extras, strict=True):
-            now = time.time()
             ident = spec.identity
+            # The caller looked on its own connection, outside this transaction: another
+            # process may have added (or finished) the file since. Looked again here, under
+            # the write lock, so two scans racing never make two jobs of one file.
+            cur = db.execute(
+                "SELECT * FROM jobs WHERE path = ? AND fingerprint = ? AND host = ? AND state"
+                f" IN ({unfinished}) ORDER BY id DESC LIMIT 1",
+                (spec.path, spec.fingerprint, spec.host, *states),
+            )
+            cur.row_factory = sqlite3.Row
+            row = cur.fetchone()
+            if row is not None:
+                out.append(Added(spec, JobRecord.from_row(row), existing=True))
+                continue
+            if not spec.force and spec.upload_id is None:
+                done = db.execute(
+                    "SELECT upload_id FROM ledger WHERE host = ? AND fingerprint = ? AND size = ?",
+                    (spec.host, spec.fingerprint, ident.size),
+                ).fetchone()
+                if done is not None:
+                    out.append(Added(spec, None, uploaded=str(done[0])))
+                    continue
+            now = time.time()
             cur = db.execute(
                 "INSERT INTO jobs (path, size, mtime_ns, inode, device, fingerprint, host,"
                 " chunk_size, priority, state, extra, upload_id, md5, created_at, updated_at)"
@@ -230,30 +267,29 @@ def _insert(specs: list[NewJob]) -> Unit:
                 ),
             )
             assert cur.lastrowid is not None
-            out.append(
-                JobRecord(
-                    id=cur.lastrowid,
-                    path=spec.path,
-                    size=ident.size,
-                    identity=ident,
-                    fingerprint=spec.fingerprint,
-                    host=spec.host,
-                    chunk_size=spec.chunk_size,
-                    priority=spec.priority,
-                    state=JobState.QUEUED,
-                    upload_id=spec.upload_id,
-                    upload_url=None,
-                    creating_since=None,
-                    offset=0,
-                    attempts=0,
-                    last_error=None,
-                    md5=spec.md5,
-                    resumed_from=None,
-                    created_at=now,
-                    updated_at=now,
-                    steps=JobSteps.from_json(json.loads(extra) if extra else None),
-                )
+            record = JobRecord(
+                id=cur.lastrowid,
+                path=spec.path,
+                size=ident.size,
+                identity=ident,
+                fingerprint=spec.fingerprint,
+                host=spec.host,
+                chunk_size=spec.chunk_size,
+                priority=spec.priority,
+                state=JobState.QUEUED,
+                upload_id=spec.upload_id,
+                upload_url=None,
+                creating_since=None,
+                offset=0,
+                attempts=0,
+                last_error=None,
+                md5=spec.md5,
+                resumed_from=None,
+                created_at=now,
+                updated_at=now,
+                steps=JobSteps.from_json(json.loads(extra) if extra else None),
             )
+            out.append(Added(spec, record))
         return out
 
     return unit
@@ -458,16 +494,17 @@ class Journal:
         steps: JobSteps | None = None,
     ) -> JobRecord:
         """Add one queued job and wait (blocking) for its row; the engine uses `add_jobs`."""
-        spec = NewJob(path, identity, fingerprint, host, chunk_size, priority, steps)
-        records: list[JobRecord] = self.call(_insert([spec]))
-        return records[0]
+        spec = NewJob(path, identity, fingerprint, host, chunk_size, priority, steps, force=True)
+        added: list[Added] = self.call(_insert([spec]))
+        assert added[0].record is not None
+        return added[0].record
 
-    async def add_jobs(self, specs: list[NewJob]) -> list[JobRecord]:
+    async def add_jobs(self, specs: list[NewJob]) -> list[Added]:
         """Add queued jobs in one write; their rows, once committed (the loop goes on)."""
         if not specs:
             return []
-        records: list[JobRecord] = await self.call_async(_insert(specs))
-        return records
+        added: list[Added] = await self.call_async(_insert(specs))
+        return added
 
     def get(self, job_id: int, *, wait: bool = True) -> JobRecord:
         """A job's row; `wait=False`: as committed, for a caller whose own writes to this
