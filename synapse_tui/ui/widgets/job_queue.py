@@ -309,10 +309,11 @@ class JobQueue(QueueCursor, ScrollView, can_focus=True):
     def _summary(self) -> str:
         return self.model.summary(self.following, self.cursor_row, self._visible())
 
-    def _resize_virtual(self, at_once: bool = False) -> None:
+    def _resize_virtual(self, at_once: bool = False) -> bool:
+        """Whether the virtual size changed now (a scroll to its new rows waits a refresh)."""
         size = Size(self.scrollable_content_region.width, self.model.total + 1)
         if size == self.virtual_size:
-            return
+            return False
         # A new virtual size lays out the whole screen: while a scan queues files in every
         # batch, the queue grows once a second (rows past the end wait that long).
         now = monotonic()
@@ -320,9 +321,10 @@ class JobQueue(QueueCursor, ScrollView, can_focus=True):
         if grows and not at_once and now - self._resized < GROW_EVERY:
             if self._grow_timer is None:
                 self._grow_timer = self.set_timer(GROW_EVERY, self._grow)
-            return
+            return False
         self._resized = now
         self.virtual_size = size
+        return True
 
     def _grow(self) -> None:
         self._grow_timer = None

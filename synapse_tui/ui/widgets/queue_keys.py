@@ -28,7 +28,7 @@ class QueueCursor(_Base):
         _cursor_id: int | None
 
         def set_filter(self, view_filter: str | None) -> None: ...
-        def _resize_virtual(self, at_once: bool = False) -> None: ...
+        def _resize_virtual(self, at_once: bool = False) -> bool: ...
 
     def action_filter(self) -> None:
         """`/`: the next state filter (every job, active, queued, paused, failed, done)."""
@@ -44,15 +44,22 @@ class QueueCursor(_Base):
     def watch_cursor_row(self, old: int, new: int) -> None:
         row = self.model.row_at(new)
         self._cursor_id = row.job_id if row is not None else None
-        self._resize_virtual(at_once=True)  # scrolling to the cursor needs its rows
+        resized = self._resize_virtual(at_once=True)  # scrolling to the cursor needs its rows
         self.refresh_line(old + 1)
         self.refresh_line(new + 1)
         visible = self.scrollable_content_region.height - 1  # rows under the header
         top = round(self.scroll_y)
+        target: int | None = None
         if new < top:
-            self.scroll_to(y=new, animate=False)
+            target = new
         elif visible > 0 and new >= top + visible:
-            self.scroll_to(y=new - visible + 1, animate=False)
+            target = new - visible + 1
+        if target is None:
+            return
+        if resized:  # the new rows count once laid out: a scroll now stops at the old end
+            self.call_after_refresh(self.scroll_to, y=target, animate=False)
+        else:
+            self.scroll_to(y=target, animate=False)
 
     def action_cursor_down(self) -> None:
         self.following = False
