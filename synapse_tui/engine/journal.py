@@ -408,8 +408,9 @@ class Journal:
         try:
             yield self._w
         except BaseException:
-            self._w.execute("ROLLBACK TO one_write")
-            self._w.execute("RELEASE one_write")
+            if self._w.in_transaction:  # else SQLite undid the whole transaction (Writer._apply)
+                self._w.execute("ROLLBACK TO one_write")
+                self._w.execute("RELEASE one_write")
             raise
         self._w.execute("RELEASE one_write")
 

@@ -200,6 +200,13 @@ class Writer:
             except Exception as exc:  # undone alone (its savepoint); reported to its waiter
                 ticket.error = exc
                 failure = failure or exc
+                if not self._db.in_transaction:
+                    # SQLite rolled the whole transaction back (SQLITE_FULL, an I/O error):
+                    # the group's earlier units are undone too, and a later one would be
+                    # committed on its own, out of order. None of the group is made.
+                    for other in group:
+                        other.error = other.error or exc
+                    return exc
         try:
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
