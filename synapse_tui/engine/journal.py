@@ -259,6 +259,22 @@ def _insert(specs: list[NewJob]) -> Unit:
     return unit
 
 
+def _prune(states: tuple[JobState, ...]) -> Unit:
+    """The unit of `Journal.prune`: (deleted, kept)."""
+    marks = ",".join("?" * len(states))
+    values = [s.value for s in states]
+
+    def unit(db: sqlite3.Connection) -> tuple[int, int]:
+        cur = db.execute(f"DELETE FROM jobs WHERE state IN ({marks}) AND extra IS NULL", values)
+        db.execute("DELETE FROM job_errors WHERE job_id NOT IN (SELECT id FROM jobs)")
+        (kept,) = db.execute(
+            f"SELECT COUNT(*) FROM jobs WHERE state IN ({marks})", values
+        ).fetchone()
+        return cur.rowcount, int(kept)
+
+    return unit
+
+
 class _Checkpointer:
     """Copies the WAL back into the database on a thread of its own, when poked.
 
@@ -690,18 +706,13 @@ class Journal:
         """Delete the jobs in `states`; (deleted, kept). Kept: jobs holding collection steps
         (`extra`), which a later run reads so that it never registers a file twice. The
         ledger of uploads is untouched: what was uploaded stays known."""
-        marks = ",".join("?" * len(states))
-        values = [s.value for s in states]
+        counts: tuple[int, int] = self.call(_prune(states))
+        return counts
 
-        def unit(db: sqlite3.Connection) -> tuple[int, int]:
-            cur = db.execute(f"DELETE FROM jobs WHERE state IN ({marks}) AND extra IS NULL", values)
-            db.execute("DELETE FROM job_errors WHERE job_id NOT IN (SELECT id FROM jobs)")
-            (kept,) = db.execute(
-                f"SELECT COUNT(*) FROM jobs WHERE state IN ({marks})", values
-            ).fetchone()
-            return cur.rowcount, int(kept)
-
-        counts: tuple[int, int] = self.call(unit)
+    async def prune_async(self, states: tuple[JobState, ...]) -> tuple[int, int]:
+        """`prune` on the engine's loop: the loop goes on while the writer deletes (and
+        waits for another process's lock)."""
+        counts: tuple[int, int] = await self.call_async(_prune(states))
         return counts
 
     def registered(self, host: str, fingerprint: str, collection: int) -> Id | None:

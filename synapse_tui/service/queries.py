@@ -34,7 +34,7 @@ async def handle(service: EngineService, peer: Peer, command: Command) -> dict[s
         return status_jobs(service, command)
     if isinstance(command, Prune):
         assert service.journal is not None
-        pruned, kept = service.journal.prune(FINISHED)
+        pruned, kept = await service.journal.prune_async(FINISHED)  # the loop goes on
         return {"pruned": pruned, "kept": kept}
     if isinstance(command, ScanStart):
         return start_scan(service, peer, command)
