@@ -745,15 +745,16 @@ class Journal:
 
     # -- ledger -----------------------------------------------------------------------------
 
-    def uploaded(self, host: str, fingerprint: str, size: int) -> LedgerEntry | None:
-        row = (
-            self._read()
-            .execute(
-                "SELECT * FROM ledger WHERE host = ? AND fingerprint = ? AND size = ?",
-                (host, fingerprint, size),
-            )
-            .fetchone()
-        )
+    def uploaded(
+        self, host: str, fingerprint: str, size: int, *, wait: bool = True
+    ) -> LedgerEntry | None:
+        """The ledger's entry for this content; `wait=False`: as committed, without waiting
+        (blocking) for this process's writes in waiting (see `get`)."""
+        db = self._read() if wait else self._db
+        row = db.execute(
+            "SELECT * FROM ledger WHERE host = ? AND fingerprint = ? AND size = ?",
+            (host, fingerprint, size),
+        ).fetchone()
         if row is None:
             return None
         return LedgerEntry(

@@ -156,7 +156,10 @@ async def _findings(service: EngineService, command: ScanStart) -> AsyncIterator
             else:
                 seen[key] = item.display
             if journal is not None and command.host:
-                entry = journal.uploaded(command.host, item.fingerprint, item.identity.size)
+                # As committed: waiting for the engine's writes would block its loop (on
+                # another process's lock, for as long as that holds it).
+                size = item.identity.size
+                entry = journal.uploaded(command.host, item.fingerprint, size, wait=False)
                 if entry:
                     yield {"kind": "uploaded", "path": item.display, "upload_id": entry.upload_id}
 
