@@ -658,8 +658,9 @@ class Journal:
 
         self.write(unit)
 
-    def errors(self, job_id: int) -> list[tuple[float, str]]:
-        rows = self._read().execute(
+    def errors(self, job_id: int, *, wait: bool = True) -> list[tuple[float, str]]:
+        """A job's errors, oldest first; `wait=False`: as committed (see `uploaded`)."""
+        rows = (self._read() if wait else self._db).execute(
             "SELECT at, message FROM job_errors WHERE job_id = ? ORDER BY at", (job_id,)
         )
         return [(r["at"], r["message"]) for r in rows]
