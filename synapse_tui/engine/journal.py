@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from synapse_tui.engine import journal_files
+from synapse_tui.engine.errors import JournalFailed
 from synapse_tui.engine.events import JobState
 from synapse_tui.engine.hashing import Identity
 from synapse_tui.engine.journal_locks import Fcntl, JobLocks, fcntl
@@ -431,34 +432,64 @@ class Journal:
         self._w.execute("RELEASE one_write")
 
     def write(self, unit: Unit, *, durable: bool = True) -> None:
-        """Queue `unit`; `durable=False`: the server need not wait for it (see the module)."""
-        self._writer.submit(unit, durable=durable)
+        """Queue `unit`; `durable=False`: the server need not wait for it (see the module).
+        Once a write failed, later ones are dropped: the failure is raised, as one
+        JournalFailed, where the engine waits for its writes (`durable`, `settled`), which
+        stops it; raised here it came out of every state change, a traceback each."""
+        try:
+            self._writer.submit(unit, durable=durable)
+        except BaseException as exc:
+            if exc is not self._writer.broken:
+                raise
+
+    def _failed(self, exc: BaseException) -> BaseException:
+        """`exc` as the engine stops on it, when it is the writer's failure."""
+        if exc is self._writer.broken and not isinstance(exc, JournalFailed):
+            return JournalFailed(f"cannot write the journal {self.path}: {exc}")
+        return exc
 
     def call(self, unit: Unit) -> Any:
         """Queue `unit` and wait (blocking) for what it returns, once committed."""
-        return self._writer.wait(self._writer.submit(unit))
+        try:
+            return self._writer.wait(self._writer.submit(unit))
+        except Exception as exc:
+            raise self._failed(exc) from exc
 
     async def call_async(self, unit: Unit) -> Any:
         """Queue `unit` and await what it returns, once committed; the loop goes on."""
-        return await self._writer.result(self._writer.submit(unit))
+        try:
+            return await self._writer.result(self._writer.submit(unit))
+        except Exception as exc:
+            raise self._failed(exc) from exc
 
     def caught_up(self) -> bool:
         """Whether every write queued so far is committed."""
         return self._writer.caught_up()
 
     def catch_up(self) -> None:
-        """Block until every write queued so far is committed (what reads do first)."""
-        if not self._writer.caught_up() or self._writer.broken is not None:
-            self._writer.wait()
+        """Block until every write queued so far is committed (what reads do first). After
+        a failed write, reads see what was committed (the failure is raised elsewhere)."""
+        if self._writer.broken is None and not self._writer.caught_up():
+            try:
+                self._writer.wait()
+            except BaseException as exc:
+                if exc is not self._writer.broken:
+                    raise
 
     async def settled(self) -> None:
         """Every write queued so far is committed (the loop goes on meanwhile)."""
-        await self._writer.result()
+        try:
+            await self._writer.result()
+        except Exception as exc:
+            raise self._failed(exc) from exc
 
     async def durable(self) -> None:
         """Every write that must precede the next request is committed: the engine's
         clients await this before each request."""
-        await self._writer.result(durable=True)
+        try:
+            await self._writer.result(durable=True)
+        except Exception as exc:
+            raise self._failed(exc) from exc
 
     def _read(self) -> sqlite3.Connection:
         self.catch_up()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from synapse_tui.engine.errors import JournalFailed
 from synapse_tui.engine.journal import Journal
 from synapse_tui.engine.journal_writer import Unit
 
@@ -64,7 +65,7 @@ def test_a_full_journal_reports_the_full_disk_and_commits_nothing_after(tmp_path
         if holder.poll() is None:
             holder.kill()
         holder.wait(10)
-    with pytest.raises(sqlite3.Error) as caught:
+    with pytest.raises(JournalFailed) as caught:
         asyncio.run(journal.settled())
     assert "full" in str(caught.value)
     journal.close()
