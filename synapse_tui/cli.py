@@ -420,8 +420,10 @@ def run_transfer(settings: Settings, args: argparse.Namespace) -> int:
             stop.cancel()
             await work
         finally:
-            await manager.close()
-            manager.journal.close()
+            try:
+                await manager.close()
+            finally:  # a failed journal write raises from close: its thread joined all the same
+                manager.journal.close()
         reporter.finish()
         return reporter.summary.exit_code
 

@@ -54,6 +54,11 @@ class FatalError(SynapseError):
     """Nothing else can succeed: stop everything."""
 
 
+class JournalFailed(FatalError):
+    """A journal write failed (disk full, I/O error): nothing more may be sent, since what
+    was sent could not be recorded."""
+
+
 class AuthError(FatalError):
     """The server refused the credentials."""
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from synapse_tui.engine import journal_files
+from synapse_tui.engine.errors import JournalFailed
 from synapse_tui.engine.events import JobState
 from synapse_tui.engine.hashing import Identity
 from synapse_tui.engine.journal_locks import Fcntl, JobLocks, fcntl
@@ -295,6 +296,22 @@ def _insert(specs: list[NewJob]) -> Unit:
     return unit
 
 
+def _prune(states: tuple[JobState, ...]) -> Unit:
+    """The unit of `Journal.prune`: (deleted, kept)."""
+    marks = ",".join("?" * len(states))
+    values = [s.value for s in states]
+
+    def unit(db: sqlite3.Connection) -> tuple[int, int]:
+        cur = db.execute(f"DELETE FROM jobs WHERE state IN ({marks}) AND extra IS NULL", values)
+        db.execute("DELETE FROM job_errors WHERE job_id NOT IN (SELECT id FROM jobs)")
+        (kept,) = db.execute(
+            f"SELECT COUNT(*) FROM jobs WHERE state IN ({marks})", values
+        ).fetchone()
+        return cur.rowcount, int(kept)
+
+    return unit
+
+
 class _Checkpointer:
     """Copies the WAL back into the database on a thread of its own, when poked.
 
@@ -444,40 +461,71 @@ class Journal:
         try:
             yield self._w
         except BaseException:
-            self._w.execute("ROLLBACK TO one_write")
-            self._w.execute("RELEASE one_write")
+            if self._w.in_transaction:  # else SQLite undid the whole transaction (Writer._apply)
+                self._w.execute("ROLLBACK TO one_write")
+                self._w.execute("RELEASE one_write")
             raise
         self._w.execute("RELEASE one_write")
 
     def write(self, unit: Unit, *, durable: bool = True) -> None:
-        """Queue `unit`; `durable=False`: the server need not wait for it (see the module)."""
-        self._writer.submit(unit, durable=durable)
+        """Queue `unit`; `durable=False`: the server need not wait for it (see the module).
+        Once a write failed, later ones are dropped: the failure is raised, as one
+        JournalFailed, where the engine waits for its writes (`durable`, `settled`), which
+        stops it; raised here it came out of every state change, a traceback each."""
+        try:
+            self._writer.submit(unit, durable=durable)
+        except BaseException as exc:
+            if exc is not self._writer.broken:
+                raise
+
+    def _failed(self, exc: BaseException) -> BaseException:
+        """`exc` as the engine stops on it, when it is the writer's failure."""
+        if exc is self._writer.broken and not isinstance(exc, JournalFailed):
+            return JournalFailed(f"cannot write the journal {self.path}: {exc}")
+        return exc
 
     def call(self, unit: Unit) -> Any:
         """Queue `unit` and wait (blocking) for what it returns, once committed."""
-        return self._writer.wait(self._writer.submit(unit))
+        try:
+            return self._writer.wait(self._writer.submit(unit))
+        except Exception as exc:
+            raise self._failed(exc) from exc
 
     async def call_async(self, unit: Unit) -> Any:
         """Queue `unit` and await what it returns, once committed; the loop goes on."""
-        return await self._writer.result(self._writer.submit(unit))
+        try:
+            return await self._writer.result(self._writer.submit(unit))
+        except Exception as exc:
+            raise self._failed(exc) from exc
 
     def caught_up(self) -> bool:
         """Whether every write queued so far is committed."""
         return self._writer.caught_up()
 
     def catch_up(self) -> None:
-        """Block until every write queued so far is committed (what reads do first)."""
-        if not self._writer.caught_up() or self._writer.broken is not None:
-            self._writer.wait()
+        """Block until every write queued so far is committed (what reads do first). After
+        a failed write, reads see what was committed (the failure is raised elsewhere)."""
+        if self._writer.broken is None and not self._writer.caught_up():
+            try:
+                self._writer.wait()
+            except BaseException as exc:
+                if exc is not self._writer.broken:
+                    raise
 
     async def settled(self) -> None:
         """Every write queued so far is committed (the loop goes on meanwhile)."""
-        await self._writer.result()
+        try:
+            await self._writer.result()
+        except Exception as exc:
+            raise self._failed(exc) from exc
 
     async def durable(self) -> None:
         """Every write that must precede the next request is committed: the engine's
         clients await this before each request."""
-        await self._writer.result(durable=True)
+        try:
+            await self._writer.result(durable=True)
+        except Exception as exc:
+            raise self._failed(exc) from exc
 
     def _read(self) -> sqlite3.Connection:
         self.catch_up()
@@ -694,8 +742,9 @@ class Journal:
 
         self.write(unit)
 
-    def errors(self, job_id: int) -> list[tuple[float, str]]:
-        rows = self._read().execute(
+    def errors(self, job_id: int, *, wait: bool = True) -> list[tuple[float, str]]:
+        """A job's errors, oldest first; `wait=False`: as committed (see `uploaded`)."""
+        rows = (self._read() if wait else self._db).execute(
             "SELECT at, message FROM job_errors WHERE job_id = ? ORDER BY at", (job_id,)
         )
         return [(r["at"], r["message"]) for r in rows]
@@ -742,18 +791,13 @@ class Journal:
         """Delete the jobs in `states`; (deleted, kept). Kept: jobs holding collection steps
         (`extra`), which a later run reads so that it never registers a file twice. The
         ledger of uploads is untouched: what was uploaded stays known."""
-        marks = ",".join("?" * len(states))
-        values = [s.value for s in states]
+        counts: tuple[int, int] = self.call(_prune(states))
+        return counts
 
-        def unit(db: sqlite3.Connection) -> tuple[int, int]:
-            cur = db.execute(f"DELETE FROM jobs WHERE state IN ({marks}) AND extra IS NULL", values)
-            db.execute("DELETE FROM job_errors WHERE job_id NOT IN (SELECT id FROM jobs)")
-            (kept,) = db.execute(
-                f"SELECT COUNT(*) FROM jobs WHERE state IN ({marks})", values
-            ).fetchone()
-            return cur.rowcount, int(kept)
-
-        counts: tuple[int, int] = self.call(unit)
+    async def prune_async(self, states: tuple[JobState, ...]) -> tuple[int, int]:
+        """`prune` on the engine's loop: the loop goes on while the writer deletes (and
+        waits for another process's lock)."""
+        counts: tuple[int, int] = await self.call_async(_prune(states))
         return counts
 
     def registered(self, host: str, fingerprint: str, collection: int) -> Id | None:
@@ -786,15 +830,16 @@ class Journal:
 
     # -- ledger -----------------------------------------------------------------------------
 
-    def uploaded(self, host: str, fingerprint: str, size: int) -> LedgerEntry | None:
-        row = (
-            self._read()
-            .execute(
-                "SELECT * FROM ledger WHERE host = ? AND fingerprint = ? AND size = ?",
-                (host, fingerprint, size),
-            )
-            .fetchone()
-        )
+    def uploaded(
+        self, host: str, fingerprint: str, size: int, *, wait: bool = True
+    ) -> LedgerEntry | None:
+        """The ledger's entry for this content; `wait=False`: as committed, without waiting
+        (blocking) for this process's writes in waiting (see `get`)."""
+        db = self._read() if wait else self._db
+        row = db.execute(
+            "SELECT * FROM ledger WHERE host = ? AND fingerprint = ? AND size = ?",
+            (host, fingerprint, size),
+        ).fetchone()
         if row is None:
             return None
         return LedgerEntry(

@@ -11,12 +11,16 @@ write. The queue is bounded: past BOUND units, `submit` waits for room.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import sqlite3
 import threading
 from collections import deque
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 Unit = Callable[[sqlite3.Connection], Any]
 
@@ -159,7 +163,11 @@ class Writer:
             with self._cv:
                 self._cv.notify_all()
             for _, loop, future in ready:
-                loop.call_soon_threadsafe(_wake, future)
+                # A waiter's loop may be closed (its coroutine was cancelled, asyncio.run
+                # ended): nobody waits there any more, and the writes queued after it
+                # must still be committed.
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(_wake, future)
             if failure is None:
                 self._on_commit()
 
@@ -168,7 +176,10 @@ class Writer:
             done = [a for a in self._actions if a[0] <= seq]
             self._actions = [a for a in self._actions if a[0] > seq]
         for _, action in done:
-            action()
+            try:
+                action()
+            except Exception:  # a lock release that failed must not stop every later write
+                log.exception("journal: an action after a commit failed")
 
     def _apply(self, group: list[Ticket]) -> BaseException | None:
         """One transaction for `group`; the first error (a unit's, or the commit's)."""
@@ -189,6 +200,13 @@ class Writer:
             except Exception as exc:  # undone alone (its savepoint); reported to its waiter
                 ticket.error = exc
                 failure = failure or exc
+                if not self._db.in_transaction:
+                    # SQLite rolled the whole transaction back (SQLITE_FULL, an I/O error):
+                    # the group's earlier units are undone too, and a later one would be
+                    # committed on its own, out of order. None of the group is made.
+                    for other in group:
+                        other.error = other.error or exc
+                    return exc
         try:
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:

@@ -54,9 +54,12 @@ class Runner:
             # The rows read next as this process wrote them, awaited (the loop goes on): a
             # page of the queue needs every write (a job finished here must not read as
             # queued); a job's own row (ownership.claim) needs what `durable` waits for.
-            if m.queue.refill_due() and not m.journal.caught_up():
-                await m.journal.settled()
-            await m.journal.durable()
+            try:
+                if m.queue.refill_due() and not m.journal.caught_up():
+                    await m.journal.settled()
+                await m.journal.durable()
+            except FatalError as exc:  # a journal write failed: stop, one line
+                self.fatal(exc)
             if not m.draining and m.stopped is None:
                 while m.gate.free() and (job := m.queue.pop_runnable()) is not None:
                     weight = 1 if fits_whole(job) else m.options.small_boost

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 from synapse_tui.engine.collections import CollectionPlan, Registrar
 from synapse_tui.engine.controls import Controls
+from synapse_tui.engine.errors import FatalError
 from synapse_tui.engine.events import (
     Event,
     JobDone,
@@ -141,7 +142,11 @@ class UploadManager:
         self.views.emit_totals()
         with contextlib.suppress(Exception):
             await self.client.aclose()
-        await self.journal.settled()  # closed: every write of this manager is committed
+        try:
+            await self.journal.settled()  # closed: every write of this manager is committed
+        except FatalError:
+            if self.stopped is None:  # else told already (FatalStop)
+                raise
 
     # -- events -----------------------------------------------------------------------------
 

@@ -442,7 +442,8 @@ def _job(service: EngineService, job_id: int) -> dict[str, Any]:
             "attempts": job.attempts,
             "resumed_from": job.resumed_from,
             "last_error": job.last_error,
-            "errors": m.journal.errors(job_id),
+            # As committed: waiting for the writer would block the loop (another process's lock)
+            "errors": m.journal.errors(job_id, wait=False),
             "collection": job.steps.collection,
             "spec": job.steps.spec,
             "data_file_id": job.steps.data_file_id,

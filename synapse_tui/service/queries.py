@@ -34,7 +34,7 @@ async def handle(service: EngineService, peer: Peer, command: Command) -> dict[s
         return status_jobs(service, command)
     if isinstance(command, Prune):
         assert service.journal is not None
-        pruned, kept = service.journal.prune(FINISHED)
+        pruned, kept = await service.journal.prune_async(FINISHED)  # the loop goes on
         return {"pruned": pruned, "kept": kept}
     if isinstance(command, ScanStart):
         return start_scan(service, peer, command)
@@ -156,7 +156,10 @@ async def _findings(service: EngineService, command: ScanStart) -> AsyncIterator
             else:
                 seen[key] = item.display
             if journal is not None and command.host:
-                entry = journal.uploaded(command.host, item.fingerprint, item.identity.size)
+                # As committed: waiting for the engine's writes would block its loop (on
+                # another process's lock, for as long as that holds it).
+                size = item.identity.size
+                entry = journal.uploaded(command.host, item.fingerprint, size, wait=False)
                 if entry:
                     yield {"kind": "uploaded", "path": item.display, "upload_id": entry.upload_id}
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from synapse_tui.engine.errors import JournalFailed
 from synapse_tui.engine.hashing import Identity
 from synapse_tui.engine.journal import Journal
 from synapse_tui.engine.limits import Backoff, Bandwidth, Gate
@@ -151,11 +152,17 @@ def test_journal_writes_are_atomic_units_and_a_failed_one_stops_the_journal(
         db.execute("INSERT INTO jobs (id) VALUES (?)", (a.id,))  # fails: undone whole
 
     journal.write(half)
-    with pytest.raises(sqlite3.IntegrityError):  # said by the next wait (or write)
-        journal.catch_up()
-    with pytest.raises(sqlite3.IntegrityError):
-        journal.update(a.id, offset=5)
+    # Said, as one JournalFailed, where the engine waits for its writes (which stops it);
+    # reads see what was committed, and later writes are dropped.
+    with pytest.raises(JournalFailed) as failed:
+        asyncio.run(journal.settled())
+    assert isinstance(failed.value.__cause__, sqlite3.IntegrityError)
+    journal.catch_up()
+    journal.update(a.id, offset=5)
+    with pytest.raises(JournalFailed):
+        asyncio.run(journal.durable())
     assert other.get(a.id).offset == 3  # the write before it was committed, none of it
+    assert journal.get(a.id).offset == 3  # nor any after it
 
 
 async def test_a_request_waits_for_the_writes_before_it_but_not_for_a_finished_note(

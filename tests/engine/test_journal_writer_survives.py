@@ -1,0 +1,68 @@
+"""The journal's writer thread outlives a waiter whose event loop is gone.
+
+A coroutine that awaited a write and was cancelled (a timeout, Ctrl-C) leaves its waiter
+behind; if its loop is closed before the write commits, waking it raises. The writer's
+thread must go on committing what is queued after, and `close` must commit it all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+from synapse_tui.engine.journal import Journal
+from synapse_tui.engine.journal_writer import Unit
+
+# Holds the write lock (BEGIN IMMEDIATE) until a line arrives on stdin.
+HOLDER = """
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], timeout=30, isolation_level=None)
+db.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+sys.stdin.readline()
+db.execute("COMMIT")
+print("released", flush=True)
+"""
+
+
+def _insert(note: str) -> Unit:
+    return lambda db: db.execute("INSERT INTO job_errors VALUES (0, 0, ?)", (note,))
+
+
+def test_writes_after_a_closed_loops_waiter_are_committed(tmp_path: Path) -> None:
+    journal = Journal(tmp_path)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(journal.path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdin is not None
+        assert holder.stdout.readline().strip() == "locked"
+
+        async def wait_briefly() -> None:
+            journal.write(_insert("first"))
+            with contextlib.suppress(TimeoutError):  # the writer waits for the lock
+                await asyncio.wait_for(journal.settled(), 0.2)
+
+        asyncio.run(wait_briefly())  # its loop is closed now, its waiter still queued
+        journal.write(_insert("second"))
+        holder.stdin.write("go\n")
+        holder.stdin.flush()
+        assert holder.stdout.readline().strip() == "released"
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+        holder.wait(10)
+    journal.close()
+    db = sqlite3.connect(f"file:{journal.path}?mode=ro", uri=True)
+    try:
+        notes = sorted(r[0] for r in db.execute("SELECT message FROM job_errors"))
+    finally:
+        db.close()
+    assert notes == ["first", "second"]

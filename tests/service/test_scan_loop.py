@@ -1,0 +1,74 @@
+"""`scan` through the engine does not stop the engine's loop on a journal write in waiting.
+
+The engine's scan asked the ledger, file by file, on the journal's reading connection,
+which first waited (blocking) for every write queued before: the engine's own writes,
+behind another process's write lock (busy_timeout, 30 s, then again). Meanwhile the loop,
+and every upload and client of the engine, stood still. A scan's report reads the ledger
+as committed (a file finished a few ms ago may show as not yet uploaded).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
+
+from synapse_tui.engine.journal import Journal
+from synapse_tui.service import queries
+from synapse_tui.service.wire import ScanStart
+
+HOLD = 2.0  # seconds the other process keeps the write lock
+
+# Holds the write lock (BEGIN IMMEDIATE) for HOLD seconds, then commits.
+HOLDER = """
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], timeout=30, isolation_level=None)
+db.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+db.execute("COMMIT")
+"""
+
+
+async def test_a_scan_reads_the_ledger_without_waiting_for_the_writer(tmp_path: Path) -> None:
+    folder = tmp_path / "src"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"f{i}.bin").write_bytes(b"%d" % i * 100)
+    journal = Journal(tmp_path / "state")
+    try:
+        holder = subprocess.Popen(
+            [sys.executable, "-c", HOLDER, str(journal.path), str(HOLD)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert holder.stdout is not None
+            assert holder.stdout.readline().strip() == "locked"
+            # A write of the engine's waits for the lock on the writer's thread.
+            journal.write(lambda db: db.execute("INSERT INTO job_errors VALUES (0, 0, 'x')"))
+            service = cast(Any, SimpleNamespace(journal=journal))
+            command = ScanStart(paths=[str(folder)], host="http://127.0.0.1:1")
+
+            async def findings() -> list[dict[str, Any]]:
+                return [f async for f in queries._findings(service, command)]
+
+            found = asyncio.create_task(findings())
+            ticks = 0
+            started = time.monotonic()
+            while time.monotonic() - started < HOLD / 2:
+                await asyncio.sleep(0.01)
+                ticks += 1
+            assert ticks >= 10  # the loop went on while the other process held the lock
+            assert found.done()  # and the scan did not wait for the lock either
+            assert sum(f["kind"] == "file" for f in found.result()) == 3
+        finally:
+            if holder.poll() is None:
+                holder.kill()
+            holder.wait(30)
+    finally:
+        journal.close()
