@@ -38,8 +38,9 @@ db.execute("COMMIT")
 async def test_a_prune_waits_for_the_lock_off_the_loop(tmp_path: Path) -> None:
     journal = Journal(tmp_path)
     try:
-        rec = (await journal.add_jobs([NewJob(b"/a", Identity(1, 1, 1, 1), "f", "h", 1)]))[0]
-        journal.update(rec.id, state="done")
+        [added] = await journal.add_jobs([NewJob(b"/a", Identity(1, 1, 1, 1), "f", "h", 1)])
+        assert added.record is not None
+        journal.update(added.record.id, state="done")
         await journal.settled()
         holder = subprocess.Popen(
             [sys.executable, "-c", HOLDER, str(journal.path), str(HOLD)],
