@@ -16,6 +16,7 @@ from tests.service.test_headless_engine import events, write
 from tests.ui.conftest import wait_for
 
 KIB = 1024
+MIB = 1024 * KIB
 
 
 def _app(env: Env, folder: Path) -> SynapseApp:
@@ -111,15 +112,17 @@ async def test_a_dashboard_for_another_host_says_the_engine_keeps_its_own(
     """One engine per state folder keeps the backend it was started for: a dashboard given
     another --host attaches to it all the same, and says so instead of failing silently."""
     folder = tmp_path / "data"
-    write(folder / "a.bin", 4 * KIB)
-    run = engine_env.run("upload", str(folder / "a.bin"), "--detach")
+    # Slow enough that the engine `upload --detach` started is still uploading when the
+    # dashboard comes: one that only headless commands used leaves with its last job.
+    write(folder / "a.bin", 4 * MIB)
+    run = engine_env.run("upload", str(folder / "a.bin"), "--detach", "--bwlimit", "256K")
     assert run.returncode == 0, run.stderr
     app = _app(engine_env, folder)
     app.settings.host = "http://127.0.0.1:9/other"
+    said = f"uploads to {engine_env.server.url}, not http://127.0.0.1:9/other"
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(pilot, lambda: isinstance(app.bridge, ServiceBridge))
-        log = "\n".join(app.dashboard.log_widget.lines_written)
-        assert f"uploads to {engine_env.server.url}, not http://127.0.0.1:9/other" in log
+        await wait_for(pilot, lambda: said in "\n".join(app.dashboard.log_widget.lines_written))
         await pilot.press("q")
         await wait_for(pilot, lambda: isinstance(app.screen, QuitScreen) or not app.is_running)
         if app.is_running:
