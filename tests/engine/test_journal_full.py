@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,16 +17,7 @@ import pytest
 from synapse_tui.engine.errors import JournalFailed
 from synapse_tui.engine.journal import Journal
 from synapse_tui.engine.journal_writer import Unit
-
-HOLDER = """
-import sqlite3, sys
-db = sqlite3.connect(sys.argv[1], timeout=30, isolation_level=None)
-db.execute("BEGIN IMMEDIATE")
-print("locked", flush=True)
-sys.stdin.readline()
-db.execute("COMMIT")
-print("released", flush=True)
-"""
+from tests.harness.lock_holder import LockHolder
 
 
 def _note(message: str) -> Unit:
@@ -44,27 +33,13 @@ def _cap(db: sqlite3.Connection) -> None:
 def test_a_full_journal_reports_the_full_disk_and_commits_nothing_after(tmp_path: Path) -> None:
     journal = Journal(tmp_path)
     journal.call(_cap)
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(journal.path)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdin is not None
-        assert holder.stdout.readline().strip() == "locked"
+    with LockHolder(str(journal.path)) as holder:
         journal.write(_note("first"))  # taken alone by the writer, which waits for the lock
         # Queued meanwhile: one group, one transaction, once the lock is free.
         journal.write(_note("before"))
         journal.write(_note("x" * 400_000))  # needs pages the journal may not have
         journal.write(_note("after"))
-        holder.stdin.write("go\n")
-        holder.stdin.flush()
-        assert holder.stdout.readline().strip() == "released"
-    finally:
-        if holder.poll() is None:
-            holder.kill()
-        holder.wait(10)
+        holder.release()
     with pytest.raises(JournalFailed) as caught:
         asyncio.run(journal.settled())
     assert "full" in str(caught.value)

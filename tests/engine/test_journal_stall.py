@@ -9,37 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import subprocess
-import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from synapse_tui.engine.events import Event, JobState
 from synapse_tui.engine.journal import Journal
 from tests.faults.helpers import make_file, make_manager
 from tests.harness.embedded import EmbeddedServer
+from tests.harness.lock_holder import LockHolder, until
 
 KIB = 1024
 MIB = 1024 * KIB
-
-# Holds the write lock (BEGIN IMMEDIATE) until a line arrives on stdin, then commits.
-HOLDER = """
-import sqlite3, sys
-db = sqlite3.connect(sys.argv[1], timeout=30, isolation_level=None)
-db.execute("BEGIN IMMEDIATE")
-print("locked", flush=True)
-sys.stdin.readline()
-db.execute("COMMIT")
-print("released", flush=True)
-"""
-
-
-async def _until(check: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.01)
 
 
 async def test_a_write_lock_held_by_another_process_stalls_no_upload(
@@ -59,34 +38,19 @@ async def test_a_write_lock_held_by_another_process_stalls_no_upload(
         stall_timeout=60.0,
         response_timeout=60.0,
     )
-    holder: subprocess.Popen[str] | None = None
     async with m:
         await m.add_paths([str(big)])
-        await _until(lambda: any(j.sent > 256 * KIB for j in m.jobs.values()), 30, "bytes")
+        await until(lambda: any(j.sent > 256 * KIB for j in m.jobs.values()), 30, "bytes")
         [job] = m.jobs.values()
-        holder = subprocess.Popen(
-            [sys.executable, "-c", HOLDER, str(state / Journal.FILENAME)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            assert holder.stdout is not None and holder.stdin is not None
-            assert holder.stdout.readline().strip() == "locked"
+        with LockHolder(str(state / Journal.FILENAME)) as holder:
             # A new file needs a row (a write) now; the old journal waited for the lock
             # on the loop, and every upload with it.
             adding = asyncio.create_task(m.add_paths([str(small)]))
             before = job.sent
-            await _until(lambda: job.sent >= before + MIB, 20, "the upload in flight to go on")
-            assert holder.poll() is None  # the lock was held all along
+            await until(lambda: job.sent >= before + MIB, 20, "the upload in flight to go on")
+            assert holder.held()  # the lock was held all along
             assert not adding.done()  # its row waits for the lock, on the writer's thread
-            holder.stdin.write("go\n")
-            holder.stdin.flush()
-            assert holder.stdout.readline().strip() == "released"
-        finally:
-            if holder.poll() is None:
-                holder.kill()
-            holder.wait(10)
+            holder.release()
         await asyncio.wait_for(adding, 30)
         await asyncio.wait_for(m.wait_idle(), 60)
         assert {j.state for j in m.jobs.values()} <= {JobState.DONE}

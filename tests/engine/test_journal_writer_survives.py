@@ -10,23 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 from synapse_tui.engine.journal import Journal
 from synapse_tui.engine.journal_writer import Unit
-
-# Holds the write lock (BEGIN IMMEDIATE) until a line arrives on stdin.
-HOLDER = """
-import sqlite3, sys
-db = sqlite3.connect(sys.argv[1], timeout=30, isolation_level=None)
-db.execute("BEGIN IMMEDIATE")
-print("locked", flush=True)
-sys.stdin.readline()
-db.execute("COMMIT")
-print("released", flush=True)
-"""
+from tests.harness.lock_holder import LockHolder
 
 
 def _insert(note: str) -> Unit:
@@ -35,15 +23,7 @@ def _insert(note: str) -> Unit:
 
 def test_writes_after_a_closed_loops_waiter_are_committed(tmp_path: Path) -> None:
     journal = Journal(tmp_path)
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(journal.path)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdin is not None
-        assert holder.stdout.readline().strip() == "locked"
+    with LockHolder(str(journal.path)) as holder:
 
         async def wait_briefly() -> None:
             journal.write(_insert("first"))
@@ -52,13 +32,7 @@ def test_writes_after_a_closed_loops_waiter_are_committed(tmp_path: Path) -> Non
 
         asyncio.run(wait_briefly())  # its loop is closed now, its waiter still queued
         journal.write(_insert("second"))
-        holder.stdin.write("go\n")
-        holder.stdin.flush()
-        assert holder.stdout.readline().strip() == "released"
-    finally:
-        if holder.poll() is None:
-            holder.kill()
-        holder.wait(10)
+        holder.release()
     journal.close()
     db = sqlite3.connect(f"file:{journal.path}?mode=ro", uri=True)
     try:

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 from synapse_tui.engine.events import Event
 from synapse_tui.engine.journal import Journal
-from tests.engine.test_journal_stall import HOLDER
 from tests.faults.helpers import make_file, make_manager
 from tests.harness.embedded import EmbeddedServer
+from tests.harness.lock_holder import LockHolder
 
 
 async def test_two_scans_of_one_file_racing_make_one_job(
@@ -29,15 +27,7 @@ async def test_two_scans_of_one_file_racing_make_one_job(
     async with a, b:
         a.drain()  # nothing uploads: the rows are what is compared
         b.drain()
-        holder = subprocess.Popen(
-            [sys.executable, "-c", HOLDER, str(state / Journal.FILENAME)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            assert holder.stdout is not None and holder.stdin is not None
-            assert holder.stdout.readline().strip() == "locked"
+        with LockHolder(str(state / Journal.FILENAME)) as holder:
             # Both look the file up while neither's new row can be written yet.
             first = asyncio.create_task(a.add_paths([str(f)]))
             second = asyncio.create_task(b.add_paths([str(f)]))
@@ -45,13 +35,7 @@ async def test_two_scans_of_one_file_racing_make_one_job(
             while a.journal.caught_up() or b.journal.caught_up():
                 assert asyncio.get_running_loop().time() < deadline, "both inserts waiting"
                 await asyncio.sleep(0.01)
-            holder.stdin.write("go\n")
-            holder.stdin.flush()
-            assert holder.stdout.readline().strip() == "released"
-        finally:
-            if holder.poll() is None:
-                holder.kill()
-            holder.wait(10)
+            holder.release()
         await asyncio.wait_for(asyncio.gather(first, second), 30)
     db = sqlite3.connect(f"file:{state / Journal.FILENAME}?mode=ro", uri=True)
     try:

@@ -7,8 +7,6 @@ write lock (busy_timeout, 30 s, then again), the loop stood still until the lock
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,18 +16,9 @@ from synapse_tui.engine.events import Event
 from synapse_tui.service import commands
 from tests.faults.helpers import make_file, make_manager
 from tests.harness.embedded import EmbeddedServer
+from tests.harness.lock_holder import LockHolder
 
 HOLD = 2.0  # seconds the other process keeps the write lock
-
-# Holds the write lock (BEGIN IMMEDIATE) for HOLD seconds, then commits.
-HOLDER = """
-import sqlite3, sys, time
-db = sqlite3.connect(sys.argv[1], timeout=30, isolation_level=None)
-db.execute("BEGIN IMMEDIATE")
-print("locked", flush=True)
-time.sleep(float(sys.argv[2]))
-db.execute("COMMIT")
-"""
 
 
 async def test_job_details_do_not_wait_for_another_process_lock(
@@ -44,14 +33,7 @@ async def test_job_details_do_not_wait_for_another_process_lock(
         [job] = m.jobs.values()
         m.journal.add_error(job.id, "an earlier error")
         await m.journal.settled()
-        holder = subprocess.Popen(
-            [sys.executable, "-c", HOLDER, str(m.journal.path), str(HOLD)],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            assert holder.stdout is not None
-            assert holder.stdout.readline().strip() == "locked"
+        with LockHolder(str(m.journal.path), HOLD):
             m.set_priority(job.id, 5)  # a write: it waits for the lock on the writer's thread
             started = time.monotonic()
             answer = commands._job(cast(Any, SimpleNamespace(manager=m)), job.id)
@@ -59,8 +41,4 @@ async def test_job_details_do_not_wait_for_another_process_lock(
             assert took < HOLD / 2, took
             assert answer["job"]["job_id"] == job.id
             assert [e[1] for e in answer["job"]["errors"]] == ["an earlier error"]
-        finally:
-            if holder.poll() is None:
-                holder.kill()
-            holder.wait(30)
     m.journal.close()

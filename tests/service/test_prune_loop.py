@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,18 +19,9 @@ from synapse_tui.engine.hashing import Identity
 from synapse_tui.engine.journal import Journal, NewJob
 from synapse_tui.service import queries
 from synapse_tui.service.wire import Prune
+from tests.harness.lock_holder import LockHolder
 
 HOLD = 2.0  # seconds the other process keeps the write lock
-
-# Holds the write lock (BEGIN IMMEDIATE) for HOLD seconds, then commits.
-HOLDER = """
-import sqlite3, sys, time
-db = sqlite3.connect(sys.argv[1], timeout=30, isolation_level=None)
-db.execute("BEGIN IMMEDIATE")
-print("locked", flush=True)
-time.sleep(float(sys.argv[2]))
-db.execute("COMMIT")
-"""
 
 
 async def test_a_prune_waits_for_the_lock_off_the_loop(tmp_path: Path) -> None:
@@ -42,14 +31,7 @@ async def test_a_prune_waits_for_the_lock_off_the_loop(tmp_path: Path) -> None:
         assert added.record is not None
         journal.update(added.record.id, state="done")
         await journal.settled()
-        holder = subprocess.Popen(
-            [sys.executable, "-c", HOLDER, str(journal.path), str(HOLD)],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            assert holder.stdout is not None
-            assert holder.stdout.readline().strip() == "locked"
+        with LockHolder(str(journal.path), HOLD):
             service = cast(Any, SimpleNamespace(journal=journal))
             answer = asyncio.create_task(queries.handle(service, cast(Any, None), Prune()))
             ticks = 0
@@ -60,10 +42,6 @@ async def test_a_prune_waits_for_the_lock_off_the_loop(tmp_path: Path) -> None:
             # The loop went on while the other process held the lock.
             assert ticks >= 10 and not answer.done()
             assert await asyncio.wait_for(answer, 60) == {"pruned": 1, "kept": 0}
-        finally:
-            if holder.poll() is None:
-                holder.kill()
-            holder.wait(30)
     finally:
         journal.close()
     db = sqlite3.connect(f"file:{journal.path}?mode=ro", uri=True)

@@ -5,10 +5,6 @@ reads wait for nothing (issue 19: the journal off the loop, also for the views).
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, cast
@@ -19,9 +15,9 @@ from synapse_tui.service import commands
 from synapse_tui.service.routing import Router
 from synapse_tui.service.store import EngineStore
 from synapse_tui.service.wire import JobInfo, ListJobs
-from tests.engine.test_journal_stall import HOLDER
 from tests.faults.helpers import make_file, make_manager
 from tests.harness.embedded import EmbeddedServer
+from tests.harness.lock_holder import LockHolder, until
 
 if TYPE_CHECKING:
     from synapse_tui.service.daemon import EngineService
@@ -29,13 +25,6 @@ if TYPE_CHECKING:
 
 KIB = 1024
 MIB = 1024 * KIB
-
-
-async def _until(check: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.01)
 
 
 async def test_a_window_asked_while_the_journal_is_locked_elsewhere_stalls_no_upload(
@@ -64,35 +53,21 @@ async def test_a_window_asked_while_the_journal_is_locked_elsewhere_stalls_no_up
     peer = cast("Peer", None)
     async with m:
         await m.add_paths([str(big)])
-        await _until(lambda: any(j.sent > 256 * KIB for j in m.jobs.values()), 30, "bytes")
+        await until(lambda: any(j.sent > 256 * KIB for j in m.jobs.values()), 30, "bytes")
         [job] = m.jobs.values()
-        holder = subprocess.Popen(
-            [sys.executable, "-c", HOLDER, str(state / Journal.FILENAME)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            assert holder.stdout is not None and holder.stdin is not None
-            assert holder.stdout.readline().strip() == "locked"
+        with LockHolder(str(state / Journal.FILENAME)) as holder:
             adding = asyncio.create_task(m.add_paths([str(small)]))  # a write that waits
-            await _until(lambda: not m.journal.caught_up(), 10, "a write to wait")
+            await until(lambda: not m.journal.caught_up(), 10, "a write to wait")
             window = asyncio.create_task(
                 commands.handle(service, peer, ListJobs(limit=10, scope="engine"))
             )
             details = asyncio.create_task(commands.handle(service, peer, JobInfo(job=job.id)))
             before = job.sent
             # Reading on the loop would block it here until SQLite gave up (30 s).
-            await _until(lambda: job.sent >= before + MIB, 20, "the upload in flight to go on")
-            assert holder.poll() is None  # the lock was held all along
+            await until(lambda: job.sent >= before + MIB, 20, "the upload in flight to go on")
+            assert holder.held()  # the lock was held all along
             assert not window.done() and not details.done()  # they wait, off the loop
-            holder.stdin.write("go\n")
-            holder.stdin.flush()
-            assert holder.stdout.readline().strip() == "released"
-        finally:
-            if holder.poll() is None:
-                holder.kill()
-            holder.wait(10)
+            holder.release()
         listed = await asyncio.wait_for(window, 30)
         info = await asyncio.wait_for(details, 30)
         await asyncio.wait_for(adding, 30)

@@ -10,8 +10,6 @@ as committed (a file finished a few ms ago may show as not yet uploaded).
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,18 +18,9 @@ from typing import Any, cast
 from synapse_tui.engine.journal import Journal
 from synapse_tui.service import queries
 from synapse_tui.service.wire import ScanStart
+from tests.harness.lock_holder import LockHolder
 
 HOLD = 2.0  # seconds the other process keeps the write lock
-
-# Holds the write lock (BEGIN IMMEDIATE) for HOLD seconds, then commits.
-HOLDER = """
-import sqlite3, sys, time
-db = sqlite3.connect(sys.argv[1], timeout=30, isolation_level=None)
-db.execute("BEGIN IMMEDIATE")
-print("locked", flush=True)
-time.sleep(float(sys.argv[2]))
-db.execute("COMMIT")
-"""
 
 
 async def test_a_scan_reads_the_ledger_without_waiting_for_the_writer(tmp_path: Path) -> None:
@@ -41,14 +30,7 @@ async def test_a_scan_reads_the_ledger_without_waiting_for_the_writer(tmp_path: 
         (folder / f"f{i}.bin").write_bytes(b"%d" % i * 100)
     journal = Journal(tmp_path / "state")
     try:
-        holder = subprocess.Popen(
-            [sys.executable, "-c", HOLDER, str(journal.path), str(HOLD)],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            assert holder.stdout is not None
-            assert holder.stdout.readline().strip() == "locked"
+        with LockHolder(str(journal.path), HOLD):
             # A write of the engine's waits for the lock on the writer's thread.
             journal.write(lambda db: db.execute("INSERT INTO job_errors VALUES (0, 0, 'x')"))
             service = cast(Any, SimpleNamespace(journal=journal))
@@ -66,9 +48,5 @@ async def test_a_scan_reads_the_ledger_without_waiting_for_the_writer(tmp_path: 
             assert ticks >= 10  # the loop went on while the other process held the lock
             assert found.done()  # and the scan did not wait for the lock either
             assert sum(f["kind"] == "file" for f in found.result()) == 3
-        finally:
-            if holder.poll() is None:
-                holder.kill()
-            holder.wait(30)
     finally:
         journal.close()
