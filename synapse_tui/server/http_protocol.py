@@ -15,6 +15,13 @@ size adapts: SMALL_READ after a short read, READ_SIZE once a read fills it.
 
 Measured on a 1 GiB upload over loopback: see docs/internals.md, "The embedded backend".
 
+An answer leaves in one write: uvicorn writes the status line and headers as soon as the
+app sends `http.response.start`, then the body as another write. With Nagle off that is
+two segments, two `sendto` calls and (over loopback) two passes through the client's
+receive path and wake-ups, for a JSON answer of a few hundred bytes. `_OneWriteCycle`
+holds the head until the first body piece (or the end of the answer) and sends them
+together.
+
 The request head is capped here too (llhttp has no limit of its own, and uvicorn keeps
 every header it is given): more than MAX_HEAD_BYTES of request line and headers, or more
 than MAX_HEADERS fields, is answered 431 and the connection closed. Bytes are counted as
@@ -27,7 +34,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from synapse_tui.server.limits import (
     MAX_HEAD_BYTES,
@@ -69,6 +76,60 @@ class BodyPieces:
         if len(self.parts) == 1:
             return self.parts[0]
         return b"".join(self.parts)
+
+
+class _HeadHeldTransport:
+    """The cycle's side of the transport: while `hold` is set, writes are kept; the next
+    write (or `flush`, or `close`) sends them ahead of its own bytes in one piece."""
+
+    __slots__ = ("_transport", "held", "hold")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self.hold = False
+        self.held: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        if self.held is not None:
+            data, self.held = self.held + data, None
+        if self.hold:
+            self.held = data
+        else:
+            self._transport.write(data)
+
+    def flush(self) -> None:
+        if self.held is not None:
+            data, self.held = self.held, None
+            self._transport.write(data)
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def close(self) -> None:
+        if not self._transport.is_closing():
+            self.flush()
+        self.held = None
+        self._transport.close()
+
+
+class _OneWriteCycle(RequestResponseCycle):
+    """uvicorn's cycle, whose answer head waits for the first body piece (see above)."""
+
+    transport: Any
+
+    async def send(self, message: Any) -> None:
+        transport: _HeadHeldTransport = self.transport
+        if message["type"] == "http.response.start" and not self.response_started:
+            transport.hold = True
+            try:
+                await super().send(message)
+            finally:
+                transport.hold = False
+            return
+        await super().send(message)
+        # A body that wrote nothing (HEAD, an empty piece) must not keep the head back.
+        if transport.held is not None and not self.disconnected and not transport.is_closing():
+            transport.flush()
 
 
 class _HeadTooLarge(Exception):
@@ -163,7 +224,12 @@ class LeanHttpToolsProtocol(HeadDeadline, HttpToolsProtocol):
         if len(self.pipeline) >= MAX_PIPELINED:
             self._too_deep = True
             raise _PipelineTooDeep
+        before = self.cycle
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not before and type(cycle) is RequestResponseCycle:
+            cycle.__class__ = _OneWriteCycle
+            cycle.transport = _HeadHeldTransport(self.transport)  # type: ignore[assignment]
 
     def on_message_complete(self) -> None:
         self._in_head = True  # what arrives next is the next request's head
