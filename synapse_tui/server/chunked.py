@@ -199,7 +199,8 @@ async def put_chunk(backend: Backend, request: Request, upload_id: str | None) -
 
 def _shielded(backend: Backend, fn: Any, upload_id: str, *args: Any) -> asyncio.Future[Any]:
     """Start a commit (fn(upload_id, *args, now)) that a cancelled request cannot interrupt."""
-    return asyncio.wrap_future(fn(upload_id, *args, backend.now()))
+    commit: asyncio.Future[Any] = fn(upload_id, *args, backend.now())
+    return commit
 
 
 def _release_after(backend: Backend, upload_id: str, commit: asyncio.Future[Any] | None) -> None:
@@ -250,7 +251,7 @@ async def _create(
 
 async def _insert(backend: Backend, upload: Upload) -> None:
     path = backend.store.path_for(upload.id)
-    commit = asyncio.wrap_future(backend.store.insert(upload))
+    commit = backend.store.insert(upload)
     try:
         await asyncio.shield(commit)
     except asyncio.CancelledError:

@@ -17,22 +17,34 @@ and no lock contention. A write is answered only after its commit, never before.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
+import contextlib
 import queue
 import sqlite3
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 MAX_BATCH = 64
 
 
-@dataclass
+@dataclass(slots=True)
 class _Write:
+    """A queued write and who waits for it: a thread's future, or an event loop's."""
+
     op: Callable[[sqlite3.Connection], Any]
     sync_dir: bool
-    future: concurrent.futures.Future[Any] = field(default_factory=concurrent.futures.Future)
+    future: concurrent.futures.Future[Any] | None = None
+    awaited: asyncio.Future[Any] | None = None
+
+    def start(self) -> bool:
+        """False when nobody waits any more (cancelled before it ran): skip it."""
+        if self.future is not None:
+            return self.future.set_running_or_notify_cancel()
+        assert self.awaited is not None
+        return not self.awaited.cancelled()  # a read only: the loop may cancel it meanwhile
 
 
 class GroupCommitter:
@@ -57,12 +69,24 @@ class GroupCommitter:
         self, op: Callable[[sqlite3.Connection], Any], *, sync_dir: bool = False
     ) -> concurrent.futures.Future[Any]:
         """Queue a write; the future ends with op's result once its transaction is committed."""
-        write = _Write(op, sync_dir)
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._put(_Write(op, sync_dir, future=future))
+        return future
+
+    def submit_on_loop(
+        self, op: Callable[[sqlite3.Connection], Any], *, sync_dir: bool = False
+    ) -> asyncio.Future[Any]:
+        """`submit` for the event loop (call it there): an asyncio future, answered with the
+        rest of its batch in one callback on the loop, not one thread-safe call per write."""
+        awaited = asyncio.get_running_loop().create_future()
+        self._put(_Write(op, sync_dir, awaited=awaited))
+        return awaited
+
+    def _put(self, write: _Write) -> None:
         with self._lock:
             if self._closed:
                 raise RuntimeError("the store is closed")
             self._queue.put(write)
-        return write.future
 
     def close(self) -> None:
         """Finish every queued write, then stop the thread."""
@@ -90,7 +114,7 @@ class GroupCommitter:
                     stopping = True
                     break
                 batch.append(nxt)
-            self._commit(db, [w for w in batch if w.future.set_running_or_notify_cancel()])
+            self._commit(db, [w for w in batch if w.start()])
 
     def _commit(self, db: sqlite3.Connection, batch: list[_Write]) -> None:
         if not batch:
@@ -103,15 +127,10 @@ class GroupCommitter:
                 outcomes = self._apply(db, batch, isolated=True)
             assert outcomes is not None
         except BaseException as exc:  # the commit itself failed: nothing in it landed
-            for write in batch:
-                write.future.set_exception(exc)
+            _answer(batch, [(False, exc)] * len(batch))
             return
         self.batches += 1
-        for write, (ok, value) in zip(batch, outcomes, strict=True):
-            if ok:
-                write.future.set_result(value)
-            else:
-                write.future.set_exception(value)
+        _answer(batch, outcomes)
 
     @staticmethod
     def _apply(
@@ -149,3 +168,29 @@ class GroupCommitter:
                 db.execute("ROLLBACK")
             raise
         return outcomes
+
+
+def _answer(batch: list[_Write], outcomes: list[tuple[bool, Any]]) -> None:
+    """Settle each write's future: threads' at once, each loop's in one callback there."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
+    for write, (ok, value) in zip(batch, outcomes, strict=True):
+        if write.future is not None:
+            if ok:
+                write.future.set_result(value)
+            else:
+                write.future.set_exception(value)
+        elif write.awaited is not None:
+            by_loop.setdefault(write.awaited.get_loop(), []).append((write.awaited, ok, value))
+    for loop, answers in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # that loop is closed: nobody is left to answer
+            loop.call_soon_threadsafe(_settle, answers)
+
+
+def _settle(answers: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for awaited, ok, value in answers:
+        if awaited.done():  # cancelled meanwhile
+            continue
+        if ok:
+            awaited.set_result(value)
+        else:
+            awaited.set_exception(value)

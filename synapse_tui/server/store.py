@@ -8,7 +8,7 @@ on the event loop; anything that commits runs in a worker thread.
 
 from __future__ import annotations
 
-import concurrent.futures
+import asyncio
 import contextlib
 import logging
 import os
@@ -290,9 +290,9 @@ class Store(DataRecords):
         return [_upload(r) for r in rows]
 
     # Row writes that end an upload request go through the group committer: each call
-    # returns a future that ends once the row is committed (fsynced).
+    # (on the event loop) returns a future that ends once the row is committed (fsynced).
 
-    def insert(self, upload: Upload) -> concurrent.futures.Future[None]:
+    def insert(self, upload: Upload) -> asyncio.Future[None]:
         """Record a new upload whose first bytes are already durable (the folder entry is
         fsynced before the row commits)."""
         row = (
@@ -314,11 +314,11 @@ class Store(DataRecords):
                 f"INSERT INTO uploads ({_UPLOAD_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)", row
             )
 
-        return self._committer().submit(op, sync_dir=True)
+        return self._committer().submit_on_loop(op, sync_dir=True)
 
     def advance(
         self, upload_id: str, old_offset: int, new_offset: int, now: float
-    ) -> concurrent.futures.Future[bool]:
+    ) -> asyncio.Future[bool]:
         """Move the offset after a durable chunk; False if the row changed underneath."""
 
         def op(db: sqlite3.Connection) -> bool:
@@ -329,11 +329,9 @@ class Store(DataRecords):
             )
             return cur.rowcount == 1
 
-        return self._committer().submit(op)
+        return self._committer().submit_on_loop(op)
 
-    def complete(
-        self, upload_id: str, checksum: str, now: float
-    ) -> concurrent.futures.Future[bool]:
+    def complete(self, upload_id: str, checksum: str, now: float) -> asyncio.Future[bool]:
         def op(db: sqlite3.Connection) -> bool:
             cur = db.execute(
                 "UPDATE uploads SET status = ?, completed_at = ?, checksum = ?"
@@ -342,7 +340,7 @@ class Store(DataRecords):
             )
             return cur.rowcount == 1
 
-        return self._committer().submit(op)
+        return self._committer().submit_on_loop(op)
 
     def expire(self, upload: Upload) -> None:
         """Mark an upload expired and delete its bytes (the row answers 410 for a while)."""

@@ -76,3 +76,49 @@ def test_a_failing_write_is_retried_in_savepoints_and_the_rest_land_once(tmp_pat
         assert dict(other.execute("SELECT k, v FROM t")) == {"a": 0, "b": 2}
     assert committer.batches == 2  # the failed attempt was rolled back, not committed
     assert statements.count("ROLLBACK") == 1 and statements.count("ROLLBACK TO one_write") == 1
+
+
+async def test_writes_from_the_loop_are_answered_there_in_one_callback_per_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    wakeups: list[object] = []
+    real = loop.call_soon_threadsafe
+
+    def counting(callback: Any, *args: Any, **kwargs: Any) -> Any:
+        wakeups.append(callback)
+        return real(callback, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "call_soon_threadsafe", counting)
+    path = tmp_path / "db"
+    committer = GroupCommitter(_traced_db(path, []), lambda: None)
+    started, gate = threading.Event(), threading.Event()
+
+    def hold(_db: sqlite3.Connection) -> bool:
+        started.set()
+        return gate.wait(10)
+
+    try:
+        blocker = committer.submit(hold)
+        assert await asyncio.to_thread(started.wait, 10)
+        wakeups.clear()  # to_thread's own answer
+        answers = [
+            committer.submit_on_loop(_insert("a", 1)),
+            committer.submit_on_loop(_insert("a", 2)),  # a duplicate: fails alone
+            committer.submit_on_loop(_insert("b", 3)),
+        ]
+        assert not any(a.done() for a in answers)
+        gate.set()
+        assert await asyncio.wait_for(answers[0], 10) == 1
+        assert await asyncio.wait_for(answers[2], 10) == 3
+        with pytest.raises(sqlite3.IntegrityError):
+            await answers[1]
+        assert blocker.result(10) is True
+    finally:
+        await asyncio.to_thread(committer.close)
+    assert committer.batches == 2
+    assert len([w for w in wakeups if getattr(w, "__name__", "") == "_settle"]) == 1
+    with sqlite3.connect(path) as other:
+        assert dict(other.execute("SELECT k, v FROM t")) == {"a": 1, "b": 3}
