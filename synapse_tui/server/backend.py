@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import errno
 import logging
@@ -19,6 +18,7 @@ from synapse_tui.server import files
 from synapse_tui.server.auth import Authenticator, owner_key
 from synapse_tui.server.config import ServerConfig
 from synapse_tui.server.errors import ApiError, not_found
+from synapse_tui.server.pool import LeanPool
 from synapse_tui.server.sessions import Sessions
 from synapse_tui.server.store import COMPLETE, Store, Upload, is_upload_id
 from synapse_tui.server.users import NO_USER
@@ -50,7 +50,7 @@ class Backend:
         from synapse_tui.server.collections import Collections
 
         self.collections = Collections(config)
-        self.executor = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="synapse-io")
+        self.executor = LeanPool(8, "synapse-io")
         self._catch_ups: dict[str, asyncio.Task[None]] = {}
         self._stopping = threading.Event()
         self._closed = False
@@ -73,7 +73,7 @@ class Backend:
         return self.config.clock()
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+        return await self.executor.call(fn, *args)
 
     async def owner(self, request: Request, create: bool = False) -> int:
         """The numeric user of the request's credentials, or a 401 ApiError.

@@ -37,6 +37,7 @@ from synapse_tui.server.multipart import (
     parse_small_body,
     parse_whole,
 )
+from synapse_tui.server.pool import off_loop
 
 FLUSH_BYTES = 1 << 20
 MAX_IN_FLIGHT = 8 << 20
@@ -268,7 +269,6 @@ async def receive_file(
     fsync; an ApiError from it (or any failure, a client disconnect included) leaves the
     file cut back to `start` (a small body is not written at all) and propagates.
     """
-    loop = asyncio.get_running_loop()
     fd = -1
     batch = _Batch(limit)
     form: StreamingForm | WholeForm | None = None
@@ -292,7 +292,7 @@ async def receive_file(
                     form.feed(data)
                 if batch.pending >= FLUSH_BYTES:
                     if writer is None:  # a big body: its own threads write, hash and flush
-                        fd = await loop.run_in_executor(executor, files.open_at, path, start)
+                        fd = await off_loop(executor, files.open_at, path, start)
                         writer = _Writer(fd, start, md5)
                     await writer.put(*batch.take())
             if held is not None:
@@ -311,9 +311,7 @@ async def receive_file(
         if writer is None:
             # A small body, all in memory: one pool task hashes and checks it, then opens,
             # writes, fsyncs and closes (nothing is written if it is refused).
-            await loop.run_in_executor(
-                executor, _check_and_store, md5, pieces, validate, received, path, start
-            )
+            await off_loop(executor, _check_and_store, md5, pieces, validate, received, path, start)
             return received
         if pieces:
             await writer.put(pieces, size)
@@ -321,7 +319,7 @@ async def receive_file(
         writer = None
         validate(received)
         done, fd = fd, -1  # finish closes it, whatever happens
-        await loop.run_in_executor(executor, files.finish, done, start)
+        await off_loop(executor, files.finish, done, start)
         return received
     except BaseException:
         if writer is not None:
