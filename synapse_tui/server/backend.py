@@ -31,6 +31,7 @@ ALREADY_COMPLETE = 'Upload has already been marked as "complete"'
 BUSY = "Another request is writing to this upload"
 INSUFFICIENT_STORAGE = "Insufficient storage"
 MAX_BASES = 64
+_OWNER_KEY = "synapse_tui.owner_key"  # the request's owner key, kept in its ASGI scope
 
 
 class Backend:
@@ -82,7 +83,10 @@ class Backend:
         unless `create`, which only a request about to record an upload passes. So
         20,000 tenant headers on one token read 20,000 times and write nothing.
         """
-        key = self.auth.owner_key(request.headers)
+        scope = request.scope
+        key = scope.get(_OWNER_KEY)
+        if key is None:  # asked twice by a request that stores: hashed once
+            key = scope[_OWNER_KEY] = self.auth.owner_key(request.headers)
         cached = self.store.cached_user(key)
         if cached is not None:
             return cached

@@ -14,8 +14,8 @@ import hashlib
 import re
 import sqlite3
 import sys
-import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
@@ -32,7 +32,7 @@ from synapse_tui.server.backend import (
 from synapse_tui.server.errors import ApiError, json_response, not_found
 from synapse_tui.server.multipart import boundary_of
 from synapse_tui.server.receive import Received, read_small_body, receive_file
-from synapse_tui.server.store import COMPLETE, UPLOADING, Upload
+from synapse_tui.server.store import COMPLETE, UPLOADING, Upload, new_upload_id
 
 # At most 19 digits each, and below 2**63 (SQLite's integers): int() of 5,000 digits
 # raises ValueError, a 20-digit one overflows the row.
@@ -118,7 +118,7 @@ def _check_limit(backend: Backend, total: int) -> None:
 async def _stream(
     backend: Backend,
     request: Request,
-    upload_id: str,
+    path: Path,
     start: int,
     limit: int,
     md5: Any,
@@ -127,7 +127,6 @@ async def _stream(
     boundary = boundary_of(request.headers.get("content-type"))
     if boundary is None:
         raise ApiError(400, NO_FILE)
-    path = backend.store.path_for(upload_id)
     try:
         return await receive_file(
             backend.executor, request, boundary, path, start, limit, md5, validate
@@ -181,7 +180,8 @@ async def put_chunk(backend: Backend, request: Request, upload_id: str | None) -
         if md5 is None:
             backend.ensure_catch_up(upload.id)
         check = _size_check(length)
-        await _stream(backend, request, upload.id, start, length, md5, check)
+        path = backend.store.path_for(upload.id)
+        await _stream(backend, request, path, start, length, md5, check)
         commit = _shielded(backend, backend.store.advance, upload.id, start, start + length)
         moved = await asyncio.shield(commit)
         if not moved:  # expired by a sweep mid-request, or changed behind our back
@@ -217,7 +217,8 @@ async def _create(
     if start != 0:
         raise ApiError(400, "Offsets do not match", expected_offset=0, provided_offset=start)
     backend.check_space(total)
-    upload_id = str(uuid.uuid4())
+    upload_id = new_upload_id()
+    path = backend.store.path_for(upload_id)
     backend.acquire(upload_id)
     try:
         size_check = _size_check(length)
@@ -232,25 +233,24 @@ async def _create(
 
         md5 = hashlib.md5()
         try:
-            await _stream(backend, request, upload_id, 0, length, md5, validate)
+            await _stream(backend, request, path, 0, length, md5, validate)
             owner = await backend.owner(request, create=True)  # its first upload makes the row
         except BaseException:
-            files.remove(backend.store.path_for(upload_id))
+            files.remove(path)
             raise
         now = backend.now()
         upload = Upload(
             upload_id, owner, fields["filename"].strip(), total, length, UPLOADING,
             now, now, None, None, False,
         )  # fmt: skip
-        await _insert(backend, upload)
+        await _insert(backend, upload, path)
         backend.sessions.remember(upload_id, length, md5)
         return json_response(render(backend, request, upload))
     finally:
         backend.sessions.release(upload_id)
 
 
-async def _insert(backend: Backend, upload: Upload) -> None:
-    path = backend.store.path_for(upload.id)
+async def _insert(backend: Backend, upload: Upload, path: Path) -> None:
     commit = backend.store.insert(upload)
     try:
         await asyncio.shield(commit)
@@ -310,7 +310,8 @@ async def _post_whole(backend: Backend, request: Request) -> Response:
         raise ApiError(413, f"Size of file exceeds the limit ({limit} bytes)")
     if body_size is not None:
         backend.check_space(body_size)
-    upload_id = str(uuid.uuid4())
+    upload_id = new_upload_id()
+    path = backend.store.path_for(upload_id)
     backend.acquire(upload_id)
     md5 = hashlib.md5()
     seen: dict[str, Any] = {}
@@ -333,17 +334,17 @@ async def _post_whole(backend: Backend, request: Request) -> Response:
     try:
         cap = sys.maxsize if limit is None else limit
         try:
-            await _stream(backend, request, upload_id, 0, cap, md5, validate)
+            await _stream(backend, request, path, 0, cap, md5, validate)
             owner = await backend.owner(request, create=True)
         except BaseException:
-            files.remove(backend.store.path_for(upload_id))
+            files.remove(path)
             raise
         now = backend.now()
         upload = Upload(
             upload_id, owner, seen["filename"].strip(), seen["size"], seen["size"], COMPLETE,
             now, now, now, seen["digest"], False,
         )  # fmt: skip
-        await _insert(backend, upload)
+        await _insert(backend, upload, path)
         return json_response(render(backend, request, upload))
     finally:
         backend.sessions.release(upload_id)

@@ -131,7 +131,7 @@ async def _receive(backend: Backend, request: Request) -> Upload:
             upload_id, owner, seen["name"], seen["size"], seen["size"], COMPLETE,
             now, now, now, seen["digest"], False,
         )  # fmt: skip
-        await _insert(backend, upload)
+        await _insert(backend, upload, path)
         return upload
     finally:
         backend.sessions.release(upload_id)
