@@ -14,6 +14,7 @@ import hashlib
 import re
 import sqlite3
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -182,7 +183,8 @@ async def put_chunk(backend: Backend, request: Request, upload_id: str | None) -
         check = _size_check(length)
         path = backend.store.path_for(upload.id)
         await _stream(backend, request, path, start, length, md5, check)
-        commit = _shielded(backend, backend.store.advance, upload.id, start, start + length)
+        now = backend.now()
+        commit = backend.store.advance(upload.id, start, start + length, now)
         moved = await asyncio.shield(commit)
         if not moved:  # expired by a sweep mid-request, or changed behind our back
             raise ApiError(410, "Upload has expired")
@@ -190,17 +192,11 @@ async def put_chunk(backend: Backend, request: Request, upload_id: str | None) -
             backend.sessions.remember(upload.id, start + length, md5)
         else:  # hash this chunk from disk too (the catch-up may have stopped short of it)
             backend.ensure_catch_up(upload.id)
-        fresh = backend.store.get(upload.id)
-        assert fresh is not None
+        # The row as the update left it (it matched the old offset, so nothing else moved).
+        fresh = replace(upload, offset=start + length, updated_at=now)
         return json_response(render(backend, request, fresh))
     finally:
         _release_after(backend, upload.id, commit)
-
-
-def _shielded(backend: Backend, fn: Any, upload_id: str, *args: Any) -> asyncio.Future[Any]:
-    """Start a commit (fn(upload_id, *args, now)) that a cancelled request cannot interrupt."""
-    commit: asyncio.Future[Any] = fn(upload_id, *args, backend.now())
-    return commit
 
 
 def _release_after(backend: Backend, upload_id: str, commit: asyncio.Future[Any] | None) -> None:
@@ -291,12 +287,12 @@ async def post(backend: Backend, request: Request, upload_id: str | None) -> Res
         digest = (await backend.md5_for(upload)).hexdigest()
         if checksum.strip().lower() != digest:
             raise ApiError(400, MD5_MISMATCH)
-        commit = _shielded(backend, backend.store.complete, upload.id, digest)
+        now = backend.now()
+        commit = backend.store.complete(upload.id, digest, now)
         if not await asyncio.shield(commit):
             raise ApiError(410, "Upload has expired")
         backend.sessions.forget(upload.id)
-        fresh = backend.store.get(upload.id)
-        assert fresh is not None
+        fresh = replace(upload, status=COMPLETE, completed_at=now, checksum=digest)
         return json_response(render(backend, request, fresh))
     finally:
         _release_after(backend, upload.id, commit)

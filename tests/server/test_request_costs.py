@@ -88,3 +88,27 @@ def test_a_first_chunk_hashes_the_credentials_once(
     )
     assert r.status_code == 200, r.text
     assert len(calls) == 1
+
+
+def test_chunk_and_finalize_answers_are_the_rows_as_stored(
+    embedded_server: EmbeddedServer, client: httpx.Client
+) -> None:
+    # The answers are built from the row and the update made, not read back: they must
+    # equal what a GET reads afterwards.
+    token = embedded_server.token
+    data = b"0123456789" * 300
+    first = put(
+        client, embedded_server.url + "/chunked_upload/", data[:1000], token=token, total=3000
+    )
+    assert first.status_code == 200, first.text
+    url = first.json()["url"]
+    embedded_server.clock.advance(3.0)
+    second = put(client, url, data[1000:], token=token, start=1000, total=3000)
+    assert second.status_code == 200, second.text
+    assert second.json()["offset"] == 3000
+    assert second.json() == client.get(url, headers=auth(token)).json()
+    embedded_server.clock.advance(2.0)
+    done = client.post(url, data={"md5": md5(data)}, headers=auth(token))
+    assert done.status_code == 200, done.text
+    assert done.json()["status"] == 2 and done.json()["checksum"] == md5(data)
+    assert done.json() == client.get(url, headers=auth(token)).json()
