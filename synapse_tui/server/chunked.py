@@ -31,9 +31,10 @@ from synapse_tui.server.backend import (
     warn_full,
 )
 from synapse_tui.server.errors import ApiError, json_response, not_found
+from synapse_tui.server.ids import new_upload_id
 from synapse_tui.server.multipart import boundary_of
 from synapse_tui.server.receive import Received, read_small_body, receive_file
-from synapse_tui.server.store import COMPLETE, UPLOADING, Upload, new_upload_id
+from synapse_tui.server.store import COMPLETE, UPLOADING, Upload
 
 # At most 19 digits each, and below 2**63 (SQLite's integers): int() of 5,000 digits
 # raises ValueError, a 20-digit one overflows the row.

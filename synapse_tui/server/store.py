@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import shutil
 import sqlite3
 import threading
@@ -24,6 +23,7 @@ from typing import Any
 
 from synapse_tui.server import files
 from synapse_tui.server.group_commit import GroupCommitter
+from synapse_tui.server.ids import is_upload_id
 from synapse_tui.server.records import DataRecords, migrate
 from synapse_tui.server.users import UserCache
 
@@ -86,28 +86,6 @@ def disk_free(
         _free_seen.clear()
     _free_seen[path] = (now, free)
     return free
-
-
-# What str(uuid.UUID(x)) gives, and nothing else: lowercase hex in groups of 8-4-4-4-12.
-_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-
-
-def is_upload_id(text: str) -> bool:
-    """True for a canonical lowercase UUID string, the only thing used in storage paths.
-
-    A pattern, not `str(uuid.UUID(text)) == text` (the same answer; parsing took ~2% of the
-    loop thread's time with many small files, asked twice per request)."""
-    return _CANONICAL_UUID.fullmatch(text) is not None
-
-
-def new_upload_id() -> str:
-    """A random (version 4) UUID in canonical form: `str(uuid.uuid4())` without the UUID
-    object, whose construction cost ~2% of the loop thread's time with many small files."""
-    raw = bytearray(os.urandom(16))
-    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
-    raw[8] = (raw[8] & 0x3F) | 0x80  # the RFC 4122 variant
-    h = raw.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from synapse_tui.server.auth import Authenticator
-from synapse_tui.server.store import is_upload_id, new_upload_id
+from synapse_tui.server.ids import is_upload_id, new_upload_id
 from tests.harness.embedded import EmbeddedServer
 from tests.server.helpers import CONTENT_TYPE, auth, form_body, md5, put
 
