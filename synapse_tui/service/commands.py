@@ -468,6 +468,8 @@ async def _configure(service: EngineService, command: Configure) -> dict[str, An
     if fresh:
         s.credentials = Credentials(command.access_token, command.user_token, command.tenant)
     s.insecure, s.ca_bundle = command.insecure, command.ca_bundle
+    if command.proxy is not None:
+        s.proxy = command.proxy or None
     had = service.manager is not None
     if service.manager is not None:
         await service.quiesce("paused: reconfiguring")

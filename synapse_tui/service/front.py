@@ -32,6 +32,7 @@ from synapse_tui.service.spawn import (
     LOG_NAME,
     engine_alive,
     fingerprint,
+    proxy_id,
     socket_answers,
     start_engine,
 )
@@ -93,11 +94,12 @@ async def _adopt(client: EngineClient, settings: Settings) -> None:
     same = status.get("host") == settings.host and status.get("credentials") == fingerprint(
         settings.credentials
     )
-    if same:
+    if same and status.get("proxy") == proxy_id(settings.proxy):
         return
     if status.get("active") or status.get("queued") or status.get("clients", 1) > 1:
+        works = f"works for {status.get('host')}" if not same else "uses another proxy"
         raise ConfigError(
-            f"the engine of this state folder works for {status.get('host')}; wait for it, "
+            f"the engine of this state folder {works}; wait for it, "
             "stop it (`synapse-tui engine stop`), or use --foreground or another --state-dir"
         )
     c = settings.credentials
@@ -109,6 +111,7 @@ async def _adopt(client: EngineClient, settings: Settings) -> None:
             c.tenant,
             settings.insecure,
             settings.ca_bundle,
+            settings.proxy or "",  # "": the environment's, as this command would
         )
     )
 
