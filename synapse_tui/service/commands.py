@@ -220,7 +220,7 @@ async def _scan(
         wanted = batch.events is None or "scan" in batch.events
         if batch.peer is not None and wanted:  # its own scan line (the engine's counts all)
             scan = ScanProgress(
-                t.files, t.bytes, t.duplicates, t.already_uploaded, t.skipped + t.failed, True
+                t.files, t.bytes, t.duplicates, t.already_uploaded, t.skipped, True, t.failed
             )
             batch.peer.send(event_to_wire(scan))
     except asyncio.CancelledError:

@@ -27,6 +27,7 @@ from synapse_tui.engine.events import (
 )
 from synapse_tui.engine.names import display_path
 from synapse_tui.headless import Reporter, catch_interrupts, make_reporter
+from synapse_tui.reports import warn_no_files
 from synapse_tui.service.client import EngineClient, EngineUnavailable, Refused, connect
 from synapse_tui.service.spawn import (
     LOG_NAME,
@@ -173,6 +174,8 @@ async def _follow(settings: Settings, args: argparse.Namespace, reporter: Report
             if event is not None:
                 reporter(shown(event))
                 if isinstance(event, ScanProgress) and event.done:
+                    if event.files == 0 and event.failed == 0 and args.command == "upload":
+                        warn_no_files(list(args.paths))  # as the in-process upload does
                     scanned.set()
 
         client.on_event = on_event
