@@ -76,3 +76,21 @@ def test_an_idle_engine_takes_the_commands_proxy(
     h.write_bytes(b"third, direct again")
     _done(engine_env, "upload", str(h))
     assert len(forward_proxy.sent) == seen
+
+
+def test_a_busy_engine_refuses_another_proxy_in_one_line(engine_env: Env, tmp_path: Path) -> None:
+    """Its uploads would go on without the proxy the command names: refused, as another
+    host is, and the engine's own uploads are left alone."""
+    slow = tmp_path / "slow.bin"
+    slow.write_bytes(bytes(300_000))
+    run = engine_env.run("upload", str(slow), "--detach", "--bwlimit", "64K", "--chunk-size", "64K")
+    assert run.returncode == 0, run.stderr
+    f = tmp_path / "a.bin"
+    f.write_bytes(b"needs the proxy")
+    run = engine_env.run("upload", str(f), "--proxy", _dead_proxy())
+    assert run.returncode == 2
+    assert run.stderr.splitlines() == [
+        "synapse-tui: error: the engine of this state folder uses another proxy; wait for it, "
+        "stop it (`synapse-tui engine stop`), or use --foreground or another --state-dir"
+    ]
+    assert engine_env.run("engine", "stop").returncode == 0
