@@ -8,12 +8,17 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from synapse_tui import __version__
 from synapse_tui.config import Settings, load_settings, redact
 from synapse_tui.engine.errors import ConfigError, FatalError, SynapseError
 from synapse_tui.units import parse_rate, parse_size
+
+if TYPE_CHECKING:  # the engine is imported when a command needs it: --help stays fast
+    from synapse_tui.engine.events import Listener
+    from synapse_tui.engine.protocol import ProtocolClient
+    from synapse_tui.engine.scheduler import UploadManager
 
 COMMANDS = (
     "upload",
@@ -349,14 +354,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 # -- upload / resume ---------------------------------------------------------------------------
 
 
-def make_client(settings: Settings) -> Any:
+def make_client(settings: Settings) -> ProtocolClient:
     """A ProtocolClient for the configured backend (see engine/factory.py)."""
     from synapse_tui.engine.factory import make_client as make
 
     return make(settings)
 
 
-def make_manager(settings: Settings, listeners: list[Any], client: Any = None) -> Any:
+def make_manager(
+    settings: Settings, listeners: list[Listener], client: ProtocolClient | None = None
+) -> UploadManager:
     """An UploadManager for the configured backend (see engine/factory.py)."""
     from synapse_tui.engine.factory import make_manager as make
 
@@ -445,7 +452,7 @@ def run_transfer(settings: Settings, args: argparse.Namespace) -> int:
         return EXIT_FAILED
 
 
-async def _reach(client: Any) -> None:
+async def _reach(client: ProtocolClient) -> None:
     """Before the journal is touched: the backend answers and takes the credentials."""
     import asyncio
 

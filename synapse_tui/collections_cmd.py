@@ -6,16 +6,19 @@ import argparse
 import json
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from synapse_tui.config import Settings
+
+if TYPE_CHECKING:
+    from synapse_tui.engine.protocol import ProtocolClient
 
 
 async def run_collections(
     settings: Settings,
     args: argparse.Namespace,
-    make_client: Callable[[Settings], Any],
-    reach: Callable[[Any], Awaitable[None]],
+    make_client: Callable[[Settings], ProtocolClient],
+    reach: Callable[[ProtocolClient], Awaitable[None]],
 ) -> int:
     """List them (`--json`: one object per line); 0, or 2 when the backend cannot be asked."""
     from synapse_tui.engine.catalog import list_collections

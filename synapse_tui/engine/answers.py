@@ -226,3 +226,17 @@ def raise_for_answer(response: httpx.Response) -> None:
         if "checksum does not match" in lowered:
             raise ChecksumMismatch("server says the checksum does not match")
     raise ServerRejected(f"server refused ({code}): {message}", status=code)
+
+
+def confirm_refusal(error: str) -> str:
+    """What a presigned confirm's per-file error means. The API gives only its text (no
+    status or code per file), so it is read here, beside the other text fallbacks:
+    "checksum" (the storage holds other bytes), "again" (nothing or not all landed, the
+    multipart upload is gone, or the backend forgot the key: a new key and a new upload
+    may work) or "refused"."""
+    lowered = error.lower()
+    if "checksum" in lowered:
+        return "checksum"
+    if any(w in lowered for w in ("uploaded", "storage holds", "multipart", "unknown file")):
+        return "again"
+    return "refused"

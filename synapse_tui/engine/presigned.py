@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import xxhash
 
-from synapse_tui.engine.answers import DETAIL_LIMIT
+from synapse_tui.engine.answers import DETAIL_LIMIT, confirm_refusal
 from synapse_tui.engine.contexts import UploadContext
 from synapse_tui.engine.errors import (
     ChecksumMismatch,
@@ -175,15 +175,13 @@ class PresignedUpload(FileUpload):
             gate._held += 1
 
     def _refused(self, error: str) -> None:
-        lowered = error.lower()
-        if "checksum" in lowered:
+        kind = confirm_refusal(error)
+        if kind == "checksum":
             self._check_identity()
             if self.job.restarts >= 1:
                 raise ChecksumMismatch(f"the storage holds other bytes than the file: {error}")
             raise Restart(f"confirm refused: {error}")
-        # Nothing (or not all) landed, the multipart upload is gone, or the backend forgot
-        # the key (a new server): a new key and a new upload.
-        if any(w in lowered for w in ("uploaded", "storage holds", "multipart", "unknown file")):
+        if kind == "again":
             raise Restart(f"confirm refused: {error}")
         raise ServerRejected(f"confirm refused: {error}", status=400)
 

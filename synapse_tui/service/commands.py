@@ -220,7 +220,7 @@ async def _scan(
         wanted = batch.events is None or "scan" in batch.events
         if batch.peer is not None and wanted:  # its own scan line (the engine's counts all)
             scan = ScanProgress(
-                t.files, t.bytes, t.duplicates, t.already_uploaded, t.skipped + t.failed, True
+                t.files, t.bytes, t.duplicates, t.already_uploaded, t.skipped, True, t.failed
             )
             batch.peer.send(event_to_wire(scan))
     except asyncio.CancelledError:
@@ -468,6 +468,8 @@ async def _configure(service: EngineService, command: Configure) -> dict[str, An
     if fresh:
         s.credentials = Credentials(command.access_token, command.user_token, command.tenant)
     s.insecure, s.ca_bundle = command.insecure, command.ca_bundle
+    if command.proxy is not None:
+        s.proxy = command.proxy or None
     had = service.manager is not None
     if service.manager is not None:
         await service.quiesce("paused: reconfiguring")

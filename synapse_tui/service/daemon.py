@@ -21,7 +21,7 @@ from synapse_tui.engine.scheduler import UploadManager
 from synapse_tui.service import commands
 from synapse_tui.service.peer import Peer, PeerLimits, same_user
 from synapse_tui.service.routing import Router
-from synapse_tui.service.spawn import SOCKET_NAME, fingerprint, socket_address
+from synapse_tui.service.spawn import SOCKET_NAME, fingerprint, proxy_id, socket_address
 from synapse_tui.service.store import EngineStore
 from synapse_tui.service.wire import (
     VERSION,
@@ -293,4 +293,5 @@ class EngineService:
             "idle_timeout": self.options.lifetime.idle_timeout,
             "idle": not self.working(),
             "credentials": fingerprint(self.settings.credentials),
+            "proxy": proxy_id(self.settings.proxy),
         }

@@ -27,11 +27,13 @@ from synapse_tui.engine.events import (
 )
 from synapse_tui.engine.names import display_path
 from synapse_tui.headless import Reporter, catch_interrupts, make_reporter
+from synapse_tui.reports import warn_no_files
 from synapse_tui.service.client import EngineClient, EngineUnavailable, Refused, connect
 from synapse_tui.service.spawn import (
     LOG_NAME,
     engine_alive,
     fingerprint,
+    proxy_id,
     socket_answers,
     start_engine,
 )
@@ -93,11 +95,12 @@ async def _adopt(client: EngineClient, settings: Settings) -> None:
     same = status.get("host") == settings.host and status.get("credentials") == fingerprint(
         settings.credentials
     )
-    if same:
+    if same and status.get("proxy") == proxy_id(settings.proxy):
         return
     if status.get("active") or status.get("queued") or status.get("clients", 1) > 1:
+        works = f"works for {status.get('host')}" if not same else "uses another proxy"
         raise ConfigError(
-            f"the engine of this state folder works for {status.get('host')}; wait for it, "
+            f"the engine of this state folder {works}; wait for it, "
             "stop it (`synapse-tui engine stop`), or use --foreground or another --state-dir"
         )
     c = settings.credentials
@@ -109,6 +112,7 @@ async def _adopt(client: EngineClient, settings: Settings) -> None:
             c.tenant,
             settings.insecure,
             settings.ca_bundle,
+            settings.proxy or "",  # "": the environment's, as this command would
         )
     )
 
@@ -170,6 +174,8 @@ async def _follow(settings: Settings, args: argparse.Namespace, reporter: Report
             if event is not None:
                 reporter(shown(event))
                 if isinstance(event, ScanProgress) and event.done:
+                    if event.files == 0 and event.failed == 0 and args.command == "upload":
+                        warn_no_files(list(args.paths))  # as the in-process upload does
                     scanned.set()
 
         client.on_event = on_event

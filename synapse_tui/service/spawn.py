@@ -105,6 +105,14 @@ def fingerprint(credentials: Credentials) -> str:
     return hashlib.sha256(b"synapse-tui-credentials\0" + text.encode()).hexdigest()[:16]
 
 
+def proxy_id(proxy: str | None) -> str | None:
+    """A short digest of the configured proxy (its URL may hold a password), None for the
+    environment's: a front end compares it with its own, as it does the credentials."""
+    if proxy is None:
+        return None
+    return hashlib.sha256(b"synapse-tui-proxy\0" + proxy.encode()).hexdigest()[:16]
+
+
 def settings_from_env() -> Settings:
     """The front end's resolved settings, taken out of the environment at once."""
     raw = json.loads(os.environ.pop(SETTINGS_ENV, "{}") or "{}")
@@ -118,6 +126,9 @@ def settings_from_env() -> Settings:
             setattr(s, key, raw[key])
     bw = raw.get("bwlimit")
     s.bwlimit = float(bw) if isinstance(bw, int | float) and bw > 0 else None
+    s.proxy = raw["proxy"] if isinstance(raw.get("proxy"), str) else None
+    if raw.get("strategy") in ("auto", "presigned", "chunked"):
+        s.strategy = raw["strategy"]
     return s
 
 
@@ -136,11 +147,14 @@ def settings_to_env(settings: Settings) -> str:
             "bwlimit": settings.bwlimit,
             "retries": settings.retries,
             "upload_nice": settings.upload_nice,
+            "proxy": settings.proxy,
+            "strategy": settings.strategy,
         }
     )
 
 
 SUN_PATH_MAX = 107  # bytes in a socket's address, its NUL excluded (Linux's sun_path: 108)
+PROC_FD = "/proc/self/fd"  # a module global: a test points it elsewhere, not os.path.isdir
 
 
 @contextlib.contextmanager
@@ -153,7 +167,7 @@ def socket_address(state: Path) -> Iterator[str]:
     if len(os.fsencode(path)) <= SUN_PATH_MAX:
         yield str(path)
         return
-    if not os.path.isdir("/proc/self/fd"):
+    if not os.path.isdir(PROC_FD):
         room = SUN_PATH_MAX - len(SOCKET_NAME) - 1
         raise SocketPathTooLong(
             f"the state folder's path is {len(os.fsencode(state))} bytes, too long for the "
@@ -162,7 +176,7 @@ def socket_address(state: Path) -> Iterator[str]:
         )
     fd = os.open(state, getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        yield f"/proc/self/fd/{fd}/{SOCKET_NAME}"
+        yield f"{PROC_FD}/{fd}/{SOCKET_NAME}"
     finally:
         os.close(fd)
 

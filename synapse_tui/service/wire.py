@@ -248,6 +248,8 @@ class Configure(Command):
     tenant: str | None = None
     insecure: bool = False
     ca_bundle: str | None = None
+    # The proxy (a URL or "off"); "": the engine's environment's; None: the engine's own kept.
+    proxy: str | None = None
 
 
 @dataclass

@@ -16,7 +16,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from synapse_tui.config import Settings
 from synapse_tui.engine import queue_view
@@ -36,10 +36,15 @@ log = logging.getLogger("synapse_tui.ui")
 T = TypeVar("T")
 
 
+if TYPE_CHECKING:  # the scheduler loads when the engine starts, not with the dashboard
+    from synapse_tui.engine.events import Listener
+    from synapse_tui.engine.scheduler import UploadManager
+
+# The tests' seam: a fake manager may stand in (default_factory below is the real, typed one).
 ManagerFactory = Callable[[Settings, list[Any]], Any]
 
 
-def default_factory(settings: Settings, listeners: list[Any]) -> Any:
+def default_factory(settings: Settings, listeners: list[Listener]) -> UploadManager:
     from synapse_tui.engine.factory import make_manager
 
     return make_manager(settings, listeners)

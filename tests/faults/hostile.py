@@ -1,6 +1,6 @@
 """A small hostile chunked-upload server on 127.0.0.1, in the test's event loop.
 
-It speaks enough of the protocol (PROTOCOL.md: create, chunks, finalize, state, list) for
+It speaks enough of the protocol (docs/protocol.md: create, chunks, finalize, state, list) for
 the engine to upload through it, storing what it keeps in memory, and misbehaves on
 demand: it forgets chunks, drops its offset back to 0, answers finalize without
 completing, lists uploads in pages of `page_size`, or hands a request to a `fault`, an

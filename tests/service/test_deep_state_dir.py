@@ -50,8 +50,8 @@ def test_without_proc_a_deep_state_dir_gets_one_clear_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     deep = tmp_path / ("d" * 60) / ("e" * 60)
-    real_isdir = os.path.isdir
-    monkeypatch.setattr(spawn.os.path, "isdir", lambda p: p != "/proc/self/fd" and real_isdir(p))
+    # The module's seam, not os.path.isdir: that would change for every thread of the process.
+    monkeypatch.setattr(spawn, "PROC_FD", str(tmp_path / "no-proc" / "self" / "fd"))
     with (
         pytest.raises(EngineUnavailable, match="too long for the engine's socket"),
         socket_address(deep),
