@@ -22,6 +22,7 @@ from synapse_tui.engine.events import (
 from synapse_tui.engine.job import Job, job_from_record
 from synapse_tui.engine.journal import Added, JobRecord, NewJob
 from synapse_tui.engine.names import display_path
+from synapse_tui.engine.pacing import ScanPacer
 from synapse_tui.engine.scan import FoundFile, Refused, scan
 from synapse_tui.engine.session import SeenKey
 from synapse_tui.engine.steps import JobSteps
@@ -56,6 +57,7 @@ class Intake:
         # Cancelled jobs with an upload on the server, by (path, fingerprint): queueing the
         # same file again resumes that upload instead of orphaning it.
         self.cancelled: dict[tuple[bytes, str], Job] = {}
+        self.pacer = ScanPacer(m)
 
     def enqueue(
         self, rec: JobRecord, resumed: bool, keep: Callable[[JobRecord], bool] | None = None
@@ -132,6 +134,7 @@ class Intake:
             ownership.adopt_relative(m.journal)  # so an older job of these files is found
             absolute = [ownership.absolute(os.fsencode(p)) for p in paths]
             async for batch in scan(absolute):
+                started_batch = self.pacer.clock()
                 await m.journal.settled()  # its reads see every write of this process
                 adds: dict[tuple[bytes, str], NewJob] = {}  # the batch's new jobs: one write
                 found = [i for i in batch if not isinstance(i, Refused)]
@@ -153,6 +156,9 @@ class Intake:
                 if now - last_emit >= m.options.tick:
                     last_emit = now
                     self._emit_scan(totals)
+                # Uploads first, when enough waits for them. The batch's whole time counts,
+                # its writes too: the writer thread's inserts take the GIL from the loop.
+                await self.pacer.after(self.pacer.clock() - started_batch)
         finally:
             totals.seconds = time.monotonic() - started
             m.session.end_scan(scan_id)

@@ -49,6 +49,9 @@ class Batch:
     counters: Counters = field(default_factory=Counters)
     task: asyncio.Task[Any] | None = None
     done: bool = False
+    # Its jobs in an active state (the keys of `Router.active` that are its own): a tick
+    # walks each batch's own, O(active jobs) in all, not O(batches x active jobs).
+    running: set[int] = field(default_factory=set)
     # The event kinds its follower asked for (None: all of them).
     events: frozenset[str] | None = None
 
@@ -97,8 +100,9 @@ class Router:
     def forget(self, batch: Batch) -> None:
         batch.done = True
         self.batches.pop(batch.id, None)
-        for job_id in [j for j, (b, _) in self.active.items() if b is batch]:
-            del self.active[job_id]
+        for job_id in batch.running:
+            self.active.pop(job_id, None)
+        batch.running.clear()
         if self._members is not None:
             self._members.drop(batch.id)
 
@@ -158,10 +162,12 @@ class Router:
         return batch
 
     def _track(self, job_id: int, batch: Batch, state: JobState, sent: int) -> None:
+        held = self.active.pop(job_id, None)
+        if held is not None:
+            held[0].running.discard(job_id)
         if state.active:
             self.active[job_id] = (batch, sent)
-        else:
-            self.active.pop(job_id, None)
+            batch.running.add(job_id)
 
     def unfinished(self, batch: Batch) -> Iterator[int]:
         """The ids of `batch`'s jobs that are not final, a page at a time (by id)."""
@@ -243,10 +249,10 @@ class Router:
         c = batch.counters
         done, total = c.bytes_done(), c.bytes_total()
         rate = 0.0
-        for job_id, (b, counted) in self.active.items():
+        for job_id in batch.running:
             job = m.jobs.get(job_id)
-            if b is batch and job is not None:
-                done += job.sent - counted
+            if job is not None:
+                done += job.sent - self.active[job_id][1]
                 rate += job.meter.rate()
         eta = (total - done) / rate if rate > 0 else None
         files_done = c.count[JobState.DONE]
@@ -271,18 +277,19 @@ class Router:
         m = self.manager
         if m is None or (batch.task is not None and not batch.task.done()):
             return False
-        if any(b is batch and job_id in m.jobs for job_id, (b, _) in self.active.items()):
+        if any(job_id in m.jobs for job_id in batch.running):
             return False  # it runs (or, registered, waits for its data unit step)
         queued = batch.counters.count[JobState.QUEUED]
         if queued == 0 or m.draining or m.stopped is not None:
             return True
         # Queued jobs another process drives will not start here: they do not hold it.
+        # Only those are looked up (not every job in memory: a row read each, per tick).
         elsewhere = sum(
             1
-            for job in m.jobs.values()
-            if job.state == JobState.QUEUED
-            and m.driven_elsewhere(job.id)
-            and self.owner(job.id) is batch
+            for job_id in list(m.queue.elsewhere)
+            if (job := m.jobs.get(job_id)) is not None
+            and job.state == JobState.QUEUED
+            and self.owner(job_id) is batch
         )
         return queued <= elsewhere
 
