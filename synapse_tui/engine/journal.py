@@ -364,6 +364,12 @@ class Journal:
     FILENAME = "journal.sqlite3"
     CHECKPOINT_EVERY = 200  # commits (~1,000 WAL pages of small-file writes)
     BACKSTOP_PAGES = 16384
+    # Seconds closing waits for another process's lock before it gives up the writes not
+    # committed (a kill -9 at that point: resume finds their uploads on the server).
+    CLOSE_PATIENCE = 5.0
+    # Seconds `settled` may block the loop for writes queued while it waited: a commit
+    # under way takes a few ms; longer, the writer waits for a lock and the loop must not.
+    SETTLE_SLICE = 0.02
 
     def __init__(self, directory: Path, *, fcntl_call: Fcntl = fcntl.fcntl) -> None:
         self.directory = directory
@@ -378,7 +384,10 @@ class Journal:
             raise journal_files.unusable(self.path, exc) from None
         try:
             self._open()
-            self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            # Made on any thread (the engine service opens it off its loop), used on one.
+            self._db = sqlite3.connect(
+                self.path, timeout=30, isolation_level=None, check_same_thread=False
+            )
             self._setup(self._db)
             self._db.row_factory = sqlite3.Row
         except (sqlite3.Error, OSError) as exc:
@@ -442,15 +451,23 @@ class Journal:
         if self._commits % self.CHECKPOINT_EVERY == 0:
             self._checkpointer.poke()
 
-    def close(self) -> None:
-        """Commit what waits, then let go of everything."""
-        self._writer.close()
+    def close(self, patience: float | None = None) -> None:
+        """Commit what waits, then let go of everything. Bounded: when another process
+        holds the lock past `patience` seconds (CLOSE_PATIENCE), the writes not committed
+        are given up (each is atomic: none is half made) and JournalFailed says so."""
+        patience = self.CLOSE_PATIENCE if patience is None else patience
+        lost = self._writer.close(patience)
         self._checkpointer.stop()
         with self._locks_mutex:
             self._unlocking.clear()
             self._locks.close()
         self._db.close()
         self._w.close()
+        if lost:
+            raise JournalFailed(
+                f"the journal {self.path} was not saved: another process held its lock for"
+                f" {patience:g}s; {lost} change(s) lost (resume checks them on the server)"
+            )
 
     # -- the one write discipline -----------------------------------------------------------
 
@@ -504,7 +521,8 @@ class Journal:
 
     def catch_up(self) -> None:
         """Block until every write queued so far is committed (what reads do first). After
-        a failed write, reads see what was committed (the failure is raised elsewhere)."""
+        a failed write, reads see what was committed (the failure is raised elsewhere).
+        On the engine's loop, await `settled` first: this then finds nothing to wait for."""
         if self._writer.broken is None and not self._writer.caught_up():
             try:
                 self._writer.wait()
@@ -513,9 +531,29 @@ class Journal:
                     raise
 
     async def settled(self) -> None:
-        """Every write queued so far is committed (the loop goes on meanwhile)."""
+        """Every write queued so far is committed when this returns: those queued before
+        the call, and those other tasks queued while it waited, so that the reads that
+        follow (up to the caller's next `await`) wait for nothing. The loop goes on
+        meanwhile; it waits at most SETTLE_SLICE at a time, for a commit under way (never
+        for another process's lock: then the wait goes back to awaiting)."""
         try:
-            await self._writer.result()
+            while True:
+                await self._writer.result()
+                if self._writer.caught_up() or self._writer.wait_briefly(self.SETTLE_SLICE):
+                    self._writer.check_broken()
+                    return
+        except Exception as exc:
+            raise self._failed(exc) from exc
+
+    def has_room(self) -> bool:
+        """Whether the writer's queue takes more without waiting (see `room`)."""
+        return self._writer.has_room()
+
+    async def room(self) -> None:
+        """Until the writer's queue has room: a producer of many writes on the loop awaits
+        this between batches (`write` never blocks there)."""
+        try:
+            await self._writer.room()
         except Exception as exc:
             raise self._failed(exc) from exc
 
@@ -578,14 +616,17 @@ class Journal:
         jobs = self.jobs(UNFINISHED)
         return [j for j in jobs if host is None or j.host == host]
 
-    def unfinished_pages(self, host: str, page: int = 500) -> Iterator[JobRecord]:
+    def unfinished_pages(
+        self, host: str, page: int = 500, *, wait: bool = True
+    ) -> Iterator[JobRecord]:
         """The unfinished jobs of `host`, state by state and by id, a page at a time from
-        the state index: recovery never reads the whole table at once."""
+        the state index: recovery never reads the whole table at once (`wait=False`: each
+        page as committed)."""
         for state in UNFINISHED:
             after = 0
             while True:
                 rows = (
-                    self._read()
+                    (self._read() if wait else self._db)
                     .execute(
                         "SELECT * FROM jobs INDEXED BY jobs_state WHERE state = ? AND id > ?"
                         " ORDER BY id LIMIT ?",
