@@ -134,3 +134,25 @@ def test_close_gives_up_a_held_lock_after_its_patience(
     message = str(error)
     assert "\n" not in message and "lock" in message and "1 change(s)" in message
     assert _notes(journal.path) == ["committed"]  # nothing half made: the rest never was
+
+
+async def test_a_manager_closes_within_the_journals_patience(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.engine.fakeserver import FakeServer
+    from tests.engine.test_uploader import manager
+
+    monkeypatch.setattr(Journal, "CLOSE_PATIENCE", 0.5, raising=False)
+    m = manager(FakeServer(), tmp_path / "state", [])
+    journal = m.journal
+    journal.write(_note("committed"))
+    await journal.settled()
+    with LockHolder(journal.path, HOLD) as holder:
+        async with m:
+            journal.write(_note("lost"))  # waits for the lock
+        assert holder.held(), "the manager's close waited for the other process's lock"
+        with pytest.raises(JournalFailed) as failed:
+            journal.close()
+        assert holder.held()
+    assert "\n" not in str(failed.value) and "not saved" in str(failed.value)
+    assert _notes(journal.path) == ["committed"]
