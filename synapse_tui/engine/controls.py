@@ -35,6 +35,9 @@ class Controls:
     def __init__(self, m: UploadManager) -> None:
         self.m = m
         self._chain: list[asyncio.Task[None]] = []  # verbs waiting for the journal, in order
+        # Pauses whose rows wait for the journal: dispatch starts no job meanwhile (it would
+        # read those rows as still queued).
+        self._pausing: set[asyncio.Task[None]] = set()
 
     # -- one job ----------------------------------------------------------------------------
 
@@ -106,7 +109,7 @@ class Controls:
     # -- every job --------------------------------------------------------------------------
 
     def pause_all(self) -> None:
-        self._bulk(self._pause_held, JobState.QUEUED, self._pause_row)
+        self._bulk(self._pause_held, JobState.QUEUED, self._pause_row, pausing=True)
 
     def _pause_held(self) -> None:
         for job_id in list(self.m.jobs):
@@ -133,7 +136,7 @@ class Controls:
                 if len(page) < PAGE:
                     return
 
-        self._later(later)
+        self._later(later, pausing=True)
 
     def resume_all(self) -> None:
         self._bulk(self._resume_held, JobState.PAUSED, self._resume_row)
@@ -196,7 +199,12 @@ class Controls:
         self._later(later)
 
     def _bulk(
-        self, held: Callable[[], None], state: JobState, row: Callable[[JobRecord], None]
+        self,
+        held: Callable[[], None],
+        state: JobState,
+        row: Callable[[JobRecord], None],
+        *,
+        pausing: bool = False,
     ) -> None:
         """`held` on the jobs in memory, then `row` on every row in `state` not in memory."""
         if not self._chain:
@@ -204,7 +212,7 @@ class Controls:
             held()  # no reads: the jobs in memory change at once
             after = self._pages(state, row, 0) if caught_up else 0
             if after is not None:
-                self._later(lambda: self._pages_later(state, row, after))
+                self._later(lambda: self._pages_later(state, row, after), pausing=pausing)
             return
 
         async def later() -> None:
@@ -212,7 +220,7 @@ class Controls:
             held()
             await self._pages_later(state, row, 0)
 
-        self._later(later)
+        self._later(later, pausing=pausing)
 
     def _pages(self, state: JobState, row: Callable[[JobRecord], None], after: int) -> int | None:
         """The rows now, while the journal's queue has room; None when every page is done,
@@ -243,7 +251,7 @@ class Controls:
                 return
             after = recs[-1].id
 
-    def _later(self, verb: Callable[[], Awaitable[None]]) -> None:
+    def _later(self, verb: Callable[[], Awaitable[None]], *, pausing: bool = False) -> None:
         before = self._chain[-1] if self._chain else None
 
         async def run() -> None:
@@ -253,10 +261,20 @@ class Controls:
 
         task = asyncio.get_running_loop().create_task(run(), name="control")
         self._chain.append(task)
+        if pausing:
+            self._pausing.add(task)
         task.add_done_callback(self._ended)
+
+    @property
+    def pausing(self) -> bool:
+        """Whether a pause's rows wait for the journal (see `_pausing`)."""
+        return bool(self._pausing)
 
     def _ended(self, task: asyncio.Task[None]) -> None:
         self._chain.remove(task)
+        if task in self._pausing:
+            self._pausing.discard(task)
+            self.m.kick()
         if task.cancelled():
             return
         exc = task.exception()

@@ -60,7 +60,7 @@ class Runner:
                 await m.journal.durable()
             except FatalError as exc:  # a journal write failed: stop, one line
                 self.fatal(exc)
-            if not m.draining and m.stopped is None:
+            if not m.draining and m.stopped is None and not m.controls.pausing:
                 while m.gate.free() and (job := m.queue.pop_runnable()) is not None:
                     weight = 1 if fits_whole(job) else m.options.small_boost
                     if not m.gate.free(weight):  # a large file waits for a whole slot

@@ -19,7 +19,7 @@ from synapse_tui.engine import scheduler
 from synapse_tui.engine.events import Event, JobState
 from tests.engine.fakeserver import FakeServer
 from tests.engine.test_scale import tiny_files
-from tests.engine.test_uploader import manager
+from tests.engine.test_uploader import done, manager
 from tests.harness.heartbeat import Heartbeat
 from tests.harness.lock_holder import LockHolder, until
 
@@ -106,3 +106,24 @@ async def test_a_verb_asked_while_a_bulk_verb_waits_comes_after_it(tmp_path: Pat
         job = m.get(last)
         assert job is not None and job.state == JobState.QUEUED
         assert m.totals().counts["paused"] == FILES - 1
+
+
+async def test_nothing_starts_while_a_pause_alls_rows_wait_for_the_journal(
+    tmp_path: Path,
+) -> None:
+    tiny_files(tmp_path / "src", FILES)
+    events: list[Event] = []
+    async with manager(FakeServer(), tmp_path / "state", events) as m:
+        m.drain()
+        await m.add_paths([str(tmp_path / "src")])
+        await m.journal.settled()
+        [first] = m.window(0, 1)
+        with LockHolder(m.journal.path, HOLD) as holder:
+            m.journal.update(first.id, attempts=0)  # a write that waits for the lock
+            m.undrain()  # dispatch waits for that write
+            m.pause_all()  # the jobs in memory now, the rows once the lock goes
+            await until(lambda: not holder.held(), 4 * HOLD, "the lock to go")
+        await asyncio.wait_for(m.controls.done(), 30)
+        await asyncio.wait_for(m.wait_idle(), 30)
+        assert not done(events)  # no queued row was started before its pause landed
+        assert m.totals().counts["paused"] == FILES
