@@ -149,9 +149,7 @@ class Runner:
             elif other.state == JobState.QUEUED or other.state.active:
                 # active without a task: registered, waiting for its data unit step
                 m.set_state(other, JobState.PAUSED, f"stopped: {exc}")
-        for row in m.views.each(JobState.QUEUED):
-            if row.id not in m.jobs:
-                m.set_state(row, JobState.PAUSED, f"stopped: {exc}")
+        m.controls.stop_rows(f"stopped: {exc}")  # the queued rows, as a bulk verb pauses them
         m.emit(FatalStop(str(exc)))
         self.kick()
 

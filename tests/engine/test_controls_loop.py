@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from synapse_tui.engine import scheduler
-from synapse_tui.engine.events import Event, JobState
+from synapse_tui.engine.errors import AuthError
+from synapse_tui.engine.events import Event, FatalStop, JobState
 from tests.engine.fakeserver import FakeServer
 from tests.engine.test_scale import tiny_files
 from tests.engine.test_uploader import done, manager
@@ -127,3 +128,24 @@ async def test_nothing_starts_while_a_pause_alls_rows_wait_for_the_journal(
         await asyncio.wait_for(m.wait_idle(), 30)
         assert not done(events)  # no queued row was started before its pause landed
         assert m.totals().counts["paused"] == FILES
+
+
+async def test_a_fatal_stop_with_the_journal_locked_elsewhere_keeps_the_loop_turning(
+    tmp_path: Path,
+) -> None:
+    tiny_files(tmp_path / "src", FILES)
+    events: list[Event] = []
+    async with manager(FakeServer(), tmp_path / "state", events) as m:
+        m.drain()
+        await m.add_paths([str(tmp_path / "src")])
+        await m.journal.settled()
+        [first] = m.window(0, 1)
+        with LockHolder(m.journal.path, HOLD) as holder:
+            m.journal.update(first.id, attempts=0)  # a write that waits for the lock
+            async with Heartbeat() as beat:
+                m.runner.fatal(AuthError("the token was refused"))  # every queued job stops
+                await until(lambda: not holder.held(), 4 * HOLD, "the lock to go")
+        assert beat.longest < HOLD / 2, f"the loop stood still for {beat.longest:.1f}s"
+        await asyncio.wait_for(m.controls.done(), 30)
+        assert m.totals().counts["paused"] == FILES
+        assert any(isinstance(e, FatalStop) for e in events)
