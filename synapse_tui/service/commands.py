@@ -267,7 +267,11 @@ async def _remember_pauses(service: EngineService, command: Control) -> None:
         return
     if command.job is None and command.action == "cancel":
         return
-    saved = service.store.settings()
+    await service.store.update_async(lambda saved: _pauses_after(saved, command))
+
+
+def _pauses_after(saved: dict[str, Any], command: Control) -> dict[str, Any]:
+    """The settings of the user's pauses once `command` is made."""
     paused = {j for j in saved.get("paused", []) if isinstance(j, int)}
     resumed = {j for j in saved.get("resumed", []) if isinstance(j, int)}  # after a pause-all
     paused_all = bool(saved.get("paused_all"))
@@ -282,11 +286,11 @@ async def _remember_pauses(service: EngineService, command: Control) -> None:
         paused.discard(command.job)
         if paused_all:
             resumed.add(command.job)
-    await service.store.save_async(
-        paused=sorted(paused)[-MAX_PAUSED_IDS:],
-        resumed=sorted(resumed)[-MAX_PAUSED_IDS:],
-        paused_all=paused_all,
-    )
+    return {
+        "paused": sorted(paused)[-MAX_PAUSED_IDS:],
+        "resumed": sorted(resumed)[-MAX_PAUSED_IDS:],
+        "paused_all": paused_all,
+    }
 
 
 async def _control(service: EngineService, peer: Peer, command: Control) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import asyncio
 import json
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,9 +65,15 @@ class EngineStore:
     async def save_async(self, **values: Any) -> None:
         """`save` on a worker thread: the loop goes on while it waits for the lock; saves
         asked one after another land in that order."""
+        await self.update_async(lambda _saved: values)
+
+    async def update_async(self, change: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+        """Save what `change` makes of the settings, read after every save asked before
+        (a read-modify-write no other save of this store interleaves)."""
         if self._order is None:
             self._order = asyncio.Lock()
         async with self._order:
+            values = change(self.settings())
             await asyncio.to_thread(self.save, **values)
 
     def window(
