@@ -102,7 +102,11 @@ class Intake:
         count = 0
         # An older journal's relative paths: made absolute where this folder holds the file.
         relative = {r.id for r in ownership.adopt_relative(m.journal)}
-        for rec in m.journal.unfinished_pages(m.options.host):
+        # Every write before this is read (its caller awaited `settled`, or none was made);
+        # the pages after the first are read as committed: what this queues meanwhile
+        # only changes rows read before (and `session.has` skips them).
+        m.journal.catch_up()
+        for rec in m.journal.unfinished_pages(m.options.host, wait=False):
             if m.session.has(rec.id):
                 continue
             if rec.id in relative:  # left as it is, resumable from its own folder

@@ -1,4 +1,5 @@
-"""The journal's files on disk: its folder, the sidecar that proves it was set up, damage."""
+"""The journal's files on disk: its folder, the sidecar that proves it was set up, damage,
+and how a connection to it is set up."""
 
 from __future__ import annotations
 
@@ -105,3 +106,31 @@ def _moved(path: Path, what: str) -> str:
         f"the journal {path} {what}: moved it aside to {aside.name}; run the command again "
         "to start a new journal (the uploads it held are not resumed)"
     )
+
+
+def configure(db: sqlite3.Connection, backstop_pages: int) -> None:
+    """A connection's settings (Journal's, both of them)."""
+    # NORMAL in WAL mode survives any process crash; only an OS crash may lose the last
+    # commits, and the server's offset is re-read on resume anyway.
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA busy_timeout=30000")
+    # Checkpoints run on their own thread (see journal_checkpoint); a connection does one
+    # itself only if the WAL outgrew 64 MiB all the same.
+    db.execute(f"PRAGMA wal_autocheckpoint={backstop_pages}")
+
+
+def switch_to_wal(db: sqlite3.Connection, patience: float = 30.0) -> None:
+    """Switch to WAL. Two processes opening a new journal at once: the switch of one
+    meets the other's lock and SQLite answers "database is locked" at once, without
+    its busy handler, so it is tried again here for as long as busy_timeout waits."""
+    deadline = time.monotonic() + patience
+    delay = 0.005
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(delay)
+        delay = min(0.1, delay * 2)

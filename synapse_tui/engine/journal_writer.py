@@ -5,7 +5,10 @@ A write is a *unit*: a function of the connection, run by this thread inside a s
 GROUP units) into one transaction, commits it, and only then tells the waiters. Waiting for
 SQLite's write lock (another process holds it: up to busy_timeout, then again) happens here,
 never on the engine's loop, which meanwhile goes on with everything that does not need the
-write. The queue is bounded: past BOUND units, `submit` waits for room.
+write. The queue is bounded: past BOUND units, a thread without an event loop waits in
+`submit` for room; on a loop `submit` never blocks, and a producer of many units awaits
+`room` between its batches (see `submit`). `close` is bounded: past its patience it gives up
+the units not committed (never part of one transaction: see `_apply`).
 """
 
 from __future__ import annotations
@@ -37,9 +40,16 @@ class Ticket:
         self.error: BaseException | None = None
 
 
+class Abandoned(RuntimeError):
+    """The writer gave up on the units not committed when the journal closed."""
+
+
 class Writer:
     GROUP = 512  # units per transaction at most
-    BOUND = 8192  # units queued at most
+    BOUND = 8192  # units queued at most (see `submit`)
+    # SQLite's own wait for the lock, per try: the writer tries again after it, unless the
+    # journal is closing and its patience is over (see `close`).
+    LOCK_TRY = 0.25
 
     def __init__(
         self,
@@ -57,8 +67,13 @@ class Writer:
         self._committed = 0
         self._actions: list[tuple[int, Callable[[], None]]] = []  # after a commit
         self._waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        # Producers awaiting room in the queue (`room`), woken as the writer takes units.
+        self._roomers: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self.broken: BaseException | None = None
         self._stopping = False
+        self._abandon = False  # `close` ran out of patience: commit nothing more
+        self.lost = 0  # units given up then
+        db.execute(f"PRAGMA busy_timeout={int(self.LOCK_TRY * 1000)}")
         self._thread = threading.Thread(target=self._run, name="synapse-journal-writer")
         self._thread.daemon = True
         self._thread.start()
@@ -66,10 +81,18 @@ class Writer:
     # -- the caller's side ------------------------------------------------------------------
 
     def submit(self, fn: Unit, *, durable: bool = True) -> Ticket:
-        """Queue `fn`; `durable=False`: a request to the server need not wait for it."""
+        """Queue `fn`; `durable=False`: a request to the server need not wait for it.
+
+        Past BOUND units in waiting, a caller without an event loop waits here for room; on
+        an event loop this never blocks (the writer may wait for another process's lock for
+        as long as it holds it). The queue stays bounded there all the same: what queues
+        one unit per job (state changes) has at most the jobs in memory in waiting, each
+        upload awaiting its writes before its next request, and a bulk producer (a scan's
+        batch, a bulk control over rows) awaits `room` between its batches."""
+        on_loop = _on_loop()
         with self._cv:
             self._check()
-            while len(self._queue) >= self.BOUND:
+            while not on_loop and len(self._queue) >= self.BOUND:
                 self._cv.wait()  # backpressure: the writer is behind by BOUND units
                 self._check()
             self._submitted += 1
@@ -88,6 +111,22 @@ class Writer:
 
     def caught_up(self) -> bool:
         return self._committed >= self._submitted
+
+    def has_room(self) -> bool:
+        return len(self._queue) < self.BOUND
+
+    async def room(self) -> None:
+        """Until the queue has room for more (below BOUND units), without blocking the loop."""
+        while len(self._queue) >= self.BOUND and self.broken is None and not self._stopping:
+            loop = asyncio.get_running_loop()
+            future: asyncio.Future[None] = loop.create_future()
+            with self._cv:
+                if len(self._queue) < self.BOUND or self.broken is not None:
+                    break
+                self._roomers.append((loop, future))
+            await future
+        with self._cv:
+            self._check()
 
     def wait(self, ticket: Ticket | None = None) -> Any:
         """Block until `ticket` (default: every unit queued so far) is committed."""
@@ -115,6 +154,17 @@ class Writer:
             await future
         return self._outcome(ticket, target)
 
+    def wait_briefly(self, timeout: float) -> bool:
+        """Block up to `timeout` seconds for every unit queued so far; whether they are in."""
+        with self._cv:
+            return self._cv.wait_for(
+                lambda: self._committed >= self._submitted or self.broken is not None, timeout
+            )
+
+    def check_broken(self) -> None:
+        if self.broken is not None:
+            raise self.broken
+
     def _outcome(self, ticket: Ticket | None, target: int) -> Any:
         if ticket is not None and ticket.error is not None:
             raise ticket.error
@@ -131,12 +181,20 @@ class Writer:
                 return
         action()
 
-    def close(self) -> None:
-        """Commit what waits, then stop the thread."""
+    def close(self, patience: float | None = None) -> int:
+        """Commit what waits, then stop the thread; 0, or (after `patience` seconds spent
+        waiting for another process's lock) how many units were given up, none of them
+        committed, every one before them committed (units are atomic, transactions too)."""
         with self._cv:
             self._stopping = True
             self._cv.notify_all()
-        self._thread.join()
+        self._thread.join(patience)
+        if not self._thread.is_alive():
+            return 0
+        with self._cv:
+            self._abandon = True  # seen by the writer at its next try for the lock
+        self._thread.join()  # within LOCK_TRY (or the group it is running, which commits)
+        return self.lost
 
     # -- the writer's thread ----------------------------------------------------------------
 
@@ -148,6 +206,8 @@ class Writer:
                     return
                 group = [self._queue.popleft() for _ in range(min(self.GROUP, len(self._queue)))]
                 self._cv.notify_all()  # room in the queue
+                roomers, self._roomers = self._roomers, []
+            _wake_all(roomers)
             failure = self._apply(group) if self.broken is None else self.broken
             seq = group[-1].seq
             # The actions (lock releases) run before anyone is told of the commit: who
@@ -159,17 +219,20 @@ class Writer:
                 self._committed = seq
                 ready = [w for w in self._waiters if w[0] <= seq]
                 self._waiters = [w for w in self._waiters if w[0] > seq]
+                if isinstance(failure, Abandoned):  # nothing after it will be committed
+                    ready, self._waiters = ready + self._waiters, []
+                    self._queue.clear()
+                    roomers, self._roomers = self._roomers, []
+                else:
+                    roomers = []
             self._run_actions(seq)  # any queued meanwhile, for this commit
             with self._cv:
                 self._cv.notify_all()
-            for _, loop, future in ready:
-                # A waiter's loop may be closed (its coroutine was cancelled, asyncio.run
-                # ended): nobody waits there any more, and the writes queued after it
-                # must still be committed.
-                with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(_wake, future)
+            _wake_all([(loop, future) for _, loop, future in ready] + roomers)
             if failure is None:
                 self._on_commit()
+            elif isinstance(failure, Abandoned):
+                return
 
     def _run_actions(self, seq: int) -> None:
         with self._cv:
@@ -186,13 +249,16 @@ class Writer:
         failure: BaseException | None = None
         while True:
             try:
-                self._db.execute("BEGIN IMMEDIATE")  # waits up to busy_timeout for the lock
+                self._db.execute("BEGIN IMMEDIATE")  # waits up to LOCK_TRY for the lock
                 break
             except sqlite3.OperationalError as exc:
                 if not _locked(exc):
                     return exc
-                # Another process kept the lock past busy_timeout: wait again. The loop
-                # goes on meanwhile; what needs these writes waits for them.
+                # Another process holds the lock: try again, unless the journal closes and
+                # its patience is over. The loop goes on meanwhile; what needs these writes
+                # waits for them.
+                if self._abandon:
+                    return self._give_up(group)
         for ticket in group:
             try:
                 with self._unit_tx() as db:
@@ -207,13 +273,47 @@ class Writer:
                     for other in group:
                         other.error = other.error or exc
                     return exc
-        try:
-            self._db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            return exc
+        while True:
+            try:
+                self._db.execute("COMMIT")
+                return failure
+            except sqlite3.OperationalError as exc:
+                # BUSY on COMMIT leaves the transaction open: SQLite's way is to try again.
+                if not (_locked(exc) and self._db.in_transaction) or self._abandon:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    return self._give_up(group) if _locked(exc) else exc
+            except sqlite3.Error as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                return exc
+
+    def _give_up(self, group: list[Ticket]) -> Abandoned:
+        """The journal closes without these units (nor any queued after them)."""
+        with self._cv:
+            self.lost = len(group) + len(self._queue)
+        failure = Abandoned(f"{self.lost} change(s) not saved: another process held the lock")
+        for ticket in group:
+            ticket.error = ticket.error or failure
         return failure
+
+
+def _on_loop() -> bool:
+    """Whether this thread runs an event loop (whose turning nothing may block)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _wake_all(waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]) -> None:
+    for loop, future in waiters:
+        # A waiter's loop may be closed (its coroutine was cancelled, asyncio.run ended):
+        # nobody waits there any more, and the writes queued after it must still be
+        # committed.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_wake, future)
 
 
 def _locked(exc: sqlite3.OperationalError) -> bool:

@@ -62,6 +62,7 @@ def service(manager: UploadManager) -> PresignedService:
 async def run_upload(manager: UploadManager, job: Job) -> None:
     """Upload one job by the path its strategy and the backend allow."""
     svc = service(manager)
+    await svc.records.open()  # once per manager: its tables, off the loop
     if await _presigned_for(svc, job):
         svc.running += 1
         try:
@@ -74,7 +75,7 @@ async def run_upload(manager: UploadManager, job: Job) -> None:
 
 async def _presigned_for(svc: PresignedService, job: Job) -> bool:
     if svc.m.options.strategy == "chunked" or job.upload_url is not None:
-        if svc.known(job) is not None:
+        if await svc.known(job) is not None:
             svc.drop(job)  # chunked from now on: the storage's URLs are no use
         return False
     try:
@@ -86,7 +87,7 @@ async def _presigned_for(svc: PresignedService, job: Job) -> bool:
         return False
     if not capable:
         svc.strategy_refused()
-        if svc.known(job) is not None:
+        if await svc.known(job) is not None:
             svc.drop(job)
     return capable
 

@@ -110,10 +110,10 @@ class PresignedService:
 
     # -- grants ---------------------------------------------------------------------------------
 
-    def known(self, job: Job) -> Grant | None:
+    async def known(self, job: Job) -> Grant | None:
         grant = self.grants.get(job.id)
         if grant is None:
-            grant = self.records.load(job.id)
+            grant = await self.records.load(job.id)
             if grant is not None:
                 self.grants[job.id] = grant
         return grant
@@ -126,7 +126,7 @@ class PresignedService:
         """This job's URLs: journaled, asked already (with another file), or asked now,
         along with every job that asks in the same turn of the loop and the next queued
         small files."""
-        grant = self.known(job)
+        grant = await self.known(job)
         if grant is not None:
             return grant
         asked = self._asked.get(job.id)

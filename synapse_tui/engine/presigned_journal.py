@@ -7,6 +7,7 @@ finishes, so a resume after a crash or `kill -9` sends only the parts that lack 
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -59,13 +60,31 @@ class Grant:
 
 
 class PresignedJournal:
-    """Reads and writes of the two tables: writes are units of the journal's writer."""
+    """Reads and writes of the two tables: writes are units of the journal's writer, reads
+    follow `Journal.settled`; none waits for the journal on the engine's loop. `open` is
+    awaited before anything else."""
 
     def __init__(self, journal: Journal) -> None:
         self.journal = journal
         # The jobs that have a grant, kept in memory: most jobs never have one (chunked
         # uploads), and a lookup per file would cost them a query each.
-        self._jobs: set[int] = journal.call(_set_up)
+        self._jobs: set[int] = set()
+        self._opening: asyncio.Task[None] | None = None
+        self._open = False
+
+    async def open(self) -> None:
+        """Make the tables and drop stale grants, once (a write: it may wait for another
+        process's lock, off the loop)."""
+        if self._open:
+            return
+        if self._opening is None:
+            self._opening = asyncio.get_running_loop().create_task(self._set_up())
+        await asyncio.shield(self._opening)
+
+    async def _set_up(self) -> None:
+        jobs: set[int] = await self.journal.call_async(_set_up)
+        self._jobs.update(jobs)
+        self._open = True
 
     def save(self, grants: dict[int, Grant]) -> None:
         """Record the grants of a batch in one write (replacing any older one of a job)."""
@@ -87,10 +106,10 @@ class PresignedJournal:
 
         self.journal.write(unit)
 
-    def load(self, job_id: int) -> Grant | None:
+    async def load(self, job_id: int) -> Grant | None:
         if job_id not in self._jobs:
             return None
-        self.journal.catch_up()
+        await self.journal.settled()  # the reads below wait for nothing
         db = self.journal.connection
         row = db.execute(
             "SELECT file_key, url, upload_id, part_size, expires_at FROM presigned_files"

@@ -60,7 +60,7 @@ class Runner:
                 await m.journal.durable()
             except FatalError as exc:  # a journal write failed: stop, one line
                 self.fatal(exc)
-            if not m.draining and m.stopped is None:
+            if not m.draining and m.stopped is None and not m.controls.pausing:
                 while m.gate.free() and (job := m.queue.pop_runnable()) is not None:
                     weight = 1 if fits_whole(job) else m.options.small_boost
                     if not m.gate.free(weight):  # a large file waits for a whole slot
@@ -149,9 +149,7 @@ class Runner:
             elif other.state == JobState.QUEUED or other.state.active:
                 # active without a task: registered, waiting for its data unit step
                 m.set_state(other, JobState.PAUSED, f"stopped: {exc}")
-        for row in m.views.each(JobState.QUEUED):
-            if row.id not in m.jobs:
-                m.set_state(row, JobState.PAUSED, f"stopped: {exc}")
+        m.controls.stop_rows(f"stopped: {exc}")  # the queued rows, as a bulk verb pauses them
         m.emit(FatalStop(str(exc)))
         self.kick()
 

@@ -142,8 +142,13 @@ class UploadManager:
         self.views.emit_totals()
         with contextlib.suppress(Exception):
             await self.client.aclose()
+        await self.controls.finish()  # the bulk verbs' rows, as far as the journal lets them
         try:
-            await self.journal.settled()  # closed: every write of this manager is committed
+            # Closed: every write of this manager is committed, unless another process holds
+            # the journal's lock past its patience (then Journal.close says what is lost).
+            await asyncio.wait_for(self.journal.settled(), self.journal.CLOSE_PATIENCE)
+        except TimeoutError:
+            pass
         except FatalError:
             if self.stopped is None:  # else told already (FatalStop)
                 raise

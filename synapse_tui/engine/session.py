@@ -72,9 +72,13 @@ class Session:
         )
         return [JobRecord.from_row(r) for r in rows]
 
-    def in_state(self, state: JobState, after: int = 0, limit: int = 500) -> list[JobRecord]:
-        """Members in `state` with an id above `after`, by id: one page of the state index."""
-        self.journal.catch_up()
+    def in_state(
+        self, state: JobState, after: int = 0, limit: int = 500, *, wait: bool = True
+    ) -> list[JobRecord]:
+        """Members in `state` with an id above `after`, by id: one page of the state index
+        (`wait=False`: as committed, for a caller whose writes in waiting do not matter)."""
+        if wait:
+            self.journal.catch_up()
         rows = self.db.execute(
             "SELECT * FROM jobs j INDEXED BY jobs_state WHERE j.state = ? AND j.id > ?"
             f" AND {_MEMBER} ORDER BY j.id LIMIT ?",
@@ -109,8 +113,9 @@ class Session:
             )
         return [JobRecord.from_row(r) for r in rows]
 
-    def get(self, job_id: int) -> JobRecord | None:
-        self.journal.catch_up()
+    def get(self, job_id: int, *, wait: bool = True) -> JobRecord | None:
+        if wait:
+            self.journal.catch_up()
         row = self.db.execute(
             f"SELECT * FROM jobs j WHERE j.id = ? AND {_MEMBER}", (job_id, self.tag)
         ).fetchone()

@@ -25,13 +25,14 @@ class Views:
         self.m = m
         self.dirty: set[int] = set()  # jobs whose progress changed since the last tick
 
-    def get(self, job_id: int) -> Job | None:
+    def get(self, job_id: int, *, wait: bool = True) -> Job | None:
         """A job of this manager: the one in memory, else a copy read from its journal row
-        (changing the copy changes nothing: use the control methods)."""
+        (changing the copy changes nothing: use the control methods); `wait=False`: the
+        row as committed."""
         job = self.m.jobs.get(job_id)
         if job is not None:
             return job
-        rec = self.m.session.get(job_id)
+        rec = self.m.session.get(job_id, wait=wait)
         return job_from_record(rec) if rec is not None else None
 
     def window(self, offset: int, limit: int, state: JobState | None = None) -> list[Job]:

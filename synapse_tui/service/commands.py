@@ -146,10 +146,12 @@ async def handle(service: EngineService, peer: Peer, command: Command) -> dict[s
                 count += _resume_held(service, m, batch)
         finally:
             CURRENT_BATCH.reset(token)
+        if not command.keep_paused and service.store is not None:  # the client's pauses go
+            await service.store.save_async(paused=[], resumed=[], paused_all=False)
         service.router.check_soon(batch)
         return {"batch": batch.id, "count": count}
     if isinstance(command, Control):
-        return _control(service, peer, command)
+        return await _control(service, peer, command)
     if isinstance(command, Set):
         return await _set(service, command)
     if isinstance(command, ListJobs):
@@ -244,8 +246,6 @@ def _resume_held(service: EngineService, m: UploadManager, batch: Batch) -> int:
     held = [j for j in m.jobs.values() if j.state == JobState.PAUSED and owner(j.id) is not batch]
     for job in held:
         service.router.adopt(job)  # in this batch's context: followed, announced, resumed
-    if service.store is not None:
-        service.store.save(paused=[], resumed=[], paused_all=False)
     return len(held)
 
 
@@ -262,12 +262,16 @@ def kept_paused(service: EngineService) -> Callable[[JobRecord], bool]:
     return lambda rec: (paused_all and rec.id not in resumed) or rec.id in paused
 
 
-def _remember_pauses(service: EngineService, command: Control) -> None:
+async def _remember_pauses(service: EngineService, command: Control) -> None:
     if service.store is None or command.action not in ("pause", "resume", "cancel"):
         return
     if command.job is None and command.action == "cancel":
         return
-    saved = service.store.settings()
+    await service.store.update_async(lambda saved: _pauses_after(saved, command))
+
+
+def _pauses_after(saved: dict[str, Any], command: Control) -> dict[str, Any]:
+    """The settings of the user's pauses once `command` is made."""
     paused = {j for j in saved.get("paused", []) if isinstance(j, int)}
     resumed = {j for j in saved.get("resumed", []) if isinstance(j, int)}  # after a pause-all
     paused_all = bool(saved.get("paused_all"))
@@ -282,14 +286,16 @@ def _remember_pauses(service: EngineService, command: Control) -> None:
         paused.discard(command.job)
         if paused_all:
             resumed.add(command.job)
-    service.store.save(
-        paused=sorted(paused)[-MAX_PAUSED_IDS:],
-        resumed=sorted(resumed)[-MAX_PAUSED_IDS:],
-        paused_all=paused_all,
-    )
+    return {
+        "paused": sorted(paused)[-MAX_PAUSED_IDS:],
+        "resumed": sorted(resumed)[-MAX_PAUSED_IDS:],
+        "paused_all": paused_all,
+    }
 
 
-def _control(service: EngineService, peer: Peer, command: Control) -> dict[str, Any]:
+async def _control(service: EngineService, peer: Peer, command: Control) -> dict[str, Any]:
+    """A control verb; answered once its rows are changed (the loop goes on meanwhile:
+    see engine/controls.py)."""
     m = _manager(service)
     action = command.action
     if command.batch is not None:
@@ -300,21 +306,22 @@ def _control(service: EngineService, peer: Peer, command: Control) -> dict[str, 
             batch.task.cancel()
         if action != "pause":
             raise ConfigError("a batch can only be paused")
-        # The batch's rows go to the journal's writer, which commits them in groups (a
-        # batch may be a million).
-        for job_id in service.router.unfinished(batch):
-            m.pause(job_id)
+        # The batch's rows go to the journal's writer a page at a time (a batch may be a
+        # million), each page read once the writes before it are in.
+        m.controls.pause_each(service.router.unfinished(batch))
+        await m.controls.done()
         return {"left": service.router.left(batch)}
     simple = {"retry": m.retry_failed, "drain": m.drain, "undrain": m.undrain}
     if action in simple:
         simple[action]()
         if action in ("drain", "undrain") and service.store is not None:
-            service.store.save(draining=m.draining)
+            await service.store.save_async(draining=m.draining)
+        await m.controls.done()
         return {}
     per_job = {"pause": m.pause, "resume": m.resume, "cancel": m.cancel}
     if action not in per_job:
         raise ConfigError(f"unknown action {action!r}")
-    _remember_pauses(service, command)
+    await _remember_pauses(service, command)
     if command.job is not None:
         per_job[action](command.job)
     elif action == "pause":
@@ -322,9 +329,10 @@ def _control(service: EngineService, peer: Peer, command: Control) -> dict[str, 
     elif action == "resume":
         m.resume_all()
         if service.store is not None:
-            service.store.save(draining=False)
+            await service.store.save_async(draining=False)
     else:
         raise ConfigError("cancel needs a job")
+    await m.controls.done()
     return {}
 
 
@@ -338,7 +346,9 @@ async def _set(service: EngineService, command: Set) -> dict[str, Any]:
         m.set_priority(command.job, command.priority)
     changed = (command.concurrency, command.bwlimit) != (None, None)
     if service.store is not None and changed and command.persist:
-        service.store.save(concurrency=m.options.concurrency, bwlimit=m.options.bwlimit or 0)
+        await service.store.save_async(
+            concurrency=m.options.concurrency, bwlimit=m.options.bwlimit or 0
+        )
     return {"concurrency": m.options.concurrency, "bwlimit": m.options.bwlimit}
 
 

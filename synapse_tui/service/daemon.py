@@ -13,7 +13,7 @@ from typing import Any
 
 from synapse_tui.config import Settings
 from synapse_tui.engine.credentials import Credentials
-from synapse_tui.engine.errors import ConfigError, FatalError, SynapseError
+from synapse_tui.engine.errors import ConfigError, FatalError, JournalFailed, SynapseError
 from synapse_tui.engine.events import JobState
 from synapse_tui.engine.factory import make_client, make_manager
 from synapse_tui.engine.journal import Journal
@@ -87,8 +87,10 @@ class EngineService:
             self.settings.host = url
             self.settings.credentials = Credentials(access_token=token)
             self.interactive = True
-        self.journal = Journal(self.state_dir)
-        self.store = EngineStore(self.journal.path)
+        # Off the loop: opening waits for SQLite's locks (a new settings table, another
+        # process switching a new journal to WAL), up to their busy timeouts.
+        self.journal = await asyncio.to_thread(Journal, self.state_dir)
+        self.store = await asyncio.to_thread(EngineStore, self.journal.path)
         if self.settings.host:
             self.build_manager()
         with contextlib.suppress(FileNotFoundError):
@@ -144,7 +146,10 @@ class EngineService:
         peers = list(self.router.peers)
         await asyncio.gather(*(p.flush_and_close() for p in peers), return_exceptions=True)
         if self.journal is not None:
-            self.journal.close()
+            try:
+                self.journal.close()  # bounded: Journal.CLOSE_PATIENCE
+            except JournalFailed as exc:
+                log.error("%s", exc)
         if self.store is not None:
             self.store.close()
         if self.local_server is not None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,18 +19,27 @@ MAX_WINDOW = 1000  # rows per `list` answer: a client asks for what it shows
 
 class EngineStore:
     """A connection of its own to the journal's database (WAL: readers never block the
-    engine's writer), so the journal's module stays the engine's."""
+    engine's writer), so the journal's module stays the engine's. Its writes wait for
+    the database's lock (another process may hold it): the engine makes them off its
+    loop (`save_async`), and opens the store off it too (the table may be new)."""
 
     def __init__(self, path: Path) -> None:
-        self._db = sqlite3.connect(path, timeout=10, isolation_level=None)
+        # Made on one thread, read on the loop's, written on worker threads (one at a time).
+        self._db = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA busy_timeout=10000")
-        self._db.execute(SCHEMA)
+        self._w = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
+        self._w.execute("PRAGMA busy_timeout=10000")
+        self._w.execute(SCHEMA)
+        self._writing = threading.Lock()
+        self._order: asyncio.Lock | None = None  # saves from the loop, in the order asked
         # `status` asks whether a failed path was uploaded since, a page at a time: by the
         # journal's index ledger_path (engine/journal.py SCHEMA).
 
     def close(self) -> None:
         self._db.close()
+        with self._writing:
+            self._w.close()
 
     def settings(self) -> dict[str, Any]:
         rows = self._db.execute("SELECT key, value FROM engine_settings").fetchall()
@@ -41,14 +52,29 @@ class EngineStore:
         return out
 
     def save(self, **values: Any) -> None:
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
+        """Set these settings, in one transaction (blocking: see `save_async`)."""
+        with self._writing, self._w:
+            self._w.execute("BEGIN IMMEDIATE")
             for key, value in values.items():
-                self._db.execute(
+                self._w.execute(
                     "INSERT INTO engine_settings(key, value) VALUES (?, ?) "
                     "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                     (key, json.dumps(value)),
                 )
+
+    async def save_async(self, **values: Any) -> None:
+        """`save` on a worker thread: the loop goes on while it waits for the lock; saves
+        asked one after another land in that order."""
+        await self.update_async(lambda _saved: values)
+
+    async def update_async(self, change: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+        """Save what `change` makes of the settings, read after every save asked before
+        (a read-modify-write no other save of this store interleaves)."""
+        if self._order is None:
+            self._order = asyncio.Lock()
+        async with self._order:
+            values = change(self.settings())
+            await asyncio.to_thread(self.save, **values)
 
     def window(
         self, host: str, offset: int, limit: int, state: str | None

@@ -167,8 +167,13 @@ class EngineBridge:
 
     def _views(self, touched: set[int]) -> dict[int, JobView]:
         views: dict[int, JobView] = {}
+        m = self.manager
         for job_id in touched:
-            job = self.manager.get(job_id)  # in memory, or its journal row once finished
+            # In memory; else its journal row once finished, read only when that waits for
+            # nothing (on the engine's loop): otherwise its events say what changed.
+            job = m.jobs.get(job_id)
+            if job is None and m.journal.caught_up():
+                job = m.get(job_id)
             if job is not None:
                 views[job_id] = JobView(
                     job_id, job.state.value, job.sent, job.size, job.attempts, job.last_error
@@ -179,10 +184,12 @@ class EngineBridge:
 
     def _call(self, fn: Callable[..., Any], *args: Any) -> None:
         if self.loop is not None:
-            self.loop.call_soon_threadsafe(self._guarded, fn, *args)
+            asyncio.run_coroutine_threadsafe(self._guarded(fn, *args), self.loop)
 
-    def _guarded(self, fn: Callable[..., Any], *args: Any) -> None:
+    async def _guarded(self, fn: Callable[..., Any], *args: Any) -> None:
+        """`fn` once the journal has the engine's writes: its reads wait for nothing."""
         try:
+            await self.manager.journal.settled()
             fn(*args)
         except Exception as exc:
             log.exception("engine call failed")
@@ -193,9 +200,11 @@ class EngineBridge:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
     async def ask(self, fn: Callable[[], T]) -> T:
-        """Run `fn` in the engine thread and await its result from the UI loop."""
+        """Run `fn` in the engine thread and await its result from the UI loop; its reads
+        of the journal wait for nothing there (the engine's loop goes on meanwhile)."""
 
         async def run() -> T:
+            await self.manager.journal.settled()
             return fn()
 
         return await asyncio.wrap_future(self._submit(run()))

@@ -60,6 +60,9 @@ class FakeManager:
         @staticmethod
         def close() -> None: ...
 
+        @staticmethod
+        async def settled() -> None: ...
+
 
 class Sink:
     def __init__(self) -> None:
