@@ -15,6 +15,7 @@ import contextlib
 import logging
 import sqlite3
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -40,6 +41,10 @@ class Ticket:
 class Writer:
     GROUP = 512  # units per transaction at most
     BOUND = 8192  # units queued at most
+    # A unit nothing waits for (`durable=False`: a small file's done note) is committed with
+    # the next one something waits for, or this many seconds after it was queued: one
+    # commit for many files, not a thread wake-up and a commit for every one or two.
+    LAZY = 0.02
 
     def __init__(
         self,
@@ -55,6 +60,9 @@ class Writer:
         self._submitted = 0
         self._durable = 0  # the last unit a request must wait for (see `durable`)
         self._committed = 0
+        self._taken = 0  # the last unit the writer's thread took
+        self._blocked = 0  # callers blocked in `wait`
+        self._lazy_since = 0.0  # when the oldest unit nothing waits for yet was queued
         self._actions: list[tuple[int, Callable[[], None]]] = []  # after a commit
         self._waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self.broken: BaseException | None = None
@@ -74,10 +82,14 @@ class Writer:
                 self._check()
             self._submitted += 1
             ticket = Ticket(self._submitted, fn)
+            first = not self._queue
+            if first:
+                self._lazy_since = time.monotonic()
+            self._queue.append(ticket)
             if durable:
                 self._durable = ticket.seq
-            self._queue.append(ticket)
-            self._cv.notify_all()
+            if durable or first or len(self._queue) >= self.GROUP:
+                self._cv.notify_all()  # else the writer is awake already, or times out
             return ticket
 
     def _check(self) -> None:
@@ -93,7 +105,12 @@ class Writer:
         """Block until `ticket` (default: every unit queued so far) is committed."""
         target = ticket.seq if ticket is not None else self._submitted
         with self._cv:
-            self._cv.wait_for(lambda: self._committed >= target or self.broken is not None)
+            self._blocked += 1
+            self._cv.notify_all()  # someone waits: lazy units are due now
+            try:
+                self._cv.wait_for(lambda: self._committed >= target or self.broken is not None)
+            finally:
+                self._blocked -= 1
         return self._outcome(ticket, target)
 
     async def result(self, ticket: Ticket | None = None, *, durable: bool = False) -> Any:
@@ -110,6 +127,7 @@ class Writer:
             with self._cv:
                 if self._committed < target and self.broken is None:
                     self._waiters.append((target, loop, future))
+                    self._cv.notify_all()  # someone waits: lazy units are due now
                 else:
                     future.set_result(None)
             await future
@@ -140,13 +158,30 @@ class Writer:
 
     # -- the writer's thread ----------------------------------------------------------------
 
+    def _due(self) -> float | None:
+        """Seconds until the queue is to be committed (0: now; None: nothing queued)."""
+        if not self._queue:
+            return None
+        if (
+            self._stopping
+            or self._durable > self._taken
+            or self._waiters
+            or self._blocked
+            or len(self._queue) >= self.GROUP
+        ):
+            return 0.0
+        return max(0.0, self._lazy_since + self.LAZY - time.monotonic())
+
     def _run(self) -> None:
         while True:
             with self._cv:
-                self._cv.wait_for(lambda: bool(self._queue) or self._stopping)
+                while (wait := self._due()) != 0.0 and not (self._stopping and wait is None):
+                    self._cv.wait(wait)
                 if not self._queue:
                     return
                 group = [self._queue.popleft() for _ in range(min(self.GROUP, len(self._queue)))]
+                self._taken = group[-1].seq
+                self._lazy_since = time.monotonic()  # what is left waits from now
                 self._cv.notify_all()  # room in the queue
             failure = self._apply(group) if self.broken is None else self.broken
             seq = group[-1].seq
