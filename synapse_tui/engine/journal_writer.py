@@ -18,6 +18,7 @@ import contextlib
 import logging
 import sqlite3
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -50,6 +51,10 @@ class Writer:
     # SQLite's own wait for the lock, per try: the writer tries again after it, unless the
     # journal is closing and its patience is over (see `close`).
     LOCK_TRY = 0.25
+    # A unit nothing waits for (`durable=False`: a small file's done note) is committed with
+    # the next one something waits for, or this many seconds after it was queued: one
+    # commit for many files, not a thread wake-up and a commit for every one or two.
+    LAZY = 0.02
 
     def __init__(
         self,
@@ -65,6 +70,9 @@ class Writer:
         self._submitted = 0
         self._durable = 0  # the last unit a request must wait for (see `durable`)
         self._committed = 0
+        self._taken = 0  # the last unit the writer's thread took
+        self._blocked = 0  # callers blocked in `wait`
+        self._lazy_since = 0.0  # when the oldest unit nothing waits for yet was queued
         self._actions: list[tuple[int, Callable[[], None]]] = []  # after a commit
         self._waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         # Producers awaiting room in the queue (`room`), woken as the writer takes units.
@@ -97,10 +105,14 @@ class Writer:
                 self._check()
             self._submitted += 1
             ticket = Ticket(self._submitted, fn)
+            first = not self._queue
+            if first:
+                self._lazy_since = time.monotonic()
+            self._queue.append(ticket)
             if durable:
                 self._durable = ticket.seq
-            self._queue.append(ticket)
-            self._cv.notify_all()
+            if durable or first or len(self._queue) >= self.GROUP:
+                self._cv.notify_all()  # else the writer is awake already, or times out
             return ticket
 
     def _check(self) -> None:
@@ -132,7 +144,12 @@ class Writer:
         """Block until `ticket` (default: every unit queued so far) is committed."""
         target = ticket.seq if ticket is not None else self._submitted
         with self._cv:
-            self._cv.wait_for(lambda: self._committed >= target or self.broken is not None)
+            self._blocked += 1
+            self._cv.notify_all()  # someone waits: lazy units are due now
+            try:
+                self._cv.wait_for(lambda: self._committed >= target or self.broken is not None)
+            finally:
+                self._blocked -= 1
         return self._outcome(ticket, target)
 
     async def result(self, ticket: Ticket | None = None, *, durable: bool = False) -> Any:
@@ -149,6 +166,7 @@ class Writer:
             with self._cv:
                 if self._committed < target and self.broken is None:
                     self._waiters.append((target, loop, future))
+                    self._cv.notify_all()  # someone waits: lazy units are due now
                 else:
                     future.set_result(None)
             await future
@@ -157,9 +175,15 @@ class Writer:
     def wait_briefly(self, timeout: float) -> bool:
         """Block up to `timeout` seconds for every unit queued so far; whether they are in."""
         with self._cv:
-            return self._cv.wait_for(
-                lambda: self._committed >= self._submitted or self.broken is not None, timeout
-            )
+            self._blocked += 1
+            self._cv.notify_all()  # someone waits: lazy units are due now, not in LAZY
+            try:
+                return self._cv.wait_for(
+                    lambda: self._committed >= self._submitted or self.broken is not None,
+                    timeout,
+                )
+            finally:
+                self._blocked -= 1
 
     def check_broken(self) -> None:
         if self.broken is not None:
@@ -198,13 +222,30 @@ class Writer:
 
     # -- the writer's thread ----------------------------------------------------------------
 
+    def _due(self) -> float | None:
+        """Seconds until the queue is to be committed (0: now; None: nothing queued)."""
+        if not self._queue:
+            return None
+        if (
+            self._stopping
+            or self._durable > self._taken
+            or self._waiters
+            or self._blocked
+            or len(self._queue) >= self.GROUP
+        ):
+            return 0.0
+        return max(0.0, self._lazy_since + self.LAZY - time.monotonic())
+
     def _run(self) -> None:
         while True:
             with self._cv:
-                self._cv.wait_for(lambda: bool(self._queue) or self._stopping)
+                while (wait := self._due()) != 0.0 and not (self._stopping and wait is None):
+                    self._cv.wait(wait)
                 if not self._queue:
                     return
                 group = [self._queue.popleft() for _ in range(min(self.GROUP, len(self._queue)))]
+                self._taken = group[-1].seq
+                self._lazy_since = time.monotonic()  # what is left waits from now
                 self._cv.notify_all()  # room in the queue
                 roomers, self._roomers = self._roomers, []
             _wake_all(roomers)

@@ -44,6 +44,12 @@ CONFIRM_PATH = "data_files/presigned_upload/confirm_upload/"
 PARTS_PATH = "data_files/presigned_upload/parts/"
 
 
+def _retrieved(task: asyncio.Task[Any]) -> None:
+    """An early ask's failure is `discover`'s to handle (it asks again), not the loop's."""
+    if not task.cancelled():
+        task.exception()
+
+
 def _epoch(text: Any) -> float:
     try:
         return datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp()
@@ -64,6 +70,7 @@ class PresignedService:
         self.capable: bool | None = None
         self.why_not = ""
         self._discovering = asyncio.Lock()
+        self._early: asyncio.Task[tuple[bool, str]] | None = None  # see `ask_early`
         self.grants: dict[int, Grant] = {}
         self._asked: dict[int, asyncio.Future[Grant]] = {}
         self._wanting: list[Job] = []
@@ -74,11 +81,25 @@ class PresignedService:
 
     # -- which path -----------------------------------------------------------------------------
 
+    def ask_early(self) -> None:
+        """Ask for the storage now, while the first files are scanned: otherwise the first
+        file waits for that round trip. `discover` takes the answer (and says it, in the
+        job's context as before); a failed early ask is asked again there."""
+        if self.capable is None and self._early is None and self.m.options.strategy != "chunked":
+            self._early = asyncio.create_task(self._ask_storage(), name="storage-discovery")
+            self._early.add_done_callback(_retrieved)
+
     async def discover(self) -> bool:
         """Whether the backend's default internal storage takes presigned uploads (asked once)."""
         async with self._discovering:
             if self.capable is None:
-                self.capable, self.why_not = await self._ask_storage()
+                early, self._early = self._early, None
+                if early is not None:
+                    await asyncio.wait([early])  # never raises: its outcome is read below
+                if early is not None and not early.cancelled() and early.exception() is None:
+                    self.capable, self.why_not = early.result()
+                else:
+                    self.capable, self.why_not = await self._ask_storage()
                 level = "info" if self.capable else "warning"
                 if self.capable or self.m.options.strategy == "presigned":
                     self.m.log(level, f"presigned uploads: {self.why_not}")

@@ -35,6 +35,7 @@ class Session:
         self.journal = journal
         self.db: sqlite3.Connection = journal.connection
         self.tag = next(_TAGS)
+        self.db.execute("PRAGMA temp.journal_mode=MEMORY")
         for statement in _TEMP_SCHEMA:
             self.db.execute(statement)
 

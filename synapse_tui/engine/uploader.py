@@ -86,6 +86,9 @@ class FileUpload:
         self.loop = asyncio.get_running_loop()
         self.fd = -1
         self.completed = False
+        # The file was opened and its identity checked just now, and nothing has run since
+        # (no await that waited): the whole-file path's first check would repeat it.
+        self.just_opened = False
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -161,6 +164,7 @@ class FileUpload:
     async def _shared_wait(self) -> None:
         wait = self.ctx.backoff.shared_wait()
         if wait > 0:
+            self.just_opened = False
             await self._sleep(wait)
 
     def _progress_made(self) -> None:
@@ -225,6 +229,7 @@ class FileUpload:
 
         job = self.job
         self.fd, _ = open_regular(job.path, job.identity)
+        self.just_opened = True
         try:
             while True:
                 try:
@@ -557,7 +562,9 @@ class FileUpload:
         while True:
             await self._shared_wait()
             self._checkpoint()
-            self._check_identity()
+            if not self.just_opened:
+                self._check_identity()
+            self.just_opened = False
             hashes = HashPair()
             if job.size <= INLINE_READ_LIMIT:
                 data = read_piece(self.fd, 0, job.size, hashes)

@@ -92,6 +92,9 @@ async def _reach(service: EngineService, m: UploadManager) -> None:
     in-process CLI checks before it opens the journal)."""
     if service.reached:
         return
+    from synapse_tui.engine.presigned import service as presigned
+
+    presigned(m).ask_early()  # in parallel with the ping and the scan
     for attempt in range(3):
         try:
             await m.client.ping()

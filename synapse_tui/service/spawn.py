@@ -28,6 +28,9 @@ ENGINE_LOCK = "engine.lock"  # held (flock) by the live engine, its pid inside
 START_LOCK = "engine.start.lock"
 LOG_NAME = "engine.log"
 LOG_LIMIT = 4 << 20  # rotated past this (engine.log -> engine.log.1)
+# How often a front end that started the engine looks for its socket: every look is one
+# failed connect (a few microseconds), and the first upload waits for the one that succeeds.
+START_POLL = 0.005
 SETTINGS_ENV = "SYNAPSE_TUI_ENGINE_SETTINGS"  # the settings, credentials included: never argv
 IDLE_ENV = "SYNAPSE_TUI_ENGINE_IDLE"  # seconds an engine a dashboard used stays idle
 CLIENT_TIMEOUT_ENV = "SYNAPSE_TUI_ENGINE_CLIENT_TIMEOUT"  # a client not reading: dropped
@@ -258,7 +261,7 @@ def start_engine(settings: Settings, local_backend: bool = False, fork: bool = F
                 raise EngineUnavailable(f"the engine did not start (see {log_path})")
             if time.monotonic() > deadline:
                 raise EngineUnavailable(f"the engine did not start in time (see {log_path})")
-            time.sleep(0.02)
+            time.sleep(START_POLL)
     finally:
         os.close(fd)  # releases the start lock
 
