@@ -77,3 +77,30 @@ async def test_the_dashboard_freezes_its_start_up_and_thaws_it_on_exit(
         assert all(o is not app.dashboard for o in gc.get_objects())
     assert gc.get_freeze_count() == 0
     assert any(o is app.dashboard for o in gc.get_objects())  # the collector's again
+
+
+async def test_files_finishing_batch_after_batch_read_the_ledger_once(
+    app_factory: Callable[..., SynapseApp],
+) -> None:
+    """Each batch with a finished file read the ledger (a thread and a worker), eight times
+    a second with small files: now one read covers what finished within LEDGER_EVERY."""
+    from synapse_tui.engine.events import JobDone
+    from synapse_tui.ui.messages import EngineUpdate
+    from tests.ui.conftest import wait_for
+
+    app = app_factory(start_engine=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        reads: list[float] = []
+
+        def read() -> None:
+            reads.append(1)
+
+        app.dashboard.refresh_ledger = read  # type: ignore[method-assign,assignment]
+        for n in range(1, 21):  # twenty batches, as fast as the loop takes them
+            done = JobDone(n, f"/data/f{n}.bin", 64, "0" * 32, "u", 0)
+            app.dashboard.apply(EngineUpdate([done], {}))
+        await wait_for(pilot, lambda: len(reads) >= 1, timeout=10)
+        await pilot.pause(0.2)
+        assert len(reads) == 1
+        app.dashboard.apply(EngineUpdate([JobDone(21, "/data/f21.bin", 64, "0" * 32, "u", 0)], {}))
+        await wait_for(pilot, lambda: len(reads) >= 2, timeout=10)  # a later file: read again
