@@ -104,3 +104,34 @@ async def test_files_finishing_batch_after_batch_read_the_ledger_once(
         assert len(reads) == 1
         app.dashboard.apply(EngineUpdate([JobDone(21, "/data/f21.bin", 64, "0" * 32, "u", 0)], {}))
         await wait_for(pilot, lambda: len(reads) >= 2, timeout=10)  # a later file: read again
+
+
+async def test_bulk_done_lines_come_at_most_one_per_interval(
+    app_factory: Callable[..., SynapseApp],
+) -> None:
+    """Batch after batch of small files: one line at once, then one for all the files
+    that finished within BULK_EVERY (not one per batch, eight a second)."""
+    from synapse_tui.engine.events import JobDone
+    from synapse_tui.ui.messages import EngineUpdate
+    from tests.ui.conftest import wait_for
+
+    def batch(prefix: str, start: int) -> EngineUpdate:
+        done = [
+            JobDone(n, f"/data/{prefix}{n}.bin", 64, "m" * 32, "u", 0)
+            for n in range(start, start + 300)
+        ]
+        return EngineUpdate(list(done), {})
+
+    app = app_factory(start_engine=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        log = app.dashboard.log_widget
+        before = len(log.lines_written)
+        app.dashboard.apply(batch("g", 0))
+        app.dashboard.apply(batch("h", 300))
+        app.dashboard.apply(batch("h", 600))
+        assert len(log.lines_written) == before + 1
+        assert "done 300 files: /data/g0.bin … /data/g299.bin" in log.lines_written[-1]
+        await wait_for(pilot, lambda: len(log.lines_written) > before + 1, timeout=10)
+        assert "done 600 files: /data/h300.bin … /data/h899.bin" in log.lines_written[-1]
+        await pilot.pause(0.3)
+        assert len(log.lines_written) == before + 2
