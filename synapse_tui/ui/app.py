@@ -22,6 +22,7 @@ from synapse_tui.engine.errors import ConfigError
 from synapse_tui.engine.protocol import Credentials
 from synapse_tui.service.spawn import fingerprint
 from synapse_tui.ui.bridge import EngineBridge, ManagerFactory, default_factory
+from synapse_tui.ui.heap import freeze_startup, thaw
 from synapse_tui.ui.messages import EngineError, EngineStarted, EngineUpdate
 from synapse_tui.ui.screens.dashboard import DashboardScreen
 from synapse_tui.ui.service_bridge import ServiceBridge
@@ -116,6 +117,7 @@ class SynapseApp(App[int]):
             self.run_worker(self._start_service(), group="engine", exit_on_error=False)
         elif self.start_engine:
             self._start_bridge()
+        freeze_startup()  # the collector's full passes skip start-up's objects (ui/heap.py)
 
     def _register_themes(self) -> None:
         themes, self.theme_errors = load_themes()
@@ -380,6 +382,7 @@ class SynapseApp(App[int]):
             await asyncio.to_thread(bridge.stop)
 
     async def on_unmount(self) -> None:
+        thaw()
         await self.shutdown_engine()
 
     async def action_quit(self) -> None:

@@ -11,6 +11,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Container
 from textual.events import Resize
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Footer
 
@@ -52,6 +53,7 @@ PANE_IDS = [pane for pane, _ in PANES]
 # it the keys overflow anyway, and the docked key ends the line cleanly. ctrl+p still opens
 # the palette; `?` lists it.
 PALETTE_KEY_HIDDEN = (70, 110)
+LEDGER_EVERY = 1.0  # seconds: files finished within it get their ✓ from one ledger read
 
 
 class DashboardScreen(JobActions, Screen[None]):
@@ -91,6 +93,7 @@ class DashboardScreen(JobActions, Screen[None]):
         self.bwlimit: float | None = None
         self.draining = False
         self.skipped_scan = 0
+        self._ledger_timer: Timer | None = None
         self.failed_scan = 0
         self.plan: CollectionPlan | None = None
         """The data collection the next `u` registers uploads in (None: plain uploads)."""
@@ -245,8 +248,14 @@ class DashboardScreen(JobActions, Screen[None]):
         summary.counts = states
         summary.files_total = max(summary.files_total, sum(states.values()))
         summary.paint()
-        if refresh_ledger:
-            self.refresh_ledger()
+        if refresh_ledger and self._ledger_timer is None:
+            # One ledger read a second for the files that finished, not one per batch (a
+            # thread and a worker eight times a second with small files).
+            self._ledger_timer = self.set_timer(LEDGER_EVERY, self._ledger_due)
+
+    def _ledger_due(self) -> None:
+        self._ledger_timer = None
+        self.refresh_ledger()
 
     @work(group="ledger", exclusive=True, exit_on_error=False)
     async def refresh_ledger(self) -> None:

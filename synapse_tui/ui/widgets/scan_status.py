@@ -5,6 +5,7 @@ from __future__ import annotations
 from textual.widgets import Static
 
 from synapse_tui.engine.events import ScanProgress
+from synapse_tui.ui.widgets.live_text import set_live_text
 from synapse_tui.units import format_size
 
 
@@ -19,6 +20,7 @@ class ScanStatus(Static):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__("", id=id)
         self.last: ScanProgress | None = None
+        self._shown = ""
 
     def show(self, event: ScanProgress) -> None:
         self.last = event
@@ -34,4 +36,7 @@ class ScanStatus(Static):
             text += f" · {event.failed} failed"
         self.set_class(not event.done, "-running")
         self.add_class("-shown")
-        self.update(text)
+        # Several times a second while a big folder is scanned: a layout (`update`'s
+        # default) only when the line's size changes, as for the other live lines.
+        if set_live_text(self, self._shown, text):
+            self._shown = text
