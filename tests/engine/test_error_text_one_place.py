@@ -16,6 +16,7 @@ ENGINE = Path(engine.__file__).parent
 # Substring tests that read no server's human text, and why.
 NOT_SERVER_TEXT = {
     "journal.py": "SQLite's own error text (database is locked)",
+    "journal_files.py": "SQLite's own error text (database is locked)",
     "journal_writer.py": "SQLite's own error text",
     "proxy.py": "the proxy URL the user gave",
     "transport.py": "HTTP header tokens (chunked, close), not text",
