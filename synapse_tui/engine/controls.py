@@ -280,11 +280,15 @@ class Controls:
         """Whether a pause's rows wait for the journal (see `_pausing`)."""
         return bool(self._pausing)
 
+    def waiting(self) -> bool:
+        """Whether a verb waits for the journal: the manager is not idle until it is done
+        (a resume's rows may still make work)."""
+        return bool(self._chain)
+
     def _ended(self, task: asyncio.Task[None]) -> None:
         self._chain.remove(task)
-        if task in self._pausing:
-            self._pausing.discard(task)
-            self.m.kick()
+        self._pausing.discard(task)
+        self.m.kick()  # dispatch looks again and idleness is asked again
         if task.cancelled():
             return
         exc = task.exception()

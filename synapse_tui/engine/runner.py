@@ -186,7 +186,7 @@ class Runner:
     def update_idle(self) -> None:
         m = self.m
         units = self.units_task is not None and not self.units_task.done()
-        busy = units or m.intake.scans > 0 or bool(self.active())
+        busy = units or m.intake.scans > 0 or bool(self.active()) or m.controls.waiting()
         if not busy and not m.draining and m.stopped is None:
             busy = m.queue.queued_here() > 0
         if not busy and self.registering() and m.stopped is None:
