@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from synapse_tui.engine import ownership
+from synapse_tui.engine import ownership, presigned_journal
 from synapse_tui.engine.collections import CollectionPlan
 from synapse_tui.engine.errors import FileError
 from synapse_tui.engine.events import (
@@ -137,12 +137,19 @@ class Intake:
         try:
             ownership.adopt_relative(m.journal)  # so an older job of these files is found
             absolute = [ownership.absolute(os.fsencode(p)) for p in paths]
+            await m.journal.settled()  # never a wait for the writer on this loop
+            presigned_cancelled = presigned_journal.any_cancelled(m.journal)
             async for batch in scan(absolute):
                 started_batch = self.pacer.clock()
                 await m.journal.settled()  # its reads see every write of this process
                 adds: dict[tuple[bytes, str], NewJob] = {}  # the batch's new jobs: one write
                 found = [i for i in batch if not isinstance(i, Refused)]
-                known = m.journal.known_fingerprints(m.options.host, [i.fingerprint for i in found])
+                prints = [i.fingerprint for i in found]
+                known = m.journal.known_fingerprints(m.options.host, prints)
+                if presigned_cancelled:  # their grants make them worth a lookup too
+                    known |= presigned_journal.cancelled_fingerprints(
+                        m.journal, m.options.host, prints
+                    )
                 keys = [(i.identity.size, i.fingerprint) for i in found]
                 seen = m.session.seen(scan_id, keys) if not force else {}
                 before = set(seen)
@@ -281,6 +288,10 @@ class Intake:
         on from its offset, or starts a new one (one warning) when the server lost it."""
         m = self.m
         rec = m.journal.find_cancelled(item.path, item.fingerprint, m.options.host)
+        if rec is None:  # a presigned upload keeps no upload URL: its grant says it
+            rec = presigned_journal.find_cancelled(
+                m.journal, item.path, item.fingerprint, m.options.host
+            )
         if rec is None or m.session.has(rec.id):
             return None
         if steps is not None:

@@ -123,6 +123,12 @@ class PresignedUpload(FileUpload):
                         raise ProtocolError(f"gave up after 3 new uploads: {exc}") from None
                     self._warn(f"{job.display}: {exc}; starting the file again")
                     self.svc.drop(job)
+        except asyncio.CancelledError:
+            if job.cancel_requested and self.svc.known(job) is not None:
+                # Queued again in this session, it goes on with its grant (a later
+                # session finds the grant in the journal: presigned_journal.find_cancelled).
+                self.svc.m.intake.cancelled[(job.path, job.fingerprint)] = job
+            raise
         finally:
             os.close(self.fd)
 

@@ -1,8 +1,10 @@
 """The journal's tables of presigned uploads: each job's file key, URLs and finished parts.
 
 Presigned URLs are credentials for their objects: they live only here, in the journal's
-0600 database, and go when the job is done. A part's ETag is written as the part
-finishes, so a resume after a crash or `kill -9` sends only the parts that lack one.
+0600 database, and go when the job is done (or its row is pruned). A part's ETag is written
+as the part finishes, so a resume after a crash or `kill -9` sends only the parts that lack
+one; a cancelled job keeps its grant too, so that the same file queued again in a later
+session goes on with the same key and multipart upload (`find_cancelled`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,12 @@ import sqlite3
 import time
 from dataclasses import dataclass, field
 
-from synapse_tui.engine.journal import UNFINISHED, Journal
+from synapse_tui.engine.events import JobState
+from synapse_tui.engine.journal import UNFINISHED, JobRecord, Journal
+
+# The jobs whose grant is kept: those that may still upload, and the cancelled ones (queued
+# again, they resume their upload: the chunked path does so with its upload URL).
+KEPT = (*UNFINISHED, JobState.CANCELLED)
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS presigned_files (
@@ -167,9 +174,9 @@ def _set_up(db: sqlite3.Connection) -> set[int]:
     """Make the tables, drop stale grants; the jobs that have one."""
     for statement in SCHEMA:
         db.execute(statement)
-    # Grants of jobs that ended otherwise (cancelled, failed, pruned): their URLs
-    # are credentials and no use any more.
-    states = [s.value for s in UNFINISHED]
+    # Grants of jobs that ended otherwise (done, failed, pruned): their URLs are
+    # credentials and no use any more.
+    states = [s.value for s in KEPT]
     marks = ",".join("?" * len(states))
     for table in ("presigned_parts", "presigned_files"):
         db.execute(
@@ -178,3 +185,51 @@ def _set_up(db: sqlite3.Connection) -> set[int]:
             states,
         )
     return {int(r[0]) for r in db.execute("SELECT job_id FROM presigned_files")}
+
+
+def find_cancelled(journal: Journal, path: bytes, fingerprint: str, host: str) -> JobRecord | None:
+    """The last cancelled job of this file with a presigned grant (its key, its multipart
+    upload and the ETags of the parts it sent), to resume when the file is queued again.
+    Reads as committed: the caller awaited `journal.settled()` (a scan does per batch)."""
+    try:
+        row = journal.connection.execute(
+            "SELECT jobs.* FROM jobs JOIN presigned_files ON presigned_files.job_id = jobs.id"
+            " WHERE path = ? AND fingerprint = ? AND host = ? AND state = ?"
+            " ORDER BY jobs.id DESC LIMIT 1",
+            (path, fingerprint, host, JobState.CANCELLED.value),
+        ).fetchone()
+    except sqlite3.OperationalError:  # no presigned upload ever: no such table yet
+        return None
+    return JobRecord.from_row(row) if row else None
+
+
+def any_cancelled(journal: Journal) -> bool:
+    """Whether some cancelled job kept a grant (a scan then looks its files up). Reads as
+    committed: await `journal.settled()` first."""
+    try:
+        row = journal.connection.execute(
+            "SELECT 1 FROM presigned_files CROSS JOIN jobs ON jobs.id = presigned_files.job_id"
+            " WHERE jobs.state = ? LIMIT 1",
+            (JobState.CANCELLED.value,),
+        ).fetchone()
+    except sqlite3.OperationalError:  # no presigned upload ever: no such table yet
+        return False
+    return row is not None
+
+
+def cancelled_fingerprints(journal: Journal, host: str, fingerprints: list[str]) -> set[str]:
+    """Which of `fingerprints` a cancelled job with a grant has (walked from the grants:
+    few rows, those of jobs that may still upload or were cancelled)."""
+    if not fingerprints:
+        return set()
+    marks = ",".join("?" * len(fingerprints))
+    try:
+        rows = journal.connection.execute(
+            "SELECT jobs.fingerprint FROM presigned_files CROSS JOIN jobs"
+            " ON jobs.id = presigned_files.job_id WHERE jobs.state = ? AND jobs.host = ?"
+            f" AND jobs.fingerprint IN ({marks})",
+            (JobState.CANCELLED.value, host, *fingerprints),
+        )
+        return {str(r[0]) for r in rows}
+    except sqlite3.OperationalError:
+        return set()
