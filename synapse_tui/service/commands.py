@@ -15,6 +15,7 @@ from synapse_tui.engine.events import JobState, ScanProgress
 from synapse_tui.engine.journal import JobRecord
 from synapse_tui.engine.scheduler import UploadManager
 from synapse_tui.service import queries
+from synapse_tui.service.engine_settings import STRATEGIES
 from synapse_tui.service.routing import CURRENT_BATCH, Batch
 from synapse_tui.service.spawn import LOG_LIMIT, LOG_NAME, UnsafeStateFile, open_state_file
 from synapse_tui.service.store import MAX_WINDOW
@@ -480,7 +481,15 @@ async def _configure(service: EngineService, command: Configure) -> dict[str, An
         s.host = command.host.rstrip("/")
     if fresh:
         s.credentials = Credentials(command.access_token, command.user_token, command.tenant)
-    s.insecure, s.ca_bundle = command.insecure, command.ca_bundle
+    if command.strategy is not None and command.strategy not in STRATEGIES:
+        raise ConfigError(f"strategy must be auto, presigned or chunked, not {command.strategy!r}")
+    if command.retries is not None and command.retries < 0:
+        raise ConfigError("retries must be 0 or more")
+    for key in ("insecure", "strategy", "retries"):  # None: the engine's own kept
+        if getattr(command, key) is not None:
+            setattr(s, key, getattr(command, key))
+    if command.ca_bundle is not None:
+        s.ca_bundle = command.ca_bundle or None
     if command.proxy is not None:
         s.proxy = command.proxy or None
     had = service.manager is not None

@@ -299,4 +299,9 @@ class EngineService:
             "idle": not self.working(),
             "credentials": fingerprint(self.settings.credentials),
             "proxy": proxy_id(self.settings.proxy),
+            # Compared by a command that names one (engine_settings.py); none is a secret.
+            "strategy": self.settings.strategy,
+            "retries": self.settings.retries,
+            "insecure": self.settings.insecure,
+            "ca_bundle": self.settings.ca_bundle,
         }

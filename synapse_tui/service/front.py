@@ -28,6 +28,7 @@ from synapse_tui.engine.events import (
 from synapse_tui.engine.names import display_path
 from synapse_tui.headless import Reporter, catch_interrupts, make_reporter
 from synapse_tui.reports import warn_no_files
+from synapse_tui.service import engine_settings
 from synapse_tui.service.client import EngineClient, EngineUnavailable, Refused, connect
 from synapse_tui.service.spawn import (
     LOG_NAME,
@@ -75,6 +76,8 @@ def run_via_engine(settings: Settings, args: argparse.Namespace) -> int:
     require_backend(settings)  # as the in-process run: a missing backend is exit 2 at once
     try:
         # Before the event loop and any thread: the engine can be a fork of this process.
+        # The engine runs in "/": a relative --ca-bundle is this folder's.
+        settings.ca_bundle = engine_settings.resolved(settings.ca_bundle)
         if not socket_answers(Path(settings.state_dir)):
             start_engine(settings, fork=True)
         reporter = make_reporter(args.json, settings.credentials.secrets(), args.verbose)
@@ -89,30 +92,38 @@ def run_via_engine(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _adopt(client: EngineClient, settings: Settings) -> None:
-    """The engine must upload where this command would, with its credentials. An idle one
-    is reconfigured (this command gives its own credentials); a busy one is not taken."""
+    """The engine must upload where and as this command would, with its credentials. An
+    idle one is reconfigured (this command gives its own credentials); a busy one is not
+    taken. A setting of engine_settings.KEYS this command does not name stays the engine's."""
     status = client.status
     same = status.get("host") == settings.host and status.get("credentials") == fingerprint(
         settings.credentials
     )
-    if same and status.get("proxy") == proxy_id(settings.proxy):
+    other_proxy = status.get("proxy") != proxy_id(settings.proxy)
+    differ = engine_settings.differing(status, settings)
+    if same and not other_proxy and not differ:
         return
     if status.get("active") or status.get("queued") or status.get("clients", 1) > 1:
-        works = f"works for {status.get('host')}" if not same else "uses another proxy"
+        phrases = ["another proxy"] if other_proxy else []
+        phrases += engine_settings.describe(status, differ)
+        works = f"works for {status.get('host')}" if not same else "uses " + " and ".join(phrases)
         raise ConfigError(
             f"the engine of this state folder {works}; wait for it, "
             "stop it (`synapse-tui engine stop`), or use --foreground or another --state-dir"
         )
     c = settings.credentials
+    # Another host: this command's settings, all of them; the same: those it names.
+    given = {k: getattr(settings, k) for k in engine_settings.KEYS} if not same else differ
+    if "ca_bundle" in given:
+        given["ca_bundle"] = engine_settings.resolved(given["ca_bundle"]) or ""  # "": none
     client.status = await client.request(
         Configure(
             settings.host,
             c.access_token,
             c.user_token,
             c.tenant,
-            settings.insecure,
-            settings.ca_bundle,
-            settings.proxy or "",  # "": the environment's, as this command would
+            proxy=settings.proxy or "",  # "": the environment's, as this command would
+            **given,
         )
     )
 

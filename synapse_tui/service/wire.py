@@ -246,10 +246,13 @@ class Configure(Command):
     access_token: str | None = None
     user_token: str | None = None
     tenant: str | None = None
-    insecure: bool = False
+    # None: the engine's own kept (as the proxy, strategy and retries); ca_bundle "": none.
+    insecure: bool | None = None
     ca_bundle: str | None = None
     # The proxy (a URL or "off"); "": the engine's environment's; None: the engine's own kept.
     proxy: str | None = None
+    strategy: str | None = None  # auto, presigned or chunked
+    retries: int | None = None
 
 
 @dataclass

@@ -180,7 +180,7 @@ class ServiceBridge:
                 c.user_token,
                 c.tenant,
                 settings.insecure,
-                settings.ca_bundle,
+                settings.ca_bundle or "",  # "": none (None would keep the engine's)
             )
         )
         if answer is None:

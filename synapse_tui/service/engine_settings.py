@@ -1,0 +1,56 @@
+"""The transfer settings a command names that a running engine holds otherwise."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from synapse_tui.config import Settings
+
+# Compared with the engine's status; a command that does not name one keeps the engine's.
+KEYS = ("strategy", "retries", "insecure", "ca_bundle")
+STRATEGIES = ("auto", "presigned", "chunked")
+
+
+def resolved(path: str | None) -> str | None:
+    """A CA bundle as one file: the engine runs in "/", and two spellings (relative,
+    through a link) of one file are the same bundle."""
+    if not path:
+        return None
+    return os.path.realpath(os.path.expanduser(path))
+
+
+def differing(status: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """{key: this command's value} for each setting it names (command line, environment or
+    config file) that the engine holds otherwise; the CA bundle by resolved path."""
+    out: dict[str, Any] = {}
+    for key in KEYS:
+        if key not in settings.sources:
+            continue
+        mine, theirs = getattr(settings, key), status.get(key)
+        if key == "ca_bundle":
+            mine, theirs = resolved(mine), resolved(theirs)
+        if mine != theirs:
+            out[key] = mine
+    return out
+
+
+def _tls(insecure: object) -> str:
+    return "--insecure" if insecure else "TLS verification"
+
+
+def describe(status: dict[str, Any], differ: dict[str, Any]) -> list[str]:
+    """One phrase a setting, for the refusal line (no secret: none of these holds one)."""
+    phrases = []
+    for key, mine in differ.items():
+        theirs = status.get(key)
+        if key == "insecure":
+            phrases.append(f"{_tls(theirs)} (this command: {_tls(mine)})")
+        elif key == "ca_bundle":
+            phrases.append(
+                f"another --ca-bundle, compared by resolved path ({resolved(theirs) or 'none'}; "
+                f"this command: {mine or 'none'})"
+            )
+        else:
+            phrases.append(f"--{key} {theirs} (this command: --{key} {mine})")
+    return phrases
