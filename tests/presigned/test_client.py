@@ -71,7 +71,8 @@ async def test_small_files_go_in_batches_and_land_intact(
     # Up to 200 files a request, and few requests (how full each is depends on how many
     # files are in flight when one goes: 16 small files per 4 slots at the defaults).
     assert asked[0] == 200 and max(asked) <= 200, asked
-    assert sum(asked) >= 450 and len(asked) <= 4, asked
+    # Seen under load: [200, 57, 130, 64, 1]. One file a request would be 450 requests.
+    assert sum(asked) >= 450 and len(asked) <= 8, asked
     confirmed = requests["data_files/presigned_upload/confirm_upload/"]
     assert max(confirmed) >= 8 and len(confirmed) <= 450 // 4, confirmed
     # Nothing went through the chunked path, and no URL stays in the journal.
