@@ -16,6 +16,7 @@ from synapse_tui.config import Settings
 from synapse_tui.service.spawn import SETTINGS_ENV, settings_from_env, settings_to_env
 from tests.engine.test_http_proxy import Recorder, forward_proxy
 from tests.service.conftest import Env, engine_pid
+from tests.service.test_engine_settings_differ import _lasting_engine
 
 __all__ = ["forward_proxy"]  # the fixture, used by name
 
@@ -58,11 +59,13 @@ def test_an_idle_engine_takes_the_commands_proxy(
     """A first upload starts the engine without a proxy; the next one names a proxy: the
     idle engine is reconfigured and its requests go through the proxy; a third without
     --proxy goes direct again."""
+    # An engine a dashboard attached to waits its idle timeout between the commands (one
+    # that served only headless commands leaves a second after its last job).
+    pid = _lasting_engine(engine_env)
     f = tmp_path / "a.bin"
     f.write_bytes(b"first, direct")
     _done(engine_env, "upload", str(f))
-    pid = engine_pid(engine_env.state)
-    assert pid is not None
+    assert engine_pid(engine_env.state) == pid
     assert forward_proxy.sent == b""
     g = tmp_path / "b.bin"
     g.write_bytes(b"second, through the proxy")
