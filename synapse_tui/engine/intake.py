@@ -157,6 +157,10 @@ class Intake:
                     if isinstance(item, Refused):
                         self._refused(item, totals)
                         continue
+                    if not m.journal.caught_up():
+                        # Only this batch wrote since `settled` (a revived cancelled job):
+                        # the next lookup would wait for that write on the loop.
+                        await m.journal.settled()
                     totals.files += 1
                     totals.bytes += item.identity.size
                     self.accept(item, totals, seen, force, priority, plan, known, adds)
