@@ -104,6 +104,10 @@ def insert(specs: list[NewJob]) -> Unit:
     return unit
 
 
+_GRANT_TABLES = ("presigned_parts", "presigned_files")
+_TABLE_EXISTS = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+
+
 def prune(states: tuple[JobState, ...]) -> Unit:
     """The unit of `Journal.prune`: (deleted, kept)."""
     marks = ",".join("?" * len(states))
@@ -112,6 +116,12 @@ def prune(states: tuple[JobState, ...]) -> Unit:
     def unit(db: sqlite3.Connection) -> tuple[int, int]:
         cur = db.execute(f"DELETE FROM jobs WHERE state IN ({marks}) AND extra IS NULL", values)
         db.execute("DELETE FROM job_errors WHERE job_id NOT IN (SELECT id FROM jobs)")
+        # Presigned grants (engine/presigned_journal) go with their rows: their URLs are
+        # credentials, and SQLite gives the highest deleted id to the next job, which would
+        # take a kept grant for its own (another file's key, multipart upload and ETags).
+        for table in _GRANT_TABLES:
+            if db.execute(_TABLE_EXISTS, (table,)).fetchone() is not None:
+                db.execute(f"DELETE FROM {table} WHERE job_id NOT IN (SELECT id FROM jobs)")
         (kept,) = db.execute(
             f"SELECT COUNT(*) FROM jobs WHERE state IN ({marks})", values
         ).fetchone()
