@@ -1,5 +1,5 @@
-"""Pruning a job drops its presigned grant: the URLs are credentials, and a kept grant of a
-pruned job would be taken by the next job given the same id (SQLite reuses the highest)."""
+"""Pruning a job drops its presigned grant (the URLs are credentials), and its id is never
+given to a new job (SQLite alone reuses the highest), which would take what keys on it."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def test_prune_drops_the_grants_of_pruned_jobs(tmp_path: Path) -> None:
         journal.close()
 
 
-def test_a_reused_job_id_never_takes_a_pruned_jobs_grant(tmp_path: Path) -> None:
+def test_a_new_job_never_takes_a_pruned_jobs_id_nor_its_grant(tmp_path: Path) -> None:
     journal = Journal(tmp_path)
     try:
         old = asyncio.run(_cancelled_with_grant(journal))
@@ -70,5 +70,5 @@ def test_a_reused_job_id_never_takes_a_pruned_jobs_grant(tmp_path: Path) -> None
         finally:
             again.close()
 
-    assert new == old  # SQLite gave the pruned job's id to the new one
+    assert new != old  # SQLite alone gives the highest pruned id again
     assert asyncio.run(later_session()) is None
