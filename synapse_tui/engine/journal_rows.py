@@ -57,6 +57,10 @@ CREATE TABLE IF NOT EXISTS ledger (
     PRIMARY KEY (host, fingerprint, size)
 );
 CREATE INDEX IF NOT EXISTS ledger_path ON ledger(host, path);
+CREATE TABLE IF NOT EXISTS job_id_floor (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    id INTEGER NOT NULL
+);
 """
 
 # What `status --prune` forgets (the ledger of uploads stays).

@@ -29,6 +29,7 @@ def insert(specs: list[NewJob]) -> Unit:
 
     def unit(db: sqlite3.Connection) -> list[Added]:
         out: list[Added] = []
+        first_id = _first_id(db)
         for spec, extra in zip(specs, extras, strict=True):
             ident = spec.identity
             # The caller looked on its own connection, outside this transaction: another
@@ -54,10 +55,11 @@ def insert(specs: list[NewJob]) -> Unit:
                     continue
             now = time.time()
             cur = db.execute(
-                "INSERT INTO jobs (path, size, mtime_ns, inode, device, fingerprint, host,"
+                "INSERT INTO jobs (id, path, size, mtime_ns, inode, device, fingerprint, host,"
                 " chunk_size, priority, state, extra, upload_id, md5, created_at, updated_at)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
+                    first_id,  # None: SQLite's own (one above the highest)
                     spec.path,
                     ident.size,
                     ident.mtime_ns,
@@ -76,6 +78,7 @@ def insert(specs: list[NewJob]) -> Unit:
                 ),
             )
             assert cur.lastrowid is not None
+            first_id = None  # the rows after it are above it
             record = JobRecord(
                 id=cur.lastrowid,
                 path=spec.path,
@@ -104,14 +107,43 @@ def insert(specs: list[NewJob]) -> Unit:
     return unit
 
 
+def _first_id(db: sqlite3.Connection) -> int | None:
+    """The id of the next new job when SQLite's own would be one a pruned job had (it
+    takes one above the highest id left): None when it would not."""
+    floor = db.execute("SELECT id FROM job_id_floor").fetchone()
+    if floor is None:
+        return None
+    (top,) = db.execute("SELECT MAX(id) FROM jobs").fetchone()
+    return int(floor[0]) + 1 if top is None or top < floor[0] else None
+
+
+_GRANT_TABLES = ("presigned_parts", "presigned_files")
+_TABLE_EXISTS = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+
+
 def prune(states: tuple[JobState, ...]) -> Unit:
     """The unit of `Journal.prune`: (deleted, kept)."""
     marks = ",".join("?" * len(states))
     values = [s.value for s in states]
 
     def unit(db: sqlite3.Connection) -> tuple[int, int]:
+        # A job id is never given twice: what keys on it (a presigned grant, the engine's
+        # jobs and session in memory) would take the new job for the pruned one.
+        (top,) = db.execute("SELECT MAX(id) FROM jobs").fetchone()
+        if top is not None:
+            db.execute(
+                "INSERT INTO job_id_floor (one, id) VALUES (1, ?)"
+                " ON CONFLICT(one) DO UPDATE SET id = MAX(id, excluded.id)",
+                (top,),
+            )
         cur = db.execute(f"DELETE FROM jobs WHERE state IN ({marks}) AND extra IS NULL", values)
         db.execute("DELETE FROM job_errors WHERE job_id NOT IN (SELECT id FROM jobs)")
+        # Presigned grants (engine/presigned_journal) go with their rows: their URLs are
+        # credentials, and SQLite gives the highest deleted id to the next job, which would
+        # take a kept grant for its own (another file's key, multipart upload and ETags).
+        for table in _GRANT_TABLES:
+            if db.execute(_TABLE_EXISTS, (table,)).fetchone() is not None:
+                db.execute(f"DELETE FROM {table} WHERE job_id NOT IN (SELECT id FROM jobs)")
         (kept,) = db.execute(
             f"SELECT COUNT(*) FROM jobs WHERE state IN ({marks})", values
         ).fetchone()

@@ -124,10 +124,9 @@ class PresignedUpload(FileUpload):
                     self._warn(f"{job.display}: {exc}; starting the file again")
                     self.svc.drop(job)
         except asyncio.CancelledError:
-            if job.cancel_requested and self.svc.grants.get(job.id) is not None:
+            if job.cancel_requested and self.svc.has_grant(job):
                 # Queued again in this session, it goes on with its grant (a later
                 # session finds the grant in the journal: presigned_journal.find_cancelled).
-                # A grant this upload used is in memory: no journal read while cancelled.
                 self.svc.m.intake.cancelled[(job.path, job.fingerprint)] = job
             raise
         finally:

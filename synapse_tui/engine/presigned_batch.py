@@ -139,6 +139,10 @@ class PresignedService:
                 self.grants[job.id] = grant
         return grant
 
+    def has_grant(self, job: Job) -> bool:
+        """Whether `job` has a grant, in memory or journaled (no read: `known` reads it)."""
+        return job.id in self.grants or self.records.has(job.id)
+
     def drop(self, job: Job, *, lazy: bool = False) -> None:
         self.grants.pop(job.id, None)
         self.records.forget(job.id, lazy=lazy)
