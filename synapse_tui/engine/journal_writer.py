@@ -237,6 +237,21 @@ class Writer:
         return max(0.0, self._lazy_since + self.LAZY - time.monotonic())
 
     def _run(self) -> None:
+        try:
+            self._serve()
+        except BaseException as exc:  # the thread must not die unheard
+            # Something outside a unit failed (a ROLLBACK that raised, `on_commit`): every
+            # write, wait and read from now on raises it, and nobody waits for ever.
+            log.exception("journal: the writer stopped")
+            with self._cv:
+                if self.broken is None:
+                    self.broken = exc
+                waiters, self._waiters = self._waiters, []
+                roomers, self._roomers = self._roomers, []
+                self._cv.notify_all()
+            _wake_all([(loop, future) for _, loop, future in waiters] + roomers)
+
+    def _serve(self) -> None:
         while True:
             with self._cv:
                 while (wait := self._due()) != 0.0 and not (self._stopping and wait is None):

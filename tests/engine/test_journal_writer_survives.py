@@ -40,3 +40,36 @@ def test_writes_after_a_closed_loops_waiter_are_committed(tmp_path: Path) -> Non
     finally:
         db.close()
     assert notes == ["first", "second"]
+
+
+def test_a_writer_that_dies_outside_a_unit_fails_its_waiters_instead_of_hanging(
+    tmp_path: Path,
+) -> None:
+    """An error outside any unit (here `on_commit`, after the first write's commit; a
+    ROLLBACK that raises is another) ended the writer's thread without a word: the next
+    write's waiter waited for ever. Now the journal is broken and says why."""
+    journal = Journal(tmp_path)
+    writer = journal._writer
+
+    def boom() -> None:
+        raise OSError("the disk went away")
+
+    writer._on_commit = boom
+
+    async def write_and_wait(note: str) -> None:
+        journal.write(_insert(note))
+        await asyncio.wait_for(journal.settled(), 10)
+
+    asyncio.run(write_and_wait("first"))  # committed; then `on_commit` raised
+    writer._thread.join(10)
+    assert not writer._thread.is_alive()
+    try:
+        asyncio.run(write_and_wait("second"))
+    except TimeoutError:
+        raise AssertionError("a write to a dead writer waited for ever") from None
+    except Exception as exc:
+        assert "the disk went away" in str(exc), exc
+    else:
+        raise AssertionError("a write to a dead writer was taken as committed")
+    with contextlib.suppress(Exception):
+        journal.close()
