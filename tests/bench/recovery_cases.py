@@ -65,11 +65,16 @@ def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGINT) -> None:
             proc.wait(10)
 
 
-def kill_when_queued(b: Backend, folder: Path, state: Path, count: int, out: Path) -> Recovery:
+def kill_when_queued(
+    b: Backend, folder: Path, state: Path, count: int, out: Path, limit: str | None = None
+) -> Recovery:
     """`upload --foreground` until every file is a journal row (the scan is over, uploads
-    run), then SIGKILL it: what `resume` then recovers is the whole queue."""
+    run), then SIGKILL it: what `resume` then recovers is the whole queue. `limit`: a
+    `--bwlimit`, so that few files are done by then (a small run can finish first)."""
     env = client_env(b.url, b.token, state)
     args = cli("upload", str(folder), "--json", "--chunk-size", "50M", "--foreground")
+    if limit:
+        args += ["--bwlimit", limit]
     started = time.monotonic()
     with out.open("wb") as sink:
         proc = subprocess.Popen(args, env=env, stdout=sink, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
@@ -121,7 +126,7 @@ def first_upload_after(b: Backend, state: Path, out: Path) -> tuple[float, float
         _stop(proc)
 
 
-def recovery(ctx: Context, count: int) -> Recovery:
+def recovery(ctx: Context, count: int, limit: str | None = None) -> Recovery:
     ctx.work.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f"bench-recover-{count}-", dir=ctx.work))
     try:
@@ -130,7 +135,7 @@ def recovery(ctx: Context, count: int) -> Recovery:
         state = tmp / "state"
         state.mkdir(mode=0o700)
         with embedded_server(tmp / "srv") as b:
-            killed = kill_when_queued(b, folder, state, count, tmp / "upload.out")
+            killed = kill_when_queued(b, folder, state, count, tmp / "upload.out", limit)
             say(f"killed with {killed.rows:,} rows ({killed.done_before:,} done); resuming")
             seconds, rss = first_upload_after(b, state, tmp / "resume.out")
         killed.seconds, killed.peak_rss = seconds, rss
