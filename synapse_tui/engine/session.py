@@ -28,6 +28,26 @@ _IN_CHUNK = 500  # host parameters per IN (...) list, far below SQLite's limit
 SeenKey = tuple[int, str]  # (size, fingerprint)
 
 
+def delete_rows(db: sqlite3.Connection, sql: str, params: tuple[object, ...]) -> None:
+    """Run `sql`, a DELETE of any number of TEMP rows, with memory that does not grow with
+    them. The TEMP schema journals in memory (a file journal cost ~9 system calls per small
+    file), and that journal keeps the old content of every page a statement changes: the
+    end of a scan of a million files held ~125 MiB at once. A file journal spills to disk
+    past 64 KiB; a bulk delete is rare enough for its writes."""
+    (mode,) = db.execute("PRAGMA temp.journal_mode").fetchone()
+    if str(mode).lower() != "memory":
+        db.execute(sql, params)
+        return
+    # Inside a write transaction of this connection SQLite keeps the old mode: the delete
+    # then runs as before rather than not at all.
+    (mode,) = db.execute("PRAGMA temp.journal_mode=DELETE").fetchone()
+    try:
+        db.execute(sql, params)
+    finally:
+        if str(mode).lower() != "memory":
+            db.execute("PRAGMA temp.journal_mode=MEMORY")
+
+
 class Session:
     """Which journal rows belong to one manager, and the index queries it answers from."""
 
@@ -151,4 +171,4 @@ class Session:
         )
 
     def end_scan(self, scan: int) -> None:
-        self.db.execute("DELETE FROM temp.scan_seen WHERE scan = ?", (scan,))
+        delete_rows(self.db, "DELETE FROM temp.scan_seen WHERE scan = ?", (scan,))

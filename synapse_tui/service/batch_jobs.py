@@ -6,6 +6,7 @@ import sqlite3
 from dataclasses import dataclass
 
 from synapse_tui.engine.events import JobState
+from synapse_tui.engine.session import delete_rows
 
 # A TEMP table, like the manager's membership (engine/session.py): private to the engine
 # process, gone with it, never a lock another process waits on, and paged to disk by SQLite
@@ -69,7 +70,7 @@ class BatchJobs:
         return [int(r[0]) for r in rows]
 
     def drop(self, batch: int) -> None:
-        self.db.execute("DELETE FROM temp.route_jobs WHERE batch = ?", (batch,))
+        delete_rows(self.db, "DELETE FROM temp.route_jobs WHERE batch = ?", (batch,))
 
     def count(self) -> int:
         (n,) = self.db.execute("SELECT COUNT(*) FROM temp.route_jobs").fetchone()
