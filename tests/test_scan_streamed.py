@@ -58,7 +58,7 @@ def test_a_scan_holds_nothing_per_file(tmp_path: Path, monkeypatch: pytest.Monke
     small = peak_of_scan(tmp_path / "small")
     large = peak_of_scan(tmp_path / "large")
     # 4,000 more files, 2,000 more duplicates: a dict entry and a list entry each, held
-    # until the end, were 1.3 MiB more (some 40 KiB now: the lists stop at PATHS_CAP).
+    # until the end, were 2.4 MiB more (some 40 KiB now: the lists stop at PATHS_CAP).
     assert large - small < 256 * 1024, (small, large)
 
 

@@ -84,7 +84,7 @@ async def test_an_engine_scan_holds_nothing_per_file(
         small = await peak_of_engine_scan(service, tmp_path / "small")
         large = await peak_of_engine_scan(service, tmp_path / "large")
     # 2,000 more distinct files held one entry each in a dict until the scan ended (about
-    # 0.7 MiB; some 40 KiB now).
+    # 0.55 MiB; some 40 KiB now).
     assert large - small < 256 * 1024, (small, large)
 
 
