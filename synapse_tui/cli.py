@@ -525,12 +525,14 @@ async def cmd_scan(settings: Settings, args: argparse.Namespace) -> int:
         async for checked in batches:
             files, nbytes = files + checked.files, nbytes + checked.bytes
             writer.write(checked.findings)
+            if writer.gone:
+                break  # nobody reads the rest: the scan stops
     finally:
         await batches.aclose()
         if journal:
             journal.close()
     writer.finish(files, nbytes, time.monotonic() - started)
-    if files == 0 and not writer.failed:
+    if files == 0 and not writer.failed and not writer.gone:
         warn_no_files(args.paths)
     return EXIT_FAILED if writer.failed else EXIT_OK
 

@@ -7,6 +7,7 @@ import asyncio
 import io
 import json
 import os
+import subprocess
 import sys
 import tracemalloc
 from collections.abc import AsyncIterator
@@ -129,3 +130,19 @@ def test_findings_are_printed_before_the_scan_ends(
         assert json.loads(lines[-1])["duplicates"] == 6
     else:
         assert lines[0].startswith("duplicate  ") and lines[-1].startswith("12 files")
+
+
+def test_a_reader_that_leaves_stops_the_scan_without_a_traceback(tmp_path: Path) -> None:
+    """`scan | head -1`: the first lines, then a broken pipe: no traceback, and the scan
+    stops instead of hashing the rest for nobody (before: a BrokenPipeError traceback)."""
+    pairs(tmp_path / "d", 2_000)  # 2,000 duplicate lines: more than a pipe's buffer
+    env = {**os.environ, "HOME": str(tmp_path), "SYNAPSE_TUI_STATE_DIR": str(tmp_path / "st")}
+    cmd = [sys.executable, "-m", "synapse_tui.cli", "scan", str(tmp_path / "d"), "--foreground"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stdout.readline()
+    proc.stdout.close()  # the reader leaves
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=120)
+    assert first.startswith(b"duplicate  "), first
+    assert "Traceback" not in err and "BrokenPipe" not in err, err

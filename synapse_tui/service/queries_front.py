@@ -101,14 +101,14 @@ async def scan_via_engine(settings: Settings, args: argparse.Namespace) -> int |
                 if "duplicate_of" in f:
                     f["duplicate_of"] = back(f["duplicate_of"])
             writer.write(answer["findings"])
-            if answer.get("done"):
+            if answer.get("done") or writer.gone:  # gone: the engine's scan ends as we leave
                 break
     except (Refused, EngineUnavailable, TimeoutError) as exc:
         return _failed(exc, settings)
     finally:
         await client.close()
-    files = int(answer["files"])
-    writer.finish(files, int(answer["bytes"]), time.monotonic() - started)
-    if files == 0 and not writer.failed:
+    files = int(answer.get("files", 0))
+    writer.finish(files, int(answer.get("bytes", 0)), time.monotonic() - started)
+    if files == 0 and not writer.failed and not writer.gone:
         warn_no_files(args.paths)
     return EXIT_FAILED if writer.failed else EXIT_OK
