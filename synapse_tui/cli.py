@@ -503,8 +503,8 @@ async def _collection_plan(manager: Any, args: argparse.Namespace) -> Any:
 
 
 async def cmd_scan(settings: Settings, args: argparse.Namespace) -> int:
-    from synapse_tui.engine.scan import FoundFile, scan
-    from synapse_tui.reports import scan_result, write_scan
+    from synapse_tui.engine.scan_check import check_scan
+    from synapse_tui.reports import ScanWriter
     from synapse_tui.service.queries_front import scan_via_engine
 
     answered = await scan_via_engine(settings, args)  # None: no engine runs (or --foreground)
@@ -515,40 +515,26 @@ async def cmd_scan(settings: Settings, args: argparse.Namespace) -> int:
         from synapse_tui.engine.journal import Journal
 
         journal = Journal(settings.state_dir)
+    host = settings.host
+    ledger = (lambda keys: journal.uploads_of(host, keys)) if journal and host else None
+    writer = ScanWriter(args.json)
     files = nbytes = 0
-    seen: dict[tuple[int, str], str] = {}
-    duplicates: list[dict[str, str]] = []
-    uploaded: list[dict[str, str]] = []
-    refused: list[dict[str, str]] = []
-    failed: list[dict[str, str]] = []  # named paths that cannot be read: missing, special
     started = time.monotonic()
-    async for batch in scan([os.fsencode(p) for p in args.paths]):
-        for item in batch:
-            if not isinstance(item, FoundFile):
-                (failed if item.error else refused).append(
-                    {"path": item.display, "reason": item.reason}
-                )
-                continue
-            files += 1
-            nbytes += item.identity.size
-            key = (item.identity.size, item.fingerprint)
-            if key in seen:
-                duplicates.append({"path": item.display, "duplicate_of": seen[key]})
-            else:
-                seen[key] = item.display
-            if journal and settings.host:
-                entry = journal.uploaded(settings.host, item.fingerprint, item.identity.size)
-                if entry:
-                    uploaded.append({"path": item.display, "upload_id": entry.upload_id})
-    seconds = time.monotonic() - started
-    found = {"files": files, "bytes": nbytes, "duplicates": duplicates, "uploaded": uploaded}
-    found.update(refused=refused, failed=failed)
-    write_scan(scan_result(found, seconds), seconds, args.json)
-    if files == 0 and not failed:
+    batches = check_scan([os.fsencode(p) for p in args.paths], ledger)
+    try:  # findings printed batch by batch: nothing kept per file (docs/scale.md)
+        async for checked in batches:
+            files, nbytes = files + checked.files, nbytes + checked.bytes
+            writer.write(checked.findings)
+            if writer.gone:
+                break  # nobody reads the rest: the scan stops
+    finally:
+        await batches.aclose()
+        if journal:
+            journal.close()
+    writer.finish(files, nbytes, time.monotonic() - started)
+    if files == 0 and not writer.failed and not writer.gone:
         warn_no_files(args.paths)
-    if journal:
-        journal.close()
-    return EXIT_FAILED if failed else EXIT_OK
+    return EXIT_FAILED if writer.failed else EXIT_OK
 
 
 def warn_no_files(paths: list[str]) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import sys
@@ -55,46 +57,101 @@ def write_status(rows: Iterable[dict[str, Any]], json_mode: bool, every: bool) -
     writer.finish()
 
 
-def scan_result(found: dict[str, Any], seconds: float) -> dict[str, Any]:
-    """`scan --json`'s object: counts under the names `upload --json` uses for its scan
-    event, the lists beside them. `found`: files, bytes and the four lists."""
-    nbytes = found["bytes"]
-    return {
-        "event": "scan",
-        "files": found["files"],
-        "bytes": nbytes,
-        "duplicates": len(found["duplicates"]),
-        "already_uploaded": len(found["uploaded"]),
-        "skipped": len(found["refused"]),
-        "failed": len(found["failed"]),
-        "duplicate_paths": found["duplicates"],
-        "already_uploaded_paths": found["uploaded"],
-        "skipped_paths": found["refused"],
-        "failed_paths": found["failed"],
-        "seconds": round(seconds, 3),
-        "hash_rate": round(nbytes / seconds, 1) if seconds > 0 else None,
-    }
+# `scan --json`'s final object keeps the first PATHS_CAP findings of each kind in its
+# `*_paths` lists (every finding was printed as its own line before it); `paths_left_out`
+# counts the rest, so the line stays bounded however large the folder.
+PATHS_CAP = 1000
+# A finding's kind (on the engine's wire too): its list in the summary, its NDJSON event.
+_KINDS = {
+    "duplicates": ("duplicate_paths", "duplicate"),
+    "uploaded": ("already_uploaded_paths", "already_uploaded"),
+    "refused": ("skipped_paths", "skipped"),
+    "failed": ("failed_paths", "failed"),
+}
 
 
-def write_scan(result: dict[str, Any], seconds: float, json_mode: bool) -> None:
-    if json_mode:
-        sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
-        return
-    for d in result["duplicate_paths"]:
-        sys.stdout.write(f"duplicate  {d['path']} = {d['duplicate_of']}\n")
-    for u in result["already_uploaded_paths"]:
-        sys.stdout.write(f"uploaded   {u['path']} (upload {u['upload_id']})\n")
-    for r in result["skipped_paths"]:
-        sys.stderr.write(f"skipped    {r['path']}: {r['reason']}\n")
-    for r in result["failed_paths"]:
-        sys.stderr.write(f"failed     {r['path']}: {r['reason']}\n")
-    nbytes = result["bytes"]
-    rate = nbytes / seconds if seconds > 0 else 0.0
-    sys.stdout.write(
-        f"{result['files']} files, {format_size(nbytes)}; {result['duplicates']} duplicates, "
-        f"{result['already_uploaded']} already uploaded, {result['skipped']} skipped, "
-        f"{result['failed']} failed; hashed at {format_rate(rate)} in {seconds:.2f}s\n"
-    )
+class ScanWriter:
+    """`scan`'s findings printed as they are found (plain: one line each; JSON: one object
+    each), then the summary with the counts: nothing held grows with the folder."""
+
+    def __init__(self, json_mode: bool) -> None:
+        self.json_mode = json_mode
+        self.counts = dict.fromkeys(_KINDS, 0)
+        self.kept: dict[str, list[dict[str, Any]]] = {k: [] for k in _KINDS}
+        self.gone = False  # the reader left (`scan | head`): the caller stops the scan
+
+    def _out(self, stream: Any, text: str) -> None:
+        if self.gone:
+            return
+        try:
+            stream.write(text)
+        except BrokenPipeError:
+            self._left()
+
+    def _left(self) -> None:
+        """A broken pipe: nothing more is printed, no traceback. stdout goes to /dev/null,
+        so that the interpreter's own flush at exit finds no pipe to break either."""
+        self.gone = True
+        with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+
+    def write(self, findings: Iterable[dict[str, Any]]) -> None:
+        """Findings as the scan yields them: dicts with `kind`, `path` and its detail."""
+        for f in findings:
+            kind = f["kind"]
+            entry = {k: v for k, v in f.items() if k != "kind"}
+            self.counts[kind] += 1
+            if len(self.kept[kind]) < PATHS_CAP:
+                self.kept[kind].append(entry)
+            if self.json_mode:
+                line = {"event": _KINDS[kind][1], **entry}
+                self._out(sys.stdout, json.dumps(line, ensure_ascii=False) + "\n")
+            elif kind == "duplicates":
+                self._out(sys.stdout, f"duplicate  {f['path']} = {f['duplicate_of']}\n")
+            elif kind == "uploaded":
+                self._out(sys.stdout, f"uploaded   {f['path']} (upload {f['upload_id']})\n")
+            else:
+                word = "skipped" if kind == "refused" else "failed"
+                self._out(sys.stderr, f"{word:<10} {f['path']}: {f['reason']}\n")
+        if not self.gone:
+            try:  # a batch's lines reach a pipe now, not when the scan ends
+                sys.stdout.flush()
+            except BrokenPipeError:
+                self._left()
+
+    @property
+    def failed(self) -> int:
+        return self.counts["failed"]
+
+    def finish(self, files: int, nbytes: int, seconds: float) -> dict[str, Any]:
+        """Print the summary (a line, or `scan --json`'s final object) and return it."""
+        result: dict[str, Any] = {
+            "event": "scan",
+            "files": files,
+            "bytes": nbytes,
+            "duplicates": self.counts["duplicates"],
+            "already_uploaded": self.counts["uploaded"],
+            "skipped": self.counts["refused"],
+            "failed": self.counts["failed"],
+        }
+        for kind, (name, _) in _KINDS.items():
+            result[name] = self.kept[kind]
+        result["paths_left_out"] = sum(self.counts[k] - len(self.kept[k]) for k in _KINDS)
+        result["seconds"] = round(seconds, 3)
+        result["hash_rate"] = round(nbytes / seconds, 1) if seconds > 0 else None
+        if self.json_mode:
+            self._out(sys.stdout, json.dumps(result, ensure_ascii=False) + "\n")
+            return result
+        rate = nbytes / seconds if seconds > 0 else 0.0
+        self._out(
+            sys.stdout,
+            f"{files} files, {format_size(nbytes)}; {result['duplicates']} duplicates, "
+            f"{result['already_uploaded']} already uploaded, {result['skipped']} skipped, "
+            f"{result['failed']} failed; hashed at {format_rate(rate)} in {seconds:.2f}s\n",
+        )
+        return result
 
 
 def warn_no_files(paths: list[str]) -> None:

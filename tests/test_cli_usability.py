@@ -140,7 +140,8 @@ def test_a_missing_path_counts_as_failed_in_the_scan_line_and_the_summary(
     code, out, _ = run(capsys, "upload", missing, *backend(embedded_server))
     assert "0 skipped, 1 failed" in out
     code, out, _err = run(capsys, "scan", missing, "--json")
-    [result] = [json.loads(ln) for ln in out.splitlines()]
+    [found, result] = [json.loads(ln) for ln in out.splitlines()]
+    assert found == {"event": "failed", "path": missing, "reason": found["reason"]}
     assert code == 1 and (result["skipped"], result["failed"]) == (0, 1)
     assert [p["path"] for p in result["failed_paths"]] == [missing]
 
@@ -153,7 +154,8 @@ def test_duplicates_is_a_count_in_scan_and_upload(
     (folder / "a.bin").write_bytes(b"same bytes")
     (folder / "b.bin").write_bytes(b"same bytes")
     _, out, _ = run(capsys, "scan", str(folder), "--json")
-    [scanned] = [json.loads(ln) for ln in out.splitlines()]
+    [duplicate, scanned] = [json.loads(ln) for ln in out.splitlines()]
+    assert duplicate["event"] == "duplicate" and duplicate["path"] == str(folder / "b.bin")
     _, out, _ = run(capsys, "upload", str(folder), "--json", *backend(embedded_server))
     [uploaded] = [e for e in map(json.loads, out.splitlines()) if e["event"] == "scan"]
     assert scanned["duplicates"] == uploaded["duplicates"] == 1

@@ -203,6 +203,27 @@ class JournalReads:
             row["completed_at"],
         )
 
+    def uploads_of(
+        self, host: str, keys: Sequence[tuple[int, str]], *, wait: bool = True
+    ) -> dict[tuple[int, str], str]:
+        """The ledger's upload id of each of `keys` (size, fingerprint) it has: one query
+        for a scan batch instead of one per file; `wait=False`: as committed."""
+        db = self._read() if wait else self._db
+        found: dict[tuple[int, str], str] = {}
+        wanted = list(dict.fromkeys(keys))
+        for start in range(0, len(wanted), 250):  # 3 host parameters a key, far below the limit
+            part = wanted[start : start + 250]
+            marks = ",".join("(?,?)" for _ in part)
+            rows = db.execute(  # a join: a lookup by the whole primary key each
+                f"WITH k(size, fingerprint) AS (VALUES {marks}) SELECT l.size, l.fingerprint,"
+                " l.upload_id FROM k JOIN ledger l ON l.host = ?"
+                " AND l.fingerprint = k.fingerprint AND l.size = k.size",
+                (*[v for key in part for v in key], host),
+            )
+            for size, fingerprint, upload_id in rows:
+                found[(size, fingerprint)] = upload_id
+        return found
+
     def uploaded_among(self, host: str, paths: Sequence[bytes]) -> set[bytes]:
         """Which of `paths` the ledger knows as uploaded to `host` (by index: the cost of
         `paths`, not of the ledger)."""

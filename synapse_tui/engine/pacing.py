@@ -24,16 +24,20 @@ class ScanPacer:
     took, so that the scan takes at most `share` of the loop while uploads run and at
     least a look-ahead of queued jobs waits for them (queueing faster would not upload
     anything sooner). With nothing uploading, or the queue short, the scan goes flat out:
-    it is what feeds the uploads."""
+    it is what feeds the uploads. A scan that feeds nothing (`feeds=False`: the `scan`
+    command, which only reports) yields whenever uploads run, however long the queue."""
 
     def __init__(
         self,
         m: UploadManager,
         share: float = SCAN_SHARE,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        *,
+        feeds: bool = True,
     ) -> None:
         self.m = m
         self.share = share
+        self.feeds = feeds
         self.sleep = sleep
         self.pauses = 0  # batches after which the scan paused (what the tests count)
 
@@ -44,7 +48,9 @@ class ScanPacer:
         m = self.m
         if not m.runner.running:  # cheap first: nothing has a task
             return False
-        return bool(m.active()) and m.queue.queued_here() >= m.queue.limit
+        if not m.active():
+            return False
+        return not self.feeds or m.queue.queued_here() >= m.queue.limit
 
     def pause_for(self, busy: float) -> float:
         """The pause after a batch that held the loop `busy` seconds (0: none)."""

@@ -8,44 +8,20 @@ from collections.abc import Iterable, Iterator
 
 from synapse_tui.engine.events import JobState
 from synapse_tui.engine.journal import JobRecord, Journal
+from synapse_tui.engine.seen_index import SeenIndex, SeenKey, delete_rows
 
-# Membership and the scan's duplicate index live in TEMP tables of the journal's connection:
-# they belong to this process only (gone with it, never written to the shared file, never a
-# lock another process waits on) and SQLite keeps them on disk past its page cache, so a
-# million members cost the engine no Python object each.
+# Membership and the scan's duplicate index (engine/seen_index.py) live in TEMP tables of
+# the journal's connection: they belong to this process only (gone with it, never written
+# to the shared file, never a lock another process waits on) and SQLite keeps them on disk
+# past its page cache, so a million members cost the engine no Python object each.
 _TEMP_SCHEMA = (
     "CREATE TEMP TABLE IF NOT EXISTS session_jobs"
     " (tag INTEGER NOT NULL, id INTEGER NOT NULL, PRIMARY KEY (tag, id)) WITHOUT ROWID",
-    "CREATE TEMP TABLE IF NOT EXISTS scan_seen (scan INTEGER NOT NULL, size INTEGER NOT NULL,"
-    " fingerprint TEXT NOT NULL, display TEXT NOT NULL, PRIMARY KEY (scan, size, fingerprint))"
-    " WITHOUT ROWID",
 )
 _TAGS = itertools.count(1)  # several managers may share one journal connection
-_SCANS = itertools.count(1)
 _MEMBER = "EXISTS (SELECT 1 FROM temp.session_jobs s WHERE s.tag = ? AND s.id = j.id)"
-_IN_CHUNK = 500  # host parameters per IN (...) list, far below SQLite's limit
 
-SeenKey = tuple[int, str]  # (size, fingerprint)
-
-
-def delete_rows(db: sqlite3.Connection, sql: str, params: tuple[object, ...]) -> None:
-    """Run `sql`, a DELETE of any number of TEMP rows, with memory that does not grow with
-    them. The TEMP schema journals in memory (a file journal cost ~9 system calls per small
-    file), and that journal keeps the old content of every page a statement changes: the
-    end of a scan of a million files held ~125 MiB at once. A file journal spills to disk
-    past 64 KiB; a bulk delete is rare enough for its writes."""
-    (mode,) = db.execute("PRAGMA temp.journal_mode").fetchone()
-    if str(mode).lower() != "memory":
-        db.execute(sql, params)
-        return
-    # Inside a write transaction of this connection SQLite keeps the old mode: the delete
-    # then runs as before rather than not at all.
-    (mode,) = db.execute("PRAGMA temp.journal_mode=DELETE").fetchone()
-    try:
-        db.execute(sql, params)
-    finally:
-        if str(mode).lower() != "memory":
-            db.execute("PRAGMA temp.journal_mode=MEMORY")
+__all__ = ["SeenKey", "Session", "delete_rows"]
 
 
 class Session:
@@ -58,6 +34,7 @@ class Session:
         self.db.execute("PRAGMA temp.journal_mode=MEMORY")
         for statement in _TEMP_SCHEMA:
             self.db.execute(statement)
+        self.scans = SeenIndex(self.db)
 
     # -- membership -------------------------------------------------------------------------
 
@@ -145,30 +122,14 @@ class Session:
     # -- the scan's duplicates --------------------------------------------------------------
 
     def new_scan(self) -> int:
-        return next(_SCANS)
+        return self.scans.new_scan()
 
     def seen(self, scan: int, keys: Iterable[SeenKey]) -> dict[SeenKey, str]:
         """Which of `keys` this scan met before, with the display path met first."""
-        found: dict[SeenKey, str] = {}
-        wanted = list(dict.fromkeys(keys))
-        for start in range(0, len(wanted), _IN_CHUNK):
-            part = wanted[start : start + _IN_CHUNK]
-            marks = ",".join("(?,?)" for _ in part)
-            flat = [v for key in part for v in key]
-            rows = self.db.execute(
-                "SELECT size, fingerprint, display FROM temp.scan_seen WHERE scan = ?"
-                f" AND (size, fingerprint) IN (VALUES {marks})",
-                (scan, *flat),
-            )
-            for size, fingerprint, display in rows:
-                found[(size, fingerprint)] = display
-        return found
+        return self.scans.seen(scan, keys)
 
     def note_seen(self, scan: int, entries: dict[SeenKey, str]) -> None:
-        self.db.executemany(
-            "INSERT OR IGNORE INTO temp.scan_seen VALUES (?, ?, ?, ?)",
-            [(scan, size, fp, display) for (size, fp), display in entries.items()],
-        )
+        self.scans.note(scan, entries)
 
     def end_scan(self, scan: int) -> None:
-        delete_rows(self.db, "DELETE FROM temp.scan_seen WHERE scan = ?", (scan,))
+        self.scans.end(scan)

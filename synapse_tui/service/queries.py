@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import itertools
 import os
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,9 @@ from synapse_tui.engine.errors import ConfigError
 from synapse_tui.engine.events import JobState
 from synapse_tui.engine.journal import FINISHED, UNFINISHED
 from synapse_tui.engine.names import display_path
+from synapse_tui.engine.pacing import ScanPacer
+from synapse_tui.engine.scan_check import Checked
+from synapse_tui.engine.seen_index import SeenKey
 from synapse_tui.service.wire import Command, Prune, ScanPage, ScanStart, StatusJobs
 
 if TYPE_CHECKING:
@@ -27,6 +31,11 @@ SCAN_AHEAD = 2000  # findings a scan holds for a client that has not asked for t
 SHOWN = [s.value for s in (*UNFINISHED, JobState.FAILED)]  # `status` without --all
 _OFD_GETLK: int | None = getattr(fcntl, "F_OFD_GETLK", None)
 _scan_ids = itertools.count(1)
+
+
+async def pause(seconds: float) -> None:
+    """An engine scan's pause between batches (tests replace it to count the pauses)."""
+    await asyncio.sleep(seconds)
 
 
 async def handle(service: EngineService, peer: Peer, command: Command) -> dict[str, Any]:
@@ -127,6 +136,7 @@ class ScanRun:
     )
     totals: dict[str, int] = field(default_factory=lambda: {"files": 0, "bytes": 0})
     task: asyncio.Task[None] | None = None
+    pacer: ScanPacer | None = None  # set while it runs in an engine with a manager
 
 
 def start_scan(service: EngineService, peer: Peer, command: ScanStart) -> dict[str, Any]:
@@ -138,34 +148,26 @@ def start_scan(service: EngineService, peer: Peer, command: ScanStart) -> dict[s
     return {"scan": run.id}
 
 
-async def _findings(service: EngineService, command: ScanStart) -> AsyncIterator[dict[str, Any]]:
-    from synapse_tui.engine.scan import FoundFile, scan
+def _findings(service: EngineService, command: ScanStart) -> AsyncGenerator[Checked, None]:
+    """The scan's batches, checked against this engine's ledger."""
+    from synapse_tui.engine.scan_check import Ledger, check_scan
 
-    journal = service.journal if command.host else None
-    seen: dict[tuple[int, str], str] = {}
-    async for batch in scan([os.fsencode(p) for p in command.paths]):
-        for item in batch:
-            if not isinstance(item, FoundFile):
-                kind = "failed" if item.error else "refused"
-                yield {"kind": kind, "path": item.display, "reason": item.reason}
-                continue
-            yield {"kind": "file", "size": item.identity.size}
-            key = (item.identity.size, item.fingerprint)
-            if key in seen:
-                yield {"kind": "duplicates", "path": item.display, "duplicate_of": seen[key]}
-            else:
-                seen[key] = item.display
-            if journal is not None and command.host:
-                # As committed: waiting for the engine's writes would block its loop (on
-                # another process's lock, for as long as that holds it).
-                size = item.identity.size
-                entry = journal.uploaded(command.host, item.fingerprint, size, wait=False)
-                if entry:
-                    yield {"kind": "uploaded", "path": item.display, "upload_id": entry.upload_id}
+    journal, host = service.journal, command.host
+    ledger: Ledger | None = None
+    if journal is not None and host:
+        # As committed: waiting for the engine's writes would block its loop (on another
+        # process's lock, for as long as that holds it). One query per batch.
+        def ledger(keys: Sequence[SeenKey]) -> dict[SeenKey, str]:
+            return journal.uploads_of(host, keys, wait=False)
+
+    return check_scan([os.fsencode(p) for p in command.paths], ledger)
 
 
 async def _scan(service: EngineService, run: ScanRun, command: ScanStart) -> None:
     gone = asyncio.ensure_future(run.peer.closed.wait())
+    # Uploads running in this engine first: the scan only reports, it feeds none of them.
+    m = service.manager
+    run.pacer = ScanPacer(m, sleep=pause, feeds=False) if m is not None else None
 
     async def offer(item: dict[str, Any] | None) -> bool:
         """Queue `item` when the client makes room; False once the client has left."""
@@ -177,12 +179,15 @@ async def _scan(service: EngineService, run: ScanRun, command: ScanStart) -> Non
         return True
 
     try:
-        async for finding in _findings(service, command):
-            if finding["kind"] == "file":
-                run.totals["files"] += 1
-                run.totals["bytes"] += finding["size"]
-            elif not await offer(finding):
-                return  # the client left: nobody reads the rest
+        async with contextlib.aclosing(_findings(service, command)) as batches:
+            async for checked in batches:  # closed at once when the client leaves
+                run.totals["files"] += checked.files
+                run.totals["bytes"] += checked.bytes
+                for finding in checked.findings:
+                    if not await offer(finding):
+                        return  # the client left: nobody reads the rest
+                if run.pacer is not None:
+                    await run.pacer.after(checked.seconds)  # the loop time its checks took
     except Exception as exc:  # the client hears it as a failed path, not a hang
         reason = service.clean(f"the scan failed: {type(exc).__name__}: {exc}")
         if not await offer({"kind": "failed", "path": "", "reason": reason}):

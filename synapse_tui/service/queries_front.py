@@ -6,17 +6,10 @@ import argparse
 import os
 import sys
 import time
-from typing import Any
 
 from synapse_tui.config import Settings
 from synapse_tui.engine.errors import ConfigError
-from synapse_tui.reports import (
-    StatusWriter,
-    scan_result,
-    warn_no_files,
-    write_pruned,
-    write_scan,
-)
+from synapse_tui.reports import ScanWriter, StatusWriter, warn_no_files, write_pruned
 from synapse_tui.service.client import EngineClient, EngineUnavailable, Refused, connect
 from synapse_tui.service.spawn import LOG_NAME, foreground_requested
 from synapse_tui.service.wire import Prune, ScanPage, ScanStart, StatusJobs
@@ -96,9 +89,7 @@ async def scan_via_engine(settings: Settings, args: argparse.Namespace) -> int |
     if client is None:
         return None
     back = as_given(list(args.paths))
-    lists: dict[str, list[dict[str, Any]]] = {
-        k: [] for k in ("duplicates", "uploaded", "refused", "failed")
-    }
+    writer = ScanWriter(args.json)  # each page's findings printed as it comes: none kept
     started = time.monotonic()
     try:
         absolute = [os.path.abspath(p) for p in args.paths]
@@ -106,20 +97,18 @@ async def scan_via_engine(settings: Settings, args: argparse.Namespace) -> int |
         while True:  # a page waits for the engine's next finding: no time limit
             answer = await client.request(ScanPage(scan_id, PAGE), timeout=None)
             for f in answer["findings"]:
-                kind = f.pop("kind")
                 f["path"] = back(f["path"])
                 if "duplicate_of" in f:
                     f["duplicate_of"] = back(f["duplicate_of"])
-                lists[kind].append(f)
-            if answer.get("done"):
+            writer.write(answer["findings"])
+            if answer.get("done") or writer.gone:  # gone: the engine's scan ends as we leave
                 break
     except (Refused, EngineUnavailable, TimeoutError) as exc:
         return _failed(exc, settings)
     finally:
         await client.close()
-    seconds = time.monotonic() - started
-    found: dict[str, Any] = {"files": answer["files"], "bytes": answer["bytes"], **lists}
-    write_scan(scan_result(found, seconds), seconds, args.json)
-    if found["files"] == 0 and not lists["failed"]:
+    files = int(answer.get("files", 0))
+    writer.finish(files, int(answer.get("bytes", 0)), time.monotonic() - started)
+    if files == 0 and not writer.failed and not writer.gone:
         warn_no_files(args.paths)
-    return EXIT_FAILED if lists["failed"] else EXIT_OK
+    return EXIT_FAILED if writer.failed else EXIT_OK

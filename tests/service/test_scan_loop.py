@@ -16,6 +16,7 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 from synapse_tui.engine.journal import Journal
+from synapse_tui.engine.scan_check import Checked
 from synapse_tui.service import queries
 from synapse_tui.service.wire import ScanStart
 from tests.harness.lock_holder import LockHolder
@@ -36,8 +37,8 @@ async def test_a_scan_reads_the_ledger_without_waiting_for_the_writer(tmp_path: 
             service = cast(Any, SimpleNamespace(journal=journal))
             command = ScanStart(paths=[str(folder)], host="http://127.0.0.1:1")
 
-            async def findings() -> list[dict[str, Any]]:
-                return [f async for f in queries._findings(service, command)]
+            async def findings() -> list[Checked]:
+                return [c async for c in queries._findings(service, command)]
 
             found = asyncio.create_task(findings())
             ticks = 0
@@ -47,6 +48,6 @@ async def test_a_scan_reads_the_ledger_without_waiting_for_the_writer(tmp_path: 
                 ticks += 1
             assert ticks >= 10  # the loop went on while the other process held the lock
             assert found.done()  # and the scan did not wait for the lock either
-            assert sum(f["kind"] == "file" for f in found.result()) == 3
+            assert sum(c.files for c in found.result()) == 3
     finally:
         journal.close()

@@ -144,7 +144,11 @@ def test_scan_runs_in_the_engine_with_paths_shown_as_given(
 
     engine = fake(answer)
     assert main(["scan", "d", "--json", "--host", "http://h"]) == 0
-    result = json.loads(capsys.readouterr().out)
+    *found, result = [json.loads(ln) for ln in capsys.readouterr().out.splitlines()]
+    assert found == [
+        {"event": "duplicate", "path": "d/b", "duplicate_of": "d/a"},
+        {"event": "skipped", "path": "d/fifo", "reason": "special file"},
+    ]
     assert result["duplicate_paths"] == [{"path": "d/b", "duplicate_of": "d/a"}]
     assert result["skipped_paths"] == [{"path": "d/fifo", "reason": "special file"}]
     assert (result["files"], result["bytes"], result["duplicates"]) == (2, 20, 1)
@@ -190,7 +194,7 @@ def test_status_and_scan_without_an_engine_start_none(engine_env: Env, tmp_path:
     [job] = _jobs(st.stdout)
     assert (job["state"], job["path"]) == ("done", str(f))
     sc = engine_env.run("scan", str(f), "--json")
-    assert sc.returncode == 0 and json.loads(sc.stdout)["already_uploaded"] == 1
+    assert sc.returncode == 0 and _jobs(sc.stdout)[-1]["already_uploaded"] == 1
     assert engine_pid(engine_env.state) is None
     assert not (engine_env.state / "engine.sock").exists()
 
@@ -230,9 +234,11 @@ def test_status_and_scan_through_a_running_engine_match_the_journal(
     sc = engine_env.run("scan", "data", "--json", cwd=tmp_path)
     fg = engine_env.run("scan", "data", "--json", "--foreground", cwd=tmp_path)
     assert sc.returncode == fg.returncode == 0, sc.stderr + fg.stderr
-    a, b = json.loads(sc.stdout), json.loads(fg.stdout)
+    *found_a, a = _jobs(sc.stdout)
+    *found_b, b = _jobs(fg.stdout)
     for key in ("seconds", "hash_rate"):
         a.pop(key), b.pop(key)
+    assert found_a == found_b and len(found_a) == 3  # the same lines, as found
     assert a == b and a["already_uploaded"] == 2 and a["duplicates"] == 1
     assert a["duplicate_paths"][0]["path"].startswith("data/")
     gone = engine_env.run("scan", "data", "missing", cwd=tmp_path)  # exit 1, as in-process
