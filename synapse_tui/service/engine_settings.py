@@ -6,6 +6,8 @@ import os
 from typing import Any
 
 from synapse_tui.config import Settings
+from synapse_tui.engine.errors import ConfigError
+from synapse_tui.engine.proxy import Proxies
 
 # Compared with the engine's status; a command that does not name one keeps the engine's.
 KEYS = ("strategy", "retries", "insecure", "ca_bundle")
@@ -37,6 +39,20 @@ def differing(status: dict[str, Any], settings: Settings) -> dict[str, Any]:
 
 def _tls(insecure: object) -> str:
     return "--insecure" if insecure else "TLS verification"
+
+
+def proxy_env(given: object) -> dict[str, str] | None:
+    """A client's proxy variables (engine/proxy.py routing_table), checked as the engine
+    will read them: a bad URL is one line now, not a manager that cannot be built."""
+    if given is None:
+        return None
+    names = ("http_proxy", "https_proxy", "no_proxy")
+    if not isinstance(given, dict) or not all(
+        k in names and isinstance(v, str) for k, v in given.items()
+    ):
+        raise ConfigError(f"proxy_env holds only {', '.join(names)}, as text")
+    Proxies(None, given)  # ProxyConfigError: a ConfigError, without the URL's password
+    return dict(given)
 
 
 def describe(status: dict[str, Any], differ: dict[str, Any]) -> list[str]:
