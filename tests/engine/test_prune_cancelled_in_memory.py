@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -15,15 +14,8 @@ from synapse_tui.engine.events import Event, JobState, LogMessage
 from synapse_tui.engine.journal import FINISHED, Journal
 from synapse_tui.engine.protocol import Credentials, ProtocolClient
 from synapse_tui.engine.scheduler import EngineOptions, UploadManager
+from tests.engine.test_cancel_replan import cancelled_mid_upload
 from tests.harness.embedded import EmbeddedServer
-
-
-async def until(condition: Callable[[], object], what: str, limit: float = 30.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit
-    while not condition():
-        assert loop.time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.01)
 
 
 async def test_a_pruned_cancelled_job_queued_again_is_a_new_job_with_a_row(
@@ -40,11 +32,7 @@ async def test_a_pruned_cancelled_job_queued_again_is_a_new_job_with_a_row(
     state = tmp_path / "state"
     client = ProtocolClient(url, Credentials(access_token=token))
     async with UploadManager(client, Journal(state), options, [events.append]) as m:
-        await m.add_paths([str(path)])
-        await until(lambda: m.jobs and next(iter(m.jobs.values())).upload_url, "an upload")
-        job = next(iter(m.jobs.values()))
-        m.cancel(job.id)
-        await until(lambda: job.state == JobState.CANCELLED, "the cancel")
+        job = await cancelled_mid_upload(m, path)
         await m.journal.settled()
         other = Journal(state)  # `status --prune` of another command
         try:
