@@ -45,6 +45,9 @@ class Settings:
     insecure: bool = False
     ca_bundle: str | None = None
     proxy: str | None = None  # an HTTP proxy URL or "off"; None: the environment's (as the SDK)
+    # The engine's, with proxy None: the proxy variables of the command that configured it
+    # last (engine/proxy.py routing_table); None: the engine's own environment's.
+    proxy_env: dict[str, str] | None = None
     retries: int = 12
     strategy: str = "auto"  # auto | presigned | chunked
     theme: str | None = None

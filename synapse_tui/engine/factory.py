@@ -21,6 +21,7 @@ def make_client(settings: Settings) -> ProtocolClient:
         verify=settings.verify,
         max_connections=64,
         proxy=settings.proxy,
+        proxy_env=settings.proxy_env,
     )
 
 

@@ -266,6 +266,8 @@ class Intake:
                 )
                 return
         cancelled = self.cancelled.pop((item.path, item.fingerprint), None)
+        if cancelled is not None and not self._row_kept(cancelled):
+            cancelled = None  # pruned meanwhile: a new job, with a row (below)
         if cancelled is not None and cancelled.state == JobState.CANCELLED:
             if steps is not None:
                 self._replan(cancelled, steps)
@@ -285,6 +287,17 @@ class Intake:
         adds[(item.path, item.fingerprint)] = self._new_job(item, priority, steps, force=force)
         if known is not None:
             known.add(item.fingerprint)  # now a job: the same content again is looked up
+
+    def _row_kept(self, job: Job) -> bool:
+        """Whether a cancelled job held in memory still has its journal row: `status
+        --prune` (another process, or the engine's own) deletes it, and a job revived
+        without one would upload unseen by `status` and never resume."""
+        try:
+            self.m.journal.get(job.id)
+        except KeyError:
+            self.m.log("info", f"{job.display}: its cancelled upload was pruned; uploading it anew")
+            return False
+        return True
 
     def _revive_row(self, item: FoundFile, steps: JobSteps | None) -> JobRecord | None:
         """The journal's cancelled job of this file with an upload (cancelled in an earlier

@@ -59,6 +59,12 @@ def service(manager: UploadManager) -> PresignedService:
     return svc
 
 
+async def close(manager: UploadManager) -> None:
+    """The manager closes: its service's early storage question ends (`end_early`)."""
+    if (svc := _services.get(manager)) is not None:
+        await svc.end_early()
+
+
 async def run_upload(manager: UploadManager, job: Job) -> None:
     """Upload one job by the path its strategy and the backend allow."""
     svc = service(manager)

@@ -89,6 +89,14 @@ class PresignedService:
             self._early = asyncio.create_task(self._ask_storage(), name="storage-discovery")
             self._early.add_done_callback(_retrieved)
 
+    async def end_early(self) -> None:
+        """The manager closes: an unanswered early ask goes with it (else it outlives the
+        manager, holding its connection until the read timeout)."""
+        early, self._early = self._early, None
+        if early is not None and not early.done():
+            early.cancel()
+            await asyncio.wait([early])  # never raises: `_retrieved` reads its outcome
+
     async def discover(self) -> bool:
         """Whether the backend's default internal storage takes presigned uploads (asked once)."""
         async with self._discovering:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
@@ -114,6 +114,7 @@ class ProtocolClient:
         transport: httpx.AsyncBaseTransport | None = None,
         max_connections: int = 32,
         proxy: str | None = None,
+        proxy_env: Mapping[str, str] | None = None,
     ) -> None:
         if urlsplit(host).scheme not in ("http", "https"):
             raise ValueError(f"host must start with http:// or https://: {host!r}")
@@ -126,8 +127,9 @@ class ProtocolClient:
         # "/" that ends the authority) has the root's origin without being parsed.
         self._origin_prefix = f"{root.scheme}://{root.netloc}/"
         if transport is None:
-            # Proxies as the official SDK finds them, or `proxy` (engine/proxy.py).
-            proxies = Proxies(proxy)
+            # Proxies as the official SDK finds them (in `proxy_env`, else this process's
+            # environment), or `proxy` (engine/proxy.py).
+            proxies = Proxies(proxy, proxy_env)
             transport = LeanTransport(
                 verify=verify,
                 max_connections=max_connections,

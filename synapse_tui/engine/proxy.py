@@ -204,6 +204,24 @@ class Proxies:
         return False
 
 
+def routing_table(explicit: str | None, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """What routes each request, as lower-case `*_proxy` variables (`Proxies(None, table)`
+    routes as `Proxies(explicit, env)` does): an explicit proxy for both schemes and no
+    NO_PROXY, `off` none, else `env`'s (None: this process's), ALL_PROXY standing in."""
+    if explicit is not None and explicit.strip():
+        given = explicit.strip()
+        return {} if given.lower() in OFF else {"http_proxy": given, "https_proxy": given}
+    found = _environment_proxies(os.environ if env is None else env)
+    table: dict[str, str] = {}
+    for scheme in ("http", "https"):
+        url = found.get(scheme) or found.get("all")
+        if url:
+            table[f"{scheme}_proxy"] = url
+    if table and found.get("no"):
+        table["no_proxy"] = found["no"]
+    return table
+
+
 def _environment_proxies(env: Mapping[str, str]) -> dict[str, str]:
     """`scheme -> URL` from `*_proxy` variables, lower-case first, as urllib (and requests)
     read them; `no` holds NO_PROXY."""

@@ -140,6 +140,9 @@ class UploadManager:
             if not job.state.terminal and job.state != JobState.PAUSED and job.state.active:
                 self.set_state(job, JobState.PAUSED, message)
         self.views.emit_totals()
+        from synapse_tui.engine import presigned  # as the runner's: only when closing
+
+        await presigned.close(self)  # its early storage question, if still unanswered
         with contextlib.suppress(Exception):
             await self.client.aclose()
         await self.controls.finish()  # the bulk verbs' rows, as far as the journal lets them

@@ -14,7 +14,7 @@ from synapse_tui.engine.errors import ConfigError, TransientError
 from synapse_tui.engine.events import JobState, ScanProgress
 from synapse_tui.engine.journal import JobRecord
 from synapse_tui.engine.scheduler import UploadManager
-from synapse_tui.service import queries
+from synapse_tui.service import engine_settings, queries
 from synapse_tui.service.engine_settings import STRATEGIES
 from synapse_tui.service.routing import CURRENT_BATCH, Batch
 from synapse_tui.service.spawn import LOG_LIMIT, LOG_NAME, UnsafeStateFile, open_state_file
@@ -485,13 +485,14 @@ async def _configure(service: EngineService, command: Configure) -> dict[str, An
         raise ConfigError(f"strategy must be auto, presigned or chunked, not {command.strategy!r}")
     if command.retries is not None and command.retries < 0:
         raise ConfigError("retries must be 0 or more")
+    proxy_env = engine_settings.proxy_env(command.proxy_env) if command.proxy == "" else None
     for key in ("insecure", "strategy", "retries"):  # None: the engine's own kept
         if getattr(command, key) is not None:
             setattr(s, key, getattr(command, key))
     if command.ca_bundle is not None:
         s.ca_bundle = command.ca_bundle or None
     if command.proxy is not None:
-        s.proxy = command.proxy or None
+        s.proxy, s.proxy_env = command.proxy or None, proxy_env
     had = service.manager is not None
     if service.manager is not None:
         await service.quiesce("paused: reconfiguring")

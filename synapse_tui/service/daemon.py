@@ -298,7 +298,7 @@ class EngineService:
             "idle_timeout": self.options.lifetime.idle_timeout,
             "idle": not self.working(),
             "credentials": fingerprint(self.settings.credentials),
-            "proxy": proxy_id(self.settings.proxy),
+            "proxy": proxy_id(self.settings.proxy, self.settings.proxy_env),
             # Compared by a command that names one (engine_settings.py); none is a secret.
             "strategy": self.settings.strategy,
             "retries": self.settings.retries,

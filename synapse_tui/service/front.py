@@ -26,6 +26,7 @@ from synapse_tui.engine.events import (
     UnitRegistered,
 )
 from synapse_tui.engine.names import display_path
+from synapse_tui.engine.proxy import routing_table
 from synapse_tui.headless import Reporter, catch_interrupts, make_reporter
 from synapse_tui.reports import warn_no_files
 from synapse_tui.service import engine_settings
@@ -99,7 +100,7 @@ async def _adopt(client: EngineClient, settings: Settings) -> None:
     same = status.get("host") == settings.host and status.get("credentials") == fingerprint(
         settings.credentials
     )
-    other_proxy = status.get("proxy") != proxy_id(settings.proxy)
+    other_proxy = status.get("proxy") != proxy_id(settings.proxy)  # this command's environment
     differ = engine_settings.differing(status, settings)
     if same and not other_proxy and not differ:
         return
@@ -122,7 +123,8 @@ async def _adopt(client: EngineClient, settings: Settings) -> None:
             c.access_token,
             c.user_token,
             c.tenant,
-            proxy=settings.proxy or "",  # "": the environment's, as this command would
+            proxy=settings.proxy or "",  # "": the environment's: this command's own
+            proxy_env=routing_table(None) if settings.proxy is None else None,
             **given,
         )
     )

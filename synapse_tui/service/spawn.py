@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from synapse_tui import paths
@@ -108,12 +108,14 @@ def fingerprint(credentials: Credentials) -> str:
     return hashlib.sha256(b"synapse-tui-credentials\0" + text.encode()).hexdigest()[:16]
 
 
-def proxy_id(proxy: str | None) -> str | None:
-    """A short digest of the configured proxy (its URL may hold a password), None for the
-    environment's: a front end compares it with its own, as it does the credentials."""
-    if proxy is None:
-        return None
-    return hashlib.sha256(b"synapse-tui-proxy\0" + proxy.encode()).hexdigest()[:16]
+def proxy_id(proxy: str | None, env: Mapping[str, str] | None = None) -> str:
+    """A short digest of how requests are routed: the configured proxy, else `env`'s proxy
+    variables (None: this process's environment). A proxy URL may hold a password: a front
+    end compares digests, as it does the credentials' ones."""
+    from synapse_tui.engine.proxy import routing_table  # not at import: this module is light
+
+    text = json.dumps(routing_table(proxy, env), sort_keys=True)
+    return hashlib.sha256(b"synapse-tui-proxy\0" + text.encode()).hexdigest()[:16]
 
 
 def settings_from_env() -> Settings:

@@ -249,8 +249,11 @@ class Configure(Command):
     # None: the engine's own kept (as the proxy, strategy and retries); ca_bundle "": none.
     insecure: bool | None = None
     ca_bundle: str | None = None
-    # The proxy (a URL or "off"); "": the engine's environment's; None: the engine's own kept.
+    # The proxy (a URL or "off"); "": the environment's; None: the engine's own kept.
     proxy: str | None = None
+    # With proxy "": the client's environment's proxy variables (engine/proxy.py
+    # routing_table); None: the engine's own environment's.
+    proxy_env: dict[str, str] | None = None
     strategy: str | None = None  # auto, presigned or chunked
     retries: int | None = None
 

@@ -20,6 +20,7 @@ from textual.theme import Theme
 from synapse_tui.config import Settings, redact, save_own_config
 from synapse_tui.engine.errors import ConfigError
 from synapse_tui.engine.protocol import Credentials
+from synapse_tui.service import engine_settings
 from synapse_tui.service.spawn import fingerprint
 from synapse_tui.ui.bridge import EngineBridge, ManagerFactory, default_factory
 from synapse_tui.ui.heap import freeze_startup, thaw
@@ -197,6 +198,9 @@ class SynapseApp(App[int]):
             )
             self.notify(text, title="Another backend", severity="warning", timeout=15)
             self.dashboard.log_widget.add("warning", text)
+        elif (other := engine_settings.attach_warning(status, self.settings)) is not None:
+            self.notify(other, title="Other settings", severity="warning", timeout=15)
+            self.dashboard.log_widget.add("warning", other)
         banner = self.dashboard.query_one("#banner")
         self.local = bool(status.get("local"))
         banner.host = status.get("host") or ""  # type: ignore[attr-defined]

@@ -11,6 +11,7 @@ import pytest
 
 from synapse_tui.engine.collections import CollectionPlan, fetch_collection
 from synapse_tui.engine.events import Event, JobState
+from synapse_tui.engine.job import Job
 from synapse_tui.engine.journal import Journal
 from synapse_tui.engine.protocol import Credentials, ProtocolClient
 from synapse_tui.engine.scheduler import EngineOptions, UploadManager
@@ -36,6 +37,16 @@ async def until(condition: object, what: str, limit: float = 20.0) -> None:
         await asyncio.sleep(0.02)
 
 
+async def cancelled_mid_upload(m: UploadManager, path: Path) -> Job:
+    """`path` queued (the only file), then cancelled once its upload has begun."""
+    await m.add_paths([str(path)])
+    await until(lambda: m.jobs and next(iter(m.jobs.values())).upload_url, "an upload")
+    job = next(iter(m.jobs.values()))
+    m.cancel(job.id)
+    await until(lambda: job.state == JobState.CANCELLED, "the cancel")
+    return job
+
+
 async def test_a_cancelled_file_queued_again_takes_the_new_plan(
     server: str, tmp_path: Path
 ) -> None:
@@ -54,11 +65,7 @@ async def test_a_cancelled_file_queued_again_takes_the_new_plan(
     )
     state = tmp_path / "st"
     async with UploadManager(client, Journal(state), options, [events.append]) as m:
-        await m.add_paths([str(path)])
-        await until(lambda: m.jobs and next(iter(m.jobs.values())).upload_url, "an upload")
-        job = next(iter(m.jobs.values()))
-        m.cancel(job.id)
-        await until(lambda: job.state == JobState.CANCELLED, "the cancel")
+        job = await cancelled_mid_upload(m, path)
         m.set_bwlimit(None)
         plan = CollectionPlan(await fetch_collection(client, 1), spec="image")
         plan.validate()
