@@ -3,7 +3,8 @@
 Case 4's upload (N x 20 KiB at the default settings, whole command, through the background
 engine) against a fresh embedded backend, R times; prints each process's CPU (user + system)
 in ms per file: the front end (`/usr/bin/time`), the engine (its /proc stat just before it
-exits) and the backend (its /proc stat before and after), with the wall time and the load.
+exits) and the backend (its /proc stat before and after), with the wall time and the load;
+then the medians, with the system part of the engine's and the backend's CPU.
 On a machine whose cores are all busy the wall time is about the sum of these over the
 cores, so the sum is the floor this machine sets for the case. The official client's
 side is case 4's (`python -m tests.bench.run --only 4`).
