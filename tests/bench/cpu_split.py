@@ -3,7 +3,8 @@
 Case 4's upload (N x 20 KiB at the default settings, whole command, through the background
 engine) against a fresh embedded backend, R times; prints each process's CPU (user + system)
 in ms per file: the front end (`/usr/bin/time`), the engine (its /proc stat just before it
-exits) and the backend (its /proc stat before and after), with the wall time and the load.
+exits) and the backend (its /proc stat before and after), with the wall time and the load;
+then the medians, with the system part of the engine's and the backend's CPU.
 On a machine whose cores are all busy the wall time is about the sum of these over the
 cores, so the sum is the floor this machine sets for the case. The official client's
 side is case 4's (`python -m tests.bench.run --only 4`).
@@ -34,13 +35,19 @@ from tests.bench.support import (
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU of a live process, from /proc (None once it has gone)."""
+def cpu_times(pid: int) -> tuple[float, float] | None:
+    """User and system CPU of a live process, from /proc (None once it has gone)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return (int(fields[11]) + int(fields[12])) / TICKS
+    return int(fields[11]) / TICKS, int(fields[12]) / TICKS
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU of a live process, from /proc (None once it has gone)."""
+    times = cpu_times(pid)
+    return None if times is None else times[0] + times[1]
 
 
 def one_upload(work: Path, folder: Path, files: int) -> dict[str, float]:
@@ -49,7 +56,7 @@ def one_upload(work: Path, folder: Path, files: int) -> dict[str, float]:
         state = work / f"state{time.monotonic_ns()}"
         env = client_env(backend.url, backend.token, state)
         env.pop("SYNAPSE_TUI_FOREGROUND", None)  # the default: the background engine
-        server_before = cpu_seconds(backend.proc.pid) or 0.0
+        server_before = cpu_times(backend.proc.pid) or (0.0, 0.0)
         out = work / "stdout.txt"
         started = time.perf_counter()
         with out.open("w") as stdout:
@@ -62,19 +69,19 @@ def one_upload(work: Path, folder: Path, files: int) -> dict[str, float]:
                 cwd=REPO_ROOT,
             )
             engine_pid: int | None = None
-            engine = 0.0
+            engine = (0.0, 0.0)
             lock = state / "engine.lock"
             while proc.poll() is None:  # the engine outlives the command by about a second
                 if engine_pid is None and lock.exists():
                     text = lock.read_text().strip()
                     engine_pid = int(text) if text.isdigit() else None
                 if engine_pid is not None:
-                    engine = cpu_seconds(engine_pid) or engine
+                    engine = cpu_times(engine_pid) or engine
                 time.sleep(0.02)
         wall = time.perf_counter() - started
         if engine_pid is not None:
-            engine = cpu_seconds(engine_pid) or engine
-        server = (cpu_seconds(backend.proc.pid) or 0.0) - server_before
+            engine = cpu_times(engine_pid) or engine
+        server_after = cpu_times(backend.proc.pid) or server_before
         assert proc.stderr is not None
         err = proc.stderr.read()
         if proc.returncode != 0:
@@ -86,8 +93,10 @@ def one_upload(work: Path, folder: Path, files: int) -> dict[str, float]:
     return {
         "wall": wall,
         "front": float(user) + float(system),
-        "engine": engine,
-        "server": server,
+        "engine": engine[0] + engine[1],
+        "server": sum(server_after) - sum(server_before),
+        "engine_sys": engine[1],
+        "server_sys": server_after[1] - server_before[1],
     }
 
 
@@ -119,7 +128,9 @@ def main(argv: list[str] | None = None) -> int:
             + ", ".join(f"{k} {med[k] * 1000 / args.files:.2f}" for k in ("front", "engine"))
             + f", backend {med['server'] * 1000 / args.files:.2f} ms/file; all "
             f"{total * 1000 / args.files:.2f} ms/file = {total:.2f} s of CPU, "
-            f"{total / (os.cpu_count() or 1):.2f} s on {os.cpu_count()} idle cores"
+            f"{total / (os.cpu_count() or 1):.2f} s on {os.cpu_count()} idle cores; of which "
+            f"system: engine {med['engine_sys'] * 1000 / args.files:.2f}, backend "
+            f"{med['server_sys'] * 1000 / args.files:.2f} ms/file"
         )
     finally:
         # The backends' folders go last, all at once (see case 4: deleting thousands of

@@ -22,7 +22,8 @@ def test_one_upload_reports_the_cpu_of_each_process(
     monkeypatch.delenv("SYNAPSE_TUI_FOREGROUND", raising=False)  # through the engine
     folder = make_small_files(tmp_path / "data", 5, 20 * 1024)
     row = one_upload(tmp_path, folder, 5)
-    assert set(row) == {"wall", "front", "engine", "server"}
+    assert set(row) == {"wall", "front", "engine", "server", "engine_sys", "server_sys"}
+    assert 0 <= row["engine_sys"] <= row["engine"] and 0 <= row["server_sys"] <= row["server"], row
     assert row["wall"] > 0 and row["engine"] > 0 and row["front"] > 0, row
     assert row["server"] >= 0, row
     deadline = time.monotonic() + 30  # the engine leaves about a second after the command
