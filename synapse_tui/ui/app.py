@@ -18,6 +18,7 @@ from textual.screen import Screen
 from textual.theme import Theme
 
 from synapse_tui.config import Settings, redact, save_own_config
+from synapse_tui.engine.collections import CollectionPlan
 from synapse_tui.engine.errors import ConfigError
 from synapse_tui.engine.protocol import Credentials
 from synapse_tui.service import engine_settings
@@ -96,6 +97,8 @@ class SynapseApp(App[int]):
         self.theme_names: list[str] = []
         self.dashboard = DashboardScreen(self.directory, frozen=frozen)
         self.exit_code = 0
+        # Entries queued while the engine starts (a list) go to it once it is ready.
+        self.waiting: list[tuple[list[bytes], CollectionPlan | None]] | None = None
 
     # -- start ------------------------------------------------------------------------------
 
@@ -115,6 +118,7 @@ class SynapseApp(App[int]):
         for error in self.theme_errors:
             self.notify(error, title="Theme not loaded", severity="error", timeout=10)
         if self.start_engine and self.service:
+            self.waiting = []
             self.run_worker(self._start_service(), group="engine", exit_on_error=False)
         elif self.start_engine:
             self._start_bridge()
@@ -184,6 +188,7 @@ class SynapseApp(App[int]):
             message = redact(str(exc), self.settings.credentials.secrets())
             self.notify(message, title="Engine not started", severity="error", timeout=30)
             self.dashboard.log_widget.add("error", f"engine not started: {message}")
+            self._drop_waiting()
             return
         self.bridge = bridge
         self.dashboard.queue.attach(bridge.window)
@@ -217,6 +222,19 @@ class SynapseApp(App[int]):
             self.notify(text, title="Background engine", timeout=8)
             self.dashboard.log_widget.add("info", text)
         bridge.resume_journal()
+        self._send_waiting(bridge)
+
+    def _send_waiting(self, bridge: EngineBridge | ServiceBridge) -> None:
+        waiting, self.waiting = self.waiting or [], None
+        for targets, plan in waiting:
+            bridge.queue_paths(targets, plan=plan)
+
+    def _drop_waiting(self) -> None:
+        waiting, self.waiting = self.waiting or [], None
+        if waiting:
+            n = sum(len(targets) for targets, _ in waiting)
+            lost = f"{n} entr{'y' if n == 1 else 'ies'} not queued: the engine did not start"
+            self.dashboard.log_widget.add("error", lost)
 
     # -- engine messages --------------------------------------------------------------------
 
@@ -303,14 +321,17 @@ class SynapseApp(App[int]):
 
     @work(group="engine", exclusive=True, exit_on_error=False)
     async def _restart_engine(self) -> None:
+        self.waiting = []
         await self.shutdown_engine()  # the stopped engine: its jobs are paused, resumable
         bridge, error = await asyncio.to_thread(self._launch_bridge)
         if error is not None:
             self._engine_not_started(error)
+            self._drop_waiting()
             return
         self.bridge = bridge
         if bridge is not None:
             self.dashboard.queue.attach(bridge.window)
+            self._send_waiting(bridge)
         banner = self.dashboard.query_one("#banner")
         banner.status = ""  # type: ignore[attr-defined]
         banner.host = self.settings.host or ""  # type: ignore[attr-defined]

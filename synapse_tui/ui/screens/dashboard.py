@@ -273,14 +273,22 @@ class DashboardScreen(JobActions, Screen[None]):
     def action_queue_marked(self) -> None:
         bridge = self.synapse.bridge
         targets = self.browser.targets()
-        if bridge is None or not targets:
+        if not targets:
             self.notify("nothing to queue", severity="warning")
             return
-        bridge.queue_paths(targets, plan=self.plan)
+        later = ""
+        if bridge is not None:
+            bridge.queue_paths(targets, plan=self.plan)
+        elif self.synapse.waiting is not None:  # the engine starts: they go when it is ready
+            self.synapse.waiting.append((targets, self.plan))
+            later = " (when the engine is ready)"
+        else:
+            self.notify("the engine is not running", severity="warning")
+            return
         n = len(targets)
         what = display_path(os.path.basename(targets[0])) if n == 1 else f"{n} entries"
         where = f" {describe_plan(self.plan)}" if self.plan is not None else ""
-        self.log_widget.add("info", f"queued {what}{where}")
+        self.log_widget.add("info", f"queued {what}{where}{later}")
         self.browser.clear_marks()
 
     @work(group="collections", exclusive=True, exit_on_error=False)
