@@ -153,11 +153,7 @@ class Journal(JournalReads):
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        """One unit, atomic inside the writer's transaction (the writer's thread only): a
-        savepoint of its own when the writer runs a group again after a unit failed."""
-        if not self._writer.careful:
-            yield self._w  # a unit that raises: the writer undoes the group (Writer._apply)
-            return
+        """One unit, atomic inside the writer's transaction (the writer's thread only)."""
         self._w.execute("SAVEPOINT one_write")
         try:
             yield self._w

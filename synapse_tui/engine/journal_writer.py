@@ -1,14 +1,14 @@
 """The journal's writer: one thread owns the write connection and commits queued writes in order.
 
-A write is a *unit*: a function of the connection, atomic on its own, run by this thread in
-the order the units were queued (a unit may run twice: see `_apply`). The thread takes what
-waits (up to GROUP units) into one transaction, commits it, and only then tells the waiters.
-Waiting for SQLite's write lock (another process holds it: up to busy_timeout, then again)
-happens here, never on the engine's loop, which meanwhile goes on with everything that does
-not need the write. The queue is bounded: past BOUND units, a thread without an event loop
-waits in `submit` for room; on a loop `submit` never blocks, and a producer of many units
-awaits `room` between its batches (see `submit`). `close` is bounded: past its patience it
-gives up the units not committed (never part of one transaction: see `_apply`).
+A write is a *unit*: a function of the connection, run by this thread inside a savepoint
+(atomic on its own), in the order the units were queued. The thread takes what waits (up to
+GROUP units) into one transaction, commits it, and only then tells the waiters. Waiting for
+SQLite's write lock (another process holds it: up to busy_timeout, then again) happens here,
+never on the engine's loop, which meanwhile goes on with everything that does not need the
+write. The queue is bounded: past BOUND units, a thread without an event loop waits in
+`submit` for room; on a loop `submit` never blocks, and a producer of many units awaits
+`room` between its batches (see `submit`). `close` is bounded: past its patience it gives up
+the units not committed (never part of one transaction: see `_apply`).
 """
 
 from __future__ import annotations
@@ -78,8 +78,6 @@ class Writer:
         # Producers awaiting room in the queue (`room`), woken as the writer takes units.
         self._roomers: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self.broken: BaseException | None = None
-        # Whether `unit_tx` is to give each unit a savepoint of its own (see `_apply`).
-        self.careful = False
         self._stopping = False
         self._abandon = False  # `close` ran out of patience: commit nothing more
         self.lost = 0  # units given up then
@@ -304,6 +302,7 @@ class Writer:
 
     def _apply(self, group: list[Ticket]) -> BaseException | None:
         """One transaction for `group`; the first error (a unit's, or the commit's)."""
+        failure: BaseException | None = None
         while True:
             try:
                 self._db.execute("BEGIN IMMEDIATE")  # waits up to LOCK_TRY for the lock
@@ -316,24 +315,20 @@ class Writer:
                 # waits for them.
                 if self._abandon:
                     return self._give_up(group)
-        # The units run back to back, without a savepoint each (two statements a unit, a
-        # third of the writer's statements with small files). Only when one fails is the
-        # group undone (to the group's own savepoint, the lock kept) and run again with a
-        # savepoint per unit, so that the failing unit alone is undone, as before. Units
-        # are functions of the connection: running one again gives the same writes.
-        self._db.execute("SAVEPOINT units")
-        failure = self._run_units(group)
-        if failure is not None and self._db.in_transaction:
-            self._db.execute("ROLLBACK TO units")
-            for ticket in group:
-                ticket.result = ticket.error = None
-            self.careful = True
+        for ticket in group:
             try:
-                failure = self._run_units(group)
-            finally:
-                self.careful = False
-        if failure is not None and not self._db.in_transaction:
-            return failure
+                with self._unit_tx() as db:
+                    ticket.result = ticket.fn(db)
+            except Exception as exc:  # undone alone (its savepoint); reported to its waiter
+                ticket.error = exc
+                failure = failure or exc
+                if not self._db.in_transaction:
+                    # SQLite rolled the whole transaction back (SQLITE_FULL, an I/O error):
+                    # the group's earlier units are undone too, and a later one would be
+                    # committed on its own, out of order. None of the group is made.
+                    for other in group:
+                        other.error = other.error or exc
+                    return exc
         while True:
             try:
                 self._db.execute("COMMIT")
@@ -348,28 +343,6 @@ class Writer:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
                 return exc
-
-    def _run_units(self, group: list[Ticket]) -> BaseException | None:
-        """Run the group's units in this transaction; the first error (not careful: the
-        first error stops the run)."""
-        failure: BaseException | None = None
-        for ticket in group:
-            try:
-                with self._unit_tx() as db:
-                    ticket.result = ticket.fn(db)
-            except Exception as exc:  # careful: undone alone (its savepoint), told its waiter
-                ticket.error = exc
-                failure = failure or exc
-                if not self._db.in_transaction:
-                    # SQLite rolled the whole transaction back (SQLITE_FULL, an I/O error):
-                    # the group's earlier units are undone too, and a later one would be
-                    # committed on its own, out of order. None of the group is made.
-                    for other in group:
-                        other.error = other.error or exc
-                    return exc
-                if not self.careful:
-                    return exc
-        return failure
 
     def _give_up(self, group: list[Ticket]) -> Abandoned:
         """The journal closes without these units (nor any queued after them)."""
