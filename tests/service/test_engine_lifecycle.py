@@ -94,7 +94,9 @@ def test_an_engine_a_dashboard_used_waits_its_idle_time_then_exits(
     pid = asyncio.run(visit())
     assert engine_pid(engine_env.state) == pid  # no job, no client: it waits a while
     nice = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
-    assert nice == 10  # a dashboard came: the engine yields the CPU to its keys
+    # A dashboard came: the engine yields the CPU to its keys, 10 levels below the nice
+    # level it started with (this test's own: a suite run under `nice` starts it higher).
+    assert nice == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10)
     wait_for(lambda: engine_pid(engine_env.state) is None, timeout=15, what="idle exit")
 
 
