@@ -188,6 +188,9 @@ async def test_fatal_stop_leaves_no_job_running(
             assert [type(e) for e in events if isinstance(e, FatalStop)] == [FatalStop]
             assert {j.state for j in m.jobs.values()} == {JobState.PAUSED}, m.jobs
             assert all((j.last_error or "").startswith("stopped: ") for j in m.jobs.values())
+            # The rows as the writer commits them: idle says nothing runs, not that every
+            # write queued before it is committed (a job's pause may be a few ms behind).
+            await m.journal.settled()
             rows = journal_rows(state)
             assert [r["state"] for r in rows] == ["paused"] * 3, rows
             assert all(r["last_error"].startswith("stopped: ") for r in rows), rows
