@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from synapse_tui.service.routing import CURRENT_BATCH, Batch, Router
 from tests.engine.fakeserver import FakeServer
 from tests.engine.test_scale import tiny_files
 from tests.engine.test_uploader import done, manager
+from tests.service.test_routing_bounded import until_settled
 
 FILES = 300
 
@@ -37,11 +37,7 @@ async def test_a_small_files_events_read_its_row_at_most_twice(tmp_path: Path) -
         finally:
             CURRENT_BATCH.reset(token)
         await m.wait_idle()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 10
-        while not batch.done:  # the settle check runs after the last emit sequence
-            assert loop.time() < deadline, "the batch never settled"
-            await asyncio.sleep(0.01)
+        await until_settled(batch)
         m.journal.connection.set_trace_callback(None)
     assert len(done(events)) == FILES
     # The counters the rows feed are right: every file counted once, as done.

@@ -35,6 +35,16 @@ def entries(router: Router) -> int:
     return total
 
 
+async def until_settled(batch: Batch) -> None:
+    """Until the router's settle check has seen `batch` through (it runs after the last
+    emit sequence); fails after 10 s."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while not batch.done:
+        assert loop.time() < deadline, "the batch never settled"
+        await asyncio.sleep(0.01)
+
+
 async def test_a_big_batch_keeps_no_entry_per_file_and_settles(tmp_path: Path) -> None:
     tiny_files(tmp_path / "src", FILES)
     events: list[Event] = []
@@ -67,11 +77,7 @@ async def test_a_big_batch_keeps_no_entry_per_file_and_settles(tmp_path: Path) -
 
         m.undrain()
         await m.wait_idle()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 10
-        while not batch.done:  # the settle check runs after the last emit sequence
-            assert loop.time() < deadline, "the batch never settled"
-            await asyncio.sleep(0.01)
+        await until_settled(batch)
     assert len(done(events)) == FILES
     assert peak <= 10 + 4 * scheduler.SMALL_BOOST, peak  # active jobs only, whatever the size
     assert batch.counters.count[JobState.DONE] == FILES
