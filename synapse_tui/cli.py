@@ -164,7 +164,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
     sc = sub.add_parser("scan", help="pre-scan: sizes, duplicates, already uploaded")
     sc.add_argument("paths", nargs="+", metavar="PATH")
-    sc.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    sc.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object per line on stdout: each finding, then the summary",
+    )
     _query_foreground(sc)
     _common(sc)
 
