@@ -166,8 +166,8 @@ def _findings(service: EngineService, command: ScanStart) -> AsyncGenerator[Chec
 async def _scan(service: EngineService, run: ScanRun, command: ScanStart) -> None:
     gone = asyncio.ensure_future(run.peer.closed.wait())
     # Uploads running in this engine first: the scan only reports, it feeds none of them.
-    m = service.manager
-    run.pacer = ScanPacer(m, sleep=pause, feeds=False) if m is not None else None
+    # The pacer asks the engine's manager of the moment (below): one held from the start
+    # would be the closed one after a `configure`, which runs nothing (no pause, ever).
 
     async def offer(item: dict[str, Any] | None) -> bool:
         """Queue `item` when the client makes room; False once the client has left."""
@@ -186,7 +186,9 @@ async def _scan(service: EngineService, run: ScanRun, command: ScanStart) -> Non
                 for finding in checked.findings:
                     if not await offer(finding):
                         return  # the client left: nobody reads the rest
-                if run.pacer is not None:
+                if (m := service.manager) is not None:
+                    if run.pacer is None or run.pacer.m is not m:  # `configure` made a new one
+                        run.pacer = ScanPacer(m, sleep=pause, feeds=False)
                     await run.pacer.after(checked.seconds)  # the loop time its checks took
     except Exception as exc:  # the client hears it as a failed path, not a hang
         reason = service.clean(f"the scan failed: {type(exc).__name__}: {exc}")
