@@ -113,6 +113,8 @@ async def _adopt(client: EngineClient, settings: Settings) -> None:
             "stop it (`synapse-tui engine stop`), or use --foreground or another --state-dir"
         )
     c = settings.credentials
+    # A blank --proxy is the environment's (as Proxies reads it): its variables go too.
+    explicit = settings.proxy if settings.proxy and settings.proxy.strip() else None
     # Another host: this command's settings, all of them; the same: those it names.
     given = {k: getattr(settings, k) for k in engine_settings.KEYS} if not same else differ
     if "ca_bundle" in given:
@@ -123,8 +125,8 @@ async def _adopt(client: EngineClient, settings: Settings) -> None:
             c.access_token,
             c.user_token,
             c.tenant,
-            proxy=settings.proxy or "",  # "": the environment's: this command's own
-            proxy_env=routing_table(None) if settings.proxy is None else None,
+            proxy=explicit or "",  # "": the environment's: this command's own
+            proxy_env=routing_table(None) if explicit is None else None,
             **given,
         )
     )
