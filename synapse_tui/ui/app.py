@@ -321,7 +321,8 @@ class SynapseApp(App[int]):
 
     @work(group="engine", exclusive=True, exit_on_error=False)
     async def _restart_engine(self) -> None:
-        self.waiting = []
+        if self.waiting is None:  # a restart asked again keeps what the first one holds
+            self.waiting = []
         await self.shutdown_engine()  # the stopped engine: its jobs are paused, resumable
         bridge, error = await asyncio.to_thread(self._launch_bridge)
         if error is not None:
