@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import sys
@@ -75,27 +73,18 @@ class ScanWriter:
     each), then the summary with the counts: nothing held grows with the folder."""
 
     def __init__(self, json_mode: bool) -> None:
+        from synapse_tui.headless import PipeGuard  # what `upload` writes through too
+
         self.json_mode = json_mode
         self.counts = dict.fromkeys(_KINDS, 0)
         self.kept: dict[str, list[dict[str, Any]]] = {k: [] for k in _KINDS}
-        self.gone = False  # the reader left (`scan | head`): the caller stops the scan
+        # A reader that leaves (`scan | head`): nothing more is printed, no traceback.
+        self.out, self.err = PipeGuard(sys.stdout), PipeGuard(sys.stderr)
 
-    def _out(self, stream: Any, text: str) -> None:
-        if self.gone:
-            return
-        try:
-            stream.write(text)
-        except BrokenPipeError:
-            self._left()
-
-    def _left(self) -> None:
-        """A broken pipe: nothing more is printed, no traceback. stdout goes to /dev/null,
-        so that the interpreter's own flush at exit finds no pipe to break either."""
-        self.gone = True
-        with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            os.close(devnull)
+    @property
+    def gone(self) -> bool:
+        """The reader left: the caller stops the scan."""
+        return self.out.broken or self.err.broken
 
     def write(self, findings: Iterable[dict[str, Any]]) -> None:
         """Findings as the scan yields them: dicts with `kind`, `path` and its detail."""
@@ -107,19 +96,19 @@ class ScanWriter:
                 self.kept[kind].append(entry)
             if self.json_mode:
                 line = {"event": _KINDS[kind][1], **entry}
-                self._out(sys.stdout, json.dumps(line, ensure_ascii=False) + "\n")
+                self.out.write(json.dumps(line, ensure_ascii=False) + "\n")
             elif kind == "duplicates":
-                self._out(sys.stdout, f"duplicate  {f['path']} = {f['duplicate_of']}\n")
+                self.out.write(f"duplicate  {f['path']} = {f['duplicate_of']}\n")
             elif kind == "uploaded":
-                self._out(sys.stdout, f"uploaded   {f['path']} (upload {f['upload_id']})\n")
+                self.out.write(f"uploaded   {f['path']} (upload {f['upload_id']})\n")
             else:
                 word = "skipped" if kind == "refused" else "failed"
-                self._out(sys.stderr, f"{word:<10} {f['path']}: {f['reason']}\n")
-        if not self.gone:
-            try:  # a batch's lines reach a pipe now, not when the scan ends
-                sys.stdout.flush()
-            except BrokenPipeError:
-                self._left()
+                self.err.write(f"{word:<10} {f['path']}: {f['reason']}\n")
+        self._flush()  # a batch's lines reach a pipe now, not when the scan ends
+
+    def _flush(self) -> None:
+        self.err.flush()
+        self.out.flush()
 
     @property
     def failed(self) -> int:
@@ -142,15 +131,16 @@ class ScanWriter:
         result["seconds"] = round(seconds, 3)
         result["hash_rate"] = round(nbytes / seconds, 1) if seconds > 0 else None
         if self.json_mode:
-            self._out(sys.stdout, json.dumps(result, ensure_ascii=False) + "\n")
+            self.out.write(json.dumps(result, ensure_ascii=False) + "\n")
+            self._flush()
             return result
         rate = nbytes / seconds if seconds > 0 else 0.0
-        self._out(
-            sys.stdout,
+        self.out.write(
             f"{files} files, {format_size(nbytes)}; {result['duplicates']} duplicates, "
             f"{result['already_uploaded']} already uploaded, {result['skipped']} skipped, "
-            f"{result['failed']} failed; hashed at {format_rate(rate)} in {seconds:.2f}s\n",
+            f"{result['failed']} failed; hashed at {format_rate(rate)} in {seconds:.2f}s\n"
         )
+        self._flush()
         return result
 
 
