@@ -36,6 +36,19 @@ RELATIVE_NOT_HERE = (
 )
 
 
+Key = tuple[bytes, str]  # a file's path and fingerprint
+
+
+@dataclass
+class Revival:
+    """A cancelled job held in memory, its file queued again: its row is made queued in the
+    batch's write (`Journal.revive`) before the job is."""
+
+    job: Job
+    item: FoundFile
+    steps: JobSteps | None
+
+
 @dataclass
 class ScanTotals:
     files: int = 0
@@ -142,7 +155,8 @@ class Intake:
             async for batch in scan(absolute):
                 started_batch = self.pacer.clock()
                 await m.journal.settled()  # its reads see every write of this process
-                adds: dict[tuple[bytes, str], NewJob] = {}  # the batch's new jobs: one write
+                adds: dict[Key, NewJob] = {}  # the batch's new jobs: one write
+                revivals: dict[Key, Revival] = {}  # its cancelled jobs again: one write
                 found = [i for i in batch if not isinstance(i, Refused)]
                 prints = [i.fingerprint for i in found]
                 known = m.journal.known_fingerprints(m.options.host, prints)
@@ -158,13 +172,14 @@ class Intake:
                         self._refused(item, totals)
                         continue
                     if not m.journal.caught_up():
-                        # Only this batch wrote since `settled` (a revived cancelled job):
+                        # Only this batch wrote since `settled` (a cancelled job's new plan):
                         # the next lookup would wait for that write on the loop.
                         await m.journal.settled()
                     totals.files += 1
                     totals.bytes += item.identity.size
-                    self.accept(item, totals, seen, force, priority, plan, known, adds)
+                    self.accept(item, totals, seen, force, priority, plan, known, adds, revivals)
                 m.session.note_seen(scan_id, {k: seen[k] for k in seen if k not in before})
+                await self._revive(revivals, priority, adds)
                 for added in await m.journal.add_jobs(list(adds.values())):
                     self._added(added, totals)
                 now = time.monotonic()
@@ -216,12 +231,14 @@ class Intake:
         priority: int,
         plan: CollectionPlan | None,
         known: set[str] | None,
-        adds: dict[tuple[bytes, str], NewJob],
+        adds: dict[Key, NewJob],
+        revivals: dict[Key, Revival],
     ) -> None:
         """Queue `item` unless it is a duplicate, already uploaded, or already a job.
         `known`: the fingerprints of this batch that the ledger or an unfinished job has
         (`Journal.known_fingerprints`); any other needs no lookup. `adds`: the batch's new
-        jobs, added (and queued) in one write when the batch ends."""
+        jobs, added (and queued) in one write when the batch ends; `revivals`: its
+        cancelled jobs held in memory, queued again in one write before that."""
         m = self.m
         key = (item.identity.size, item.fingerprint)
         host = m.options.host
@@ -266,15 +283,13 @@ class Intake:
                 )
                 return
         cancelled = self.cancelled.pop((item.path, item.fingerprint), None)
-        if cancelled is not None and not self._row_kept(cancelled):
-            cancelled = None  # pruned meanwhile: a new job, with a row (below)
         if cancelled is not None and cancelled.state == JobState.CANCELLED:
             if steps is not None:
                 self._replan(cancelled, steps)
-            self._revive(cancelled)
+            revivals[(item.path, item.fingerprint)] = Revival(cancelled, item, steps)
             return
-        if (item.path, item.fingerprint) in adds:  # twice in one batch (--force): one job
-            return
+        if (item.path, item.fingerprint) in adds or (item.path, item.fingerprint) in revivals:
+            return  # twice in one batch (--force): one job
         existing = m.journal.find_unfinished(item.path, item.fingerprint, host) if lookup else None
         if existing is None and lookup:  # cancelled in an earlier session: resume its upload
             existing = self._revive_row(item, steps)
@@ -287,17 +302,6 @@ class Intake:
         adds[(item.path, item.fingerprint)] = self._new_job(item, priority, steps, force=force)
         if known is not None:
             known.add(item.fingerprint)  # now a job: the same content again is looked up
-
-    def _row_kept(self, job: Job) -> bool:
-        """Whether a cancelled job held in memory still has its journal row: `status
-        --prune` (another process, or the engine's own) deletes it, and a job revived
-        without one would upload unseen by `status` and never resume."""
-        try:
-            self.m.journal.get(job.id)
-        except KeyError:
-            self.m.log("info", f"{job.display}: its cancelled upload was pruned; uploading it anew")
-            return False
-        return True
 
     def _revive_row(self, item: FoundFile, steps: JobSteps | None) -> JobRecord | None:
         """The journal's cancelled job of this file with an upload (cancelled in an earlier
@@ -331,14 +335,30 @@ class Intake:
         job.steps = old.replanned(new)
         self.m.journal.update(job.id, extra=job.steps)
 
-    def _revive(self, job: Job) -> None:
-        """Queue a cancelled job again: its upload resumes where the server holds it."""
+    async def _revive(
+        self, revivals: dict[Key, Revival], priority: int, adds: dict[Key, NewJob]
+    ) -> None:
+        """Queue a batch's cancelled jobs again: each upload resumes where the server holds
+        it. A job whose row `status --prune` removed meanwhile (another process's too,
+        committed up to the write itself) would upload unseen by `status` and never resume:
+        it becomes a new job with its own row."""
+        if not revivals:
+            return
         m = self.m
-        job.cancel_requested = job.pause_requested = False
-        job.reset_retries()
-        m.log("info", f"{job.display}: queued again, resuming its cancelled upload", job.id)
-        m.set_state(job, JobState.QUEUED)
-        m.emit(JobQueued(job.id, job.display, job.size, resumed=True))
+        kept = await m.journal.revive([r.job.id for r in revivals.values()])
+        for key, r in revivals.items():
+            job = r.job
+            if job.id not in kept:
+                m.log("info", f"{job.display}: its cancelled upload was pruned; uploading it anew")
+                adds[key] = self._new_job(r.item, priority, r.steps)
+                continue
+            if job.state != JobState.CANCELLED:  # taken back meanwhile (its row is queued)
+                continue
+            job.cancel_requested = job.pause_requested = False
+            job.reset_retries()
+            m.log("info", f"{job.display}: queued again, resuming its cancelled upload", job.id)
+            m.set_state(job, JobState.QUEUED, persist=False)  # the write above made it so
+            m.emit(JobQueued(job.id, job.display, job.size, resumed=True))
         m.kick()
 
     def _new_job(

@@ -45,7 +45,7 @@ from synapse_tui.engine.journal_rows import (
     NewJob,
     steps_column,
 )
-from synapse_tui.engine.journal_units import insert, prune, statement
+from synapse_tui.engine.journal_units import insert, prune, revive, statement
 from synapse_tui.engine.journal_writer import Unit, Writer
 from synapse_tui.engine.steps import JobSteps
 
@@ -271,6 +271,14 @@ class Journal(JournalReads):
             return []
         added: list[Added] = await self.call_async(insert(specs))
         return added
+
+    async def revive(self, job_ids: list[int]) -> set[int]:
+        """Queue these cancelled jobs again in one write: the ids whose row was still there
+        (journal_units.revive)."""
+        if not job_ids:
+            return set()
+        kept: set[int] = await self.call_async(revive(job_ids))
+        return kept
 
     def set_path(self, job_id: int, path: bytes) -> None:
         self.write(

@@ -107,6 +107,33 @@ def insert(specs: list[NewJob]) -> Unit:
     return unit
 
 
+def revive(job_ids: list[int]) -> Unit:
+    """The unit that queues cancelled jobs again: the ids whose row it changed. The update
+    is the check: a row another process pruned (even one whose prune commits while this
+    waits for the write lock) is not there to change, and its job becomes a new one, under
+    another id (the engine holds the old one in memory)."""
+
+    def unit(db: sqlite3.Connection) -> set[int]:
+        now = time.time()
+        kept: set[int] = set()
+        for job_id in job_ids:
+            cur = db.execute(
+                "UPDATE jobs SET state = ?, updated_at = ? WHERE id = ?",
+                (JobState.QUEUED.value, now, job_id),
+            )
+            if cur.rowcount:
+                kept.add(job_id)
+            else:  # never given again: SQLite would give the top id to the next new job
+                db.execute(
+                    "INSERT INTO job_id_floor (one, id) VALUES (1, ?)"
+                    " ON CONFLICT(one) DO UPDATE SET id = MAX(id, excluded.id)",
+                    (job_id,),
+                )
+        return kept
+
+    return unit
+
+
 def _first_id(db: sqlite3.Connection) -> int | None:
     """The id of the next new job when SQLite's own would be one a pruned job had (it
     takes one above the highest id left): None when it would not."""

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -18,16 +21,27 @@ from tests.engine.test_cancel_replan import cancelled_mid_upload
 from tests.harness.embedded import EmbeddedServer
 
 
+def _options(url: str) -> EngineOptions:
+    options = EngineOptions(
+        host=url, chunk_size=64 << 10, tick=0.05, backoff_base=0.01, strategy="chunked"
+    )
+    options.bwlimit = 256 << 10  # slow enough to cancel it mid-upload
+    return options
+
+
+def _stored_equals(embedded_server: EmbeddedServer, upload_id: str | None, path: Path) -> bool:
+    url, headers = embedded_server.url, embedded_server.headers()
+    done = httpx.get(f"{url}/chunked_upload/{upload_id}/", headers=headers)
+    return httpx.get(str(done.json()["file"]), headers=headers).content == path.read_bytes()
+
+
 async def test_a_pruned_cancelled_job_queued_again_is_a_new_job_with_a_row(
     embedded_server: EmbeddedServer, tmp_path: Path
 ) -> None:
     url, token = embedded_server.url, embedded_server.token
     path = tmp_path / "a.bin"
     path.write_bytes(os.urandom(2 << 20))
-    options = EngineOptions(
-        host=url, chunk_size=64 << 10, tick=0.05, backoff_base=0.01, strategy="chunked"
-    )
-    options.bwlimit = 256 << 10
+    options = _options(url)
     events: list[Event] = []
     state = tmp_path / "state"
     client = ProtocolClient(url, Credentials(access_token=token))
@@ -49,10 +63,89 @@ async def test_a_pruned_cancelled_job_queued_again_is_a_new_job_with_a_row(
         journal.close()
     assert [(r.path, r.state) for r in rows] == [(os.fsencode(path), JobState.DONE)]
     assert rows[0].id != job.id  # a new job: the pruned id is never given again
-    done = httpx.get(
-        f"{url}/chunked_upload/{rows[0].upload_id}/", headers=embedded_server.headers()
-    )
-    stored = httpx.get(str(done.json()["file"]), headers=embedded_server.headers()).content
-    assert stored == path.read_bytes()
+    assert _stored_equals(embedded_server, rows[0].upload_id, path)
     said = [e.message for e in events if isinstance(e, LogMessage)]
+    assert any("pruned" in s and "uploading it anew" in s for s in said), said
+
+
+# A prune by a process that does not go through the engine (a `sqlite3` shell): it holds
+# the write lock, its DELETE made, until told to commit.
+PRUNE = """
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], timeout=30, isolation_level=None)
+db.execute("BEGIN IMMEDIATE")
+print("deleted", db.execute("DELETE FROM jobs WHERE state = 'cancelled'").rowcount, flush=True)
+sys.stdin.readline()
+db.execute("COMMIT")
+print("committed", flush=True)
+"""
+
+
+class _Armed(dict[Any, Any]):
+    """The intake's cancelled jobs: taking one out arms `commit`, run before the next
+    journal write the engine queues, so the prune commits after the engine has decided to
+    queue the job again and before its write (where a check that reads the row first
+    loses the race)."""
+
+    armed = False
+
+    def pop(self, *args: Any) -> Any:
+        self.armed = True
+        return super().pop(*args)
+
+
+async def test_a_prune_committed_between_the_revival_and_its_write(
+    embedded_server: EmbeddedServer, tmp_path: Path
+) -> None:
+    url, token = embedded_server.url, embedded_server.token
+    path = tmp_path / "a.bin"
+    path.write_bytes(os.urandom(2 << 20))
+    events: list[Event] = []
+    state = tmp_path / "state"
+    client = ProtocolClient(url, Credentials(access_token=token))
+    async with UploadManager(client, Journal(state), _options(url), [events.append]) as m:
+        job = await cancelled_mid_upload(m, path)
+        await m.journal.settled()
+        prune = subprocess.Popen(
+            [sys.executable, "-c", PRUNE, str(m.journal.path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert prune.stdin is not None and prune.stdout is not None
+        stdin, stdout = prune.stdin, prune.stdout
+        assert stdout.readline().split() == ["deleted", "1"]
+        cancelled = _Armed(m.intake.cancelled)
+        m.intake.cancelled = cancelled
+        commits: list[str] = []
+
+        def commit() -> None:
+            if cancelled.armed and not commits:
+                stdin.write("go\n")
+                stdin.flush()
+                commits.append(stdout.readline().strip())
+
+        writer = m.journal._writer
+        submit = writer.submit
+
+        def submit_after_commit(*args: Any, **kwargs: Any) -> Any:
+            commit()
+            return submit(*args, **kwargs)
+
+        writer.submit = submit_after_commit  # type: ignore[method-assign]
+        m.set_bwlimit(None)
+        await m.add_paths([str(path)])
+        await m.wait_idle()
+        assert prune.wait(timeout=30) == 0
+    assert commits == ["committed"]  # the race was run: the prune committed mid-revival
+    journal = Journal(state)
+    try:
+        rows = journal.jobs()
+    finally:
+        journal.close()
+    said = [e.message for e in events if isinstance(e, LogMessage)]
+    # Uploaded as a new job with its own row: `status` shows it, and it could resume.
+    assert [(r.path, r.state) for r in rows] == [(os.fsencode(path), JobState.DONE)], said
+    assert rows[0].id != job.id
+    assert _stored_equals(embedded_server, rows[0].upload_id, path)
     assert any("pruned" in s and "uploading it anew" in s for s in said), said
