@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import heapq
 import os
 import stat
+import struct
+import tempfile
 import threading
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Generator, Iterable, Iterator
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from synapse_tui.engine.errors import FileError
 from synapse_tui.engine.hashing import (
@@ -48,7 +52,7 @@ class Refused:
         return display_path(self.path)
 
 
-def walk(paths: Iterable[bytes]) -> Iterator[tuple[bytes, os.stat_result] | Refused]:
+def walk(paths: Iterable[bytes]) -> Generator[tuple[bytes, os.stat_result] | Refused]:
     """Yield regular files (with their stat) and refused entries, depth first.
 
     Symbolic links are followed; a link back to a folder being walked is a loop and refused.
@@ -93,14 +97,107 @@ def _walk_one(
         yield Refused(path, "directory loop (a link back to a parent folder)", named)
         return
     try:
-        with os.scandir(path) as it:
-            entries = sorted((entry.name, _maybe_link(entry)) for entry in it)
+        entries = _listing(path)
     except OSError as exc:
         yield Refused(path, f"cannot list folder: {exc.strerror or exc}")
         return
-    for name, link in entries:
-        child_real = None if link else os.path.join(real, name)
-        yield from _walk_one(os.path.join(path, name), (*ancestors, key), child_real)
+    with entries:
+        for name, link in entries:
+            child_real = None if link else os.path.join(real, name)
+            yield from _walk_one(os.path.join(path, name), (*ancestors, key), child_real)
+
+
+RUN = 50_000  # names sorted in memory at once; a larger folder is sorted in runs on disk
+_RECORD = struct.Struct(">HB")  # a name's length, whether it may be a link; then the name
+
+
+class _Listing:
+    """A folder's entries by name, `(name, may be a link)`, read before any is walked (the
+    folder is closed before its sub-folders are opened). Up to RUN names are sorted in
+    memory; a larger folder (a million images in one folder) is listed in sorted runs of
+    RUN names spilled to one temporary file, then merged: its memory is one run while
+    listed and one buffer a run while walked, not every name it holds."""
+
+    def __init__(self, names: list[tuple[bytes, bool]], spill: BinaryIO | None, runs: list[int]):
+        self._names = names
+        self._spill = spill
+        self._runs = runs  # offsets of the runs in `spill`, and its end
+
+    def __enter__(self) -> _Listing:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._spill is not None:
+            self._spill.close()
+
+    def __iter__(self) -> Iterator[tuple[bytes, bool]]:
+        if self._spill is None:
+            return iter(self._names)
+        fd = self._spill.fileno()
+        bounds = zip(self._runs, self._runs[1:], strict=False)
+        return heapq.merge(*(_read_run(fd, start, end) for start, end in bounds))
+
+
+def _listing(path: bytes) -> _Listing:
+    run = RUN
+    names: list[tuple[bytes, bool]] = []
+    spill: BinaryIO | None = None
+    runs: list[int] = [0]
+    try:
+        with os.scandir(path) as it:
+            for entry in it:
+                names.append((entry.name, _maybe_link(entry)))
+                if len(names) >= run:
+                    if spill is None:  # closed by the listing, or below on an error
+                        spill = tempfile.TemporaryFile(prefix="synapse-tui-listing-")  # noqa: SIM115
+                    runs.append(_spill(spill, names))
+                    names = []
+        names.sort()
+        if spill is not None and names:
+            runs.append(_spill(spill, names))
+            names = []
+    except BaseException:
+        if spill is not None:
+            spill.close()
+        raise
+    if spill is not None:
+        spill.flush()
+    return _Listing(names, spill, runs)
+
+
+def _spill(spill: BinaryIO, names: list[tuple[bytes, bool]]) -> int:
+    """Write `names` sorted as one run; the file's end after it."""
+    names.sort()
+    pack = _RECORD.pack
+    spill.write(b"".join(pack(len(n), link) + n for n, link in names))
+    return spill.tell()
+
+
+def _read_run(
+    fd: int, start: int, end: int, block: int = 64 * 1024
+) -> Iterator[tuple[bytes, bool]]:
+    """The entries of one run, read a block at a time at its own offset (`os.pread`: the
+    runs share one file and none moves another's position)."""
+    buf = b""
+    at = 0
+
+    def fill(n: int) -> None:  # at least n bytes at `at`
+        nonlocal buf, at, start
+        while len(buf) - at < n:
+            more = os.pread(fd, min(max(block, n), end - start), start) if start < end else b""
+            if not more:
+                raise OSError(errno.EIO, "a folder's listing was cut short")
+            start += len(more)
+            buf = buf[at:] + more
+            at = 0
+
+    while start < end or at < len(buf):
+        fill(_RECORD.size)
+        length, link = _RECORD.unpack_from(buf, at)
+        at += _RECORD.size
+        fill(length)
+        yield buf[at : at + length], bool(link)
+        at += length
 
 
 def _maybe_link(entry: os.DirEntry[bytes]) -> bool:
