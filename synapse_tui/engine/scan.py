@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import errno
 import heapq
 import os
@@ -12,7 +13,7 @@ import tempfile
 import threading
 from collections.abc import AsyncIterator, Generator, Iterable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from synapse_tui.engine.errors import FileError
 from synapse_tui.engine.hashing import (
@@ -227,6 +228,28 @@ def _hash_batch(
     return out
 
 
+def hand_over(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[Any], item: Any) -> bool:
+    """Put `item` on `queue` of `loop` from another thread, once it has room: False when the
+    loop closed (an engine shut down mid-scan) or stopped without taking it, never a
+    coroutine left unawaited or a thread waiting for a loop that will not run again."""
+    put = queue.put(item)
+    try:
+        future = asyncio.run_coroutine_threadsafe(put, loop)
+    except RuntimeError:  # closed
+        put.close()
+        return False
+    while True:
+        try:
+            future.result(timeout=0.5)
+            return True
+        except concurrent.futures.TimeoutError:
+            if loop.is_closed() or not loop.is_running():
+                future.cancel()  # its task is the loop's to cancel as it closes (asyncio.run)
+                return False
+        except concurrent.futures.CancelledError:
+            return False
+
+
 async def scan(
     paths: Iterable[bytes],
     *,
@@ -254,7 +277,8 @@ async def scan(
         size = 0
 
         def put(item: list[tuple[bytes, os.stat_result]] | Refused | None) -> None:
-            asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
+            if not hand_over(loop, queue, item):
+                cancel.set()  # the loop is gone: nothing will read what comes next
 
         try:
             for item in walk(paths):
