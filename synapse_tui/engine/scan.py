@@ -109,6 +109,8 @@ def _walk_one(
 
 
 RUN = 50_000  # names sorted in memory at once; a larger folder is sorted in runs on disk
+MERGE_BUFFERS = 4 << 20  # the runs' read buffers together, while merged ...
+MIN_BLOCK, MAX_BLOCK = 4 << 10, 64 << 10  # ... within these a run
 _RECORD = struct.Struct(">HB")  # a name's length, whether it may be a link; then the name
 
 
@@ -117,7 +119,8 @@ class _Listing:
     folder is closed before its sub-folders are opened). Up to RUN names are sorted in
     memory; a larger folder (a million images in one folder) is listed in sorted runs of
     RUN names spilled to one temporary file, then merged: its memory is one run while
-    listed and one buffer a run while walked, not every name it holds."""
+    listed and a read buffer a run while walked (MERGE_BUFFERS in all, MIN_BLOCK at least
+    each), not every name it holds."""
 
     def __init__(self, names: list[tuple[bytes, bool]], spill: BinaryIO | None, runs: list[int]):
         self._names = names
@@ -135,8 +138,9 @@ class _Listing:
         if self._spill is None:
             return iter(self._names)
         fd = self._spill.fileno()
-        bounds = zip(self._runs, self._runs[1:], strict=False)
-        return heapq.merge(*(_read_run(fd, start, end) for start, end in bounds))
+        bounds = list(zip(self._runs, self._runs[1:], strict=False))
+        block = max(MIN_BLOCK, min(MAX_BLOCK, MERGE_BUFFERS // len(bounds)))
+        return heapq.merge(*(_read_run(fd, start, end, block) for start, end in bounds))
 
 
 def _listing(path: bytes) -> _Listing:

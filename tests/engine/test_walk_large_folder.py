@@ -54,6 +54,9 @@ def test_spilled_runs_walk_in_the_same_order(
     fds = _fds()
     assert _paths(root) == in_memory
     assert _fds() == fds  # every spill file closed
+    monkeypatch.setattr(scan, "MIN_BLOCK", 16)  # reads shorter than a name's record
+    monkeypatch.setattr(scan, "MERGE_BUFFERS", 0)
+    assert _paths(root) == in_memory
 
 
 def test_a_walk_stopped_midway_closes_its_spill_file(
@@ -86,10 +89,12 @@ def test_the_walks_memory_does_not_grow_with_a_flat_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(scan, "RUN", 1_000)
+    monkeypatch.setattr(scan, "MIN_BLOCK", 512)  # a run's read buffer below its length
+    monkeypatch.setattr(scan, "MERGE_BUFFERS", 4_096)
     _fill(tmp_path / "small", 4_000)
     _fill(tmp_path / "large", 16_000)
     small = _peak_walking(tmp_path / "small")
     large = _peak_walking(tmp_path / "large")
-    # Sorted in memory, 4x the names took ~4x the memory; in runs, one run and a buffer
-    # per run.
+    # Sorted in memory, 4x the names took ~4x the memory; in runs, one run while listed and
+    # a small buffer per run while merged.
     assert large < 1.5 * small, (small, large)
