@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import os
 import stat
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 
@@ -24,21 +27,71 @@ class Entry:
         return self.name.startswith(b".")
 
 
-def list_folder(path: bytes) -> list[Entry]:
-    """Read one folder (runs in a worker thread, never on the UI loop)."""
-    entries: list[Entry] = []
+LIMIT = 10_000
+"""Entries listed of one folder at most: a folder of a million images shows its first
+10,000 by name, a line says how many more it holds, and `/` (the filter) finds the rest."""
+
+
+@dataclass(frozen=True, slots=True)
+class Folder:
+    """A folder as listed: its entries (folders first, then by name, case folded); `ruled`
+    when it holds more than the limit, so they are those the rule kept (another rule needs
+    another listing), and `left_out` of those not listed."""
+
+    entries: list[Entry]
+    ruled: bool = False
+    left_out: int = 0
+
+
+def list_folder(
+    path: bytes, keep: Callable[[Entry], bool] | None = None, limit: int | None = None
+) -> Folder:
+    """Read one folder (runs in a worker thread, never on the UI loop). Up to `limit`
+    entries it lists them all; a larger folder lists the first `limit` that `keep` (what
+    the browser shows: the hidden files rule and the filter) keeps, chosen in one pass
+    with memory for `limit` of them, and stats only those."""
+    limit = LIMIT if limit is None else limit
     try:
         with os.scandir(path) as it:
-            for item in it:
-                try:
-                    st = item.stat()  # follows links, like the upload does
-                except OSError:
-                    entries.append(Entry(os.path.join(path, item.name), False, None))
-                    continue
-                is_dir = stat.S_ISDIR(st.st_mode)
-                size = st.st_size if stat.S_ISREG(st.st_mode) else None
-                entries.append(Entry(os.path.join(path, item.name), is_dir, size))
+            first = list(itertools.islice(it, limit + 1))
+            if len(first) <= limit:
+                return Folder(_entries(path, first))
+            counted = [0]
+
+            def kept(items: Iterable[os.DirEntry[bytes]]) -> Iterator[os.DirEntry[bytes]]:
+                for item in items:
+                    if keep is None or keep(Entry(item.path, _is_dir(item), None)):
+                        counted[0] += 1
+                        yield item
+
+            picked = heapq.nsmallest(limit, kept(itertools.chain(first, it)), key=_order)
+            del first
     except OSError:
-        return []
+        return Folder([])
+    return Folder(_entries(path, picked), True, counted[0] - len(picked))
+
+
+def _is_dir(item: os.DirEntry[bytes]) -> bool:
+    try:
+        return item.is_dir()  # follows links, like the upload does
+    except OSError:
+        return False
+
+
+def _order(item: os.DirEntry[bytes]) -> tuple[bool, bytes]:
+    return (not _is_dir(item), item.name.lower())
+
+
+def _entries(path: bytes, items: list[os.DirEntry[bytes]]) -> list[Entry]:
+    entries: list[Entry] = []
+    for item in items:
+        try:
+            st = item.stat()  # follows links, like the upload does
+        except OSError:
+            entries.append(Entry(os.path.join(path, item.name), False, None))
+            continue
+        is_dir = stat.S_ISDIR(st.st_mode)
+        size = st.st_size if stat.S_ISREG(st.st_mode) else None
+        entries.append(Entry(os.path.join(path, item.name), is_dir, size))
     entries.sort(key=lambda e: (not e.is_dir, e.name.lower()))
     return entries

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+from collections.abc import Callable
 from typing import ClassVar
 
 from rich.style import Style
@@ -17,8 +18,25 @@ from textual.widgets.tree import TreeNode
 
 from synapse_tui.engine.names import display_name, display_path
 from synapse_tui.ui.folder_sizes import MarkedSizes
-from synapse_tui.ui.listing import Entry, list_folder
+from synapse_tui.ui.listing import Entry, Folder, list_folder
 from synapse_tui.units import format_size
+
+
+def visible_rule(show_hidden: bool, name_filter: str) -> Callable[[Entry], bool]:
+    """Which entries the browser shows: dot files only with `show_hidden`; with a filter,
+    folders and the files whose name holds it (or matches it, a glob)."""
+    pattern = name_filter.lower()
+    glob = any(c in pattern for c in "*?[")
+
+    def visible(entry: Entry) -> bool:
+        if entry.hidden and not show_hidden:
+            return False
+        if pattern and not entry.is_dir:
+            name = display_name(entry.path).lower()
+            return fnmatch.fnmatch(name, pattern) if glob else pattern in name
+        return True
+
+    return visible
 
 
 class FileBrowser(MarkedSizes, Tree[Entry]):
@@ -53,6 +71,8 @@ class FileBrowser(MarkedSizes, Tree[Entry]):
         self.uploaded: set[bytes] = set()
         """Paths the ledger says were uploaded to this backend (flagged with ✓)."""
         self._listings: dict[bytes, list[Entry]] = {}
+        self._ruled: set[bytes] = set()  # folders too large to list whole: listed by rule
+        self._left_out: dict[bytes, int] = {}  # of those, how many more than listed
         self._expanded: set[bytes] = {self.root_path}
         self._loading: set[bytes] = set()
         self._anchor: int | None = None  # `v`: the line where a range mark started
@@ -78,16 +98,26 @@ class FileBrowser(MarkedSizes, Tree[Entry]):
         self.root.expand()
         self.load(self.root_path)
 
-    @work(thread=True, group="listing", exit_on_error=False)
     def load(self, path: bytes) -> None:
-        """List `path` off the UI thread, then fill its node."""
+        """List `path` off the UI thread, then fill its node. A folder of more than
+        LIMIT entries lists the first LIMIT of those the browser shows now."""
         self._loading.add(path)
-        entries = list_folder(path)
-        self.app.call_from_thread(self._loaded, path, entries)
+        self._list(path, visible_rule(self.show_hidden, self.name_filter))
 
-    def _loaded(self, path: bytes, entries: list[Entry]) -> None:
+    @work(thread=True, group="listing", exit_on_error=False)
+    def _list(self, path: bytes, keep: Callable[[Entry], bool]) -> None:
+        folder = list_folder(path, keep)
+        self.app.call_from_thread(self._loaded, path, folder)
+
+    def _loaded(self, path: bytes, folder: Folder) -> None:
         self._loading.discard(path)
-        self._listings[path] = entries
+        self._listings[path] = folder.entries
+        self._left_out.pop(path, None)
+        self._ruled.discard(path)
+        if folder.ruled:
+            self._ruled.add(path)
+            if folder.left_out:
+                self._left_out[path] = folder.left_out
         self.post_message(self.Listed(path))
         node = self.node_for(path)
         if node is not None:
@@ -115,34 +145,42 @@ class FileBrowser(MarkedSizes, Tree[Entry]):
                 return child
         return None
 
-    def _visible(self, entry: Entry) -> bool:
-        if entry.hidden and not self.show_hidden:
-            return False
-        if self.name_filter and not entry.is_dir:
-            pattern = self.name_filter.lower()
-            name = display_name(entry.path).lower()
-            if any(c in pattern for c in "*?["):
-                return fnmatch.fnmatch(name, pattern)
-            return pattern in name
-        return True
-
     def _fill(self, node: TreeNode[Entry]) -> None:
         assert node.data is not None
-        node.remove_children()
+        self._drop_children(node)
+        visible = visible_rule(self.show_hidden, self.name_filter)
         for entry in self._listings.get(node.data.path, []):
-            if not self._visible(entry):
+            if not visible(entry):
                 continue
             child = node.add(display_name(entry.path), data=entry, allow_expand=entry.is_dir)
             if entry.is_dir and entry.path in self._expanded:
                 if entry.path in self._listings:
                     self._fill(child)
                 child.expand()
+        left_out = self._left_out.get(node.data.path, 0)
+        if left_out:
+            node.add_leaf(f"… {left_out:,} more not shown: / filters")  # listing.LIMIT shown
+
+    def _drop_children(self, node: TreeNode[Entry]) -> None:
+        """`node.remove_children()` in one pass: Textual's looks each child up in its
+        parent's list (`list.index`), quadratic in the children (15 s for 30,000)."""
+        stack = list(node._children)
+        while stack:
+            child = stack.pop()
+            stack.extend(child._children)
+            self._tree_nodes.pop(child.id, None)
+        node._children.clear()
+        self._invalidate()
 
     def refill(self) -> None:
-        """Rebuild the visible tree from the cached listings, keeping the cursor."""
+        """Rebuild the visible tree from the cached listings, keeping the cursor; a folder
+        listed in part is listed again under the new rule (its cache lacks the rest)."""
         current = self.highlighted
         self._fill(self.root)
         self.call_after_refresh(self._restore_cursor, current)
+        for path in list(self._ruled):
+            if path == self.root_path or path in self._expanded:
+                self.load(path)
 
     def _restore_cursor(self, entry: Entry | None) -> None:
         path = entry.path if entry is not None else None
@@ -318,6 +356,15 @@ class FileBrowser(MarkedSizes, Tree[Entry]):
         self._marks_changed()
 
     def action_mark_all(self) -> None:
+        node = self.cursor_node
+        parent = node.parent if node is not None and node.parent is not None else self.root
+        folder = parent.data.path if parent.data is not None else self.root_path
+        if folder in self._ruled:  # too large to list whole: all of it is the folder itself
+            mark = folder not in self.marked
+            self.set_marks({folder}, mark)
+            if mark:
+                self.notify(f"marked the folder {display_name(folder)}: all of its entries")
+            return
         paths = {e.path for e in self.folder_entries()}
         self.set_marks(paths, not paths <= self.marked)
 
@@ -360,8 +407,15 @@ class FileBrowser(MarkedSizes, Tree[Entry]):
 
     def render_label(self, node: TreeNode[Entry], base_style: Style, style: Style) -> Text:
         entry = node.data
-        if entry is None:
-            return Text(str(node.label))
+        if entry is None:  # the line of a folder's entries not listed
+            label = Text("  " + str(node.label))
+            if self.is_mounted:
+                label.stylize(self.get_component_rich_style("file-browser--size", partial=True))
+                room = self.scrollable_content_region.width - self._depth(node) - 1
+                if room > 4:  # within the pane, as a file's name is: no sideways scrolling
+                    label.truncate(room, overflow="ellipsis")
+            label.stylize(style)
+            return label
         marked = entry.path in self.marked
         mark = Text("● " if marked else "  ", style="bold")
         if marked and self.is_mounted:
@@ -381,18 +435,22 @@ class FileBrowser(MarkedSizes, Tree[Entry]):
         right = Text(f"{size:>10}{flag}")
         if self.is_mounted:
             right.stylize(self.get_component_rich_style("file-browser--size", partial=True))
-        depth = 0
-        parent = node.parent
-        while parent is not None and parent is not self.root:
-            depth += 1
-            parent = parent.parent
-        width = self.scrollable_content_region.width - depth * self.guide_depth - 1
+        width = self.scrollable_content_region.width - self._depth(node) - 1
         room = width - mark.cell_len - right.cell_len
         if room > 4:
             name.truncate(room, overflow="ellipsis", pad=True)
         label = Text.assemble(mark, name, right)
         label.stylize(style)
         return label
+
+    def _depth(self, node: TreeNode[Entry]) -> int:
+        """The cells a node's guides take at its depth."""
+        depth = 0
+        parent = node.parent
+        while parent is not None and parent is not self.root:
+            depth += 1
+            parent = parent.parent
+        return depth * self.guide_depth
 
     COMPONENT_CLASSES: ClassVar[set[str]] = Tree.COMPONENT_CLASSES | {
         "file-browser--mark",
