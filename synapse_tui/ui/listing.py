@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import fnmatch
 import heapq
 import itertools
 import os
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+
+from synapse_tui.engine.names import display_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,3 +98,20 @@ def _entries(path: bytes, items: list[os.DirEntry[bytes]]) -> list[Entry]:
         entries.append(Entry(os.path.join(path, item.name), is_dir, size))
     entries.sort(key=lambda e: (not e.is_dir, e.name.lower()))
     return entries
+
+
+def visible_rule(show_hidden: bool, name_filter: str) -> Callable[[Entry], bool]:
+    """Which entries the browser shows: dot files only with `show_hidden`; with a filter,
+    folders and the files whose name holds it (or matches it, a glob)."""
+    pattern = name_filter.lower()
+    glob = any(c in pattern for c in "*?[")
+
+    def visible(entry: Entry) -> bool:
+        if entry.hidden and not show_hidden:
+            return False
+        if pattern and not entry.is_dir:
+            name = display_name(entry.path).lower()
+            return fnmatch.fnmatch(name, pattern) if glob else pattern in name
+        return True
+
+    return visible

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from synapse_tui.ui import listing
-from synapse_tui.ui.listing import Entry, list_folder
-from synapse_tui.ui.widgets.file_browser import FileBrowser, visible_rule
+from synapse_tui.ui.listing import Entry, list_folder, visible_rule
+from synapse_tui.ui.widgets.file_browser import FileBrowser
 from tests.ui.conftest import wait_for
 from tests.ui.test_browser import answer
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
 import os
 from collections.abc import Callable
 from typing import ClassVar
@@ -18,28 +17,12 @@ from textual.widgets.tree import TreeNode
 
 from synapse_tui.engine.names import display_name, display_path
 from synapse_tui.ui.folder_sizes import MarkedSizes
-from synapse_tui.ui.listing import Entry, Folder, list_folder
+from synapse_tui.ui.listing import Entry, Folder, list_folder, visible_rule
+from synapse_tui.ui.widgets.browser_marks import BrowserMarks
 from synapse_tui.units import format_size
 
 
-def visible_rule(show_hidden: bool, name_filter: str) -> Callable[[Entry], bool]:
-    """Which entries the browser shows: dot files only with `show_hidden`; with a filter,
-    folders and the files whose name holds it (or matches it, a glob)."""
-    pattern = name_filter.lower()
-    glob = any(c in pattern for c in "*?[")
-
-    def visible(entry: Entry) -> bool:
-        if entry.hidden and not show_hidden:
-            return False
-        if pattern and not entry.is_dir:
-            name = display_name(entry.path).lower()
-            return fnmatch.fnmatch(name, pattern) if glob else pattern in name
-        return True
-
-    return visible
-
-
-class FileBrowser(MarkedSizes, Tree[Entry]):
+class FileBrowser(BrowserMarks, MarkedSizes, Tree[Entry]):
     """A directory tree rooted at the dashboard's folder; `space` marks, `u` queues."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -262,16 +245,6 @@ class FileBrowser(MarkedSizes, Tree[Entry]):
             self.marked -= paths
         self._marks_changed()
 
-    def mark_glob(self, pattern: str, mark: bool = True) -> int:
-        """Mark (or unmark) the entries of the current folder matching `pattern`."""
-        hits = {
-            e.path
-            for e in self.folder_entries()
-            if fnmatch.fnmatch(display_name(e.path).lower(), pattern.lower())
-        }
-        self.set_marks(hits, mark)
-        return len(hits)
-
     def _marks_changed(self) -> None:
         self._invalidate()
         self.refresh()
@@ -301,17 +274,6 @@ class FileBrowser(MarkedSizes, Tree[Entry]):
 
     # -- actions ----------------------------------------------------------------------------
 
-    def action_toggle_mark(self) -> None:
-        entry = self.highlighted
-        if entry is None:
-            return
-        if entry.path in self.marked:
-            self.marked.discard(entry.path)
-        else:
-            self.marked.add(entry.path)
-        self._marks_changed()
-        self.action_cursor_down()
-
     def action_open(self) -> None:
         node = self.cursor_node
         if node is not None and node.allow_expand:
@@ -335,53 +297,9 @@ class FileBrowser(MarkedSizes, Tree[Entry]):
         elif node.parent is not None and node.parent is not self.root:
             self.move_cursor(node.parent)
 
-    def action_range_mark(self) -> None:
-        """First `v` drops an anchor; the second marks every line between it and the cursor."""
-        if self._anchor is None:
-            self._anchor = self.cursor_line
-            self.border_subtitle = "range: move, then v again"
-            return
-        low, high = sorted((self._anchor, self.cursor_line))
-        self._anchor = None
-        paths = set()
-        for line in range(low, high + 1):
-            node = self.get_node_at_line(line)
-            if node is not None and node.data is not None:
-                paths.add(node.data.path)
-        self.set_marks(paths)
-
-    def action_invert_marks(self) -> None:
-        paths = {e.path for e in self.folder_entries()}
-        self.marked ^= paths
-        self._marks_changed()
-
-    def action_mark_all(self) -> None:
-        node = self.cursor_node
-        parent = node.parent if node is not None and node.parent is not None else self.root
-        folder = parent.data.path if parent.data is not None else self.root_path
-        if folder in self._ruled:  # too large to list whole: all of it is the folder itself
-            mark = folder not in self.marked
-            self.set_marks({folder}, mark)
-            if mark:
-                self.notify(f"marked the folder {display_name(folder)}: all of its entries")
-            return
-        paths = {e.path for e in self.folder_entries()}
-        self.set_marks(paths, not paths <= self.marked)
-
     def action_toggle_hidden(self) -> None:
         self.show_hidden = not self.show_hidden
         self.border_subtitle = self._subtitle()
-
-    def action_glob(self, mode: str) -> None:
-        from synapse_tui.ui.screens.prompt import PromptScreen
-
-        def done(pattern: str | None) -> None:
-            if pattern:
-                n = self.mark_glob(pattern, mode == "mark")
-                self.notify(f"{mode}ed {n} entr{'y' if n == 1 else 'ies'} matching {pattern}")
-
-        title = "Mark by glob" if mode == "mark" else "Unmark by glob"
-        self.app.push_screen(PromptScreen(title, "e.g. *.tif", value="*"), done)
 
     def action_filter(self) -> None:
         from synapse_tui.ui.screens.prompt import PromptScreen
