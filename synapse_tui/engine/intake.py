@@ -179,7 +179,7 @@ class Intake:
                     totals.bytes += item.identity.size
                     self.accept(item, totals, seen, force, priority, plan, known, adds, revivals)
                 m.session.note_seen(scan_id, {k: seen[k] for k in seen if k not in before})
-                await self._revive(revivals, priority, adds)
+                await self._revive(revivals, priority, adds, force)
                 for added in await m.journal.add_jobs(list(adds.values())):
                     self._added(added, totals)
                 now = time.monotonic()
@@ -336,7 +336,7 @@ class Intake:
         self.m.journal.update(job.id, extra=job.steps)
 
     async def _revive(
-        self, revivals: dict[Key, Revival], priority: int, adds: dict[Key, NewJob]
+        self, revivals: dict[Key, Revival], priority: int, adds: dict[Key, NewJob], force: bool
     ) -> None:
         """Queue a batch's cancelled jobs again: each upload resumes where the server holds
         it. A job whose row `status --prune` removed meanwhile (another process's too,
@@ -350,7 +350,7 @@ class Intake:
             job = r.job
             if job.id not in kept:
                 m.log("info", f"{job.display}: its cancelled upload was pruned; uploading it anew")
-                adds[key] = self._new_job(r.item, priority, r.steps)
+                adds[key] = self._new_job(r.item, priority, r.steps, force=force)
                 continue
             if job.state != JobState.CANCELLED:  # taken back meanwhile (its row is queued)
                 continue
