@@ -22,6 +22,8 @@ class BrowserMarks(_Base):
     marked: set[bytes]
     root_path: bytes
     _ruled: set[bytes]  # folders too large to list whole (file_browser)
+    _left_out: dict[bytes, int]  # of those, how many more than listed
+    name_filter: str
     _anchor: int | None  # `v`: the line where a range mark started
 
     @property
@@ -82,7 +84,14 @@ class BrowserMarks(_Base):
         node = self.cursor_node
         parent = node.parent if node is not None and node.parent is not None else self.root
         folder = parent.data.path if parent.data is not None else self.root_path
-        if folder in self._ruled:  # too large to list whole: all of it is the folder itself
+        if folder in self._left_out:  # more than listed: all of it is the folder itself
+            if self.name_filter:  # the folder would queue the files the filter leaves out
+                self.notify(
+                    f"{display_name(folder)}: more match the filter than are listed;"
+                    " narrow it, or clear it to mark the folder",
+                    severity="warning",
+                )
+                return
             mark = folder not in self.marked
             self.set_marks({folder}, mark)
             if mark:
