@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable
 from typing import ClassVar
@@ -57,7 +58,8 @@ class FileBrowser(BrowserMarks, MarkedSizes, Tree[Entry]):
         self._ruled: set[bytes] = set()  # folders too large to list whole: listed by rule
         self._left_out: dict[bytes, int] = {}  # of those, how many more than listed
         self._expanded: set[bytes] = {self.root_path}
-        self._loading: set[bytes] = set()
+        self._loading: dict[bytes, int] = {}  # folders being read: their latest listing
+        self._listings_made = itertools.count()
         self._anchor: int | None = None  # `v`: the line where a range mark started
         self.folder_sizes: dict[bytes, tuple[int, bool]] = {}
         self._measuring: dict[bytes, int] = {}
@@ -84,16 +86,18 @@ class FileBrowser(BrowserMarks, MarkedSizes, Tree[Entry]):
     def load(self, path: bytes) -> None:
         """List `path` off the UI thread, then fill its node. A folder of more than
         LIMIT entries lists the first LIMIT of those the browser shows now."""
-        self._loading.add(path)
-        self._list(path, visible_rule(self.show_hidden, self.name_filter))
+        self._loading[path] = number = next(self._listings_made)
+        self._list(path, visible_rule(self.show_hidden, self.name_filter), number)
 
     @work(thread=True, group="listing", exit_on_error=False)
-    def _list(self, path: bytes, keep: Callable[[Entry], bool]) -> None:
+    def _list(self, path: bytes, keep: Callable[[Entry], bool], number: int) -> None:
         folder = list_folder(path, keep)
-        self.app.call_from_thread(self._loaded, path, folder)
+        self.app.call_from_thread(self._loaded, path, folder, number)
 
-    def _loaded(self, path: bytes, folder: Folder) -> None:
-        self._loading.discard(path)
+    def _loaded(self, path: bytes, folder: Folder, number: int) -> None:
+        if self._loading.get(path) != number:
+            return  # a later listing of it is under way (another rule, f5): it stands
+        del self._loading[path]
         self._listings[path] = folder.entries
         self._left_out.pop(path, None)
         self._ruled.discard(path)
