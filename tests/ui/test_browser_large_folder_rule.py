@@ -1,5 +1,6 @@
 """A folder too large to list whole is listed under the rule (filter, hidden files) in
-force when it is shown: of two listings under different rules the later one's stands."""
+force when it is shown: a folder collapsed while the rule changed is listed again when
+expanded, and of two listings under different rules the later one's stands."""
 
 from __future__ import annotations
 
@@ -21,6 +22,32 @@ from tests.ui.test_browser_large_folder import _fill
 
 def _names(browser: FileBrowser) -> list[bytes]:
     return [c.data.name for c in browser.root.children[0].children if c.data]
+
+
+async def test_a_large_folder_collapsed_while_filtered_is_listed_again(
+    app_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(listing, "LIMIT", 20)
+    root = tmp_path / "top"
+    _fill(root / "many", 300)
+    app = app_factory(start_engine=False, directory=root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        browser: FileBrowser = app.dashboard.browser
+        await wait_for(pilot, lambda: len(browser.root.children) == 1)
+        many = browser.root.children[0]
+        await pilot.press("l")  # expand many/: its first 20, and the line
+        await wait_for(pilot, lambda: len(many.children) == 21)
+        await pilot.press("h")  # collapsed
+        await wait_for(pilot, lambda: not many.is_expanded)
+        await pilot.press("slash")
+        await answer(pilot, "*0029?.jpg")  # matches none of the 20 listed
+        await wait_for(pilot, lambda: not browser.listing)
+        browser.move_cursor(browser.root.children[0])
+        await pilot.press("l")  # expanded again, under the filter
+        await wait_for(pilot, lambda: browser.root.children[0].is_expanded)
+        await wait_for(pilot, lambda: not browser.listing)
+        await pilot.pause()
+        assert _names(browser) == [b"img_%06d.jpg" % i for i in range(290, 300)]
 
 
 async def test_a_listing_under_an_older_rule_finishing_last_is_dropped(

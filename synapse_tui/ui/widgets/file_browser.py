@@ -168,6 +168,10 @@ class FileBrowser(BrowserMarks, MarkedSizes, Tree[Entry]):
         for path in list(self._ruled):
             if path == self.root_path or path in self._expanded:
                 self.load(path)
+            else:  # collapsed: listed under the new rule when expanded again
+                del self._listings[path]
+                self._ruled.discard(path)
+                self._left_out.pop(path, None)
 
     def _restore_cursor(self, entry: Entry | None) -> None:
         path = entry.path if entry is not None else None
