@@ -282,7 +282,9 @@ class Intake:
                     JobSkipped(None, item.display, f"already uploaded (upload {entry.upload_id})")
                 )
                 return
-        cancelled = self.cancelled.pop((item.path, item.fingerprint), None)
+        # Taken out once revived (`_revive`): till then another scan's batch finds it here,
+        # not a cancelled row to make a second job of.
+        cancelled = self.cancelled.get((item.path, item.fingerprint))
         if cancelled is not None and cancelled.state == JobState.CANCELLED:
             if steps is not None:
                 self._replan(cancelled, steps)
@@ -345,6 +347,13 @@ class Intake:
         if not revivals:
             return
         m = self.m
+        for key, r in list(revivals.items()):
+            if r.job.state != JobState.CANCELLED:  # another scan's batch queued it meanwhile
+                del revivals[key]  # its row is that job's now: never written back to queued
+                if m.on_held is not None:  # the engine service: this batch follows it too
+                    m.on_held(r.job)
+            elif self.cancelled.get(key) is r.job:  # another batch now finds its row queued
+                self.cancelled.pop(key)
         kept = await m.journal.revive([r.job.id for r in revivals.values()])
         for key, r in revivals.items():
             job = r.job
