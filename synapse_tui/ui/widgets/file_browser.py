@@ -55,6 +55,7 @@ class FileBrowser(BrowserMarks, MarkedSizes, Tree[Entry]):
         self.uploaded: set[bytes] = set()
         """Paths the ledger says were uploaded to this backend (flagged with ✓)."""
         self._listings: dict[bytes, list[Entry]] = {}
+        self._indexes: dict[bytes, tuple[list[Entry], dict[bytes, Entry]]] = {}
         self._ruled: set[bytes] = set()  # folders too large to list whole: listed by rule
         self._left_out: dict[bytes, int] = {}  # of those, how many more than listed
         self._expanded: set[bytes] = {self.root_path}
@@ -275,10 +276,8 @@ class FileBrowser(BrowserMarks, MarkedSizes, Tree[Entry]):
         return " · ".join(parts)
 
     def _size_of(self, path: bytes) -> int | None:
-        for entry in self._listings.get(os.path.dirname(path), []):
-            if entry.path == path:
-                return entry.size
-        return None
+        entry = self._entry(path)
+        return entry.size if entry is not None else None
 
     # -- actions ----------------------------------------------------------------------------
 
