@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import errno
 import heapq
 import os
@@ -143,7 +144,19 @@ class _Listing:
         return heapq.merge(*(_read_run(fd, start, end, block) for start, end in bounds))
 
 
+class _NoSpill(Exception):
+    """A large folder's runs could not be written (TMPDIR full or not writable)."""
+
+
 def _listing(path: bytes) -> _Listing:
+    try:
+        return _listing_in_runs(path)
+    except _NoSpill:  # sorted in memory, as before runs: never its files refused for it
+        with os.scandir(path) as it:
+            return _Listing(sorted((e.name, _maybe_link(e)) for e in it), None, [0])
+
+
+def _listing_in_runs(path: bytes) -> _Listing:
     run = RUN
     names: list[tuple[bytes, bool]] = []
     spill: BinaryIO | None = None
@@ -153,20 +166,30 @@ def _listing(path: bytes) -> _Listing:
             for entry in it:
                 names.append((entry.name, _maybe_link(entry)))
                 if len(names) >= run:
-                    if spill is None:  # closed by the listing, or below on an error
-                        spill = tempfile.TemporaryFile(prefix="synapse-tui-listing-")  # noqa: SIM115
-                    runs.append(_spill(spill, names))
+                    try:
+                        if spill is None:  # closed by the listing, or below on an error
+                            spill = tempfile.TemporaryFile(prefix="synapse-tui-listing-")  # noqa: SIM115
+                        runs.append(_spill(spill, names))
+                    except OSError as exc:
+                        raise _NoSpill from exc
                     names = []
         names.sort()
         if spill is not None and names:
-            runs.append(_spill(spill, names))
+            try:
+                runs.append(_spill(spill, names))
+            except OSError as exc:
+                raise _NoSpill from exc
             names = []
+        if spill is not None:
+            try:
+                spill.flush()
+            except OSError as exc:
+                raise _NoSpill from exc
     except BaseException:
         if spill is not None:
-            spill.close()
+            with contextlib.suppress(OSError):  # its close flushes: into a full disk, too
+                spill.close()
         raise
-    if spill is not None:
-        spill.flush()
     return _Listing(names, spill, runs)
 
 
