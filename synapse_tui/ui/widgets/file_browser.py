@@ -170,6 +170,7 @@ class FileBrowser(BrowserMarks, MarkedSizes, Tree[Entry]):
             if path == self.root_path or path in self._expanded:
                 self.load(path)
             else:  # collapsed: listed under the new rule when expanded again
+                self._loading.pop(path, None)  # a listing under the old rule is dropped
                 del self._listings[path]
                 self._ruled.discard(path)
                 self._left_out.pop(path, None)
