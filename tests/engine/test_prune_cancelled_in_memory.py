@@ -13,20 +13,10 @@ from typing import Any
 
 import httpx
 
-from synapse_tui.engine.events import Event, JobState, LogMessage
+from synapse_tui.engine.events import JobState, LogMessage
 from synapse_tui.engine.journal import FINISHED, Journal
-from synapse_tui.engine.protocol import Credentials, ProtocolClient
-from synapse_tui.engine.scheduler import EngineOptions, UploadManager
-from tests.engine.test_cancel_replan import cancelled_mid_upload
+from tests.engine.revival_rig import cancelled
 from tests.harness.embedded import EmbeddedServer
-
-
-def _options(url: str) -> EngineOptions:
-    options = EngineOptions(
-        host=url, chunk_size=64 << 10, tick=0.05, backoff_base=0.01, strategy="chunked"
-    )
-    options.bwlimit = 256 << 10  # slow enough to cancel it mid-upload
-    return options
 
 
 def _stored_equals(embedded_server: EmbeddedServer, upload_id: str | None, path: Path) -> bool:
@@ -38,16 +28,8 @@ def _stored_equals(embedded_server: EmbeddedServer, upload_id: str | None, path:
 async def test_a_pruned_cancelled_job_queued_again_is_a_new_job_with_a_row(
     embedded_server: EmbeddedServer, tmp_path: Path
 ) -> None:
-    url, token = embedded_server.url, embedded_server.token
-    path = tmp_path / "a.bin"
-    path.write_bytes(os.urandom(2 << 20))
-    options = _options(url)
-    events: list[Event] = []
-    state = tmp_path / "state"
-    client = ProtocolClient(url, Credentials(access_token=token))
-    async with UploadManager(client, Journal(state), options, [events.append]) as m:
-        job = await cancelled_mid_upload(m, path)
-        await m.journal.settled()
+    async with cancelled(embedded_server, tmp_path) as c:
+        m, job, path, events, state = c.m, c.job, c.path, c.events, c.state
         other = Journal(state)  # `status --prune` of another command
         try:
             assert await asyncio.to_thread(other.prune, FINISHED) == (1, 0)
@@ -97,15 +79,8 @@ class _Armed(dict[Any, Any]):
 async def test_a_prune_committed_between_the_revival_and_its_write(
     embedded_server: EmbeddedServer, tmp_path: Path
 ) -> None:
-    url, token = embedded_server.url, embedded_server.token
-    path = tmp_path / "a.bin"
-    path.write_bytes(os.urandom(2 << 20))
-    events: list[Event] = []
-    state = tmp_path / "state"
-    client = ProtocolClient(url, Credentials(access_token=token))
-    async with UploadManager(client, Journal(state), _options(url), [events.append]) as m:
-        job = await cancelled_mid_upload(m, path)
-        await m.journal.settled()
+    async with cancelled(embedded_server, tmp_path) as c:
+        m, job, path, events, state = c.m, c.job, c.path, c.events, c.state
         prune = subprocess.Popen(
             [sys.executable, "-c", PRUNE, str(m.journal.path)],
             stdin=subprocess.PIPE,
@@ -115,12 +90,12 @@ async def test_a_prune_committed_between_the_revival_and_its_write(
         assert prune.stdin is not None and prune.stdout is not None
         stdin, stdout = prune.stdin, prune.stdout
         assert stdout.readline().split() == ["deleted", "1"]
-        cancelled = _Armed(m.intake.cancelled)
-        m.intake.cancelled = cancelled
+        armed = _Armed(m.intake.cancelled)
+        m.intake.cancelled = armed
         commits: list[str] = []
 
         def commit() -> None:
-            if cancelled.armed and not commits:
+            if armed.armed and not commits:
                 stdin.write("go\n")
                 stdin.flush()
                 commits.append(stdout.readline().strip())

@@ -12,8 +12,7 @@ import pytest
 
 from synapse_tui.engine.events import Event, JobState, JobStateChanged
 from synapse_tui.engine.journal import Journal
-from synapse_tui.engine.protocol import Credentials, ProtocolClient
-from synapse_tui.engine.scheduler import EngineOptions, UploadManager
+from tests.engine.revival_rig import big_file, manager
 from tests.engine.test_cancel_replan import cancelled_mid_upload, until
 from tests.harness.embedded import EmbeddedServer
 
@@ -21,17 +20,9 @@ from tests.harness.embedded import EmbeddedServer
 async def test_another_scan_during_a_revival_makes_no_second_job(
     embedded_server: EmbeddedServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    url, token = embedded_server.url, embedded_server.token
-    a, b = tmp_path / "a.bin", tmp_path / "b.bin"
-    a.write_bytes(os.urandom(2 << 20))
-    options = EngineOptions(
-        host=url, chunk_size=64 << 10, tick=0.05, backoff_base=0.01, strategy="chunked"
-    )
-    options.bwlimit = 256 << 10  # slow enough to cancel it mid-upload
-    events: list[Event] = []
-    state = tmp_path / "state"
-    client = ProtocolClient(url, Credentials(access_token=token))
-    async with UploadManager(client, Journal(state), options, [events.append]) as m:
+    a, b = big_file(tmp_path), tmp_path / "b.bin"
+    engine, events, state = manager(embedded_server, tmp_path)
+    async with engine as m:
         job = await cancelled_mid_upload(m, a)
         await m.journal.settled()
         m.set_bwlimit(None)

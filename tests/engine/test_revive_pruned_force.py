@@ -7,10 +7,9 @@ import asyncio
 import os
 from pathlib import Path
 
-from synapse_tui.engine.events import Event, JobSkipped, JobState
+from synapse_tui.engine.events import JobSkipped, JobState
 from synapse_tui.engine.journal import FINISHED, Journal
-from synapse_tui.engine.protocol import Credentials, ProtocolClient
-from synapse_tui.engine.scheduler import EngineOptions, UploadManager
+from tests.engine.revival_rig import big_file, manager
 from tests.engine.test_cancel_replan import until
 from tests.harness.embedded import EmbeddedServer
 
@@ -18,16 +17,9 @@ from tests.harness.embedded import EmbeddedServer
 async def test_a_pruned_forced_cancelled_job_forced_again_uploads(
     embedded_server: EmbeddedServer, tmp_path: Path
 ) -> None:
-    url, token = embedded_server.url, embedded_server.token
-    path = tmp_path / "a.bin"
-    path.write_bytes(os.urandom(2 << 20))
-    options = EngineOptions(
-        host=url, chunk_size=64 << 10, tick=0.05, backoff_base=0.01, strategy="chunked"
-    )
-    events: list[Event] = []
-    state = tmp_path / "state"
-    client = ProtocolClient(url, Credentials(access_token=token))
-    async with UploadManager(client, Journal(state), options, [events.append]) as m:
+    path = big_file(tmp_path)
+    engine, events, state = manager(embedded_server, tmp_path, slow=False)
+    async with engine as m:
         await m.add_paths([str(path)])  # uploaded once: the ledger knows it
         await m.wait_idle()
         m.set_bwlimit(256 << 10)  # slow enough to cancel the forced upload mid-way

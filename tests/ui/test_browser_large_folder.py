@@ -11,22 +11,15 @@ from typing import Any
 
 import pytest
 
-from synapse_tui.ui import listing
 from synapse_tui.ui.listing import Entry, list_folder, visible_rule
 from synapse_tui.ui.widgets.file_browser import FileBrowser
 from tests.ui.conftest import wait_for
+from tests.ui.large_folder import big_root, fill, opened
 from tests.ui.test_browser import answer
 
 
-def _fill(folder: Path, count: int) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for i in range(count):  # not created in name order
-        n = (i * 7919) % count
-        (folder / f"img_{n:06d}.jpg").write_bytes(b"x" * (n % 5))
-
-
 def test_a_folder_up_to_the_limit_is_listed_whole(tmp_path: Path) -> None:
-    _fill(tmp_path, 7)
+    fill(tmp_path, 7)
     (tmp_path / "sub").mkdir()
     folder = list_folder(os.fsencode(tmp_path), limit=8)
     assert folder.left_out == 0 and not folder.ruled
@@ -35,7 +28,7 @@ def test_a_folder_up_to_the_limit_is_listed_whole(tmp_path: Path) -> None:
 
 
 def test_a_larger_folder_lists_the_first_by_name_and_counts_the_rest(tmp_path: Path) -> None:
-    _fill(tmp_path, 50)
+    fill(tmp_path, 50)
     (tmp_path / "zz_sub").mkdir()
     (tmp_path / ".dot").write_bytes(b"")
     folder = list_folder(os.fsencode(tmp_path), visible_rule(False, ""), limit=10)
@@ -53,8 +46,8 @@ def test_a_larger_folder_lists_the_first_by_name_and_counts_the_rest(tmp_path: P
 
 
 def test_listing_a_large_folder_holds_the_limit_not_the_folder(tmp_path: Path) -> None:
-    _fill(tmp_path / "small", 2_000)
-    _fill(tmp_path / "large", 8_000)
+    fill(tmp_path / "small", 2_000)
+    fill(tmp_path / "large", 8_000)
 
     def peak(folder: Path) -> int:
         tracemalloc.start()
@@ -73,17 +66,11 @@ def test_listing_a_large_folder_holds_the_limit_not_the_folder(tmp_path: Path) -
 async def test_the_dashboard_lists_part_filters_all_and_marks_the_folder(
     app_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(listing, "LIMIT", 20)
-    root = tmp_path / "top"
-    _fill(root / "many", 300)
+    root = big_root(tmp_path, monkeypatch)
     (root / "small.txt").write_bytes(b"hi")
-    app = app_factory(start_engine=False, directory=root)
-    async with app.run_test(size=(80, 24)) as pilot:
-        browser: FileBrowser = app.dashboard.browser
-        await wait_for(pilot, lambda: len(browser.root.children) == 2)
-        await pilot.press("l")  # expand many/
+    async with opened(app_factory, root, entries=2) as pilot:
+        browser: FileBrowser = pilot.app.dashboard.browser
         many = browser.root.children[0]
-        await wait_for(pilot, lambda: len(many.children) == 21)
         assert [c.data.name for c in many.children[:2] if c.data] == [
             b"img_000000.jpg",
             b"img_000001.jpg",

@@ -10,26 +10,18 @@ from typing import Any
 
 import pytest
 
-from synapse_tui.ui import listing
 from synapse_tui.ui.widgets.file_browser import FileBrowser
 from tests.ui.conftest import wait_for
+from tests.ui.large_folder import big_root, opened
 from tests.ui.test_browser import answer
-from tests.ui.test_browser_large_folder import _fill
 
 
 async def test_ctrl_a_in_a_filtered_large_folder_marks_what_the_filter_shows(
     app_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(listing, "LIMIT", 20)
-    root = tmp_path / "top"
-    _fill(root / "many", 300)
-    app = app_factory(start_engine=False, directory=root)
-    async with app.run_test(size=(80, 24)) as pilot:
-        browser: FileBrowser = app.dashboard.browser
-        await wait_for(pilot, lambda: len(browser.root.children) == 1)
-        await pilot.press("l")  # expand many/
-        many = browser.root.children[0]
-        await wait_for(pilot, lambda: len(many.children) == 21)
+    root = big_root(tmp_path, monkeypatch)
+    async with opened(app_factory, root) as pilot:
+        browser: FileBrowser = pilot.app.dashboard.browser
 
         def shown() -> list[bytes]:
             return [c.data.path for c in browser.root.children[0].children if c.data]
