@@ -124,14 +124,19 @@ def revive(job_ids: list[int]) -> Unit:
             if cur.rowcount:
                 kept.add(job_id)
             else:  # never given again: SQLite would give the top id to the next new job
-                db.execute(
-                    "INSERT INTO job_id_floor (one, id) VALUES (1, ?)"
-                    " ON CONFLICT(one) DO UPDATE SET id = MAX(id, excluded.id)",
-                    (job_id,),
-                )
+                _raise_id_floor(db, job_id)
         return kept
 
     return unit
+
+
+def _raise_id_floor(db: sqlite3.Connection, job_id: int) -> None:
+    """No new job takes an id up to `job_id` (`_first_id`)."""
+    db.execute(
+        "INSERT INTO job_id_floor (one, id) VALUES (1, ?)"
+        " ON CONFLICT(one) DO UPDATE SET id = MAX(id, excluded.id)",
+        (job_id,),
+    )
 
 
 def _first_id(db: sqlite3.Connection) -> int | None:
@@ -158,11 +163,7 @@ def prune(states: tuple[JobState, ...]) -> Unit:
         # jobs and session in memory) would take the new job for the pruned one.
         (top,) = db.execute("SELECT MAX(id) FROM jobs").fetchone()
         if top is not None:
-            db.execute(
-                "INSERT INTO job_id_floor (one, id) VALUES (1, ?)"
-                " ON CONFLICT(one) DO UPDATE SET id = MAX(id, excluded.id)",
-                (top,),
-            )
+            _raise_id_floor(db, top)
         cur = db.execute(f"DELETE FROM jobs WHERE state IN ({marks}) AND extra IS NULL", values)
         db.execute("DELETE FROM job_errors WHERE job_id NOT IN (SELECT id FROM jobs)")
         # Presigned grants (engine/presigned_journal) go with their rows: their URLs are
