@@ -201,9 +201,7 @@ def _spill(spill: BinaryIO, names: list[tuple[bytes, bool]]) -> int:
     return spill.tell()
 
 
-def _read_run(
-    fd: int, start: int, end: int, block: int = 64 * 1024
-) -> Iterator[tuple[bytes, bool]]:
+def _read_run(fd: int, start: int, end: int, block: int) -> Iterator[tuple[bytes, bool]]:
     """The entries of one run, read a block at a time at its own offset (`os.pread`: the
     runs share one file and none moves another's position)."""
     buf = b""

@@ -151,7 +151,7 @@ class FileBrowser(BrowserMarks, MarkedSizes, Tree[Entry]):
 
     def _drop_children(self, node: TreeNode[Entry]) -> None:
         """`node.remove_children()` in one pass: Textual's looks each child up in its
-        parent's list (`list.index`), quadratic in the children (15 s for 30,000)."""
+        parent's list (`list.index`), quadratic in the children (8.8 s for 30,000)."""
         stack = list(node._children)
         while stack:
             child = stack.pop()
