@@ -104,7 +104,16 @@ def _walk_one(
         yield Refused(path, f"cannot list folder: {exc.strerror or exc}")
         return
     with entries:
-        for name, link in entries:
+        names = iter(entries)
+        while True:
+            try:
+                name, link = next(names)
+            except StopIteration:
+                break
+            except OSError as exc:  # a large folder's spilled runs failed to read back
+                reason = exc.strerror or str(exc)
+                yield Refused(path, f"cannot read the rest of the folder's listing: {reason}")
+                return
             child_real = None if link else os.path.join(real, name)
             yield from _walk_one(os.path.join(path, name), (*ancestors, key), child_real)
 
