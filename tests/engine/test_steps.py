@@ -75,6 +75,20 @@ def test_a_replan_keeps_the_uploads_part_and_takes_the_new_plan() -> None:
     assert (steps.uploaded, steps.data_file_id, steps.checksum) == (True, 17, "a")
 
 
+@pytest.mark.parametrize("row", UNTYPED_ROWS)
+@pytest.mark.parametrize("twin", [False, True])
+def test_two_batches_replanning_one_cancelled_job_leave_what_one_would(
+    row: dict[str, Any], twin: bool
+) -> None:
+    """Two scans' batches may both meet a cancelled job before either revives it
+    (`Intake._replan` runs in `accept`, the revival at the batch's end): the second replan
+    must change nothing the first did not."""
+    new = JobSteps(UnitPlan(4, "meta", "/d/x", {"origin_file_stem": "x"}), twin=twin)
+    once = JobSteps.from_json(json.loads(json.dumps(row))).replanned(new)
+    assert once.replanned(new) == once
+    assert once.replanned(new).to_json() == once.to_json()
+
+
 def test_the_journal_reads_an_untyped_row_through_its_lookups(tmp_path: Path) -> None:
     journal = Journal(tmp_path)
     rec = journal.add_job(b"/d/img_001.jpg", Identity(10, 1, 2, 3), "fp", "http://h", 5)
