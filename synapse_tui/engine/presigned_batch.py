@@ -101,9 +101,10 @@ class PresignedService:
         """Whether the backend's default internal storage takes presigned uploads (asked once)."""
         async with self._discovering:
             if self.capable is None:
-                early, self._early = self._early, None
-                if early is not None:
+                early = self._early
+                if early is not None:  # left in place while waited for: `end_early` ends it
                     await asyncio.wait([early])  # never raises: its outcome is read below
+                    self._early = None
                 if early is not None and not early.cancelled() and early.exception() is None:
                     self.capable, self.why_not = early.result()
                 else:

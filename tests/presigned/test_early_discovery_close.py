@@ -53,3 +53,30 @@ async def test_closing_the_manager_ends_its_unanswered_early_question(tmp_path: 
         for task in pending:  # the old code's leftover: not this test's to leave running
             task.cancel()
         assert early.done() and not pending
+
+
+async def test_closing_ends_the_early_question_a_cancelled_job_was_waiting_for(
+    tmp_path: Path,
+) -> None:
+    """A job's `discover` waiting for the early question when the manager closes: close
+    cancels the job's task first, then the question must still end with the manager (it
+    used to be taken out of the service by `discover`, where `close` no longer saw it)."""
+    async with silent_backend() as (url, asked):
+        m = make_manager(url, "tok", tmp_path, [])
+        svc = service(m)
+        svc.ask_early()
+        [early] = _early_tasks()
+        await asyncio.wait_for(asked.wait(), 10)
+        job = asyncio.create_task(svc.discover())  # as a job's task, on its first file
+        async with asyncio.timeout(10):
+            while not svc._discovering.locked():  # inside discover, waiting for the answer
+                await asyncio.sleep(0.005)
+        job.cancel()  # as `UploadManager.close` cancels the running jobs first
+        with contextlib.suppress(asyncio.CancelledError):
+            await job
+        await m.close()
+        m.journal.close()
+        pending = [t for t in _early_tasks() if not t.done()]
+        for task in pending:  # the old code's leftover: not this test's to leave running
+            task.cancel()
+        assert early.done() and not pending
