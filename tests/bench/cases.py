@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import sqlite3
@@ -27,6 +28,7 @@ from tests.bench.support import (
     make_random_file,
     make_small_files,
     make_sparse_file,
+    python_cmd,
     run_measured,
     say,
     sdk_upload,
@@ -198,6 +200,18 @@ def ours_upload(
     if summary is None or summary.get("uploaded") != expect_files:
         raise RuntimeError(f"synapse-tui upload: expected {expect_files} uploads, got {summary}")
     shutil.rmtree(state, ignore_errors=True)
+    return m
+
+
+def lean_upload(backend: Backend, folders: list[Path], expect_files: int) -> Measured:
+    """`lean_driver.py` (case 4's ceiling) as a whole command, in our interpreter."""
+    driver = Path(__file__).with_name("lean_driver.py")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNAPSE_")}
+    cmd = python_cmd(str(driver), backend.url, backend.token, "16", *map(str, folders))
+    m = run_measured(cmd, env=env).check("lean client")
+    answer = m.json_lines()[-1]
+    if answer.get("files") != expect_files:
+        raise RuntimeError(f"lean client: expected {expect_files} uploads, got {answer}")
     return m
 
 
@@ -478,14 +492,32 @@ def case_small(ctx: Context) -> list[Row]:
         theirs.append(s.small_count / m.seconds)
         theirs_loop.append(s.small_count / float(m.json_lines()[-1]["seconds"]))
 
-    interleave(ctx.rounds, [run_ours, run_sdk])
+    def run_lean() -> None:  # what a client that does nothing but send could reach
+        with embedded_server(ctx.fresh("srv")) as b:
+            lean.append(s.small_count / lean_upload(b, [folder], s.small_count).seconds)
+
+    lean: list[float] = []
+    interleave(ctx.rounds, [run_ours, run_sdk, run_lean])
     o = median(ours)
+    c = median(lean)
+    ceiling = Row(
+        "4 ceiling: the same files by a lean client (stdlib, raw HTTP, 16 connections; no "
+        "journal, pre-scan or retries), whole command, vs synapse-sdk",
+        f"{c:,.0f} files/s (synapse-tui: {o / c:.2f}x of it)",
+        "-",
+        None,
+        "info",
+        "info",
+        {"lean": lean},
+    )
     case = f"4 many small files, files/s vs synapse-sdk one by one ({label})"
     skip = _sdk_missing(ctx, case, ">= 6")
     if skip:
         skip.ours = f"{o:,.0f} files/s"
-        return [skip]
+        return [skip, ceiling]
     t = median(theirs)
+    ceiling.theirs, ceiling.ratio = f"{t:,.0f} files/s", c / t
+    ceiling.details["sdk"] = theirs
     return [
         Row(
             case,
@@ -495,7 +527,8 @@ def case_small(ctx: Context) -> list[Row]:
             ">= 6",
             verdict(o / t >= 6),
             {"ours": ours, "ours_batch": ours_batch, "sdk": theirs, "sdk_loop": theirs_loop},
-        )
+        ),
+        ceiling,
     ]
 
 
