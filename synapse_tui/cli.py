@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from synapse_tui import __version__
 from synapse_tui.config import Settings, load_settings, redact
 from synapse_tui.engine.errors import ConfigError, FatalError, SynapseError
+from synapse_tui.engine.filters import PathFilter, add_filter_options
 from synapse_tui.units import parse_rate, parse_size
 
 if TYPE_CHECKING:  # the engine is imported when a command needs it: --help stays fast
@@ -155,6 +156,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     up.add_argument(
         "--detach", action="store_true", help="return once queued; the engine uploads on"
     )
+    add_filter_options(up)
     _transfer(up)
     _common(up)
 
@@ -169,6 +171,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         action="store_true",
         help="one JSON object per line on stdout: each finding, then the summary",
     )
+    add_filter_options(sc)
     _query_foreground(sc)
     _common(sc)
 
@@ -322,6 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run(args)
         settings = settings_from(args)
+        PathFilter(getattr(args, "filters", None) or [])  # a bad pattern: one line, at once
         if args.command is None:
             from synapse_tui.ui.app import run_dashboard
 
@@ -409,7 +413,7 @@ def run_transfer(settings: Settings, args: argparse.Namespace) -> int:
             if args.command == "upload":
                 plan = await _collection_plan(manager, args)
                 work = asyncio.ensure_future(
-                    _upload_all(manager, args.paths, args.force, args.priority, plan)
+                    _upload_all(manager, args.paths, args.force, args.priority, plan, args.filters)
                 )
             else:
                 count = manager.resume_unfinished()
@@ -473,10 +477,19 @@ async def _reach(client: ProtocolClient) -> None:
 
 
 async def _upload_all(
-    manager: Any, paths: list[str], force: bool, priority: int, plan: Any
+    manager: Any,
+    paths: list[str],
+    force: bool,
+    priority: int,
+    plan: Any,
+    rules: list[tuple[bool, str]],
 ) -> None:
     totals = await manager.add_paths(
-        [os.fsencode(p) for p in paths], force=force, priority=priority, plan=plan
+        [os.fsencode(p) for p in paths],
+        force=force,
+        priority=priority,
+        plan=plan,
+        path_filter=PathFilter(rules),
     )
     if totals.files == 0 and totals.failed == 0:
         warn_no_files(paths)
@@ -524,7 +537,7 @@ async def cmd_scan(settings: Settings, args: argparse.Namespace) -> int:
     writer = ScanWriter(args.json)
     files = nbytes = 0
     started = time.monotonic()
-    batches = check_scan([os.fsencode(p) for p in args.paths], ledger)
+    batches = check_scan([os.fsencode(p) for p in args.paths], ledger, PathFilter(args.filters))
     try:  # findings printed batch by batch: nothing kept per file (docs/scale.md)
         async for checked in batches:
             files, nbytes = files + checked.files, nbytes + checked.bytes

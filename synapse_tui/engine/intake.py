@@ -19,6 +19,7 @@ from synapse_tui.engine.events import (
     JobStateChanged,
     ScanProgress,
 )
+from synapse_tui.engine.filters import PathFilter
 from synapse_tui.engine.job import Job, job_from_record
 from synapse_tui.engine.journal import Added, JobRecord, NewJob
 from synapse_tui.engine.names import display_path
@@ -136,6 +137,7 @@ class Intake:
         force: bool = False,
         priority: int = 0,
         plan: CollectionPlan | None = None,
+        path_filter: PathFilter | None = None,
     ) -> ScanTotals:
         """Scan `paths` and queue every file as soon as its batch is hashed."""
         m = self.m
@@ -152,7 +154,7 @@ class Intake:
             absolute = [ownership.absolute(os.fsencode(p)) for p in paths]
             await m.journal.settled()  # never a wait for the writer on this loop
             presigned_cancelled = presigned_journal.any_cancelled(m.journal)
-            async for batch in scan(absolute):
+            async for batch in scan(absolute, path_filter=path_filter):
                 started_batch = self.pacer.clock()
                 await m.journal.settled()  # its reads see every write of this process
                 adds: dict[Key, NewJob] = {}  # the batch's new jobs: one write

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from synapse_tui.engine.errors import FileError
+from synapse_tui.engine.filters import PathFilter, relative_to
 from synapse_tui.engine.hashing import (
     SPECIAL_ROOTS,
     Identity,
@@ -54,14 +55,26 @@ class Refused:
         return display_path(self.path)
 
 
-def walk(paths: Iterable[bytes]) -> Generator[tuple[bytes, os.stat_result] | Refused]:
+def walk(
+    paths: Iterable[bytes], path_filter: PathFilter | None = None
+) -> Generator[tuple[bytes, os.stat_result] | Refused]:
     """Yield regular files (with their stat) and refused entries, depth first.
 
     Symbolic links are followed; a link back to a folder being walked is a loop and refused.
     Special files (FIFO, socket, device) are refused by their stat alone, never opened.
+    `path_filter` leaves out the files it does not take, and the notices of entries it
+    does not take; an error (a folder that cannot be listed...) is always yielded.
     """
     for top in paths:
-        yield from _walk_one(top, ())
+        if not path_filter:
+            yield from _walk_one(top, ())
+            continue
+        for item in _walk_one(top, ()):
+            if isinstance(item, Refused):
+                if item.error or path_filter.takes(relative_to(top, item.path)):
+                    yield item
+            elif path_filter.takes(relative_to(top, item[0])):
+                yield item
 
 
 def _walk_one(
@@ -291,6 +304,7 @@ async def scan(
     batch_bytes: int = 256 * 1024 * 1024,
     parallel: int | None = None,
     cancel: threading.Event | None = None,
+    path_filter: PathFilter | None = None,
 ) -> AsyncIterator[list[FoundFile | Refused]]:
     """Walk `paths` and hash every regular file with xxh3_128, yielding results in batches.
 
@@ -315,7 +329,7 @@ async def scan(
                 cancel.set()  # the loop is gone: nothing will read what comes next
 
         try:
-            for item in walk(paths):
+            for item in walk(paths, path_filter):
                 if cancel.is_set():
                     break
                 if isinstance(item, Refused):

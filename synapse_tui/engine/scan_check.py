@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from synapse_tui.engine import scan as scanning
+from synapse_tui.engine.filters import PathFilter
 from synapse_tui.engine.scan import FoundFile
 from synapse_tui.engine.seen_index import SeenIndex, SeenKey
 
@@ -27,7 +28,7 @@ class Checked:
 
 
 async def check_scan(
-    paths: Sequence[bytes], ledger: Ledger | None
+    paths: Sequence[bytes], ledger: Ledger | None, path_filter: PathFilter | None = None
 ) -> AsyncGenerator[Checked, None]:
     """Scan `paths` and yield what each batch holds. Memory does not grow with the folder:
     the files met are in a SeenIndex (SQLite, off the Python heap), and what a batch
@@ -35,7 +36,7 @@ async def check_scan(
     index = SeenIndex.private()
     scan_id = index.new_scan()
     try:
-        async for batch in scanning.scan(list(paths)):
+        async for batch in scanning.scan(list(paths), path_filter=path_filter):
             yield check_batch(batch, index, scan_id, ledger)
     finally:
         index.close()

@@ -19,6 +19,7 @@ from synapse_tui.engine.events import (
     LogMessage,
     TotalProgress,
 )
+from synapse_tui.engine.filters import PathFilter
 from synapse_tui.engine.health import BackendHealth
 from synapse_tui.engine.intake import RELATIVE_NOT_HERE, Intake, ScanTotals
 from synapse_tui.engine.job import Job, fits_whole
@@ -266,9 +267,12 @@ class UploadManager:
         force: bool = False,
         priority: int = 0,
         plan: CollectionPlan | None = None,
+        path_filter: PathFilter | None = None,
     ) -> ScanTotals:
         """Scan `paths` and queue every file as soon as its batch is hashed."""
-        return await self.intake.add_paths(paths, force=force, priority=priority, plan=plan)
+        return await self.intake.add_paths(
+            paths, force=force, priority=priority, plan=plan, path_filter=path_filter
+        )
 
     def get(self, job_id: int) -> Job | None:
         return self.views.get(job_id)

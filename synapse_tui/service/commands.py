@@ -177,7 +177,9 @@ async def _add(service: EngineService, peer: Peer, command: Add) -> dict[str, An
         parse_spec_map,
     )
     from synapse_tui.engine.errors import UploadGone
+    from synapse_tui.engine.filters import PathFilter
 
+    path_filter = PathFilter.from_wire(command.filters)  # bad ones refused before any scan
     m = _manager(service)
     await _reach(service, m)
     plan = None
@@ -204,7 +206,7 @@ async def _add(service: EngineService, peer: Peer, command: Add) -> dict[str, An
     token = CURRENT_BATCH.set(batch)
     try:  # the task copies the context: the scan's events carry the batch
         batch.task = asyncio.create_task(
-            _scan(service, batch, m, paths, command.force, command.priority, plan),
+            _scan(service, batch, m, paths, command.force, command.priority, plan, path_filter),
             name=f"add-{batch.id}",
         )
     finally:
@@ -220,9 +222,12 @@ async def _scan(
     force: bool,
     priority: int,
     plan: Any,
+    path_filter: Any,
 ) -> None:
     try:
-        t = await m.add_paths(paths, force=force, priority=priority, plan=plan)
+        t = await m.add_paths(
+            paths, force=force, priority=priority, plan=plan, path_filter=path_filter
+        )
         wanted = batch.events is None or "scan" in batch.events
         if batch.peer is not None and wanted:  # its own scan line (the engine's counts all)
             scan = ScanProgress(

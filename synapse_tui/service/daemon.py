@@ -282,6 +282,8 @@ class EngineService:
         return {
             "engine": "synapse-tui",
             "version": VERSION,
+            # What this engine takes that an older one of the same VERSION would ignore.
+            "features": ["filters"],
             "pid": os.getpid(),
             "started": self.started,
             "host": self.settings.host,

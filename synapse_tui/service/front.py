@@ -71,6 +71,23 @@ def shown_events(json_mode: bool) -> list[str]:
     return [*SHOWN, "file_queued"] if json_mode else list(SHOWN)
 
 
+def filters_for(client: EngineClient, args: argparse.Namespace) -> list[list[str]]:
+    """The command's --include/--exclude for the engine. An engine started by an older
+    version would ignore them and take every file: refused, one line."""
+    from synapse_tui.engine.filters import PathFilter
+
+    rules = getattr(args, "filters", None) or []
+    if not rules:
+        return []
+    wire = PathFilter(rules).to_wire()  # a bad pattern: ConfigError, before the engine's
+    if "filters" not in (client.status.get("features") or []):
+        raise ConfigError(
+            "the running engine is older than --include/--exclude: stop it "
+            "(`synapse-tui engine stop`) and run this again"
+        )
+    return wire
+
+
 def run_via_engine(settings: Settings, args: argparse.Namespace) -> int:
     """`upload` / `resume` through the engine: the same output and exit codes as the
     in-process run, but the uploads belong to the engine and outlive this command."""
@@ -199,6 +216,7 @@ async def _follow(settings: Settings, args: argparse.Namespace, reporter: Report
         if getattr(args, "bwlimit", None) is not None:
             await client.request(Set(bwlimit=args.bwlimit, persist=False))
         if args.command == "upload":
+            filters = filters_for(client, args)
             batch = await client.request(
                 Add(
                     paths=[os.path.abspath(p) for p in args.paths],
@@ -210,6 +228,7 @@ async def _follow(settings: Settings, args: argparse.Namespace, reporter: Report
                     group_by_stem=args.group_by_stem,
                     spec_map=args.spec_map,
                     meta=list(args.meta),
+                    filters=filters,
                     events=shown_events(args.json),
                 )
             )

@@ -140,6 +140,9 @@ class ScanRun:
 
 
 def start_scan(service: EngineService, peer: Peer, command: ScanStart) -> dict[str, Any]:
+    from synapse_tui.engine.filters import PathFilter
+
+    PathFilter.from_wire(command.filters)  # bad ones refused here, before the scan starts
     run = ScanRun(next(_scan_ids), peer)
     if len(peer.scans) >= 4:
         raise ConfigError("this connection runs 4 scans already")
@@ -160,7 +163,10 @@ def _findings(service: EngineService, command: ScanStart) -> AsyncGenerator[Chec
         def ledger(keys: Sequence[SeenKey]) -> dict[SeenKey, str]:
             return journal.uploads_of(host, keys, wait=False)
 
-    return check_scan([os.fsencode(p) for p in command.paths], ledger)
+    from synapse_tui.engine.filters import PathFilter
+
+    path_filter = PathFilter.from_wire(command.filters)
+    return check_scan([os.fsencode(p) for p in command.paths], ledger, path_filter)
 
 
 async def _scan(service: EngineService, run: ScanRun, command: ScanStart) -> None:

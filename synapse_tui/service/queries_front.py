@@ -83,7 +83,7 @@ async def scan_via_engine(settings: Settings, args: argparse.Namespace) -> int |
     time; None when no engine runs (or --foreground)."""
     if not _wanted(args):
         return None
-    from synapse_tui.service.front import as_given
+    from synapse_tui.service.front import as_given, filters_for
 
     client = await _running(settings)
     if client is None:
@@ -93,7 +93,8 @@ async def scan_via_engine(settings: Settings, args: argparse.Namespace) -> int |
     started = time.monotonic()
     try:
         absolute = [os.path.abspath(p) for p in args.paths]
-        scan_id = (await client.request(ScanStart(absolute, settings.host)))["scan"]
+        filters = filters_for(client, args)
+        scan_id = (await client.request(ScanStart(absolute, settings.host, filters)))["scan"]
         while True:  # a page waits for the engine's next finding: no time limit
             answer = await client.request(ScanPage(scan_id, PAGE), timeout=None)
             for f in answer["findings"]:

@@ -147,6 +147,9 @@ class Add(Command):
     group_by_stem: bool = False
     spec_map: str = ""
     meta: list[str] = field(default_factory=list)
+    # --include/--exclude as [["include"|"exclude", pattern], ...] in order (PathFilter).
+    # An engine without the "filters" feature (its hello answer) would ignore them.
+    filters: list[list[str]] = field(default_factory=list)
     # The event kinds the follower shows (None: all); the engine leaves the others out of
     # its stream: per file the state changes are two lines more to encode, send and parse.
     events: list[str] | None = None
@@ -285,6 +288,7 @@ class ScanStart(Command):
     NAME: ClassVar[str] = "scan"
     paths: list[str] = field(default_factory=list)
     host: str | None = None
+    filters: list[list[str]] = field(default_factory=list)  # as Add's
 
 
 @dataclass
@@ -332,6 +336,12 @@ def _check_types(command: Command) -> None:
         value = getattr(command, f.name)
         kinds = [k.strip() for k in str(f.type).split("|")]
         if value is None and "None" in kinds:
+            continue
+        if kinds[0].startswith("list[list["):  # e.g. Add.filters: pairs of strings
+            if not isinstance(value, list) or not all(
+                isinstance(v, list) and all(isinstance(x, str) for x in v) for v in value
+            ):
+                raise WireError(f"{command.NAME}.{f.name} must be a list of lists of strings")
             continue
         if kinds[0].startswith("list["):
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
