@@ -93,21 +93,17 @@ def add_filter_options(parser: argparse.ArgumentParser) -> None:
         "filters (in order, the last that matches wins; patterns match the path under "
         "each PATH, * matches / too)"
     )
-    group.add_argument(
-        "--exclude",
-        dest="filters",
-        action=_Rule,
-        const=False,
-        default=[],
-        metavar="PATTERN",
-        help="leave out the files matching PATTERN, e.g. '*.tmp' or 'raw/*'",
-    )
-    group.add_argument(
-        "--include",
-        dest="filters",
-        action=_Rule,
-        const=True,
-        default=[],
-        metavar="PATTERN",
-        help="take the files matching PATTERN back in, e.g. --exclude '*' --include '*.jpg'",
-    )
+    for flag, include, example in (
+        ("--exclude", False, "leave out the files matching PATTERN, e.g. '*.tmp' or 'raw/*'"),
+        ("--include", True, "take the files matching PATTERN back in, e.g. --exclude '*' "
+         "--include '*.jpg'"),
+    ):  # fmt: skip
+        group.add_argument(
+            flag,
+            dest="filters",
+            action=_Rule,
+            const=include,
+            default=[],
+            metavar="PATTERN",
+            help=example,
+        )

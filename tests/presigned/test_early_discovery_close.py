@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from synapse_tui.engine.presigned import service
 from tests.faults.helpers import make_manager
@@ -41,18 +42,23 @@ async def silent_backend() -> AsyncIterator[tuple[str, asyncio.Event]]:
         await server.wait_closed()
 
 
+async def _closed_with_nothing_left(m: Any, early: asyncio.Task[object]) -> None:
+    """Close `m`; its early question must have ended with it."""
+    await m.close()
+    m.journal.close()
+    pending = [t for t in _early_tasks() if not t.done()]
+    for task in pending:  # the old code's leftover: not this test's to leave running
+        task.cancel()
+    assert early.done() and not pending
+
+
 async def test_closing_the_manager_ends_its_unanswered_early_question(tmp_path: Path) -> None:
     async with silent_backend() as (url, asked):
         m = make_manager(url, "tok", tmp_path, [])
         service(m).ask_early()
         [early] = _early_tasks()
         await asyncio.wait_for(asked.wait(), 10)  # the question is out, unanswered
-        await m.close()
-        m.journal.close()
-        pending = [t for t in _early_tasks() if not t.done()]
-        for task in pending:  # the old code's leftover: not this test's to leave running
-            task.cancel()
-        assert early.done() and not pending
+        await _closed_with_nothing_left(m, early)
 
 
 async def test_closing_ends_the_early_question_a_cancelled_job_was_waiting_for(
@@ -74,9 +80,4 @@ async def test_closing_ends_the_early_question_a_cancelled_job_was_waiting_for(
         job.cancel()  # as `UploadManager.close` cancels the running jobs first
         with contextlib.suppress(asyncio.CancelledError):
             await job
-        await m.close()
-        m.journal.close()
-        pending = [t for t in _early_tasks() if not t.done()]
-        for task in pending:  # the old code's leftover: not this test's to leave running
-            task.cancel()
-        assert early.done() and not pending
+        await _closed_with_nothing_left(m, early)
