@@ -85,3 +85,20 @@ def attach_warning(status: dict[str, Any], settings: Settings) -> str | None:
         f"the engine of this state folder uses {' and '.join(phrases)}: the uploads go its"
         " way; stop it (`synapse-tui engine stop`) or use another --state-dir"
     )
+
+
+def filters_for(status: dict[str, Any], args: Any) -> list[list[str]]:
+    """The command's --include/--exclude for the engine whose `status` is given. An engine
+    started by an older version would ignore them and take every file: refused, one line."""
+    from synapse_tui.engine.filters import PathFilter
+
+    rules = getattr(args, "filters", None) or []
+    if not rules:
+        return []
+    wire = PathFilter(rules).to_wire()  # a bad pattern: ConfigError, before the engine's
+    if "filters" not in (status.get("features") or []):
+        raise ConfigError(
+            "the running engine is older than --include/--exclude: stop it "
+            "(`synapse-tui engine stop`) and run this again"
+        )
+    return wire

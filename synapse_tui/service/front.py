@@ -71,23 +71,6 @@ def shown_events(json_mode: bool) -> list[str]:
     return [*SHOWN, "file_queued"] if json_mode else list(SHOWN)
 
 
-def filters_for(client: EngineClient, args: argparse.Namespace) -> list[list[str]]:
-    """The command's --include/--exclude for the engine. An engine started by an older
-    version would ignore them and take every file: refused, one line."""
-    from synapse_tui.engine.filters import PathFilter
-
-    rules = getattr(args, "filters", None) or []
-    if not rules:
-        return []
-    wire = PathFilter(rules).to_wire()  # a bad pattern: ConfigError, before the engine's
-    if "filters" not in (client.status.get("features") or []):
-        raise ConfigError(
-            "the running engine is older than --include/--exclude: stop it "
-            "(`synapse-tui engine stop`) and run this again"
-        )
-    return wire
-
-
 def run_via_engine(settings: Settings, args: argparse.Namespace) -> int:
     """`upload` / `resume` through the engine: the same output and exit codes as the
     in-process run, but the uploads belong to the engine and outlive this command."""
@@ -216,7 +199,7 @@ async def _follow(settings: Settings, args: argparse.Namespace, reporter: Report
         if getattr(args, "bwlimit", None) is not None:
             await client.request(Set(bwlimit=args.bwlimit, persist=False))
         if args.command == "upload":
-            filters = filters_for(client, args)
+            filters = engine_settings.filters_for(client.status, args)
             batch = await client.request(
                 Add(
                     paths=[os.path.abspath(p) for p in args.paths],

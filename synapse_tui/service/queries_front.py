@@ -83,7 +83,8 @@ async def scan_via_engine(settings: Settings, args: argparse.Namespace) -> int |
     time; None when no engine runs (or --foreground)."""
     if not _wanted(args):
         return None
-    from synapse_tui.service.front import as_given, filters_for
+    from synapse_tui.service.engine_settings import filters_for
+    from synapse_tui.service.front import as_given
 
     client = await _running(settings)
     if client is None:
@@ -93,7 +94,7 @@ async def scan_via_engine(settings: Settings, args: argparse.Namespace) -> int |
     started = time.monotonic()
     try:
         absolute = [os.path.abspath(p) for p in args.paths]
-        filters = filters_for(client, args)
+        filters = filters_for(client.status, args)
         scan_id = (await client.request(ScanStart(absolute, settings.host, filters)))["scan"]
         while True:  # a page waits for the engine's next finding: no time limit
             answer = await client.request(ScanPage(scan_id, PAGE), timeout=None)
