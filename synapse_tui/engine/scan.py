@@ -56,7 +56,9 @@ class Refused:
 
 
 def walk(
-    paths: Iterable[bytes], path_filter: PathFilter | None = None
+    paths: Iterable[bytes],
+    path_filter: PathFilter | None = None,
+    cancel: threading.Event | None = None,
 ) -> Generator[tuple[bytes, os.stat_result] | Refused]:
     """Yield regular files (with their stat) and refused entries, depth first.
 
@@ -64,12 +66,16 @@ def walk(
     Special files (FIFO, socket, device) are refused by their stat alone, never opened.
     `path_filter` leaves out the files it does not take, and the notices of entries it
     does not take; an error (a folder that cannot be listed...) is always yielded.
+    `cancel` set: the walk stops, even among files the filter leaves out (none reaches
+    the caller, who would otherwise see it only after the rest of the tree).
     """
     for top in paths:
         if not path_filter:
             yield from _walk_one(top, ())
             continue
         for item in _walk_one(top, ()):
+            if cancel is not None and cancel.is_set():
+                return
             if isinstance(item, Refused):
                 if item.error or path_filter.takes(relative_to(top, item.path)):
                     yield item
@@ -329,7 +335,7 @@ async def scan(
                 cancel.set()  # the loop is gone: nothing will read what comes next
 
         try:
-            for item in walk(paths, path_filter):
+            for item in walk(paths, path_filter, cancel):
                 if cancel.is_set():
                     break
                 if isinstance(item, Refused):
