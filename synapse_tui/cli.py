@@ -492,7 +492,7 @@ async def _upload_all(
         path_filter=PathFilter(rules),
     )
     if totals.files == 0 and totals.failed == 0:
-        warn_no_files(paths)
+        warn_no_files(paths, rules)
     await manager.wait_idle()
 
 
@@ -550,14 +550,14 @@ async def cmd_scan(settings: Settings, args: argparse.Namespace) -> int:
             journal.close()
     writer.finish(files, nbytes, time.monotonic() - started)
     if files == 0 and not writer.failed and not writer.gone:
-        warn_no_files(args.paths)
+        warn_no_files(args.paths, args.filters)
     return EXIT_FAILED if writer.failed else EXIT_OK
 
 
-def warn_no_files(paths: list[str]) -> None:
+def warn_no_files(paths: list[str], rules: object = None) -> None:
     from synapse_tui.reports import warn_no_files as warn
 
-    warn(paths)
+    warn(paths, rules)
 
 
 def _current(journal: Any, failed: Any) -> list[Any]:

@@ -144,9 +144,11 @@ class ScanWriter:
         return result
 
 
-def warn_no_files(paths: list[str]) -> None:
-    """An empty folder is not an error, but the person should hear that nothing was found."""
+def warn_no_files(paths: list[str], rules: object = None) -> None:
+    """An empty folder is not an error, but the person should hear that nothing was found.
+    `rules`: the command's --include/--exclude (any given: they may have left out all)."""
     from synapse_tui.engine.names import display_path
 
     shown = ", ".join(display_path(os.fsencode(p)) for p in paths)
-    sys.stderr.write(f"synapse-tui: warning: no files found in {shown}\n")
+    taken = " that the --include/--exclude rules take" if rules else ""
+    sys.stderr.write(f"synapse-tui: warning: no files found in {shown}{taken}\n")

@@ -190,7 +190,7 @@ async def _follow(settings: Settings, args: argparse.Namespace, reporter: Report
                 reporter(shown(event))
                 if isinstance(event, ScanProgress) and event.done:
                     if event.files == 0 and event.failed == 0 and args.command == "upload":
-                        warn_no_files(list(args.paths))  # as the in-process upload does
+                        warn_no_files(list(args.paths), args.filters)  # as in-process
                     scanned.set()
 
         client.on_event = on_event

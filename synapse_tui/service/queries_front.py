@@ -112,5 +112,5 @@ async def scan_via_engine(settings: Settings, args: argparse.Namespace) -> int |
     files = int(answer.get("files", 0))
     writer.finish(files, int(answer.get("bytes", 0)), time.monotonic() - started)
     if files == 0 and not writer.failed and not writer.gone:
-        warn_no_files(args.paths)
+        warn_no_files(args.paths, args.filters)
     return EXIT_FAILED if writer.failed else EXIT_OK
