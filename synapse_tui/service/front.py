@@ -175,6 +175,8 @@ def _as_given(paths: list[str]) -> Callable[[Event], Event]:
 async def _follow(settings: Settings, args: argparse.Namespace, reporter: Reporter) -> int:
     client = await connect(settings, "upload")
     try:
+        # Refused by an engine that would ignore them before anything of it is changed.
+        filters = engine_settings.filters_for(client.status, args)
         await _adopt(client, settings)
         outcome: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         scanned = asyncio.Event()
@@ -199,7 +201,6 @@ async def _follow(settings: Settings, args: argparse.Namespace, reporter: Report
         if getattr(args, "bwlimit", None) is not None:
             await client.request(Set(bwlimit=args.bwlimit, persist=False))
         if args.command == "upload":
-            filters = engine_settings.filters_for(client.status, args)
             batch = await client.request(
                 Add(
                     paths=[os.path.abspath(p) for p in args.paths],
