@@ -55,6 +55,9 @@ class Refused:
         return display_path(self.path)
 
 
+GONE = "no such file or directory"  # an entry listed, then gone before its stat
+
+
 def walk(
     paths: Iterable[bytes],
     path_filter: PathFilter | None = None,
@@ -65,7 +68,8 @@ def walk(
     Symbolic links are followed; a link back to a folder being walked is a loop and refused.
     Special files (FIFO, socket, device) are refused by their stat alone, never opened.
     `path_filter` leaves out the files it does not take, and the notices of entries it
-    does not take; an error (a folder that cannot be listed...) is always yielded.
+    does not take; an error (a folder that cannot be listed...) is always yielded, but for
+    an entry that vanished while the folder was walked (nothing of it can be taken).
     `cancel` set: the walk stops, even among files the filter leaves out (none reaches
     the caller, who would otherwise see it only after the rest of the tree).
     """
@@ -77,7 +81,9 @@ def walk(
             if cancel is not None and cancel.is_set():
                 return
             if isinstance(item, Refused):
-                if item.error or path_filter.takes(relative_to(top, item.path)):
+                # An entry gone mid-walk held nothing to take: an error only if taken.
+                gone = item.path != top and item.reason == GONE
+                if (item.error and not gone) or path_filter.takes(relative_to(top, item.path)):
                     yield item
             elif path_filter.takes(relative_to(top, item[0])):
                 yield item
@@ -98,8 +104,8 @@ def _walk_one(
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        reason = "dangling symbolic link" if os.path.islink(path) else "no such file or directory"
-        yield Refused(path, reason, named or reason.startswith("no such"))
+        reason = "dangling symbolic link" if os.path.islink(path) else GONE
+        yield Refused(path, reason, named or reason == GONE)
         return
     except OSError as exc:
         if exc.errno == errno.ELOOP:

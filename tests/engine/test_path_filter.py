@@ -85,3 +85,27 @@ def test_the_walk_leaves_out_files_and_notices_but_never_errors(
     assert set(refused) == {b"pipe.jpg", b"locked"}
     assert refused[b"locked"].error and not refused[b"pipe.jpg"].error
     assert "Permission denied" in refused[b"locked"].reason
+
+
+def test_a_file_gone_mid_walk_is_an_error_only_when_the_rules_take_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("a.jpg", "gone.jpg", "gone.tmp"):
+        (tmp_path / name).write_bytes(b"x")
+    real_stat = os.stat
+
+    def stat(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        if os.fsencode(path).endswith((b"gone.jpg", b"gone.tmp")):  # listed, then deleted
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory")
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", stat)
+    top = os.fsencode(tmp_path)
+    items = list(walk([top], PathFilter([(False, "*.tmp")])))
+    refused = [r for r in items if isinstance(r, Refused)]
+    assert [os.path.basename(r.path) for r in refused] == [b"gone.jpg"]
+    assert refused[0].error and refused[0].reason == "no such file or directory"
+    assert [os.path.basename(i[0]) for i in items if isinstance(i, tuple)] == [b"a.jpg"]
+    # A named path that does not exist is reported whatever the rules.
+    named = list(walk([top + b"/gone.tmp"], PathFilter([(False, "*.tmp")])))
+    assert [r.error for r in named if isinstance(r, Refused)] == [True]
