@@ -53,12 +53,12 @@ class UnitWait:
             return []
         collection = keys[0][0]
         keys = [k for k in keys if k[0] == collection]
-        last = keys[-1][1]
+        first, last = keys[0][1], keys[-1][1]
+        # A range of the primary key on both sides: the page's rows, never those before.
         rows = self.db.execute(
             "SELECT unit_key, id FROM temp.unit_wait WHERE tag = ? AND collection = ?"
-            " AND (collection, unit_key) > (?, ?) AND unit_key <= ?"
-            " ORDER BY unit_key, id",
-            (self.tag, collection, c0, k0, last),
+            " AND unit_key >= ? AND unit_key <= ? ORDER BY unit_key, id",
+            (self.tag, collection, first, last),
         )
         out: list[Group] = []
         for key, job_id in rows:
