@@ -18,6 +18,7 @@ import pytest
 
 from synapse_tui.engine import collections
 from synapse_tui.engine.collections import Registrar
+from synapse_tui.engine.errors import FatalError
 from synapse_tui.engine.events import Event, JobFailed, JobSkipped, JobState, LogMessage
 from synapse_tui.engine.journal import Journal
 from synapse_tui.engine.protocol import Credentials, ProtocolClient
@@ -250,3 +251,39 @@ async def test_a_job_waiting_for_its_unit_out_of_memory_is_paused_or_cancelled(
         await m.wait_idle()
     del files["s0004"]
     check_units(url, files)
+
+
+@pytest.mark.parametrize("how", ["fatal", "close"])
+async def test_jobs_waiting_for_their_unit_out_of_memory_are_paused_by_a_stop(
+    server: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """A fatal stop and a closing manager pause the jobs waiting for their unit, as they
+    did when those were held in memory: rows now, paused a page at a time."""
+    url, _ = server
+    gate = asyncio.Event()
+
+    async def held_back(self: Registrar) -> None:
+        await gate.wait()
+        raise FatalError("the backend is gone for good")
+
+    monkeypatch.setattr(Registrar, "units", held_back)
+    n = 12
+    stems(tmp_path / "data", n, twins=0)
+    plan = await plan_for(url, group_by_stem=True, spec_map={"jpg": "image", "json": "meta"})
+    state = tmp_path / "st"
+    async with lowered(url, state, []) as m:
+        await m.add_paths([str(tmp_path / "data")], plan=plan)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 60
+        while m.counters.count[JobState.REGISTERING] < 2 * n or m.active():
+            assert loop.time() < deadline, "the uploads did not all finish"
+            await asyncio.sleep(0.02)
+        assert len(m.jobs) <= LIMIT  # the jobs waiting are rows
+        if how == "fatal":
+            gate.set()
+            await m.wait_idle()
+            assert m.stopped is not None
+    message = "stopped: the backend is gone for good" if how == "fatal" else "interrupted"
+    jobs = Journal(state).jobs()
+    assert len(jobs) == 2 * n
+    assert {(j.state, j.last_error) for j in jobs} == {(JobState.PAUSED, message)}
