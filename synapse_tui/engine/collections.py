@@ -216,10 +216,11 @@ class Registrar:
             and job.id not in self.m.queue.elsewhere
         )
 
-    def _collect(self) -> int:
+    async def _collect(self) -> int:
         """Fill the work list from this manager's rows waiting for their unit (read as
         committed: the caller awaited `Journal.settled`), a page of the state index at a
-        time; how many."""
+        time, the loop going on between pages (a million rows are seconds of work); how
+        many. A row changed meanwhile is checked again when its page of groups is read."""
         self.due = False
         self.waiting.clear()
         count, after = 0, 0
@@ -233,6 +234,7 @@ class Registrar:
             self.waiting.add(rows)
             count += len(rows)
             after = recs[-1].id
+            await asyncio.sleep(0)
         return count
 
     async def units(self) -> None:
@@ -240,7 +242,7 @@ class Registrar:
         A page of groups at a time: its jobs are held in memory while it is sent (a
         pause, a cancel or a fatal stop meanwhile finds them there), then let go."""
         await self.m.journal.settled()
-        if not self._collect():
+        if not await self._collect():
             return
         after: tuple[int, str] | None = None
         try:
