@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,18 +26,29 @@ from synapse_tui.engine.errors import (
     ProtocolError,
     TransientError,
 )
-from synapse_tui.engine.events import Event, JobState, JobStateChanged, UnitRegistered
+from synapse_tui.engine.events import JobState, UnitRegistered
 from synapse_tui.engine.job import Job
 from synapse_tui.engine.names import display_name, escape_text
 from synapse_tui.engine.protocol import ProtocolClient
 from synapse_tui.engine.steps import JobSteps, UnitPlan, as_id
-from synapse_tui.engine.uploader import Paused
+from synapse_tui.engine.twins import Twins
+from synapse_tui.engine.unit_forms import parse_meta, parse_spec_map, same_unit, unit_body
+from synapse_tui.engine.unit_wait import UnitWait
 
-__all__ = ["Collection", "CollectionPlan", "Registrar", "fetch_collection", "list_collections"]
+__all__ = [
+    "Collection",
+    "CollectionPlan",
+    "Registrar",
+    "fetch_collection",
+    "list_collections",
+    "parse_meta",
+    "parse_spec_map",
+]
 
 UNITS_PER_REQUEST = 100
 LIST_PAGE_SIZE = 1000  # units per page when looking for lost ones
 LIST_PAGES_MAX = 10_000  # a bound on that walk, whatever the server answers
+PAGE = 500  # rows of the journal read at a time when collecting the jobs waiting for units
 
 
 @dataclass
@@ -103,51 +114,6 @@ def _extension(path: bytes) -> str:
     return os.fsdecode(os.path.splitext(path)[1].lstrip(b".")).lower()
 
 
-def parse_spec_map(text: str) -> dict[str, str]:
-    """'jpg=image,json=meta' -> {'jpg': 'image', 'json': 'meta'}."""
-    out: dict[str, str] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        ext, sep, spec = part.partition("=")
-        if not sep or not ext.strip() or not spec.strip():
-            raise ValueError(f"--spec-map takes EXT=NAME pairs separated by commas, not {part!r}")
-        out[ext.strip().lstrip(".").lower()] = spec.strip()
-    return out
-
-
-def parse_meta(pairs: Sequence[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--meta takes KEY=VALUE, not {pair!r}")
-        out[key] = value
-    return out
-
-
-def unit_body(collection: int, members: list[dict[str, Any]]) -> dict[str, Any]:
-    """The data unit for a group of registered files (each: spec, checksum, path, meta)."""
-    files = {m["spec"]: {"checksum": m["checksum"], "path": m["path"]} for m in members}
-    meta: dict[str, Any] = {}
-    for m in members:
-        meta.update(m["meta"])
-    if len(members) > 1:
-        meta["origin_file_extension"] = ",".join(
-            sorted(m["meta"].get("origin_file_extension", "") for m in members)
-        )
-    return {"data_collection": collection, "files": files, "meta": meta}
-
-
-def same_unit(found: dict[str, Any], wanted: dict[str, Any]) -> bool:
-    """Is `found` (from the server) the unit `wanted` describes? Files' checksums and stem."""
-    try:
-        found_files = {k: v["checksum"] for k, v in found["files"].items()}
-    except (KeyError, TypeError, AttributeError):
-        return False
-    wanted_files = {k: v["checksum"] for k, v in wanted["files"].items()}
-    stem = (found.get("meta") or {}).get("origin_file_stem")
-    return found_files == wanted_files and stem == wanted["meta"].get("origin_file_stem")
-
-
 async def existing_units(
     client: ProtocolClient, collection: int
 ) -> AsyncGenerator[list[dict[str, Any]], None]:
@@ -176,79 +142,25 @@ def _plan(job: Job) -> UnitPlan:
 
 
 class Registrar:
-    """Runs the data file and data unit steps for jobs whose upload is complete."""
+    """Runs the data file and data unit steps for jobs whose upload is complete.
+
+    Its jobs need not stay in memory: a twin's original is looked up by content
+    (engine/twins.py), and the units step reads the jobs waiting for their unit from the
+    journal, a page of groups at a time in (collection, unit key) order (engine/unit_wait.py),
+    holding only that page."""
 
     def __init__(self, ctx: RegistrarContext) -> None:
         self.m = ctx  # what it may use of the manager (engine/contexts.py), nothing more
-        self._waiting: dict[int, list[asyncio.Future[None]]] = {}  # original job id -> twins
-        ctx.subscribe(self._on_event)
-
-    # -- twins: the same content twice in one run ------------------------------------------
-
-    def _on_event(self, event: Event) -> None:
-        if isinstance(event, JobStateChanged) and event.job_id in self._waiting:
-            self._wake(event.job_id)
-
-    def _wake(self, job_id: int) -> None:
-        for future in self._waiting.pop(job_id, []):
-            if not future.done():
-                future.set_result(None)
-
-    def _original(self, job: Job) -> Job | None:
-        """The job of this run that uploads the twin's content (one with a data file first)."""
-        same = [
-            j
-            for j in self.m.jobs.values()
-            if j is not job
-            and not j.steps.twin
-            and j.fingerprint == job.fingerprint
-            and j.size == job.size
-        ]
-        same.sort(key=lambda j: (not j.steps.data_file_id, j.state.terminal, j.id))
-        return same[0] if same else None
+        self.twins = Twins(ctx)
+        self.waiting = UnitWait(ctx.session.db)
+        # A job became one waiting for its unit since the units step last read them (set by
+        # the runner when a job's task ends registering): asked on every kick, O(1).
+        self.due = False
 
     async def borrow(self, job: Job) -> bool:
         """For a twin: wait for its original's data file and take it (True), or say it must
         upload its own bytes (False: the original failed, paused or is not in this run)."""
-        steps = job.steps
-        if not steps.twin:
-            return False
-        while True:
-            original = self._original(job)
-            if original is None:  # not in this run (a resume): uploaded by an earlier one?
-                await self.m.journal.settled()  # the reads below wait for no write
-                entry = self.m.journal.uploaded(self.m.options.host, job.fingerprint, job.size)
-                if entry is None:
-                    return False
-                job.upload_id, job.md5 = entry.upload_id, entry.md5
-                steps.uploaded = True  # its data file is asked for next
-                known = self.m.journal.data_file_of(self.m.options.host, job.fingerprint, job.size)
-                if known is not None:  # a presigned upload's: its file key is no chunked upload
-                    steps.data_file_id, steps.checksum = known
-                self.m.journal.update(job.id, upload_id=job.upload_id, md5=job.md5, extra=steps)
-                return True
-            if original.steps.data_file_id and original.steps.checksum:
-                job.upload_id, job.md5 = original.upload_id, original.md5
-                steps.uploaded = True
-                steps.data_file_id = original.steps.data_file_id
-                steps.checksum = original.steps.checksum
-                self.m.journal.update(job.id, upload_id=job.upload_id, md5=job.md5, extra=steps)
-                self.m.log("info", f"{job.display}: same content as {original.display}", job.id)
-                return True
-            running = original.task is not None and not original.task.done()
-            if original.state.terminal or original.state == JobState.PAUSED or not running:
-                return False
-            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._waiting.setdefault(original.id, []).append(future)
-            woken = asyncio.ensure_future(job.wake.wait())
-            try:
-                either: set[asyncio.Future[Any]] = {future, woken}
-                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                woken.cancel()
-            if job.pause_requested:
-                raise Paused()
-            job.wake.clear()
+        return await self.twins.borrow(job)
 
     async def _retrying(
         self, job: Job, op: Callable[[], Awaitable[Any]], *, blind: bool = True
@@ -287,42 +199,112 @@ class Registrar:
         steps.checksum = str(checksum) if checksum is not None else None
         self.m.journal.update(job.id, extra=steps)
         self.m.log("info", f"{job.display}: data file {escape_text(str(data['id']))}", job.id)
-        self._wake(job.id)  # its twins take this data file
+        self.twins.remember(job)
+        self.twins.wake(job.id)  # its twins take this data file
 
     def pending(self) -> list[Job]:
-        return [
-            j
-            for j in self.m.jobs.values()
-            if j.state == JobState.REGISTERING
-            and j.steps.plan is not None
-            and j.steps.data_file_id
-            and not j.steps.unit_id
-            and (j.task is None or j.task.done())
-        ]
+        """The jobs held in memory that wait for their data unit (the others are rows)."""
+        return [j for j in self.m.jobs.values() if self._waits(j)]
+
+    def _waits(self, job: Job) -> bool:
+        return (
+            job.state == JobState.REGISTERING
+            and job.steps.plan is not None
+            and bool(job.steps.data_file_id)
+            and not job.steps.unit_id
+            and (job.task is None or job.task.done())
+            and job.id not in self.m.queue.elsewhere
+        )
+
+    async def _collect(self) -> int:
+        """Fill the work list from this manager's rows waiting for their unit (read as
+        committed: the caller awaited `Journal.settled`), a page of the state index at a
+        time, the loop going on between pages (a million rows are seconds of work); how
+        many. A row changed meanwhile is checked again when its page of groups is read."""
+        self.due = False
+        self.waiting.clear()
+        count, after = 0, 0
+        while recs := self.m.session.in_state(JobState.REGISTERING, after, PAGE, wait=False):
+            rows: list[tuple[int, str, int]] = []
+            for rec in recs:
+                job = self.m.queue.from_row(rec)  # one held: as it is now
+                if self._waits(job):
+                    plan = _plan(job)
+                    rows.append((plan.collection, plan.unit_key, job.id))
+            self.waiting.add(rows)
+            count += len(rows)
+            after = recs[-1].id
+            await asyncio.sleep(0)
+        return count
 
     async def units(self) -> None:
-        """Create the data units of every complete group, in batches; adopt lost ones."""
-        groups: dict[tuple[int, str], list[Job]] = {}
-        for job in self.pending():
-            plan = _plan(job)
-            groups.setdefault((plan.collection, plan.unit_key), []).append(job)
-        by_collection: dict[int, list[tuple[list[Job], dict[str, Any]]]] = {}
-        for (collection, _), members in groups.items():
-            body = unit_body(
-                collection,
-                [
-                    {
-                        "spec": _plan(j).spec,
-                        "checksum": j.steps.checksum,
-                        "path": display_name(j.path),
-                        "meta": _plan(j).meta,
-                    }
-                    for j in members
-                ],
-            )
-            by_collection.setdefault(collection, []).append((members, body))
-        for collection, items in by_collection.items():
-            await self._collection_units(collection, items)
+        """Create the data units of every complete group, in batches; adopt lost ones.
+        A page of groups at a time: its jobs are held in memory while it is sent (a
+        pause, a cancel or a fatal stop meanwhile finds them there), then let go."""
+        await self.m.journal.settled()
+        if not await self._collect():
+            return
+        after: tuple[int, str] | None = None
+        try:
+            while groups := self.waiting.groups(after, UNITS_PER_REQUEST):
+                after = groups[-1][:2]
+                await self.m.journal.settled()  # each page's rows as this process wrote them
+                ids = [i for g in groups for i in g[2]]
+                brought = {i for i in ids if i not in self.m.jobs}
+                held = self._hold(ids)
+                items = []
+                for collection, _, ids in groups:
+                    members = [held[i] for i in ids if i in held and self._waits(held[i])]
+                    if members:
+                        items.append((members, self._body(collection, members)))
+                try:
+                    if items:
+                        await self._collection_units(groups[0][0], items)
+                finally:
+                    for job_id, job in held.items():
+                        self.m.queue.maybe_release(job)
+                        if job_id in brought and job.state == JobState.PAUSED:
+                            self.m.queue.release(job)  # paused meanwhile: a row again
+        finally:
+            self.waiting.clear()
+
+    def _hold(self, job_ids: list[int]) -> dict[int, Job]:
+        held: dict[int, Job] = {}
+        recs = self.m.session.rows([i for i in job_ids if i not in self.m.jobs])
+        for job_id in job_ids:
+            job = self.m.jobs.get(job_id)
+            if job is None and (rec := recs.get(job_id)) is not None:
+                job = self.m.queue.from_row(rec)
+                self.m.queue.hold(job)
+            if job is not None:
+                held[job_id] = job
+        return held
+
+    @staticmethod
+    def _body(collection: int, members: list[Job]) -> dict[str, Any]:
+        return unit_body(
+            collection,
+            [
+                {
+                    "spec": _plan(j).spec,
+                    "checksum": j.steps.checksum,
+                    "path": display_name(j.path),
+                    "meta": _plan(j).meta,
+                }
+                for j in members
+            ],
+        )
+
+    async def fail_waiting(self, message: str) -> None:
+        """Fail every job waiting for its unit (the units step failed), a page at a time."""
+        await self.m.journal.settled()
+        after = 0
+        while recs := self.m.session.in_state(JobState.REGISTERING, after, PAGE, wait=False):
+            for rec in recs:
+                job = self.m.queue.from_row(rec)
+                if self._waits(job):
+                    self.m.fail(job, message)
+            after = recs[-1].id
 
     async def _collection_units(
         self, collection: int, items: list[tuple[list[Job], dict[str, Any]]]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Mapping
 from typing import Any, Protocol
 
 from synapse_tui.engine.events import Event, JobState, Listener
 from synapse_tui.engine.health import BackendHealth
 from synapse_tui.engine.job import Job
-from synapse_tui.engine.journal import LedgerEntry
+from synapse_tui.engine.journal import JobRecord, LedgerEntry
 from synapse_tui.engine.limits import Backoff, Bandwidth, Gate
 from synapse_tui.engine.options import EngineOptions
 from synapse_tui.engine.protocol import ProtocolClient, UploadInfo
@@ -87,6 +88,38 @@ class RegistrarJournal(Protocol):
     async def settled(self) -> None: ...
 
 
+class RegistrarSession(Protocol):
+    """This manager's rows as the registrar reads them (engine/session.py)."""
+
+    @property
+    def db(self) -> sqlite3.Connection: ...
+
+    def same_content(
+        self, fingerprint: str, size: int, exclude: int, limit: int = 8
+    ) -> list[JobRecord]: ...
+
+    def in_state(
+        self, state: JobState, after: int = 0, limit: int = 500, *, wait: bool = True
+    ) -> list[JobRecord]: ...
+
+    def rows(self, job_ids: list[int]) -> dict[int, JobRecord]: ...
+
+
+class HeldJobs(Protocol):
+    """The jobs held in memory (engine/lookahead.py), as the units step holds its page."""
+
+    @property
+    def elsewhere(self) -> set[int]: ...
+
+    def from_row(self, rec: JobRecord) -> Job: ...
+
+    def hold(self, job: Job) -> None: ...
+
+    def release(self, job: Job) -> None: ...
+
+    def maybe_release(self, job: Job) -> None: ...
+
+
 class RegistrarContext(Protocol):
     """What the Registrar (engine/collections.py) needs from the manager."""
 
@@ -104,7 +137,13 @@ class RegistrarContext(Protocol):
 
     @property
     def jobs(self) -> Mapping[int, Job]:
-        """The jobs in memory: a twin's original is one of them."""
+        """The jobs in memory (the others are rows of `session`)."""
+
+    @property
+    def session(self) -> RegistrarSession: ...
+
+    @property
+    def queue(self) -> HeldJobs: ...
 
     def subscribe(self, listener: Listener) -> None: ...
 

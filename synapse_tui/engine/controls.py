@@ -122,15 +122,16 @@ class Controls:
         elif rec.id not in m.queue.elsewhere:
             m.set_state(job_from_record(rec), JobState.PAUSED, "paused")
 
-    def stop_rows(self, message: str) -> None:
-        """Pause the queued rows not in memory, with `message` (a fatal stop: the jobs in
-        memory are its own to stop)."""
+    def stop_rows(self, message: str, states: tuple[JobState, ...] = (JobState.QUEUED,)) -> None:
+        """Pause the rows in `states` not in memory, with `message` (a fatal stop or a
+        close: the jobs in memory are its own to stop)."""
 
         def row(rec: JobRecord) -> None:
             if rec.id not in self.m.jobs:
                 self.m.set_state(job_from_record(rec), JobState.PAUSED, message)
 
-        self._bulk(lambda: None, JobState.QUEUED, row)
+        for state in states:
+            self._bulk(lambda: None, state, row)
 
     def pause_each(self, job_ids: Iterable[int]) -> None:
         """Pause each of `job_ids` (a batch's: read a page at a time as they are paused)."""

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import weakref
 
 from synapse_tui.engine.events import JobState
 from synapse_tui.engine.job import Job, job_from_record
+from synapse_tui.engine.journal import JobRecord
 from synapse_tui.engine.session import Session
 from synapse_tui.engine.states import Counters
 
@@ -34,6 +36,9 @@ class Lookahead:
         # so dispatch never sorts every job (many small files: O(n) per file otherwise).
         self.ready: list[Entry] = []
         self._seq = itertools.count()
+        # Jobs let go while they wait for their data unit, as long as something else still
+        # holds them (a front end, a test): the units step drives that same object again.
+        self.gone: weakref.WeakValueDictionary[int, Job] = weakref.WeakValueDictionary()
 
     def moved(self, job: Job, old: JobState) -> None:
         """`job` went from `old` to its state (UploadManager.transition)."""
@@ -62,14 +67,29 @@ class Lookahead:
             self.journal_queued = True
         self.counters.add_sent(job.state, job.sent - job.counted_sent)
         job.counted_sent = job.sent
+        if job.state == JobState.REGISTERING:
+            self.gone[job.id] = job
+
+    def from_row(self, rec: JobRecord) -> Job:
+        """The job of the row `rec`: the one held, else the one let go if it still exists
+        and the row says what it says (changed since through a copy: a fresh one), else
+        a fresh one."""
+        job = self.jobs.get(rec.id)
+        if job is not None:
+            return job
+        old = self.gone.get(rec.id)
+        if old is not None and old.state == rec.state and old.steps == rec.steps:
+            return old
+        return job_from_record(rec)
 
     def maybe_release(self, job: Job) -> None:
-        """A job that will not run again here leaves memory; its row says the rest."""
+        """A job that will not run again here leaves memory; its row says the rest. One
+        registering without a task waits for its data unit: the units step reads it from
+        the journal (a page at a time), and a twin finds it by content there."""
         if (
-            job.state.terminal
+            (job.state.terminal or job.state == JobState.REGISTERING)
             and (job.task is None or job.task.done())
             and job.id not in self.elsewhere
-            and job.steps.plan is None  # the registrar pairs twins in memory
         ):
             self.release(job)
 

@@ -125,6 +125,8 @@ class Runner:
             m.journal.unlock(job.id)
             await m.gate.release(job.slot)
             m.views.dirty.add(job.id)
+            if job.state == JobState.REGISTERING:  # it waits for its data unit now
+                m.registrar.due = True
             self.kick()
             # once its task ends
             asyncio.get_running_loop().call_soon(m.queue.maybe_release, job)
@@ -149,7 +151,8 @@ class Runner:
             elif other.state == JobState.QUEUED or other.state.active:
                 # active without a task: registered, waiting for its data unit step
                 m.set_state(other, JobState.PAUSED, f"stopped: {exc}")
-        m.controls.stop_rows(f"stopped: {exc}")  # the queued rows, as a bulk verb pauses them
+        # The queued rows, and those waiting for their data unit, as a bulk verb pauses them.
+        m.controls.stop_rows(f"stopped: {exc}", (JobState.QUEUED, JobState.REGISTERING))
         m.emit(FatalStop(str(exc)))
         self.kick()
 
@@ -166,10 +169,11 @@ class Runner:
             self.units_task = asyncio.create_task(self._register_units(), name="units")
 
     def registering(self) -> bool:
-        """Jobs wait for their data unit step. The counter first: `pending` walks the jobs in
-        memory, and this is asked on every kick (per file queued or resumed while drained)."""
+        """Jobs wait for their data unit step: one became so since the step last read them
+        (`Registrar.due`) and the counter has some. O(1): asked on every kick (per file
+        queued or resumed while drained), and the jobs waiting are rows, not in memory."""
         m = self.m
-        return bool(m.counters.count[JobState.REGISTERING]) and bool(m.registrar.pending())
+        return m.registrar.due and bool(m.counters.count[JobState.REGISTERING])
 
     async def _register_units(self) -> None:
         m = self.m
@@ -178,8 +182,7 @@ class Runner:
         except FatalError as exc:
             self.fatal(exc)
         except SynapseError as exc:
-            for job in m.registrar.pending():
-                self.fail(job, f"data unit: {exc}")
+            await m.registrar.fail_waiting(f"data unit: {exc}")
         finally:
             self.kick()
 

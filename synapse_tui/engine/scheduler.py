@@ -140,6 +140,9 @@ class UploadManager:
         for job in list(self.jobs.values()):
             if not job.state.terminal and job.state != JobState.PAUSED and job.state.active:
                 self.set_state(job, JobState.PAUSED, message)
+        if self.counters.count[JobState.REGISTERING]:
+            # Those waiting for their data unit are rows (engine/lookahead.py): paused too.
+            self.controls.stop_rows(message, (JobState.REGISTERING,))
         self.views.emit_totals()
         from synapse_tui.engine import presigned  # as the runner's: only when closing
 

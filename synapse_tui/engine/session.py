@@ -119,6 +119,30 @@ class Session:
         ).fetchone()
         return JobRecord.from_row(row) if row is not None else None
 
+    def same_content(
+        self, fingerprint: str, size: int, exclude: int, limit: int = 8
+    ) -> list[JobRecord]:
+        """Members with this content other than `exclude` and not twins themselves (a twin's
+        original), those with a data file first, then the unfinished, then by id: the
+        fingerprint index, read as committed (the caller awaited `Journal.settled`)."""
+        rows = self.db.execute(
+            "SELECT * FROM jobs j INDEXED BY jobs_fingerprint WHERE j.fingerprint = ?"
+            f" AND j.size = ? AND j.id != ? AND {_MEMBER}"
+            " AND coalesce(json_extract(j.extra, '$.twin'), 0) = 0"
+            " ORDER BY json_extract(j.extra, '$.data_file_id') IS NULL,"
+            " j.state IN ('done', 'skipped', 'failed', 'cancelled'), j.id LIMIT ?",
+            (fingerprint, size, exclude, self.tag, limit),
+        )
+        return [JobRecord.from_row(r) for r in rows]
+
+    def rows(self, job_ids: list[int]) -> dict[int, JobRecord]:
+        """The rows of these members, read as committed (at most a page of ids)."""
+        marks = ",".join("?" * len(job_ids))
+        rows = self.db.execute(
+            f"SELECT * FROM jobs j WHERE j.id IN ({marks}) AND {_MEMBER}", (*job_ids, self.tag)
+        )
+        return {rec.id: rec for rec in map(JobRecord.from_row, rows)}
+
     # -- the scan's duplicates --------------------------------------------------------------
 
     def new_scan(self) -> int:

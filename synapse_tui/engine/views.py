@@ -40,8 +40,9 @@ class Views:
         from the journal: a queue view's page costs its length, whatever the queue's.
         Jobs in memory are given as they are now (their row may lag a few ms)."""
         jobs = self.m.jobs
-        if state is not None and state.active:
-            # Active states live in memory (journaled late): no row to read.
+        if state is not None and state.active and state != JobState.REGISTERING:
+            # Active states live in memory (journaled late): no row to read. Registering is
+            # journaled at once, and its jobs waiting for their unit are rows only.
             live = sorted((j for j in jobs.values() if j.state == state), key=_by_id)
             return live[offset : offset + limit]
         out: list[Job] = []

@@ -170,13 +170,8 @@ async def handle(service: EngineService, peer: Peer, command: Command) -> dict[s
 
 
 async def _add(service: EngineService, peer: Peer, command: Add) -> dict[str, Any]:
-    from synapse_tui.engine.collections import (
-        CollectionPlan,
-        fetch_collection,
-        parse_meta,
-        parse_spec_map,
-    )
-    from synapse_tui.engine.errors import UploadGone
+    from synapse_tui.engine.catalog import resolve_collection
+    from synapse_tui.engine.collections import CollectionPlan, parse_meta, parse_spec_map
     from synapse_tui.engine.filters import PathFilter
 
     path_filter = PathFilter.from_wire(command.filters)  # bad ones refused before any scan
@@ -189,10 +184,9 @@ async def _add(service: EngineService, peer: Peer, command: Add) -> dict[str, An
             meta = parse_meta(command.meta)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-        try:
-            collection = await fetch_collection(m.client, command.collection)
-        except UploadGone:
-            raise ConfigError(f"no data collection {command.collection} on the backend") from None
+        # An id or a name (the CLI's --collection sends what it was given, as the
+        # foreground's resolve_collection takes it): a str on the wire was refused before.
+        collection = await resolve_collection(m.client, str(command.collection))
         plan = CollectionPlan(collection, command.spec, command.group_by_stem, spec_map, meta)
         plan.validate()
     if command.chunk_size is not None:
@@ -200,7 +194,9 @@ async def _add(service: EngineService, peer: Peer, command: Add) -> dict[str, An
             raise ConfigError("chunk size must be at least 1 byte")
         m.options.chunk_size = command.chunk_size  # the engine's default from now on
     batch = service.router.new_batch(
-        peer if command.follow else None, command.collection, command.events
+        peer if command.follow else None,
+        plan.collection.id if plan is not None else None,
+        command.events,
     )
     paths = [os.fsencode(p) for p in command.paths]
     token = CURRENT_BATCH.set(batch)

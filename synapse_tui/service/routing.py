@@ -165,7 +165,10 @@ class Router:
         held = self.active.pop(job_id, None)
         if held is not None:
             held[0].running.discard(job_id)
-        if state.active:
+        # Not registering: its bytes are all sent (nothing for the totals to add), and one
+        # waiting for its data unit is a journal row in the engine, not a job in memory
+        # (engine/lookahead.py): the batch's counters say it is unsettled (`settled`).
+        if state.active and state != JobState.REGISTERING:
             self.active[job_id] = (batch, sent)
             batch.running.add(job_id)
 
@@ -278,7 +281,9 @@ class Router:
         if m is None or (batch.task is not None and not batch.task.done()):
             return False
         if any(job_id in m.jobs for job_id in batch.running):
-            return False  # it runs (or, registered, waits for its data unit step)
+            return False  # it runs
+        if batch.counters.count[JobState.REGISTERING] and m.stopped is None:
+            return False  # registered: its data file, or its unit, is still to come
         queued = batch.counters.count[JobState.QUEUED]
         if queued == 0 or m.draining or m.stopped is not None:
             return True

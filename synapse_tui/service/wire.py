@@ -142,7 +142,7 @@ class Add(Command):
     priority: int = 0
     chunk_size: int | None = None
     follow: bool = True
-    collection: int | None = None
+    collection: int | str | None = None  # an id or a name, as `--collection` takes it
     spec: str | None = None
     group_by_stem: bool = False
     spec_map: str = ""
