@@ -110,6 +110,9 @@ class Controls:
 
     def pause_all(self) -> None:
         self._bulk(self._pause_held, JobState.QUEUED, self._pause_row, pausing=True)
+        # Those waiting for their data unit are rows too (engine/lookahead.py): else the
+        # units step, run once nothing uploads, registers them after all.
+        self._bulk(lambda: None, JobState.REGISTERING, self._pause_row, pausing=True)
 
     def _pause_held(self) -> None:
         for job_id in list(self.m.jobs):
