@@ -156,6 +156,9 @@ class Registrar:
         # A job became one waiting for its unit since the units step last read them (set by
         # the runner when a job's task ends registering): asked on every kick, O(1).
         self.due = False
+        # The lost units found by this units step: a unit found is one group's, whichever
+        # page that group is on (as many as the groups lost to a crash, not all of them).
+        self.taken: set[Any] = set()
 
     async def borrow(self, job: Job) -> bool:
         """For a twin: wait for its original's data file and take it (True), or say it must
@@ -267,6 +270,7 @@ class Registrar:
                             self.m.queue.release(job)  # paused meanwhile: a row again
         finally:
             self.waiting.clear()
+            self.taken.clear()
 
     def _hold(self, job_ids: list[int]) -> dict[int, Job]:
         held: dict[int, Job] = {}
@@ -371,7 +375,7 @@ class Registrar:
     ) -> None:
         """Record the lost units the server has (and take them out of `items`), reading its
         list a page at a time, and no further than the last one found."""
-        taken: set[Any] = set()  # a unit found is one group's: twins alike get their own
+        taken = self.taken  # a unit found is one group's: twins alike get their own
         pages = existing_units(self.m.client, collection)
         try:
             async for page in pages:

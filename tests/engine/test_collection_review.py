@@ -4,18 +4,21 @@ their data unit, which are journal rows now, not jobs in memory."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from synapse_tui.engine import collections
 from synapse_tui.engine.collections import Registrar
-from synapse_tui.engine.events import Event, JobState
+from synapse_tui.engine.events import Event, JobFailed, JobState
 from synapse_tui.engine.journal import Journal
 from tests.engine.test_collection_bounded import (
     PER_REQUEST,
     all_units,
     check_units,
+    lose_all,
     lowered,
     stems,
 )
@@ -61,3 +64,37 @@ async def test_pause_all_pauses_the_jobs_waiting_for_their_unit_out_of_memory(
         m.resume_all()
         await m.wait_idle()
     check_units(url, files)
+
+
+async def test_lost_units_of_equal_groups_on_two_pages_are_each_found_or_made_once(
+    server: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two files of one content and stem in two folders are two units (twins alike get
+    their own). Both sent before a crash, one of them made: on resume each group is looked
+    for on its own page, and the unit the first one found is not the second one's."""
+    url, root = server
+    monkeypatch.setattr(collections, "UNITS_PER_REQUEST", 1)  # a page per group
+    data = tmp_path / "data"
+    for folder in ("a", "b"):
+        (data / folder).mkdir(parents=True)
+        (data / folder / "x.jpg").write_bytes(b"the same picture in two folders")
+    plan = await plan_for(url, spec="image")
+    state = tmp_path / "st"
+    async with lowered(url, state, []) as m:
+        await m.add_paths([str(data)], plan=plan)
+        await m.wait_idle()
+    assert len(all_units(url)) == 2
+    lose_all(state)
+    db = sqlite3.connect(next(root.glob("*.sqlite3")))
+    db.execute("DELETE FROM data_units WHERE id = (SELECT max(id) FROM data_units)")
+    db.commit()
+    db.close()
+    events: list[Event] = []
+    async with lowered(url, state, events) as m:
+        assert m.resume_unfinished() == 2
+        await m.wait_idle()
+    assert not [e for e in events if isinstance(e, JobFailed)]
+    units = all_units(url)
+    assert len(units) == 2, "the second group took the unit the first one found"
+    recorded = Counter(j.steps.unit_id for j in Journal(state).jobs())
+    assert recorded == Counter({u["id"]: 1 for u in units})
