@@ -47,7 +47,10 @@ def window(m: UploadManager, ask: Ask) -> Answer:
     from `known` and may lag rows above that changed state since (a move by offset, `g`,
     counts them again)."""
     limit = max(0, min(MAX_ROWS, ask.limit))
-    if ask.state == ACTIVE_FILTER or (ask.state and JobState(ask.state).active):
+    # Registering is journaled at once, and its jobs waiting for their data unit are rows
+    # only (engine/lookahead.py): read by index like a waiting state.
+    registering = ask.state == JobState.REGISTERING.value
+    if ask.state == ACTIVE_FILTER or (ask.state and JobState(ask.state).active and not registering):
         return _in_memory(m, ask, limit)
     state = JobState(ask.state) if ask.state else None
     total = m.counters.files if state is None else m.counters.count[state]

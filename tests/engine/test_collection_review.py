@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from synapse_tui.engine import collections
+from synapse_tui.engine import collections, queue_view
 from synapse_tui.engine.collections import Registrar
 from synapse_tui.engine.events import Event, JobFailed, JobState
 from synapse_tui.engine.journal import Journal
@@ -98,3 +98,37 @@ async def test_lost_units_of_equal_groups_on_two_pages_are_each_found_or_made_on
     assert len(units) == 2, "the second group took the unit the first one found"
     recorded = Counter(j.steps.unit_id for j in Journal(state).jobs())
     assert recorded == Counter({u["id"]: 1 for u in units})
+
+
+async def test_the_queue_view_filtered_by_registering_shows_the_jobs_waiting_for_a_unit(
+    server: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dashboard's and `list`'s filter by state: the jobs waiting for their unit are
+    rows now, and the view of that state is read from the journal, as its total counts."""
+    url, _ = server
+    gate = asyncio.Event()
+    real = Registrar.units
+
+    async def gated(self: Registrar) -> None:
+        await gate.wait()
+        await real(self)
+
+    monkeypatch.setattr(Registrar, "units", gated)
+    n = 12
+    files = stems(tmp_path / "data", n, twins=0)
+    plan = await plan_for(url, group_by_stem=True, spec_map={"jpg": "image", "json": "meta"})
+    async with lowered(url, tmp_path / "st", []) as m:
+        await m.add_paths([str(tmp_path / "data")], plan=plan)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 60
+        while m.counters.count[JobState.REGISTERING] < 2 * n or m.active():
+            assert loop.time() < deadline, "the uploads did not all finish"
+            await asyncio.sleep(0.02)
+        await m.journal.settled()
+        answer = queue_view.window(m, queue_view.Ask(limit=100, state="registering"))
+        assert answer.total == m.counters.count[JobState.REGISTERING] == 2 * n
+        assert len(answer.jobs) == 2 * n
+        assert {j.state for j in answer.jobs} == {JobState.REGISTERING}
+        gate.set()
+        await m.wait_idle()
+    check_units(url, files)
