@@ -23,6 +23,7 @@ from synapse_tui.engine.seen_index import SeenKey
 from synapse_tui.service.wire import Command, Prune, ScanPage, ScanStart, StatusJobs
 
 if TYPE_CHECKING:
+    from synapse_tui.engine.scheduler import UploadManager
     from synapse_tui.service.daemon import EngineService
     from synapse_tui.service.peer import Peer
 
@@ -73,6 +74,17 @@ def driven_elsewhere(state_dir: Path, job_id: int) -> bool:
     return struct.unpack("hhqqi4x", answer)[0] != fcntl.F_UNLCK
 
 
+def _waits_for_unit(m: UploadManager | None, row: Any) -> bool:
+    """A registering row of the engine's manager, not in memory: it waits for its data unit
+    (engine/lookahead.py lets those go), and the units step drives it without a lock."""
+    return (
+        m is not None
+        and row["state"] == JobState.REGISTERING.value
+        and m.stopped is None
+        and m.session.has(row["id"])
+    )
+
+
 def status_jobs(service: EngineService, command: StatusJobs) -> dict[str, Any]:
     """One page of `status`: the journal's rows with what the engine's memory knows laid
     over them (live state, offset); a failure a later upload of the path made good and a
@@ -108,7 +120,11 @@ def status_jobs(service: EngineService, command: StatusJobs) -> dict[str, Any]:
         if job is not None:  # the row may lag the engine by a few ms
             row.update(state=job.state.value, offset=job.offset, attempts=job.attempts)
             row.update(upload_id=job.upload_id, md5=job.md5, last_error=job.last_error)
-        elif JobState(r["state"]).active and not driven_elsewhere(service.state_dir, r["id"]):
+        elif (
+            JobState(r["state"]).active
+            and not _waits_for_unit(m, r)
+            and not driven_elsewhere(service.state_dir, r["id"])
+        ):
             row["state"] = "interrupted"  # nobody drives it: a crashed or killed run
         if not command.every:
             if row["state"] not in SHOWN and row["state"] != "interrupted":
