@@ -300,7 +300,9 @@ class Registrar:
         )
 
     async def fail_waiting(self, message: str) -> None:
-        """Fail every job waiting for its unit (the units step failed), a page at a time."""
+        """Fail every job waiting for its unit (the units step failed), a page at a time:
+        the writer's queue given room and the loop going on between pages (a million rows
+        are seconds of decoding, and a write each)."""
         await self.m.journal.settled()
         after = 0
         while recs := self.m.session.in_state(JobState.REGISTERING, after, PAGE, wait=False):
@@ -309,6 +311,8 @@ class Registrar:
                 if self._waits(job):
                     self.m.fail(job, message)
             after = recs[-1].id
+            await self.m.journal.room()
+            await asyncio.sleep(0)
 
     async def _collection_units(
         self, collection: int, items: list[tuple[list[Job], dict[str, Any]]]

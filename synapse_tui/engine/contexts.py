@@ -87,6 +87,8 @@ class RegistrarJournal(Protocol):
 
     async def settled(self) -> None: ...
 
+    async def room(self) -> None: ...
+
 
 class RegistrarSession(Protocol):
     """This manager's rows as the registrar reads them (engine/session.py)."""

@@ -4,14 +4,17 @@ their data unit, which are journal rows now, not jobs in memory."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sqlite3
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from synapse_tui.engine import collections, queue_view
 from synapse_tui.engine.collections import Registrar
+from synapse_tui.engine.errors import ProtocolError
 from synapse_tui.engine.events import Event, JobFailed, JobState
 from synapse_tui.engine.journal import Journal
 from tests.engine.test_collection_bounded import (
@@ -132,3 +135,57 @@ async def test_the_queue_view_filtered_by_registering_shows_the_jobs_waiting_for
         gate.set()
         await m.wait_idle()
     check_units(url, files)
+
+
+async def test_failing_the_jobs_waiting_for_their_unit_lets_the_loop_go_on_between_pages(
+    server: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The units step failed: its waiting rows fail a page at a time, the loop going on
+    between pages and the journal's writer queue given room (a million rows are seconds of
+    decoding and a million writes), as the step's own collection of them does."""
+    url, _ = server
+    monkeypatch.setattr(collections, "PAGE", 4)
+    gate = asyncio.Event()
+
+    async def refused(self: Registrar) -> None:
+        await gate.wait()
+        raise ProtocolError("the data unit answer makes no sense")
+
+    monkeypatch.setattr(Registrar, "units", refused)
+    n = 12
+    stems(tmp_path / "data", n, twins=0)
+    plan = await plan_for(url, group_by_stem=True, spec_map={"jpg": "image", "json": "meta"})
+    events: list[Event] = []
+    async with lowered(url, tmp_path / "st", events) as m:
+        await m.add_paths([str(tmp_path / "data")], plan=plan)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 60
+        while m.counters.count[JobState.REGISTERING] < 2 * n or m.active():
+            assert loop.time() < deadline, "the uploads did not all finish"
+            await asyncio.sleep(0.02)
+        turns = [0]
+        seen: list[int] = []
+
+        async def spin() -> None:
+            while True:
+                turns[0] += 1
+                await asyncio.sleep(0)
+
+        real = m.session.in_state
+
+        def in_state(*args: Any, **kwargs: Any) -> list[Any]:
+            seen.append(turns[0])
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(m.session, "in_state", in_state)
+        spinner = asyncio.create_task(spin())
+        try:
+            gate.set()
+            await m.wait_idle()
+        finally:
+            spinner.cancel()
+        assert m.counters.count[JobState.FAILED] == 2 * n
+        assert len(seen) >= 2 * n // 4
+        assert all(b > a for a, b in itertools.pairwise(seen)), seen
+    failed = [e for e in events if isinstance(e, JobFailed)]
+    assert len(failed) == 2 * n and all("data unit:" in e.error for e in failed)
