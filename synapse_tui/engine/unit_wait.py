@@ -13,13 +13,23 @@ from synapse_tui.engine.seen_index import delete_rows
 # units step reads groups in, so a million waiting files are never sorted in Python.
 SCHEMA = (
     "CREATE TEMP TABLE IF NOT EXISTS unit_wait (tag INTEGER NOT NULL,"
-    " collection INTEGER NOT NULL, unit_key TEXT NOT NULL, id INTEGER NOT NULL,"
+    " collection INTEGER NOT NULL, unit_key BLOB NOT NULL, id INTEGER NOT NULL,"
     " PRIMARY KEY (tag, collection, unit_key, id)) WITHOUT ROWID"
 )
 _TAGS = itertools.count(1)  # several managers may share one journal connection
-_START = (-(1 << 62), "")  # before every (collection, unit key)
+_START = (-(1 << 62), b"")  # before every (collection, unit key)
 
 Group = tuple[int, str, list[int]]  # collection, unit key, the ids of its jobs by id
+
+
+# A unit key is a file's path as str: one not UTF-8 holds surrogate escapes, which SQLite
+# refuses as text. Kept as its bytes (surrogatepass: one key, one blob, and back).
+def _blob(key: str) -> bytes:
+    return key.encode("utf-8", "surrogatepass")
+
+
+def _text(blob: bytes) -> str:
+    return blob.decode("utf-8", "surrogatepass")
 
 
 class UnitWait:
@@ -34,7 +44,7 @@ class UnitWait:
     def add(self, rows: Iterable[tuple[int, str, int]]) -> None:
         self.db.executemany(
             "INSERT OR IGNORE INTO temp.unit_wait VALUES (?, ?, ?, ?)",
-            ((self.tag, c, k, i) for c, k, i in rows),
+            ((self.tag, c, _blob(k), i) for c, k, i in rows),
         )
 
     def clear(self) -> None:
@@ -43,7 +53,7 @@ class UnitWait:
     def groups(self, after: tuple[int, str] | None, limit: int) -> list[Group]:
         """Up to `limit` groups after the key `after` (None: from the first), all of one
         collection (one request names one), each with every job id it has."""
-        c0, k0 = after if after is not None else _START
+        c0, k0 = (after[0], _blob(after[1])) if after is not None else _START
         keys = self.db.execute(
             "SELECT DISTINCT collection, unit_key FROM temp.unit_wait WHERE tag = ?"
             " AND (collection, unit_key) > (?, ?) ORDER BY collection, unit_key LIMIT ?",
@@ -61,7 +71,8 @@ class UnitWait:
             (self.tag, collection, first, last),
         )
         out: list[Group] = []
-        for key, job_id in rows:
+        for blob, job_id in rows:
+            key = _text(blob)
             if not out or out[-1][1] != key:
                 out.append((collection, key, []))
             out[-1][2].append(job_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import sqlite3
 from collections import Counter
 from pathlib import Path
@@ -189,3 +190,30 @@ async def test_failing_the_jobs_waiting_for_their_unit_lets_the_loop_go_on_betwe
         assert all(b > a for a, b in itertools.pairwise(seen)), seen
     failed = [e for e in events if isinstance(e, JobFailed)]
     assert len(failed) == 2 * n and all("data unit:" in e.error for e in failed)
+
+
+async def test_a_file_name_not_in_utf8_gets_its_unit_and_does_not_stop_the_others(
+    server: tuple[str, Path], tmp_path: Path
+) -> None:
+    """The units step's work list is an SQLite table: a unit key made from a file name that
+    is not UTF-8 (surrogate escapes) goes in as it is kept, and every file gets its unit."""
+    url, _ = server
+    data = tmp_path / "data"
+    data.mkdir()
+    odd = os.fsencode(data) + b"/caf\xe9.jpg"  # Latin-1: not UTF-8
+    try:
+        with open(odd, "wb") as f:
+            f.write(b"a picture with a Latin-1 name")
+    except OSError as exc:
+        pytest.skip(f"this file system refuses a name that is not UTF-8: {exc}")
+    for i in range(3):
+        (data / f"p{i}.jpg").write_bytes(b"picture %d" % i)
+    plan = await plan_for(url, spec="image")
+    events: list[Event] = []
+    state = tmp_path / "st"
+    async with lowered(url, state, events) as m:
+        await m.add_paths([str(data)], plan=plan)
+        await m.wait_idle()
+    assert not [e for e in events if isinstance(e, JobFailed)]
+    assert len(all_units(url)) == 4
+    assert {j.state for j in Journal(state).jobs()} == {JobState.DONE}
