@@ -183,6 +183,11 @@ class Runner:
             self.fatal(exc)
         except SynapseError as exc:
             await m.registrar.fail_waiting(f"data unit: {exc}")
+        except Exception as exc:
+            # A bug, as a job's own: said, and its jobs failed (a retry registers them), not
+            # left registering with no step to come (an engine's batch would wait for ever).
+            log.exception("internal error in the data units step")
+            await m.registrar.fail_waiting(f"data unit: internal error: {type(exc).__name__}")
         finally:
             self.kick()
 

@@ -217,3 +217,30 @@ async def test_a_file_name_not_in_utf8_gets_its_unit_and_does_not_stop_the_other
     assert not [e for e in events if isinstance(e, JobFailed)]
     assert len(all_units(url)) == 4
     assert {j.state for j in Journal(state).jobs()} == {JobState.DONE}
+
+
+async def test_an_internal_error_of_the_units_step_fails_its_jobs_not_leaves_them_waiting(
+    server: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug in the units step (here: a RuntimeError) is said and fails the jobs waiting
+    (retry registers them): left registering, no step would run again for them and a batch
+    of the background engine would wait for their units for ever."""
+    url, _ = server
+
+    async def broken(self: Registrar) -> None:
+        await self.m.journal.settled()
+        await self._collect()  # as the step does first: its work list read
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(Registrar, "units", broken)
+    n = 3
+    stems(tmp_path / "data", n, twins=0)
+    plan = await plan_for(url, group_by_stem=True, spec_map={"jpg": "image", "json": "meta"})
+    events: list[Event] = []
+    async with lowered(url, tmp_path / "st", events) as m:
+        await m.add_paths([str(tmp_path / "data")], plan=plan)
+        await m.wait_idle()
+        assert m.counters.count[JobState.REGISTERING] == 0
+        assert m.counters.count[JobState.FAILED] == 2 * n
+    failed = [e for e in events if isinstance(e, JobFailed)]
+    assert len(failed) == 2 * n and all("internal error" in e.error for e in failed)
