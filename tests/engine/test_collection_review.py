@@ -1,5 +1,5 @@
-"""Review of the bounded collection run: the verbs on every job reach the jobs waiting for
-their data unit, which are journal rows now, not jobs in memory."""
+"""Review of the bounded collection run (r8coll): the jobs waiting for their data unit are
+journal rows now, and every verb, view and step that met them in memory reaches them there."""
 
 from __future__ import annotations
 
