@@ -25,6 +25,7 @@ from synapse_tui.engine.protocol import Credentials, ProtocolClient
 from synapse_tui.engine.scheduler import EngineOptions, UploadManager
 from tests.engine.test_collection_twins import upload_count
 from tests.engine.test_collections import TOKEN, data_file_count, plan_for, server
+from tests.engine.test_lost_units import lose
 
 __all__ = ["server"]  # the fixture, imported for these tests
 
@@ -93,6 +94,34 @@ def lowered(
     return m
 
 
+def gate_units(monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
+    """Hold the units step back until the event returned is set (the jobs then wait for
+    their data unit as rows, out of memory)."""
+    gate = asyncio.Event()
+    real = Registrar.units
+
+    async def gated(self: Registrar) -> None:
+        await gate.wait()
+        await real(self)
+
+    monkeypatch.setattr(Registrar, "units", gated)
+    return gate
+
+
+async def all_waiting_for_units(m: UploadManager, files: int) -> None:
+    """Until `files` jobs wait for their data unit and none uploads (60 s at most)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60
+    while m.counters.count[JobState.REGISTERING] < files or m.active():
+        assert loop.time() < deadline, "the uploads did not all finish"
+        await asyncio.sleep(0.02)
+
+
+async def stem_plan(url: str) -> Any:
+    """The plan of these tests: a unit per stem, images and their JSON labels."""
+    return await plan_for(url, group_by_stem=True, spec_map={"jpg": "image", "json": "meta"})
+
+
 def watch(m: UploadManager, peak: list[int]) -> Callable[[Event], None]:
     def listener(_: Event) -> None:
         peak[0] = max(peak[0], len(m.jobs))
@@ -107,7 +136,7 @@ async def test_a_collection_run_holds_a_bounded_number_of_jobs(
     monkeypatch.setattr(collections, "UNITS_PER_REQUEST", PER_REQUEST)
     n = 60  # 120 files: 15 times the look-ahead
     files = stems(tmp_path / "data", n, twins=6)
-    plan = await plan_for(url, group_by_stem=True, spec_map={"jpg": "image", "json": "meta"})
+    plan = await stem_plan(url)
     events: list[Event] = []
     peak = [0]
     async with lowered(url, tmp_path / "st", events) as m:
@@ -129,15 +158,7 @@ async def test_a_collection_run_holds_a_bounded_number_of_jobs(
 
 def lose_all(state: Path) -> None:
     """As a crash after every unit's request was sent and none recorded would leave them."""
-    db = sqlite3.connect(state / "journal.sqlite3")
-    for job_id, extra in db.execute("SELECT id, extra FROM jobs").fetchall():
-        extra = {k: v for k, v in json.loads(extra).items() if k != "unit_id"}
-        db.execute(
-            "UPDATE jobs SET state = 'registering', extra = ? WHERE id = ?",
-            (json.dumps({**extra, "unit_requested": True}), job_id),
-        )
-    db.commit()
-    db.close()
+    lose(state, None)
 
 
 async def test_units_lost_to_a_crash_are_found_page_by_page_and_made_once(
@@ -147,7 +168,7 @@ async def test_units_lost_to_a_crash_are_found_page_by_page_and_made_once(
     monkeypatch.setattr(collections, "UNITS_PER_REQUEST", PER_REQUEST)
     n = 24
     files = stems(tmp_path / "data", n, twins=2)
-    plan = await plan_for(url, group_by_stem=True, spec_map={"jpg": "image", "json": "meta"})
+    plan = await stem_plan(url)
     state = tmp_path / "st"
     async with lowered(url, state, []) as m:
         await m.add_paths([str(tmp_path / "data")], plan=plan)
@@ -214,25 +235,14 @@ async def test_a_job_waiting_for_its_unit_out_of_memory_is_paused_or_cancelled(
 ) -> None:
     url, _ = server
     monkeypatch.setattr(collections, "UNITS_PER_REQUEST", PER_REQUEST)
-    gate = asyncio.Event()
-    real = Registrar.units
-
-    async def gated(self: Registrar) -> None:
-        await gate.wait()
-        await real(self)
-
-    monkeypatch.setattr(Registrar, "units", gated)
+    gate = gate_units(monkeypatch)
     n = 20
     files = stems(tmp_path / "data", n, twins=0)
-    plan = await plan_for(url, group_by_stem=True, spec_map={"jpg": "image", "json": "meta"})
+    plan = await stem_plan(url)
     events: list[Event] = []
     async with lowered(url, tmp_path / "st", events) as m:
         await m.add_paths([str(tmp_path / "data")], plan=plan)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 60
-        while m.counters.count[JobState.REGISTERING] < 2 * n or m.active():
-            assert loop.time() < deadline, "the uploads did not all finish"
-            await asyncio.sleep(0.02)
+        await all_waiting_for_units(m, 2 * n)
         await m.journal.settled()
         rows = {r.path.rsplit(b"/", 1)[-1].decode(): r.id for r in m.session.window(0, 100)}
         paused = [rows["s0003.jpg"], rows["s0003.json"]]
@@ -269,15 +279,11 @@ async def test_jobs_waiting_for_their_unit_out_of_memory_are_paused_by_a_stop(
     monkeypatch.setattr(Registrar, "units", held_back)
     n = 12
     stems(tmp_path / "data", n, twins=0)
-    plan = await plan_for(url, group_by_stem=True, spec_map={"jpg": "image", "json": "meta"})
+    plan = await stem_plan(url)
     state = tmp_path / "st"
     async with lowered(url, state, []) as m:
         await m.add_paths([str(tmp_path / "data")], plan=plan)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 60
-        while m.counters.count[JobState.REGISTERING] < 2 * n or m.active():
-            assert loop.time() < deadline, "the uploads did not all finish"
-            await asyncio.sleep(0.02)
+        await all_waiting_for_units(m, 2 * n)
         assert len(m.jobs) <= LIMIT  # the jobs waiting are rows
         if how == "fatal":
             gate.set()

@@ -21,9 +21,12 @@ from synapse_tui.engine.journal import Journal
 from tests.engine.test_collection_bounded import (
     PER_REQUEST,
     all_units,
+    all_waiting_for_units,
     check_units,
+    gate_units,
     lose_all,
     lowered,
+    stem_plan,
     stems,
 )
 from tests.engine.test_collections import plan_for, server
@@ -37,26 +40,15 @@ async def test_pause_all_pauses_the_jobs_waiting_for_their_unit_out_of_memory(
     """Pause all, as when they were held in memory: no unit is made until they resume."""
     url, _ = server
     monkeypatch.setattr(collections, "UNITS_PER_REQUEST", PER_REQUEST)
-    gate = asyncio.Event()
-    real = Registrar.units
-
-    async def gated(self: Registrar) -> None:
-        await gate.wait()
-        await real(self)
-
-    monkeypatch.setattr(Registrar, "units", gated)
+    gate = gate_units(monkeypatch)
     n = 12
     files = stems(tmp_path / "data", n, twins=0)
-    plan = await plan_for(url, group_by_stem=True, spec_map={"jpg": "image", "json": "meta"})
+    plan = await stem_plan(url)
     events: list[Event] = []
     state = tmp_path / "st"
     async with lowered(url, state, events) as m:
         await m.add_paths([str(tmp_path / "data")], plan=plan)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 60
-        while m.counters.count[JobState.REGISTERING] < 2 * n or m.active():
-            assert loop.time() < deadline, "the uploads did not all finish"
-            await asyncio.sleep(0.02)
+        await all_waiting_for_units(m, 2 * n)
         await m.journal.settled()
         m.pause_all()
         gate.set()
@@ -110,24 +102,13 @@ async def test_the_queue_view_filtered_by_registering_shows_the_jobs_waiting_for
     """The dashboard's and `list`'s filter by state: the jobs waiting for their unit are
     rows now, and the view of that state is read from the journal, as its total counts."""
     url, _ = server
-    gate = asyncio.Event()
-    real = Registrar.units
-
-    async def gated(self: Registrar) -> None:
-        await gate.wait()
-        await real(self)
-
-    monkeypatch.setattr(Registrar, "units", gated)
+    gate = gate_units(monkeypatch)
     n = 12
     files = stems(tmp_path / "data", n, twins=0)
-    plan = await plan_for(url, group_by_stem=True, spec_map={"jpg": "image", "json": "meta"})
+    plan = await stem_plan(url)
     async with lowered(url, tmp_path / "st", []) as m:
         await m.add_paths([str(tmp_path / "data")], plan=plan)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 60
-        while m.counters.count[JobState.REGISTERING] < 2 * n or m.active():
-            assert loop.time() < deadline, "the uploads did not all finish"
-            await asyncio.sleep(0.02)
+        await all_waiting_for_units(m, 2 * n)
         await m.journal.settled()
         answer = queue_view.window(m, queue_view.Ask(limit=100, state="registering"))
         assert answer.total == m.counters.count[JobState.REGISTERING] == 2 * n
@@ -155,15 +136,11 @@ async def test_failing_the_jobs_waiting_for_their_unit_lets_the_loop_go_on_betwe
     monkeypatch.setattr(Registrar, "units", refused)
     n = 12
     stems(tmp_path / "data", n, twins=0)
-    plan = await plan_for(url, group_by_stem=True, spec_map={"jpg": "image", "json": "meta"})
+    plan = await stem_plan(url)
     events: list[Event] = []
     async with lowered(url, tmp_path / "st", events) as m:
         await m.add_paths([str(tmp_path / "data")], plan=plan)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 60
-        while m.counters.count[JobState.REGISTERING] < 2 * n or m.active():
-            assert loop.time() < deadline, "the uploads did not all finish"
-            await asyncio.sleep(0.02)
+        await all_waiting_for_units(m, 2 * n)
         turns = [0]
         seen: list[int] = []
 
@@ -235,7 +212,7 @@ async def test_an_internal_error_of_the_units_step_fails_its_jobs_not_leaves_the
     monkeypatch.setattr(Registrar, "units", broken)
     n = 3
     stems(tmp_path / "data", n, twins=0)
-    plan = await plan_for(url, group_by_stem=True, spec_map={"jpg": "image", "json": "meta"})
+    plan = await stem_plan(url)
     events: list[Event] = []
     async with lowered(url, tmp_path / "st", events) as m:
         await m.add_paths([str(tmp_path / "data")], plan=plan)

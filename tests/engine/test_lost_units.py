@@ -18,11 +18,12 @@ from tests.engine.test_collections import plan_for, run, server, units_on
 __all__ = ["server"]  # the fixture, imported for these tests
 
 
-def lose(state: Path, paths: set[str]) -> None:
-    """As a crash after the units' request was sent would leave the jobs of `paths`."""
+def lose(state: Path, paths: set[str] | None) -> None:
+    """As a crash after the units' request was sent would leave the jobs of `paths` (the
+    file names; None: every job)."""
     db = sqlite3.connect(state / "journal.sqlite3")
     for job_id, path, extra in db.execute("SELECT id, path, extra FROM jobs").fetchall():
-        if Path(bytes(path).decode()).name not in paths:
+        if paths is not None and Path(bytes(path).decode()).name not in paths:
             continue
         extra = {k: v for k, v in json.loads(extra).items() if k != "unit_id"}
         db.execute(

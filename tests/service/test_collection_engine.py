@@ -4,20 +4,19 @@ an entry each in the router)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 
 import httpx
 import pytest
 
-from synapse_tui.engine.collections import Registrar
 from synapse_tui.engine.events import JobState
 from synapse_tui.engine.journal import Journal
 from synapse_tui.engine.protocol import Credentials, ProtocolClient
 from synapse_tui.engine.scheduler import EngineOptions, UploadManager
 from synapse_tui.service.routing import Router
-from tests.engine.test_collections import TOKEN, plan_for, server
+from tests.engine.test_collection_bounded import gate_units, stem_plan
+from tests.engine.test_collections import TOKEN, server
 from tests.service.conftest import Env
 from tests.service.test_tick_work import in_batch, until
 
@@ -33,13 +32,18 @@ def unit_count(env: Env) -> int:
     return int(answer["count"])
 
 
-def test_an_upload_waits_for_its_units(engine_env: Env, tmp_path: Path) -> None:
-    data = tmp_path / "data"
+def pairs(data: Path, prefix: str, n: int) -> Path:
+    """`n` stems in `data`, each an image and its JSON label."""
     data.mkdir()
-    n = 12
     for i in range(n):
-        (data / f"c{i:03}.jpg").write_bytes(b"picture %d" % i * (1 + i))
-        (data / f"c{i:03}.json").write_text(json.dumps({"label": i}))
+        (data / f"{prefix}{i:03}.jpg").write_bytes(b"picture %d" % i * (1 + i))
+        (data / f"{prefix}{i:03}.json").write_text(json.dumps({"label": i}))
+    return data
+
+
+def test_an_upload_waits_for_its_units(engine_env: Env, tmp_path: Path) -> None:
+    n = 12
+    data = pairs(tmp_path / "data", "c", n)
     before = unit_count(engine_env)
     args = ["--collection", "1", "--group-by-stem", "--spec-map", "jpg=image,json=meta"]
     done = engine_env.run("upload", str(data), *args, "--json", timeout=120)
@@ -55,21 +59,10 @@ async def test_a_batch_waiting_for_its_units_is_unsettled_with_no_entry_per_job(
     server: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url, _ = server
-    gate = asyncio.Event()
-    real = Registrar.units
-
-    async def gated(self: Registrar) -> None:
-        await gate.wait()
-        await real(self)
-
-    monkeypatch.setattr(Registrar, "units", gated)
-    data = tmp_path / "data"
-    data.mkdir()
+    gate = gate_units(monkeypatch)
     n = 10
-    for i in range(n):
-        (data / f"u{i:03}.jpg").write_bytes(b"picture %d" % i * (1 + i))
-        (data / f"u{i:03}.json").write_text(json.dumps({"label": i}))
-    plan = await plan_for(url, group_by_stem=True, spec_map={"jpg": "image", "json": "meta"})
+    data = pairs(tmp_path / "data", "u", n)
+    plan = await stem_plan(url)
     client = ProtocolClient(url, Credentials(access_token=TOKEN))
     options = EngineOptions(host=url, chunk_size=64 * 1024, tick=0.05, backoff_base=0.01)
     m = UploadManager(client, Journal(tmp_path / "st"), options)

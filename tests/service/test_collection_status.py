@@ -4,22 +4,20 @@ holds it, yet the engine drives it (its units step is to come): not "interrupted
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
 
-from synapse_tui.engine.collections import Registrar
 from synapse_tui.engine.events import JobState
 from synapse_tui.engine.journal import Journal
 from synapse_tui.service import queries
 from synapse_tui.service.queries import status_jobs
 from synapse_tui.service.store import EngineStore
 from synapse_tui.service.wire import StatusJobs
-from tests.engine.test_collection_bounded import lowered, stems
-from tests.engine.test_collections import plan_for, server
+from tests.engine.test_collection_bounded import gate_units, lowered, stem_plan, stems
+from tests.engine.test_collections import server
 from tests.service.test_tick_work import until
 
 __all__ = ["server"]  # the fixture, imported for these tests
@@ -31,17 +29,10 @@ async def test_status_shows_the_jobs_waiting_for_their_unit_as_registering(
     if queries._OFD_GETLK is None:
         pytest.skip("no OFD lock query here: every row counts as driven")
     url, _ = server
-    gate = asyncio.Event()
-    real = Registrar.units
-
-    async def gated(self: Registrar) -> None:
-        await gate.wait()
-        await real(self)
-
-    monkeypatch.setattr(Registrar, "units", gated)
+    gate = gate_units(monkeypatch)
     n = 6
     stems(tmp_path / "data", n, twins=0)
-    plan = await plan_for(url, group_by_stem=True, spec_map={"jpg": "image", "json": "meta"})
+    plan = await stem_plan(url)
     state = tmp_path / "st"
     async with lowered(url, state, []) as m:
         await m.add_paths([str(tmp_path / "data")], plan=plan)
