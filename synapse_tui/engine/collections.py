@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -205,10 +205,6 @@ class Registrar:
         self.twins.remember(job)
         self.twins.wake(job.id)  # its twins take this data file
 
-    def pending(self) -> list[Job]:
-        """The jobs held in memory that wait for their data unit (the others are rows)."""
-        return [j for j in self.m.jobs.values() if self._waits(j)]
-
     def _waits(self, job: Job) -> bool:
         return (
             job.state == JobState.REGISTERING
@@ -226,19 +222,20 @@ class Registrar:
         many. A row changed meanwhile is checked again when its page of groups is read."""
         self.due = False
         self.waiting.clear()
-        count, after = 0, 0
+        count = 0
+        async for jobs in self._waiting_pages():
+            self.waiting.add((_plan(j).collection, _plan(j).unit_key, j.id) for j in jobs)
+            count += len(jobs)
+        return count
+
+    async def _waiting_pages(self) -> AsyncIterator[list[Job]]:
+        """This manager's jobs waiting for their unit (one held: as it is now), a page of
+        the state index at a time, the loop going on between pages."""
+        after = 0
         while recs := self.m.session.in_state(JobState.REGISTERING, after, PAGE, wait=False):
-            rows: list[tuple[int, str, int]] = []
-            for rec in recs:
-                job = self.m.queue.from_row(rec)  # one held: as it is now
-                if self._waits(job):
-                    plan = _plan(job)
-                    rows.append((plan.collection, plan.unit_key, job.id))
-            self.waiting.add(rows)
-            count += len(rows)
+            yield [job for rec in recs if self._waits(job := self.m.queue.from_row(rec))]
             after = recs[-1].id
             await asyncio.sleep(0)
-        return count
 
     async def units(self) -> None:
         """Create the data units of every complete group, in batches; adopt lost ones.
@@ -304,15 +301,10 @@ class Registrar:
         the writer's queue given room and the loop going on between pages (a million rows
         are seconds of decoding, and a write each)."""
         await self.m.journal.settled()
-        after = 0
-        while recs := self.m.session.in_state(JobState.REGISTERING, after, PAGE, wait=False):
-            for rec in recs:
-                job = self.m.queue.from_row(rec)
-                if self._waits(job):
-                    self.m.fail(job, message)
-            after = recs[-1].id
+        async for jobs in self._waiting_pages():
+            for job in jobs:
+                self.m.fail(job, message)
             await self.m.journal.room()
-            await asyncio.sleep(0)
 
     async def _collection_units(
         self, collection: int, items: list[tuple[list[Job], dict[str, Any]]]

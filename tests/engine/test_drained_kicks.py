@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -22,14 +23,14 @@ async def test_a_drained_resume_does_not_walk_the_held_jobs_per_row(
         m.drain()
         await m.add_paths([str(tmp_path / "src")])
     walks = 0
-    original = Registrar.pending
+    original = Registrar._waiting_pages  # the walk over the jobs waiting for their unit
 
-    def counted(self: Registrar) -> list[Job]:
+    def counted(self: Registrar) -> AsyncIterator[list[Job]]:
         nonlocal walks
         walks += 1
         return original(self)
 
-    monkeypatch.setattr(Registrar, "pending", counted)
+    monkeypatch.setattr(Registrar, "_waiting_pages", counted)
     events: list[Event] = []
     async with manager(FakeServer(), tmp_path / "state", events) as m:
         m.drain()  # an engine restarted drained (the setting is kept), or a `configure`
