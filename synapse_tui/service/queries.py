@@ -153,13 +153,14 @@ class ScanRun:
     totals: dict[str, int] = field(default_factory=lambda: {"files": 0, "bytes": 0})
     task: asyncio.Task[None] | None = None
     pacer: ScanPacer | None = None  # set while it runs in an engine with a manager
+    path_filter: Any = None  # its --include/--exclude (a PathFilter), read once at start
 
 
 def start_scan(service: EngineService, peer: Peer, command: ScanStart) -> dict[str, Any]:
     from synapse_tui.engine.filters import PathFilter
 
-    PathFilter.from_wire(command.filters)  # bad ones refused here, before the scan starts
-    run = ScanRun(next(_scan_ids), peer)
+    path_filter = PathFilter.from_wire(command.filters)  # bad ones refused before the scan
+    run = ScanRun(next(_scan_ids), peer, path_filter=path_filter)
     if len(peer.scans) >= 4:
         raise ConfigError("this connection runs 4 scans already")
     peer.scans[run.id] = run
@@ -167,7 +168,9 @@ def start_scan(service: EngineService, peer: Peer, command: ScanStart) -> dict[s
     return {"scan": run.id}
 
 
-def _findings(service: EngineService, command: ScanStart) -> AsyncGenerator[Checked, None]:
+def _findings(
+    service: EngineService, command: ScanStart, path_filter: Any = None
+) -> AsyncGenerator[Checked, None]:
     """The scan's batches, checked against this engine's ledger."""
     from synapse_tui.engine.scan_check import Ledger, check_scan
 
@@ -179,9 +182,6 @@ def _findings(service: EngineService, command: ScanStart) -> AsyncGenerator[Chec
         def ledger(keys: Sequence[SeenKey]) -> dict[SeenKey, str]:
             return journal.uploads_of(host, keys, wait=False)
 
-    from synapse_tui.engine.filters import PathFilter
-
-    path_filter = PathFilter.from_wire(command.filters)
     return check_scan([os.fsencode(p) for p in command.paths], ledger, path_filter)
 
 
@@ -201,7 +201,7 @@ async def _scan(service: EngineService, run: ScanRun, command: ScanStart) -> Non
         return True
 
     try:
-        async with contextlib.aclosing(_findings(service, command)) as batches:
+        async with contextlib.aclosing(_findings(service, command, run.path_filter)) as batches:
             async for checked in batches:  # closed at once when the client leaves
                 run.totals["files"] += checked.files
                 run.totals["bytes"] += checked.bytes
