@@ -175,6 +175,9 @@ def test_lost_acknowledgement_through_proxy(drf_server: DrfServer) -> None:
             assert finalize(c, url, b"abcdefghi", auth).json()["status"] == 2
         upload_id = url.rstrip("/").rsplit("/", 1)[1]
         assert drf_server.stored_bytes(upload_id) == b"abcdefghi"
+        # The proxy's thread marks a response delivered after its last byte is written,
+        # which can be after the client has read it: wait for the proxy to finish all five.
+        proxy.wait_for(lambda p: len(p.requests) == 5 and all(q.done for q in p.requests))
         assert [(q.method, q.status, q.delivered) for q in proxy.requests] == [
             ("PUT", 200, True),
             ("PUT", 200, False),
