@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 from typing import TYPE_CHECKING
@@ -190,6 +191,16 @@ class Runner:
             await m.registrar.fail_waiting(f"data unit: internal error: {type(exc).__name__}")
         finally:
             self.kick()
+
+    async def end_units(self) -> None:
+        """End a running data units step (the manager closes): nothing of it runs on, or
+        writes, after close. A request it sent may have made units whose answer is lost:
+        its jobs keep `unit_requested`, so the next run looks for those before sending."""
+        task = self.units_task
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
 
     def update_idle(self) -> None:
         m = self.m

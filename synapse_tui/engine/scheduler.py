@@ -137,6 +137,7 @@ class UploadManager:
         for job in running:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await job.task  # type: ignore[misc]
+        await self.runner.end_units()
         for job in list(self.jobs.values()):
             if not job.state.terminal and job.state != JobState.PAUSED and job.state.active:
                 self.set_state(job, JobState.PAUSED, message)
