@@ -135,6 +135,14 @@ async def existing_units(
             return
 
 
+def _unit_id(unit: dict[str, Any]) -> Any:
+    """A unit's id as journaled: an int, or the server's text escaped and bounded."""
+    unit_id = unit.get("id")
+    if unit_id is not None and (not isinstance(unit_id, int) or isinstance(unit_id, bool)):
+        unit_id = escape_text(str(unit_id))[:64]  # server text: shown and journaled
+    return unit_id
+
+
 def _plan(job: Job) -> UnitPlan:
     """The plan of a job the registrar holds (only jobs with one reach it)."""
     assert job.steps.plan is not None
@@ -372,12 +380,19 @@ class Registrar:
         """Record the lost units the server has (and take them out of `items`), reading its
         list a page at a time, and no further than the last one found."""
         taken = self.taken  # a unit found is one group's: twins alike get their own
+        await self.m.journal.settled()  # the units recorded so far, read without a wait
         pages = existing_units(self.m.client, collection)
         try:
             async for page in pages:
                 for members, body in list(lost):
                     match = next(
-                        (u for u in page if u.get("id") not in taken and same_unit(u, body)),
+                        (
+                            u
+                            for u in page
+                            if u.get("id") not in taken
+                            and same_unit(u, body)
+                            and not self._anothers(members, u)
+                        ),
                         None,
                     )
                     if match is not None:
@@ -390,10 +405,20 @@ class Registrar:
         finally:
             await pages.aclose()
 
+    def _anothers(self, members: list[Job], unit: dict[str, Any]) -> bool:
+        """Is `unit` (as the server lists it) one this journal recorded for another group?
+        Read as committed: a unit recorded earlier in this step counts."""
+        first = members[0]
+        return self.m.journal.unit_recorded(
+            self.m.options.host,
+            first.fingerprint,
+            first.size,
+            _unit_id(unit),
+            [j.id for j in members],
+        )
+
     def _record(self, members: list[Job], unit: dict[str, Any]) -> None:
-        unit_id = unit.get("id")
-        if unit_id is not None and (not isinstance(unit_id, int) or isinstance(unit_id, bool)):
-            unit_id = escape_text(str(unit_id))[:64]  # server text: shown and journaled
+        unit_id = _unit_id(unit)
         collection = unit.get("data_collection")
         if not isinstance(collection, int) or isinstance(collection, bool):
             collection = _plan(members[0]).collection

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from synapse_tui.engine.events import Event, JobState, Listener
@@ -84,6 +84,10 @@ class RegistrarJournal(Protocol):
     def uploaded(self, host: str, fingerprint: str, size: int) -> LedgerEntry | None: ...
 
     def data_file_of(self, host: str, fingerprint: str, size: int) -> tuple[Any, str] | None: ...
+
+    def unit_recorded(
+        self, host: str, fingerprint: str, size: int, unit_id: Any, exclude: Sequence[int]
+    ) -> bool: ...
 
     async def settled(self) -> None: ...
 

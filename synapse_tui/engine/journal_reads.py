@@ -181,6 +181,24 @@ class JournalReads:
                 return steps.data_file_id, steps.checksum
         return None
 
+    def unit_recorded(
+        self, host: str, fingerprint: str, size: int, unit_id: Id, exclude: Sequence[int]
+    ) -> bool:
+        """Does a job of this content, other than those of `exclude`, record data unit
+        `unit_id`? Equal files under an equal stem make units the server cannot tell
+        apart: a unit looked for after a lost answer is never one given another group."""
+        marks = ",".join("?" * len(exclude))
+        row = (
+            self._read()
+            .execute(
+                "SELECT 1 FROM jobs WHERE host = ? AND fingerprint = ? AND size = ?"
+                f" AND id NOT IN ({marks}) AND json_extract(extra, '$.unit_id') = ? LIMIT 1",
+                (host, fingerprint, size, *exclude, unit_id),
+            )
+            .fetchone()
+        )
+        return row is not None
+
     def uploaded(
         self, host: str, fingerprint: str, size: int, *, wait: bool = True
     ) -> LedgerEntry | None:
