@@ -22,7 +22,7 @@ from synapse_tui.engine.events import (
 from synapse_tui.engine.filters import PathFilter
 from synapse_tui.engine.job import Job, job_from_record
 from synapse_tui.engine.journal import Added, JobRecord, NewJob
-from synapse_tui.engine.names import display_path
+from synapse_tui.engine.names import absolute, display_path
 from synapse_tui.engine.pacing import ScanPacer
 from synapse_tui.engine.scan import FoundFile, Refused, scan
 from synapse_tui.engine.session import SeenKey
@@ -151,10 +151,10 @@ class Intake:
         last_emit = 0.0
         try:
             ownership.adopt_relative(m.journal)  # so an older job of these files is found
-            absolute = [ownership.absolute(os.fsencode(p)) for p in paths]
+            roots = [absolute(os.fsencode(p)) for p in paths]
             await m.journal.settled()  # never a wait for the writer on this loop
             presigned_cancelled = presigned_journal.any_cancelled(m.journal)
-            async for batch in scan(absolute, path_filter=path_filter):
+            async for batch in scan(roots, path_filter=path_filter):
                 started_batch = self.pacer.clock()
                 await m.journal.settled()  # its reads see every write of this process
                 adds: dict[Key, NewJob] = {}  # the batch's new jobs: one write

@@ -50,3 +50,21 @@ def upload_filename(path: bytes | str, limit: int = 255) -> str:
     if dot and 0 < len(ext) <= 16:
         return stem[: limit - len(ext) - 2] + "~." + ext
     return name[: limit - 1] + "~"
+
+
+def absolute(path: bytes) -> bytes:
+    """`path` from the current folder, so the journal can resume it from any folder.
+
+    Only `.` components and doubled slashes go: `..` stays, because after a symbolic link
+    `link/..` is the link target's parent, not the current folder (what the kernel and the
+    shell's `ls` see), and os.path.abspath would have named another file.
+    """
+    if not os.path.isabs(path):
+        path = os.path.join(os.getcwd().encode(), path)
+    parts = [p for p in path.split(b"/") if p not in (b"", b".")]
+    return b"/" + b"/".join(parts)
+
+
+def absolute_text(path: str) -> str:
+    """`absolute` of a path as the command line gives it (text, surrogate-escaped)."""
+    return os.fsdecode(absolute(os.fsencode(path)))

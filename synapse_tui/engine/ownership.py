@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from synapse_tui.engine.events import JobElsewhere, JobState, JobStateChanged
 from synapse_tui.engine.hashing import Identity
 from synapse_tui.engine.journal import JobRecord, Journal
+from synapse_tui.engine.names import absolute
 from synapse_tui.engine.steps import JobSteps
 
 if TYPE_CHECKING:
@@ -29,19 +30,6 @@ _TAKEN = (
     JobState.REGISTERING,
 )
 DRIVEN_ELSEWHERE = "another synapse-tui drives it"
-
-
-def absolute(path: bytes) -> bytes:
-    """`path` from the current folder, so the journal can resume it from any folder.
-
-    Only `.` components and doubled slashes go: `..` stays, because after a symbolic link
-    `link/..` is the link target's parent, not the current folder (what the kernel and the
-    shell's `ls` see), and os.path.abspath would have named another file.
-    """
-    if not os.path.isabs(path):
-        path = os.path.join(os.getcwd().encode(), path)
-    parts = [p for p in path.split(b"/") if p not in (b"", b".")]
-    return b"/" + b"/".join(parts)
 
 
 def adopt_relative(journal: Journal) -> list[JobRecord]:

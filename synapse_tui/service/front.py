@@ -25,7 +25,7 @@ from synapse_tui.engine.events import (
     ScanProgress,
     UnitRegistered,
 )
-from synapse_tui.engine.names import display_path
+from synapse_tui.engine.names import absolute_text, display_path
 from synapse_tui.engine.proxy import routing_table
 from synapse_tui.headless import Reporter, catch_interrupts, make_reporter
 from synapse_tui.reports import warn_no_files
@@ -136,7 +136,7 @@ def as_given(paths: list[str]) -> Callable[[str], str]:
     """The engine scans absolute paths (it runs in another folder); a path the user gave
     relative is shown as given, as the in-process run shows it."""
     prefixes = [
-        (display_path(os.fsencode(os.path.abspath(p))), display_path(os.fsencode(p)))
+        (display_path(os.fsencode(absolute_text(p))), display_path(os.fsencode(p)))
         for p in paths
         if not os.path.isabs(p)
     ]
@@ -203,7 +203,7 @@ async def _follow(settings: Settings, args: argparse.Namespace, reporter: Report
         if args.command == "upload":
             batch = await client.request(
                 Add(
-                    paths=[os.path.abspath(p) for p in args.paths],
+                    paths=[absolute_text(p) for p in args.paths],
                     force=args.force,
                     priority=args.priority,
                     chunk_size=args.chunk_size,

@@ -9,6 +9,7 @@ import time
 
 from synapse_tui.config import Settings
 from synapse_tui.engine.errors import ConfigError
+from synapse_tui.engine.names import absolute_text
 from synapse_tui.reports import ScanWriter, StatusWriter, warn_no_files, write_pruned
 from synapse_tui.service.client import EngineClient, EngineUnavailable, Refused, connect
 from synapse_tui.service.spawn import LOG_NAME, foreground_requested
@@ -93,7 +94,7 @@ async def scan_via_engine(settings: Settings, args: argparse.Namespace) -> int |
     writer = ScanWriter(args.json)  # each page's findings printed as it comes: none kept
     started = time.monotonic()
     try:
-        absolute = [os.path.abspath(p) for p in args.paths]
+        absolute = [absolute_text(p) for p in args.paths]
         filters = filters_for(client.status, args)
         scan_id = (await client.request(ScanStart(absolute, settings.host, filters)))["scan"]
         while True:  # a page waits for the engine's next finding: no time limit
