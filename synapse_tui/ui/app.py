@@ -20,6 +20,7 @@ from textual.theme import Theme
 from synapse_tui.config import Settings, redact, save_own_config
 from synapse_tui.engine.collections import CollectionPlan
 from synapse_tui.engine.errors import ConfigError
+from synapse_tui.engine.names import absolute
 from synapse_tui.engine.protocol import Credentials
 from synapse_tui.service import engine_settings
 from synapse_tui.service.spawn import fingerprint
@@ -84,7 +85,7 @@ class SynapseApp(App[int]):
     ) -> None:
         super().__init__()
         self.settings = settings
-        self.directory = os.path.abspath(os.fsencode(directory))
+        self.directory = absolute(os.fsencode(directory))  # `link/..` as the kernel names it
         self.local = local
         self.factory = factory
         self.frozen = frozen

@@ -18,6 +18,7 @@ from synapse_tui.config import Settings
 from synapse_tui.engine.collections import Collection, CollectionPlan
 from synapse_tui.engine.errors import UploadGone
 from synapse_tui.engine.journal import Journal
+from synapse_tui.engine.names import absolute
 from synapse_tui.engine.queue_view import Ask
 from synapse_tui.service import wire
 from synapse_tui.service.client import EngineClient, Refused, connect
@@ -121,7 +122,7 @@ class ServiceBridge:
     def queue_paths(
         self, paths: Sequence[bytes], force: bool = False, plan: CollectionPlan | None = None
     ) -> None:
-        add = wire.Add(paths=[os.fsdecode(os.path.abspath(p)) for p in paths], force=force)
+        add = wire.Add(paths=[os.fsdecode(absolute(p)) for p in paths], force=force)
         add.follow = False  # its events reach this client as a subscriber
         if plan is not None:
             add.collection = plan.collection.id

@@ -27,7 +27,7 @@ from synapse_tui.engine.events import (
     ScanProgress,
     TotalProgress,
 )
-from synapse_tui.engine.names import display_path
+from synapse_tui.engine.names import absolute, display_path
 from synapse_tui.ui.collection_choice import describe_plan
 from synapse_tui.ui.messages import EngineUpdate
 from synapse_tui.ui.screens.job_actions import JobActions
@@ -86,7 +86,7 @@ class DashboardScreen(JobActions, Screen[None]):
 
     def __init__(self, directory: bytes, *, frozen: bool = False) -> None:
         super().__init__()
-        self.directory = os.path.abspath(directory)
+        self.directory = absolute(directory)
         self.frozen = frozen
         self.current_pane = "browser"
         self._concurrency = 4

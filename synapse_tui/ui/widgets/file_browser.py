@@ -16,7 +16,7 @@ from textual.reactive import reactive
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
-from synapse_tui.engine.names import display_name, display_path
+from synapse_tui.engine.names import absolute, display_name, display_path
 from synapse_tui.ui.folder_sizes import MarkedSizes
 from synapse_tui.ui.listing import Entry, Folder, list_folder, visible_rule
 from synapse_tui.ui.widgets.browser_marks import BrowserMarks
@@ -49,7 +49,7 @@ class FileBrowser(BrowserMarks, MarkedSizes, Tree[Entry]):
     """Only files whose name contains this (or matches it as a glob) are listed."""
 
     def __init__(self, root: bytes, *, id: str | None = None) -> None:
-        self.root_path = os.path.abspath(root)
+        self.root_path = absolute(root)
         self.marked: set[bytes] = set()
         """Absolute paths of marked entries; they persist while moving between folders."""
         self.uploaded: set[bytes] = set()
