@@ -80,10 +80,14 @@ class BrowserMarks(_Base):
         self.marked ^= paths
         self._marks_changed()
 
-    def action_mark_all(self) -> None:
+    def _cursor_folder(self) -> bytes:
+        """The folder whose entries the cursor is among."""
         node = self.cursor_node
         parent = node.parent if node is not None and node.parent is not None else self.root
-        folder = parent.data.path if parent.data is not None else self.root_path
+        return parent.data.path if parent.data is not None else self.root_path
+
+    def action_mark_all(self) -> None:
+        folder = self._cursor_folder()
         if folder in self._left_out:  # more than listed: all of it is the folder itself
             if self.name_filter:  # the folder would queue the files the filter leaves out
                 self.notify(
@@ -104,8 +108,19 @@ class BrowserMarks(_Base):
         from synapse_tui.ui.screens.prompt import PromptScreen
 
         def done(pattern: str | None) -> None:
-            if pattern:
-                n = self.mark_glob(pattern, mode == "mark")
+            if not pattern:
+                return
+            folder = self._cursor_folder()
+            n = self.mark_glob(pattern, mode == "mark")
+            more = self._left_out.get(folder)
+            if more:  # listed in part: the glob saw only what is listed
+                self.notify(
+                    f"{mode}ed {n:,} of the entries listed matching {pattern};"
+                    f" {display_name(folder)} holds {more:,} more not listed:"
+                    " / filters the folder to list them",
+                    severity="warning",
+                )
+            else:
                 self.notify(f"{mode}ed {n} entr{'y' if n == 1 else 'ies'} matching {pattern}")
 
         title = "Mark by glob" if mode == "mark" else "Unmark by glob"
