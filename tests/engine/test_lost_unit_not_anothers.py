@@ -5,7 +5,6 @@ the journal can."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections import Counter
 from pathlib import Path
@@ -18,6 +17,7 @@ from synapse_tui.engine.errors import OutcomeUnknown
 from synapse_tui.engine.journal import Journal
 from synapse_tui.engine.protocol import ProtocolClient
 from tests.engine.test_collections import plan_for, run, server, units_on
+from tests.engine.test_lost_units import lose
 
 __all__ = ["server"]  # the fixture, imported for these tests
 
@@ -32,17 +32,7 @@ def two_folders(data: Path) -> None:
 
 def lose_folder(state: Path, folder: bytes) -> None:
     """As a crash after the units' request of `folder`'s group was sent would leave it."""
-    db = sqlite3.connect(state / "journal.sqlite3")
-    for job_id, path, extra in db.execute("SELECT id, path, extra FROM jobs").fetchall():
-        if f"/{folder.decode()}/".encode() not in bytes(path):
-            continue
-        steps = {k: v for k, v in json.loads(extra).items() if k != "unit_id"}
-        db.execute(
-            "UPDATE jobs SET state = 'registering', extra = ? WHERE id = ?",
-            (json.dumps({**steps, "unit_requested": True}), job_id),
-        )
-    db.commit()
-    db.close()
+    lose(state, None, where=lambda path: b"/" + folder + b"/" in path)
 
 
 def recorded(state: Path) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +19,14 @@ from tests.engine.test_collections import plan_for, run, server, units_on
 __all__ = ["server"]  # the fixture, imported for these tests
 
 
-def lose(state: Path, paths: set[str] | None) -> None:
+def lose(state: Path, paths: set[str] | None, where: Callable[[bytes], bool] | None = None) -> None:
     """As a crash after the units' request was sent would leave the jobs of `paths` (the
-    file names; None: every job)."""
+    file names; None: every job), or those whose path `where` takes."""
     db = sqlite3.connect(state / "journal.sqlite3")
     for job_id, path, extra in db.execute("SELECT id, path, extra FROM jobs").fetchall():
         if paths is not None and Path(bytes(path).decode()).name not in paths:
+            continue
+        if where is not None and not where(bytes(path)):
             continue
         extra = {k: v for k, v in json.loads(extra).items() if k != "unit_id"}
         db.execute(
