@@ -407,7 +407,9 @@ class Registrar:
 
     def _anothers(self, members: list[Job], unit: dict[str, Any]) -> bool:
         """Is `unit` (as the server lists it) one this journal recorded for another group?
-        Read as committed: a unit recorded earlier in this step counts."""
+        Read as committed, never waiting for the writer on the loop (another process may
+        hold its lock): a unit recorded earlier in this step was settled before the look
+        began, and one found during it is in `taken`."""
         first = members[0]
         return self.m.journal.unit_recorded(
             self.m.options.host,
@@ -415,6 +417,7 @@ class Registrar:
             first.size,
             _unit_id(unit),
             [j.id for j in members],
+            wait=False,
         )
 
     def _record(self, members: list[Job], unit: dict[str, Any]) -> None:

@@ -86,7 +86,14 @@ class RegistrarJournal(Protocol):
     def data_file_of(self, host: str, fingerprint: str, size: int) -> tuple[Any, str] | None: ...
 
     def unit_recorded(
-        self, host: str, fingerprint: str, size: int, unit_id: Any, exclude: Sequence[int]
+        self,
+        host: str,
+        fingerprint: str,
+        size: int,
+        unit_id: Any,
+        exclude: Sequence[int],
+        *,
+        wait: bool = True,
     ) -> bool: ...
 
     async def settled(self) -> None: ...

@@ -182,14 +182,22 @@ class JournalReads:
         return None
 
     def unit_recorded(
-        self, host: str, fingerprint: str, size: int, unit_id: Id, exclude: Sequence[int]
+        self,
+        host: str,
+        fingerprint: str,
+        size: int,
+        unit_id: Id,
+        exclude: Sequence[int],
+        *,
+        wait: bool = True,
     ) -> bool:
         """Does a job of this content, other than those of `exclude`, record data unit
         `unit_id`? Equal files under an equal stem make units the server cannot tell
-        apart: a unit looked for after a lost answer is never one given another group."""
+        apart: a unit looked for after a lost answer is never one given another group.
+        `wait=False`: as committed (see `uploaded`)."""
         marks = ",".join("?" * len(exclude))
         row = (
-            self._read()
+            (self._read() if wait else self._db)
             .execute(
                 "SELECT 1 FROM jobs WHERE host = ? AND fingerprint = ? AND size = ?"
                 f" AND id NOT IN ({marks}) AND json_extract(extra, '$.unit_id') = ? LIMIT 1",
