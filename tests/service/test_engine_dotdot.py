@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.service.conftest import Env
+from tests.service.conftest import Env, engine_pid
 
 
 def _done(stdout: str) -> list[dict[str, Any]]:
@@ -51,10 +51,19 @@ def test_scan_of_link_dotdot_through_the_engine_counts_the_link_targets_parent(
     here.mkdir()
     (here / "c.bin").write_bytes(b"three")
     (here / "link").symlink_to(target)
-    started = engine_env.run("upload", str(here / "c.bin"), "--detach")
+    # An engine kept busy through the scan (a slow upload): with none running, `scan`
+    # runs in this process, and a tiny upload's engine leaves a second after it is done,
+    # which a slow machine's next command can come after.
+    slow = tmp_path / "slow.bin"
+    slow.write_bytes(os.urandom(512 * 1024))
+    started = engine_env.run("upload", str(slow), "--detach", "--bwlimit", "64K")
     assert started.returncode == 0, started.stderr
+    pid = engine_pid(engine_env.state)
+    assert pid is not None
     run = engine_env.run("scan", "link/..", "--json", cwd=here)
     assert run.returncode == 0, run.stderr
+    assert engine_pid(engine_env.state) == pid  # the scan went through that engine
     events = [json.loads(line) for line in run.stdout.splitlines() if line.strip()]
     [summary] = [e for e in events if e["event"] == "scan"]
     assert summary["files"] == 2
+    assert engine_env.run("engine", "stop").returncode == 0
