@@ -21,8 +21,10 @@ def _fds(pid: int) -> dict[int, str]:
 
 def test_the_engine_is_a_clean_fork_of_the_upload_command(engine_env: Env, tmp_path: Path) -> None:
     f = tmp_path / "a.bin"
-    f.write_bytes(os.urandom(4096))
-    run = engine_env.run("upload", str(f), "--detach")
+    # Slow (4 s at the limit): the engine is still up when it is looked at below. A tiny
+    # file's engine leaves a second after its upload, which a slow machine can outlast.
+    f.write_bytes(os.urandom(256 * 1024))
+    run = engine_env.run("upload", str(f), "--detach", "--bwlimit", "64K")
     assert run.returncode == 0, run.stderr
     pid = engine_pid(engine_env.state)
     assert pid is not None
