@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import ClassVar
 
 from rich.style import Style
@@ -333,13 +332,11 @@ class JobQueue(QueueCursor, ScrollView, can_focus=True):
     # -- cells ------------------------------------------------------------------------------
 
     def _relative(self, path: str) -> str:
-        if self.base:
-            try:
-                rel = os.path.relpath(path, self.base)
-            except ValueError:
-                return path
-            if not rel.startswith(".."):
-                return rel
+        # By prefix, as the log does: os.path.relpath folds `..` away, and a folder named
+        # `link/..` (the link target's parent) would seem to hold the current folder's files.
+        prefix = self.base.rstrip("/") + "/" if self.base else ""
+        if prefix and path.startswith(prefix) and len(path) > len(prefix):
+            return path[len(prefix) :]
         return path
 
     def _plain_cells(self, row: JobRow, width: int) -> tuple[str, ...]:
