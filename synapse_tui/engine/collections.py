@@ -384,6 +384,7 @@ class Registrar:
         pages = existing_units(self.m.client, collection)
         try:
             async for page in pages:
+                recorded: dict[tuple[str, int], dict[Any, set[int]]] = {}  # by content
                 for members, body in list(lost):
                     match = next(
                         (
@@ -391,7 +392,7 @@ class Registrar:
                             for u in page
                             if u.get("id") not in taken
                             and same_unit(u, body)
-                            and not self._anothers(members, u)
+                            and not self._anothers(members, u, page, recorded)
                         ),
                         None,
                     )
@@ -405,20 +406,25 @@ class Registrar:
         finally:
             await pages.aclose()
 
-    def _anothers(self, members: list[Job], unit: dict[str, Any]) -> bool:
+    def _anothers(
+        self,
+        members: list[Job],
+        unit: dict[str, Any],
+        page: list[dict[str, Any]],
+        recorded: dict[tuple[str, int], dict[Any, set[int]]],
+    ) -> bool:
         """Is `unit` (as the server lists it) one this journal recorded for another group?
         Read as committed, never waiting for the writer on the loop (another process may
         hold its lock): a unit recorded earlier in this step was settled before the look
-        began, and one found during it is in `taken`."""
+        began, and one found during it is in `taken`. One read per content and page, kept
+        in `recorded`: equal groups pass each other's units, a read each was quadratic."""
         first = members[0]
-        return self.m.journal.unit_recorded(
-            self.m.options.host,
-            first.fingerprint,
-            first.size,
-            _unit_id(unit),
-            [j.id for j in members],
-            wait=False,
-        )
+        content = (first.fingerprint, first.size)
+        if content not in recorded:
+            recorded[content] = self.m.journal.units_recorded(
+                self.m.options.host, *content, [i for u in page if (i := _unit_id(u)) is not None]
+            )
+        return bool(recorded[content].get(_unit_id(unit), set()) - {j.id for j in members})
 
     def _record(self, members: list[Job], unit: dict[str, Any]) -> None:
         unit_id = _unit_id(unit)

@@ -85,16 +85,9 @@ class RegistrarJournal(Protocol):
 
     def data_file_of(self, host: str, fingerprint: str, size: int) -> tuple[Any, str] | None: ...
 
-    def unit_recorded(
-        self,
-        host: str,
-        fingerprint: str,
-        size: int,
-        unit_id: Any,
-        exclude: Sequence[int],
-        *,
-        wait: bool = True,
-    ) -> bool: ...
+    def units_recorded(
+        self, host: str, fingerprint: str, size: int, unit_ids: Sequence[Any]
+    ) -> dict[Any, set[int]]: ...
 
     async def settled(self) -> None: ...
 

@@ -181,31 +181,27 @@ class JournalReads:
                 return steps.data_file_id, steps.checksum
         return None
 
-    def unit_recorded(
-        self,
-        host: str,
-        fingerprint: str,
-        size: int,
-        unit_id: Id,
-        exclude: Sequence[int],
-        *,
-        wait: bool = True,
-    ) -> bool:
-        """Does a job of this content, other than those of `exclude`, record data unit
-        `unit_id`? Equal files under an equal stem make units the server cannot tell
-        apart: a unit looked for after a lost answer is never one given another group.
-        `wait=False`: as committed (see `uploaded`)."""
-        marks = ",".join("?" * len(exclude))
-        row = (
-            (self._read() if wait else self._db)
-            .execute(
-                "SELECT 1 FROM jobs WHERE host = ? AND fingerprint = ? AND size = ?"
-                f" AND id NOT IN ({marks}) AND json_extract(extra, '$.unit_id') = ? LIMIT 1",
-                (host, fingerprint, size, *exclude, unit_id),
+    def units_recorded(
+        self, host: str, fingerprint: str, size: int, unit_ids: Sequence[Id]
+    ) -> dict[Id, set[int]]:
+        """Which of `unit_ids` (a page of the server's units) jobs of this content record,
+        and which jobs, as committed: one read for the page, not one per unit. Equal files
+        under an equal stem make units the server cannot tell apart: a unit looked for
+        after a lost answer is never one given another group."""
+        found: dict[Id, set[int]] = {}
+        wanted = list(dict.fromkeys(unit_ids))
+        for start in range(0, len(wanted), 500):  # host parameters per query, far below the limit
+            part = wanted[start : start + 500]
+            marks = ",".join("?" * len(part))
+            rows = self._db.execute(
+                "SELECT id, json_extract(extra, '$.unit_id') FROM jobs"
+                " WHERE host = ? AND fingerprint = ? AND size = ?"
+                f" AND json_extract(extra, '$.unit_id') IN ({marks})",
+                (host, fingerprint, size, *part),
             )
-            .fetchone()
-        )
-        return row is not None
+            for job_id, unit_id in rows:
+                found.setdefault(unit_id, set()).add(job_id)
+        return found
 
     def uploaded(
         self, host: str, fingerprint: str, size: int, *, wait: bool = True
