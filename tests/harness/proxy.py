@@ -278,6 +278,7 @@ class FaultProxy:
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._conn_ids = itertools.count(1)
+        self.accepted = 0  # the last client connection's id: later ones are another client's
         self._stopping: asyncio.Event | None = None
 
     @property
@@ -376,7 +377,7 @@ class FaultProxy:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
-        conn_id = next(self._conn_ids)
+        conn_id = self.accepted = next(self._conn_ids)
         upstream: _Upstream | None = None
         rst = False
         try:
@@ -665,6 +666,10 @@ class ThreadedFaultProxy:
     @property
     def rules(self) -> list[Rule]:
         return self.proxy.rules
+
+    @property
+    def accepted(self) -> int:
+        return self.proxy.accepted
 
     def start(self, timeout: float = 10.0) -> str:
         """Start the thread and the proxy; returns the proxy's URL."""
