@@ -44,16 +44,22 @@ def recorded(state: Path) -> dict[str, Any]:
     return {folder: ids.pop() for folder, ids in by_folder.items()}
 
 
-async def test_a_group_lost_to_a_crash_does_not_take_the_unit_of_its_equal(
-    server: tuple[str, Path], tmp_path: Path
-) -> None:
-    url, root = server
+async def two_folders_uploaded(url: str, tmp_path: Path) -> tuple[Path, dict[str, Any]]:
+    """`two_folders` uploaded into the collection, a unit per folder: the journal's folder
+    and each folder's unit id."""
     data = tmp_path / "data"
     two_folders(data)
     plan = await plan_for(url, group_by_stem=True, spec_map={"jpg": "image", "json": "meta"})
     state = tmp_path / "st"
     await run(url, state, [data], plan)
-    first = recorded(state)
+    return state, recorded(state)
+
+
+async def test_a_group_lost_to_a_crash_does_not_take_the_unit_of_its_equal(
+    server: tuple[str, Path], tmp_path: Path
+) -> None:
+    url, root = server
+    state, first = await two_folders_uploaded(url, tmp_path)
     assert len(units_on(url)) == 2 and first["a"] != first["b"]
     # b's request was sent when the process died, and never reached the server.
     lose_folder(state, b"b")

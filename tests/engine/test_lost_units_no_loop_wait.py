@@ -16,8 +16,8 @@ from synapse_tui.engine import collections
 from synapse_tui.engine.events import Event, JobState
 from synapse_tui.engine.journal import Journal
 from synapse_tui.engine.protocol import ProtocolClient
-from tests.engine.test_collections import make_manager, plan_for, run, server, units_on
-from tests.engine.test_lost_unit_not_anothers import lose_folder, recorded, two_folders
+from tests.engine.test_collections import make_manager, server, units_on
+from tests.engine.test_lost_unit_not_anothers import lose_folder, recorded, two_folders_uploaded
 from tests.harness.lock_holder import LockHolder
 
 __all__ = ["server"]  # the fixture, imported for these tests
@@ -27,12 +27,7 @@ async def test_finding_lost_units_does_not_wait_for_the_writer_on_the_loop(
     server: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url, _ = server
-    data = tmp_path / "data"
-    two_folders(data)
-    plan = await plan_for(url, group_by_stem=True, spec_map={"jpg": "image", "json": "meta"})
-    state = tmp_path / "st"
-    await run(url, state, [data], plan)
-    first = recorded(state)
+    state, first = await two_folders_uploaded(url, tmp_path)
     # Both groups' requests were sent when the process died: both units are to be found.
     lose_folder(state, b"a")
     lose_folder(state, b"b")
